@@ -1,0 +1,78 @@
+// Causal multi-head self-attention over a fused QKV projection (GPT-2 layout), with the
+// softmax fused in; the only T×T state kept is the probabilities backward needs.
+//
+// Layout (B batch, T positions, H heads, D head dim, C = H·D):
+//   qkv   [B, T, 3C]: q = cols [0, C), k = [C, 2C), v = [2C, 3C); head h of each uses
+//         cols h·D .. h·D+D-1 of its third (the Hugging Face c_attn split).
+//   out   [B, T, C]: head h at cols h·D (heads merged back).
+//   probs [B, H, T, T]: P[t, j] = softmax_j≤t(q_t·k_j / sqrt(D)); entries j > t are 0.
+// Forward overwrites out and probs. Backward writes dqkv (=|+=), reading dout, qkv and
+// probs:
+//   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),  dQ = dS K / sqrt(D),
+//   dK = dSᵀ Q / sqrt(D).
+// dqkv must not alias any input.
+//
+// Decode (generation with a KV cache): one new query per sequence attends to the first
+// `len` cached positions (the new position's k and v already written at len-1):
+//   q [B, C], k_cache and v_cache [B, max_len, C], out [B, C] (overwritten).
+//
+// Tolerance against the reference: forward atol = rtol = Fp32ReductionRtol(max(T, D)) · 4;
+// backward the same with rtol doubled (two chained reductions).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/dispatch.h"
+#include "kernels/common/kernel.h"
+
+namespace colossal::kernels {
+
+struct AttentionShape {
+  int64_t batch = 0;  // B
+  int64_t seq = 0;    // T
+  int64_t heads = 0;  // H
+  int64_t head_dim = 0;  // D
+  int64_t channels() const { return heads * head_dim; }
+};
+
+using AttentionForwardFn = void(const float* qkv, float* out, float* probs,
+                                const AttentionShape& shape, Stream stream);
+Dispatch<AttentionForwardFn>& AttentionForwardTable();
+
+using AttentionBackwardFn = void(const float* dout, const float* qkv, const float* probs,
+                                 float* dqkv, const AttentionShape& shape,
+                                 Accumulate accumulate, Stream stream);
+Dispatch<AttentionBackwardFn>& AttentionBackwardTable();
+
+using AttentionDecodeFn = void(const float* q, const float* k_cache, const float* v_cache,
+                               float* out, int64_t batch, int64_t len, int64_t max_len,
+                               int64_t heads, int64_t head_dim, Stream stream);
+Dispatch<AttentionDecodeFn>& AttentionDecodeTable();
+
+template <typename T>
+void AttentionForwardRef(const T* qkv, T* out, T* probs, const AttentionShape& shape);
+template <typename T>
+void AttentionBackwardRef(const T* dout, const T* qkv, const T* probs, T* dqkv,
+                          const AttentionShape& shape, Accumulate accumulate);
+template <typename T>
+void AttentionDecodeRef(const T* q, const T* k_cache, const T* v_cache, T* out, int64_t batch,
+                        int64_t len, int64_t max_len, int64_t heads, int64_t head_dim);
+
+inline void AttentionForward(const float* qkv, float* out, float* probs,
+                             const AttentionShape& shape, Stream stream = {}) {
+  AttentionForwardTable().Get(stream.backend, DType::kF32)(qkv, out, probs, shape, stream);
+}
+inline void AttentionBackward(const float* dout, const float* qkv, const float* probs,
+                              float* dqkv, const AttentionShape& shape, Accumulate accumulate,
+                              Stream stream = {}) {
+  AttentionBackwardTable().Get(stream.backend, DType::kF32)(dout, qkv, probs, dqkv, shape,
+                                                            accumulate, stream);
+}
+inline void AttentionDecode(const float* q, const float* k_cache, const float* v_cache,
+                            float* out, int64_t batch, int64_t len, int64_t max_len,
+                            int64_t heads, int64_t head_dim, Stream stream = {}) {
+  AttentionDecodeTable().Get(stream.backend, DType::kF32)(q, k_cache, v_cache, out, batch, len,
+                                                          max_len, heads, head_dim, stream);
+}
+
+}  // namespace colossal::kernels

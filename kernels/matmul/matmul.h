@@ -1,0 +1,69 @@
+// Matmul: C (=|+=) alpha * op(A) · op(B) + bias, row-major, fp32, with fused bias;
+// and the bias gradient. The CPU twin calls oneDNN's dnnl_sgemm (chosen over OpenBLAS
+// by matmul_bench on this machine, see kernels/matmul/README.md); the reference is a
+// naive triple loop accumulating in double.
+//
+// Shapes: op(A) is [m, k], op(B) is [k, n], C is [m, n]; op(X) = X or Xᵀ per Trans.
+// Leading dimensions are row strides of the matrices as stored (A stored [m, k] with
+// lda >= k when trans_a == kNo, stored [k, m] with lda >= m when kYes; same for B).
+// bias (optional, [n]) is added to every row of C.
+// Accumulate::kNo: C = alpha·op(A)op(B) + bias.  kYes: C += alpha·op(A)op(B) + bias.
+// m, n or k may be 0 (k == 0 gives C = bias, or C unchanged + bias when accumulating).
+// Threading: the CPU twin uses the calling thread's OpenMP team; called from inside a
+// parallel region it runs on the calling thread alone (attention relies on this).
+//
+// Tolerance against the reference (fp32 inputs in [-1, 1]): atol = rtol =
+// Fp32ReductionRtol(k) · max(1, |alpha|): the GEMM sums k products in fp32 with blocked
+// order.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/dispatch.h"
+#include "kernels/common/kernel.h"
+
+namespace colossal::kernels {
+
+enum class Trans : uint8_t { kNo, kYes };
+
+template <typename T>
+struct MatmulArgsT {
+  Trans trans_a = Trans::kNo;
+  Trans trans_b = Trans::kNo;
+  int64_t m = 0, n = 0, k = 0;
+  const T* a = nullptr;
+  int64_t lda = 0;
+  const T* b = nullptr;
+  int64_t ldb = 0;
+  T* c = nullptr;
+  int64_t ldc = 0;
+  const T* bias = nullptr;  // [n] or nullptr
+  float alpha = 1.0f;
+  Accumulate accumulate = Accumulate::kNo;
+};
+using MatmulArgs = MatmulArgsT<float>;
+
+using MatmulFn = void(const MatmulArgs& args, Stream stream);
+Dispatch<MatmulFn>& MatmulTable();
+
+// db[j] (=|+=) sum_i dy[i, j] for dy [m, n] with row stride ld (>= n).
+using BiasGradFn = void(const float* dy, int64_t m, int64_t n, int64_t ld, float* db,
+                        Accumulate accumulate, Stream stream);
+Dispatch<BiasGradFn>& BiasGradTable();
+
+// The specification (double accumulation); instantiated for float and double.
+template <typename T>
+void MatmulRef(const MatmulArgsT<T>& args);
+template <typename T>
+void BiasGradRef(const T* dy, int64_t m, int64_t n, int64_t ld, T* db, Accumulate accumulate);
+
+// Convenience entry points through the dispatch table.
+inline void Matmul(const MatmulArgs& args, Stream stream = {}) {
+  MatmulTable().Get(stream.backend, DType::kF32)(args, stream);
+}
+inline void BiasGrad(const float* dy, int64_t m, int64_t n, int64_t ld, float* db,
+                     Accumulate accumulate, Stream stream = {}) {
+  BiasGradTable().Get(stream.backend, DType::kF32)(dy, m, n, ld, db, accumulate, stream);
+}
+
+}  // namespace colossal::kernels

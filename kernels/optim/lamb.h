@@ -1,0 +1,55 @@
+// LAMB over one parameter segment, in two phases so that sharded optimizers (ZeRO) can
+// reduce the two norms across the shards of a tensor between them:
+//   phase 1, LambMoments: g' = grad_scale·g; m ← β1 m + (1−β1) g'; v ← β2 v + (1−β2) g'²;
+//            u = m̂/(√v̂ + eps) + wd·w (m̂, v̂ bias-corrected with `step`, from 1);
+//            sums[0] = Σ w², sums[1] = Σ u²  (double, overwritten)
+//   caller:  r = ‖w‖/‖u‖ over the whole tensor (1 when either is 0), clamped to
+//            [0, trust_clip]; r = 1 for no-decay tensors (wd 0 there too)
+//   phase 2, LambApply: w ← w − lr · r · u   (u recomputed from m, v and the same w)
+// `sums` is host memory for the CPU twins and device memory for CUDA twins.
+// Tolerance against the reference: sums rtol = Fp32ReductionRtol(n)·4; w after apply
+// atol = 1e-6·lr·r, rtol = 1e-6.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/dispatch.h"
+#include "kernels/common/kernel.h"
+
+namespace colossal::kernels {
+
+template <typename T>
+struct LambArgsT {
+  T* w = nullptr;
+  const T* g = nullptr;
+  T* m = nullptr;
+  T* v = nullptr;
+  int64_t n = 0;
+  float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-6f, weight_decay = 0;
+  int64_t step = 1;
+  float grad_scale = 1.0f;
+};
+using LambArgs = LambArgsT<float>;
+
+using LambMomentsFn = void(const LambArgs& args, double* sums, Stream stream);
+Dispatch<LambMomentsFn>& LambMomentsTable();
+
+using LambApplyFn = void(const LambArgs& args, float trust_ratio, Stream stream);
+Dispatch<LambApplyFn>& LambApplyTable();
+
+// r from the two sums (whole-tensor Σw², Σu²) as specified above.
+float LambTrustRatio(double sum_w2, double sum_u2, float trust_clip);
+
+template <typename T>
+void LambMomentsRef(const LambArgsT<T>& args, double* sums);
+template <typename T>
+void LambApplyRef(const LambArgsT<T>& args, float trust_ratio);
+
+inline void LambMoments(const LambArgs& args, double* sums, Stream stream = {}) {
+  LambMomentsTable().Get(stream.backend, DType::kF32)(args, sums, stream);
+}
+inline void LambApply(const LambArgs& args, float trust_ratio, Stream stream = {}) {
+  LambApplyTable().Get(stream.backend, DType::kF32)(args, trust_ratio, stream);
+}
+
+}  // namespace colossal::kernels

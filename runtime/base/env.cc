@@ -1,0 +1,38 @@
+// The environment table: names, meanings, and the single getenv() of the project.
+#include "runtime/base/env.h"
+
+#include <cstdlib>
+
+#include "runtime/base/check.h"
+
+namespace colossal::base {
+
+const std::vector<EnvKnob>& EnvTable() {
+  static const std::vector<EnvKnob> table = {
+      {"COLOSSAL_LOG_LEVEL", "trace|debug|info|warn|error (default info)"},
+      {"COLOSSAL_THREADS", "compute threads per rank (default: cores / ranks)"},
+      {"COLOSSAL_PROGRESS", "1 forces the terminal progress line, 0 disables it"},
+      {"COLOSSAL_COORDINATOR", "coordinator address for the CLI (HOST:PORT)"},
+      {"OMP_NUM_THREADS", "fallback thread count when COLOSSAL_THREADS is unset"},
+      {"RANK", "global rank (torchrun-style launchers)"},
+      {"WORLD_SIZE", "number of ranks (torchrun-style launchers)"},
+      {"LOCAL_RANK", "rank on this node (torchrun-style launchers)"},
+      {"LOCAL_WORLD_SIZE", "ranks on this node (torchrun-style launchers)"},
+      {"MASTER_ADDR", "rendezvous host (torchrun-style launchers)"},
+      {"MASTER_PORT", "rendezvous port (torchrun-style launchers)"},
+      {"TEST_TMPDIR", "scratch directory Bazel gives each test"},
+      {"TEST_SRCDIR", "runfiles root Bazel gives each test"},
+  };
+  return table;
+}
+
+std::optional<std::string> GetEnv(std::string_view name) {
+  bool known = false;
+  for (const EnvKnob& knob : EnvTable()) known |= (name == knob.name);
+  COL_CHECK_MSG(known, "environment knob missing from EnvTable()");
+  const char* value = std::getenv(std::string(name).c_str());
+  if (value == nullptr || value[0] == '\0') return std::nullopt;
+  return std::string(value);
+}
+
+}  // namespace colossal::base

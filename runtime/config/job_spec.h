@@ -1,0 +1,191 @@
+// JobSpec: the one typed, validated view of a job YAML (ARCHITECTURE.md, "Job YAML").
+// Parsing applies `--set key.path=value` overrides to the YAML tree first, then
+// validates every key: unknown keys (with the nearest known key suggested), wrong
+// types, out-of-range values and inconsistent combinations are InvalidArgument errors
+// whose message names the source, the dotted key and line:column, and what is expected:
+//   "job.yaml:7:14: train.micro_batch: must divide train.global_batch / parallel.data
+//    (64 / 2 = 32), got 5"
+// Defaults are filled in, so every field below holds its effective value. Relative
+// paths are kept as written; ResolvePaths() makes them absolute against a directory.
+// A JobSpec is a plain value: copyable, no hidden state, safe to share read-only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace colossal::config {
+
+struct GptModelSpec {
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t d_model = 0;
+  int64_t seq_len = 0;  // T: context length and training window
+  int64_t vocab = 0;    // may exceed the tokenizer's vocabulary
+};
+
+struct ModelSpec {
+  enum class Kind { kGpt, kGraph };
+  Kind kind = Kind::kGpt;
+  GptModelSpec gpt;          // kGpt (also filled from the graph file for kGraph by the loader)
+  std::string graph_path;    // kGraph: model: {graph: FILE}
+  std::string init_from;     // optional: safetensors file or checkpoint directory
+};
+
+struct DataSpec {
+  std::string train;              // text file or token file (detected by its header)
+  std::string tokenizer = "bytes";
+  double val_fraction = 0.0;      // [0, 0.5]: validation split from the end of the stream
+  bool shuffle = true;            // false: window k = tokens [k·T, k·T+T], in order
+};
+
+enum class OptimizerType { kAdamW, kLamb, kLars, kSgd };
+
+struct OptimizerSpec {
+  OptimizerType type = OptimizerType::kAdamW;
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;       // adamw, lamb
+  double eps = 1e-8;                       // default 1e-8 (adamw), 1e-6 (lamb)
+  double weight_decay = 0.0;
+  std::vector<std::string> no_decay;       // substrings of Hugging Face names
+  double trust_clip = 10.0;                // lamb: r clamped to [0, trust_clip]
+  double momentum = 0.9;                   // lars, sgd
+  double trust_coef = 0.001;               // lars η
+  bool nesterov = false;                   // sgd
+};
+
+enum class LrDecay { kCosine, kLinear, kConstant };
+
+struct LrScheduleSpec {
+  int64_t warmup = 0;
+  LrDecay decay = LrDecay::kCosine;
+  double min_lr = 0.0;
+};
+
+struct CheckpointSpec {
+  std::string dir;     // default <run_dir>/checkpoints
+  int64_t every = 0;   // 0: only at the end of the run
+  int64_t keep = 3;    // newest checkpoints kept; 0 keeps all
+};
+
+enum class Precision { kFp32, kBf16, kFp16 };
+
+struct TrainSpec {
+  int64_t steps = 0;          // optimizer steps, >= 1
+  int64_t global_batch = 0;   // sequences per optimizer step, over all data-parallel ranks
+  int64_t micro_batch = 0;    // sequences per rank per forward; default global_batch / data
+  OptimizerSpec optimizer;
+  LrScheduleSpec lr_schedule;
+  double grad_clip = 0.0;     // 0: no clipping
+  Precision precision = Precision::kFp32;
+  uint64_t seed = 1234;
+  int64_t max_restarts = 3;
+  CheckpointSpec checkpoint;
+  int64_t val_every = 0;      // optimizer steps between validation runs; 0: only at the end
+  int64_t val_batches = 8;    // micro-batches of validation per run
+  int64_t log_every = 1;      // steps between progress/log lines (metrics are every step)
+
+  // Micro-batches per optimizer step on each rank: global_batch / (data · micro_batch).
+  int64_t AccumulationSteps(int64_t data_degree) const {
+    return global_batch / (data_degree * micro_batch);
+  }
+};
+
+enum class TensorMode { k1d, k2d, k2p5d, k3d };
+enum class PipelineSchedule { kGpipe, k1f1b, kInterleaved };
+enum class SequenceMode { kRing, kAllToAll };
+
+struct ParallelSpec {
+  bool auto_plan = false;     // parallel: auto
+  int64_t data = 1;
+  int64_t zero = 0;           // 0..3
+  int64_t tensor = 1;
+  TensorMode tensor_mode = TensorMode::k1d;
+  int64_t tensor_depth = 1;   // 2.5d
+  int64_t pipeline = 1;
+  PipelineSchedule pipeline_schedule = PipelineSchedule::k1f1b;
+  int64_t pipeline_microbatches = 1;
+  int64_t sequence = 1;
+  SequenceMode sequence_mode = SequenceMode::kRing;
+
+  int64_t WorldSize() const { return data * tensor * pipeline * sequence; }
+};
+
+enum class Placement { kStatic, kAuto };
+
+struct MemorySpec {
+  Placement placement = Placement::kStatic;
+  int64_t device_budget = 0;  // bytes; 0: unlimited
+  int64_t host_budget = 0;    // bytes; 0: unlimited
+  std::string nvme_dir;
+  bool activation_checkpointing = false;
+};
+
+enum class DeviceKind { kCpu, kCuda };
+
+struct ResourcesSpec {
+  DeviceKind device = DeviceKind::kCpu;
+  int64_t nodes = 1;
+  int64_t ranks_per_node = 1;
+  int64_t threads_per_rank = 0;  // 0: the node's cores / ranks_per_node
+
+  int64_t WorldSize() const { return nodes * ranks_per_node; }
+};
+
+// Text sampled at the end of a run (and the defaults of `colossal generate`).
+struct SampleSpec {
+  std::string prompt;
+  int64_t tokens = 0;         // 0: no sample
+  double temperature = 1.0;   // > 0
+  int64_t top_k = 0;          // 0: the whole vocabulary
+};
+
+struct JobSpec {
+  std::string name;
+  std::string run_dir;        // default runs/<name>
+  ModelSpec model;
+  DataSpec data;
+  TrainSpec train;
+  ParallelSpec parallel;
+  MemorySpec memory;
+  ResourcesSpec resources;
+  SampleSpec sample;
+
+  std::string source;         // where it was read from (a path, or "<string>")
+};
+
+// Parses and validates YAML text. `source` names it in error messages. Each override is
+// "dotted.key=value" with value in YAML syntax (scalars, [lists], {maps}); an override
+// of an unknown key is an error naming the override.
+absl::StatusOr<JobSpec> ParseJobSpec(std::string_view yaml, std::string_view source,
+                                     const std::vector<std::string>& overrides = {});
+
+// Reads `path` and parses it; a missing or unreadable file is NotFound / InvalidArgument
+// naming the path.
+absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
+                                    const std::vector<std::string>& overrides = {});
+
+// Checks what lives outside the YAML: data.train, model.graph and model.init_from exist
+// and are readable; errors name the key and the path.
+absl::Status ValidateJobFiles(const JobSpec& spec);
+
+// Makes every relative path in `spec` (data.train, model.graph, model.init_from,
+// run_dir, train.checkpoint.dir, memory.nvme_dir) absolute against `base_dir`.
+void ResolvePaths(JobSpec& spec, const std::string& base_dir);
+
+// The canonical YAML of a spec (every field, defaults included), for the run directory
+// and the coordinator. ParseJobSpec(ToYaml(s)) == s.
+std::string ToYaml(const JobSpec& spec);
+
+// Parses sizes such as "8GiB", "512MiB", "1.5GB", "1024": bytes.
+absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
+
+std::string_view OptimizerTypeName(OptimizerType type);
+std::string_view PrecisionName(Precision precision);
+
+}  // namespace colossal::config

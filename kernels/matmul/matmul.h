@@ -12,9 +12,11 @@
 // Threading: the CPU twin uses the calling thread's OpenMP team; called from inside a
 // parallel region it runs on the calling thread alone (attention relies on this).
 //
-// Tolerance against the reference (fp32 inputs in [-1, 1]): atol = rtol =
-// Fp32ReductionRtol(k) · max(1, |alpha|): the GEMM sums k products in fp32 with blocked
-// order.
+// Tolerance against the reference (fp32 inputs in [-1, 1]): rtol =
+// Fp32ReductionRtol(k) · max(1, |alpha|), atol = rtol · max(1, sqrt(k)/3): the GEMM sums
+// k products in fp32 with blocked order. A sum's rounding error scales with its partial
+// sums (RMS sqrt(k)/3 for such inputs), not with its final value, so elements that
+// cancel to near 0 need the absolute term in those units.
 #pragma once
 
 #include <cstdint>

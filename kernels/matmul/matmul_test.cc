@@ -1,0 +1,358 @@
+// Matmul: the CPU twin (oneDNN) against the double reference over every transpose
+// combination, padded leading dimensions, bias, accumulate, alpha, odd and zero sizes,
+// and calls from inside an OpenMP parallel region; BiasGrad against its reference; the
+// gradient formulas dA = dC·Bᵀ, dB = Aᵀ·dC (through MatmulRef) against finite
+// differences.
+#include <omp.h>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/matmul/matmul.h"
+#include "kernels/testing/kernel_testing.h"
+
+namespace colossal::kernels {
+namespace {
+
+using testing::AllClose;
+using testing::Fp32ReductionRtol;
+using testing::Random;
+
+// The contract's tolerance (matmul.h): fp32 GEMM sums k products in a blocked order;
+// the rounding error scales with the partial sums (RMS sqrt(k)/3 for inputs in [-1, 1]),
+// so the absolute term is the relative one in those units.
+struct Tol {
+  double atol, rtol;
+};
+Tol MatmulTol(int64_t k, float alpha) {
+  const double rtol =
+      Fp32ReductionRtol(k) * std::max(1.0, std::fabs(static_cast<double>(alpha)));
+  return {rtol * std::max(1.0, std::sqrt(static_cast<double>(k)) / 3.0), rtol};
+}
+
+// One problem, stored with the given leading-dimension padding; owns its buffers.
+struct Problem {
+  MatmulArgs args;
+  std::vector<float> a, b, c, bias;
+
+  Problem(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, int64_t pad, bool with_bias,
+          Accumulate acc, float alpha, uint64_t seed) {
+    args.trans_a = ta;
+    args.trans_b = tb;
+    args.m = m;
+    args.n = n;
+    args.k = k;
+    args.lda = (ta == Trans::kNo ? k : m) + pad;
+    args.ldb = (tb == Trans::kNo ? n : k) + pad;
+    args.ldc = n + pad;
+    const int64_t a_rows = ta == Trans::kNo ? m : k;
+    const int64_t b_rows = tb == Trans::kNo ? k : n;
+    a = Random<float>(a_rows * args.lda, seed);
+    b = Random<float>(b_rows * args.ldb, seed + 1);
+    c = Random<float>(m * args.ldc, seed + 2);
+    if (with_bias) bias = Random<float>(n, seed + 3);
+    args.a = a.data();
+    args.b = b.data();
+    args.c = c.data();
+    args.bias = with_bias ? bias.data() : nullptr;
+    args.alpha = alpha;
+    args.accumulate = acc;
+  }
+  void Rebind() {
+    args.a = a.data();
+    args.b = b.data();
+    args.c = c.data();
+    args.bias = bias.empty() ? nullptr : bias.data();
+  }
+};
+
+// Runs the CPU twin and the reference on copies of the same problem and compares the
+// whole C buffer, padding included (padding must be left untouched: exact there).
+void CheckAgainstRef(Problem& p) {
+  Problem ref = p;
+  ref.Rebind();
+  MatmulRef(ref.args);
+  Matmul(p.args);
+  const Tol tol = MatmulTol(p.args.k, p.args.alpha);
+  auto r = AllClose(p.c, ref.c, tol.atol, tol.rtol);
+  INFO(r.message);
+  REQUIRE(r.ok);
+  for (int64_t i = 0; i < p.args.m; ++i) {
+    for (int64_t j = p.args.n; j < p.args.ldc; ++j) {
+      REQUIRE(p.c[i * p.args.ldc + j] == ref.c[i * p.args.ldc + j]);
+    }
+  }
+}
+
+TEST_CASE("matmul cpu matches the reference: transposes, padding, bias, accumulate, alpha") {
+  uint64_t seed = 100;
+  for (Trans ta : {Trans::kNo, Trans::kYes}) {
+    for (Trans tb : {Trans::kNo, Trans::kYes}) {
+      for (int64_t pad : {0, 5}) {
+        for (bool with_bias : {false, true}) {
+          for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
+            for (float alpha : {1.0f, -0.37f, 2.5f}) {
+              CAPTURE(ta == Trans::kYes, tb == Trans::kYes, pad, with_bias,
+                      acc == Accumulate::kYes, alpha);
+              Problem p(ta, tb, 17, 33, 65, pad, with_bias, acc, alpha, seed += 10);
+              CheckAgainstRef(p);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matmul cpu matches the reference at odd sizes") {
+  const std::vector<int64_t> sizes = {1, 3, 17, 65, 257};
+  uint64_t seed = 5000;
+  for (int64_t m : sizes) {
+    for (int64_t n : sizes) {
+      for (int64_t k : sizes) {
+        // Every transpose pair over the size grid would repeat the case above; rotate.
+        const Trans ta = (m + k) % 2 ? Trans::kYes : Trans::kNo;
+        const Trans tb = (n + k + m) % 4 < 2 ? Trans::kYes : Trans::kNo;
+        CAPTURE(m, n, k, ta == Trans::kYes, tb == Trans::kYes);
+        Problem p(ta, tb, m, n, k, /*pad=*/3, /*with_bias=*/(m + n) % 2 == 0,
+                  (m + n + k) % 2 ? Accumulate::kYes : Accumulate::kNo, 1.0f, seed += 10);
+        CheckAgainstRef(p);
+      }
+    }
+  }
+}
+
+TEST_CASE("matmul cpu at a GPT-sized reduction (k = 768, 3072)") {
+  for (int64_t k : {768, 3072}) {
+    CAPTURE(k);
+    Problem p(Trans::kNo, Trans::kYes, 64, 96, k, 0, true, Accumulate::kNo, 1.0f, 9000 + k);
+    CheckAgainstRef(p);
+    Problem q(Trans::kYes, Trans::kNo, 96, 64, k, 0, false, Accumulate::kYes, 1.0f, 9100 + k);
+    CheckAgainstRef(q);
+  }
+}
+
+TEST_CASE("matmul overwrite ignores stale NaN in C") {
+  for (bool with_bias : {false, true}) {
+    Problem p(Trans::kNo, Trans::kNo, 9, 11, 13, 0, with_bias, Accumulate::kNo, 1.0f, 77);
+    Problem ref = p;
+    ref.Rebind();
+    MatmulRef(ref.args);
+    std::fill(p.c.begin(), p.c.end(), std::numeric_limits<float>::quiet_NaN());
+    Matmul(p.args);
+    const Tol tol = MatmulTol(13, 1.0f);
+    REQUIRE(AllClose(p.c, ref.c, tol.atol, tol.rtol).ok);
+  }
+}
+
+TEST_CASE("matmul with zero dimensions") {
+  // k == 0: C = bias (overwrite) or C += bias (accumulate); exact.
+  for (bool with_bias : {false, true}) {
+    for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
+      CAPTURE(with_bias, acc == Accumulate::kYes);
+      Problem p(Trans::kNo, Trans::kYes, 4, 6, 0, 2, with_bias, acc, 1.0f, 300);
+      Problem ref = p;
+      ref.Rebind();
+      MatmulRef(ref.args);
+      Matmul(p.args);
+      REQUIRE(p.c == ref.c);
+      if (!with_bias && acc == Accumulate::kNo) {
+        for (int64_t i = 0; i < 4; ++i)
+          for (int64_t j = 0; j < 6; ++j) REQUIRE(p.c[i * p.args.ldc + j] == 0.0f);
+      }
+    }
+  }
+  // m == 0 or n == 0: nothing is written.
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{0, 5}, {5, 0}, {0, 0}}) {
+    CAPTURE(m, n);
+    Problem p(Trans::kYes, Trans::kNo, m, n, 7, 1, true, Accumulate::kNo, 1.0f, 400);
+    const auto before = p.c;
+    Matmul(p.args);
+    REQUIRE(p.c == before);
+  }
+}
+
+TEST_CASE("matmul cpu inside an OpenMP parallel region runs on the calling thread") {
+  omp_set_num_threads(2);
+  constexpr int kProblems = 8;
+  std::vector<Problem> problems, refs;
+  for (int i = 0; i < kProblems; ++i) {
+    const Trans ta = i % 2 ? Trans::kYes : Trans::kNo;
+    const Trans tb = i % 4 < 2 ? Trans::kYes : Trans::kNo;
+    problems.emplace_back(ta, tb, 64 + i, 48 + 3 * i, 96 + 5 * i, i % 3, i % 2 == 0,
+                          i % 3 == 0 ? Accumulate::kYes : Accumulate::kNo, 1.0f, 600 + 10 * i);
+  }
+  refs = problems;
+  for (int i = 0; i < kProblems; ++i) {
+    problems[i].Rebind();
+    refs[i].Rebind();
+    MatmulRef(refs[i].args);
+  }
+  int team_size = 0;
+#pragma omp parallel for schedule(static, 1)
+  for (int i = 0; i < kProblems; ++i) {
+    if (i == 0) team_size = omp_get_num_threads();
+    Matmul(problems[i].args);
+  }
+  omp_set_num_threads(1);
+  REQUIRE(team_size == 2);
+  for (int i = 0; i < kProblems; ++i) {
+    CAPTURE(i);
+    const Tol tol = MatmulTol(problems[i].args.k, 1.0f);
+    auto r = AllClose(problems[i].c, refs[i].c, tol.atol, tol.rtol);
+    INFO(r.message);
+    REQUIRE(r.ok);
+  }
+}
+
+TEST_CASE("matmul cpu with two threads matches the reference") {
+  omp_set_num_threads(2);
+  Problem p(Trans::kNo, Trans::kYes, 256, 300, 200, 0, true, Accumulate::kNo, 1.0f, 700);
+  CheckAgainstRef(p);
+  omp_set_num_threads(1);
+}
+
+TEST_CASE("bias grad cpu matches the reference and is thread-count independent") {
+  for (auto [m, n, pad] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 0},
+                           {3, 17, 2},
+                           {257, 65, 3},
+                           {2048, 384, 0},
+                           {256, 2304, 7},
+                           {0, 9, 0}}) {
+    for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
+      CAPTURE(m, n, pad, acc == Accumulate::kYes);
+      const int64_t ld = n + pad;
+      auto dy = Random<float>(m * ld, 800 + m + n);
+      auto db_ref = Random<float>(n, 900 + n);
+      BiasGradRef(dy.data(), m, n, ld, db_ref.data(), acc);
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        auto db = Random<float>(n, 900 + n);
+        BiasGrad(dy.data(), m, n, ld, db.data(), acc);
+        // Both sum in double in row order and round once: bit-identical. The contract
+        // promises one fp32 rounding; we assert exactness because the order is shared.
+        REQUIRE(db == db_ref);
+      }
+      omp_set_num_threads(1);
+      // And the reference against an independent fp64 sum with the ordinary rounding
+      // bound of one fp32 rounding (rtol 2^-24 ~ 6e-8, allow 1.2e-7).
+      std::vector<double> expected(n);
+      for (int64_t j = 0; j < n; ++j) {
+        double s = acc == Accumulate::kYes ? Random<float>(n, 900 + n)[j] : 0.0;
+        for (int64_t i = 0; i < m; ++i) s += dy[i * ld + j];
+        expected[j] = s;
+      }
+      REQUIRE(AllClose(db_ref, expected, 1e-30, 1.2e-7).ok);
+    }
+  }
+}
+
+// L = <G, alpha·op(A)op(B) + bias>; the graph's backward computes dA and dB with
+// MatmulRef/Matmul calls whose Trans flags depend on how A and B are stored:
+//   op(A) = A  (A [m,k]): dA = alpha·G·op(B)ᵀ      op(A) = Aᵀ (A [k,m]): dA = alpha·op(B)·Gᵀ
+//   op(B) = B  (B [k,n]): dB = alpha·op(A)ᵀ·G      op(B) = Bᵀ (B [n,k]): dB = alpha·Gᵀ·op(A)
+// dbias = BiasGrad(G). All checked against central differences in double.
+TEST_CASE("matmul gradient formulas through the reference match finite differences") {
+  const int64_t m = 3, n = 4, k = 5;
+  const float alpha = 0.75f;
+  for (Trans ta : {Trans::kNo, Trans::kYes}) {
+    for (Trans tb : {Trans::kNo, Trans::kYes}) {
+      CAPTURE(ta == Trans::kYes, tb == Trans::kYes);
+      auto a = Random<double>(m * k, 1000);
+      auto b = Random<double>(k * n, 1001);
+      auto bias = Random<double>(n, 1002);
+      auto g = Random<double>(m * n, 1003);
+      std::vector<double> c(m * n);
+      MatmulArgsT<double> fwd;
+      fwd.trans_a = ta;
+      fwd.trans_b = tb;
+      fwd.m = m;
+      fwd.n = n;
+      fwd.k = k;
+      fwd.a = a.data();
+      fwd.lda = ta == Trans::kNo ? k : m;
+      fwd.b = b.data();
+      fwd.ldb = tb == Trans::kNo ? n : k;
+      fwd.c = c.data();
+      fwd.ldc = n;
+      fwd.bias = bias.data();
+      fwd.alpha = alpha;
+      auto loss = [&] {
+        MatmulRef(fwd);
+        return testing::Dot(g, c);
+      };
+
+      // dA, stored like A.
+      std::vector<double> da(m * k);
+      MatmulArgsT<double> ga;
+      ga.alpha = alpha;
+      ga.c = da.data();
+      if (ta == Trans::kNo) {  // dA [m,k] = G [m,n] · op(B)ᵀ
+        ga.m = m, ga.n = k, ga.k = n, ga.ldc = k;
+        ga.a = g.data(), ga.lda = n, ga.trans_a = Trans::kNo;
+        // op(B)ᵀ: B stored [k,n] → Bᵀ (kYes); B stored [n,k] → as stored (kNo).
+        ga.b = b.data(), ga.ldb = fwd.ldb;
+        ga.trans_b = tb == Trans::kNo ? Trans::kYes : Trans::kNo;
+      } else {  // dA [k,m] = op(B) [k,n] · Gᵀ [n,m]
+        ga.m = k, ga.n = m, ga.k = n, ga.ldc = m;
+        ga.a = b.data(), ga.lda = fwd.ldb, ga.trans_a = tb;
+        ga.b = g.data(), ga.ldb = n, ga.trans_b = Trans::kYes;
+      }
+      MatmulRef(ga);
+
+      // dB, stored like B.
+      std::vector<double> dbm(k * n);
+      MatmulArgsT<double> gb;
+      gb.alpha = alpha;
+      gb.c = dbm.data();
+      if (tb == Trans::kNo) {  // dB [k,n] = op(A)ᵀ [k,m] · G [m,n]
+        gb.m = k, gb.n = n, gb.k = m, gb.ldc = n;
+        gb.a = a.data(), gb.lda = fwd.lda;
+        gb.trans_a = ta == Trans::kNo ? Trans::kYes : Trans::kNo;
+        gb.b = g.data(), gb.ldb = n, gb.trans_b = Trans::kNo;
+      } else {  // dB [n,k] = Gᵀ [n,m] · op(A) [m,k]
+        gb.m = n, gb.n = k, gb.k = m, gb.ldc = k;
+        gb.a = g.data(), gb.lda = n, gb.trans_a = Trans::kYes;
+        gb.b = a.data(), gb.ldb = fwd.lda, gb.trans_b = ta;
+      }
+      MatmulRef(gb);
+
+      std::vector<double> dbias(n);
+      BiasGradRef(g.data(), m, n, n, dbias.data(), Accumulate::kNo);
+
+      // L is linear in each input: central differences are exact up to rounding of
+      // L (~1e-16 · |L| / h with h = 1e-6): 1e-8 is a loose but meaningful bound.
+      auto r_a = AllClose(da, testing::FiniteDifference(a, loss), 1e-8, 1e-8);
+      INFO("dA " << r_a.message);
+      REQUIRE(r_a.ok);
+      auto r_b = AllClose(dbm, testing::FiniteDifference(b, loss), 1e-8, 1e-8);
+      INFO("dB " << r_b.message);
+      REQUIRE(r_b.ok);
+      auto r_bias = AllClose(dbias, testing::FiniteDifference(bias, loss), 1e-8, 1e-8);
+      INFO("dbias " << r_bias.message);
+      REQUIRE(r_bias.ok);
+    }
+  }
+}
+
+TEST_CASE("matmul reference matches a hand-computed product") {
+  // [[1,2],[3,4]] · [[5,6],[7,8]] = [[19,22],[43,50]]; alpha 2, bias [1, -1].
+  std::vector<double> a = {1, 2, 3, 4}, b = {5, 6, 7, 8}, bias = {1, -1}, c(4);
+  MatmulArgsT<double> p;
+  p.m = p.n = p.k = 2;
+  p.a = a.data(), p.lda = 2, p.b = b.data(), p.ldb = 2, p.c = c.data(), p.ldc = 2;
+  p.bias = bias.data();
+  p.alpha = 2.0f;
+  MatmulRef(p);
+  REQUIRE(c == std::vector<double>{39, 43, 87, 99});
+  p.trans_a = Trans::kYes;  // Aᵀ = [[1,3],[2,4]]: Aᵀ·B = [[26,30],[38,44]]
+  p.accumulate = Accumulate::kYes;
+  MatmulRef(p);
+  REQUIRE(c == std::vector<double>{39 + 53, 43 + 59, 87 + 77, 99 + 87});
+}
+
+}  // namespace
+}  // namespace colossal::kernels

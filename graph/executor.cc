@@ -1,0 +1,112 @@
+// Pointer resolution and the run loop.
+#include "graph/executor.h"
+
+#include <chrono>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+
+namespace colossal::graph {
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
+                                                           memory::ParamStore* params,
+                                                           kernels::Stream stream) {
+  std::unique_ptr<Executor> ex(new Executor());
+  ex->graph_ = graph;
+  ex->params_ = params;
+  ex->stream_ = stream;
+  if (static_cast<int>(graph->params().size()) != params->size()) {
+    return absl::InvalidArgumentError(absl::StrCat("graph has ", graph->params().size(),
+                                                   " parameters, store has ", params->size()));
+  }
+  auto plan = PlanMemory(*graph);
+  if (!plan.ok()) return plan.status();
+  ex->plan_ = std::move(*plan);
+  ex->arena_ = memory::HostBuffer(ex->plan_.arena_bytes);
+
+  const int num_values = static_cast<int>(graph->values().size());
+  ex->ptr_.assign(num_values, nullptr);
+  for (int v = 0; v < num_values; ++v) {
+    if (ex->plan_.offset[v] >= 0) ex->ptr_[v] = ex->arena_.as<char>() + ex->plan_.offset[v];
+  }
+  for (size_t i = 0; i < graph->params().size(); ++i) {
+    const Value& p = graph->value(graph->params()[i]);
+    const memory::ParamInfo& info = params->info(static_cast<int>(i));
+    if (info.name != p.name || info.shape != p.shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter ", i, " is ", p.name, " ", ShapeString(p.shape),
+                       " in the graph but ", info.name, " ", ShapeString(info.shape),
+                       " in the store"));
+    }
+    ex->ptr_[p.id] = params->data(static_cast<int>(i));
+    if (p.param_grad >= 0) ex->ptr_[p.param_grad] = params->grad(static_cast<int>(i));
+  }
+
+  const int num_nodes = static_cast<int>(graph->nodes().size());
+  ex->node_inputs_.resize(num_nodes);
+  ex->node_outputs_.resize(num_nodes);
+  ex->node_ops_.resize(num_nodes);
+  ex->param_grad_first_.resize(num_nodes);
+  ex->node_seconds_.assign(num_nodes, 0.0);
+  for (int n = 0; n < num_nodes; ++n) {
+    const Node& node = graph->node(n);
+    if (!node.backward) ex->num_forward_ = n + 1;
+    ex->node_ops_[n] = FindOp(node.op);
+    if (ex->node_ops_[n] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("node ", n, ": unknown op '", node.op, "'"));
+    }
+    for (int v : node.inputs) ex->node_inputs_[n].push_back(ex->ptr_[v]);
+    for (size_t o = 0; o < node.outputs.size(); ++o) {
+      int v = node.outputs[o];
+      ex->node_outputs_[n].push_back(ex->ptr_[v]);
+      ex->param_grad_first_[n].push_back(graph->value(v).kind == ValueKind::kParamGrad &&
+                                         node.OutputAccumulate(o) == Accumulate::kNo);
+    }
+    for (void* p : ex->node_inputs_[n]) {
+      if (p == nullptr) return absl::InternalError(absl::StrCat("node ", n, " reads unplaced value"));
+    }
+    for (void* p : ex->node_outputs_[n]) {
+      if (p == nullptr) return absl::InternalError(absl::StrCat("node ", n, " writes unplaced value"));
+    }
+  }
+  return ex;
+}
+
+void Executor::RunNode(int n, int micro_step) {
+  const Node& node = graph_->node(n);
+  KernelContext ctx;
+  ctx.node = &node;
+  ctx.graph = graph_;
+  ctx.inputs = &node_inputs_[n];
+  ctx.outputs = &node_outputs_[n];
+  ctx.stream = stream_;
+  ctx.accumulate.resize(node.outputs.size());
+  for (size_t o = 0; o < node.outputs.size(); ++o) {
+    ctx.accumulate[o] = (param_grad_first_[n][o] && micro_step > 0) ? Accumulate::kYes
+                                                                     : node.OutputAccumulate(o);
+  }
+  if (!profile_) {
+    node_ops_[n]->run(ctx);
+    return;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  node_ops_[n]->run(ctx);
+  node_seconds_[n] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void Executor::Forward() {
+  for (int n = 0; n < num_forward_; ++n) RunNode(n, 0);
+}
+
+void Executor::Backward(int micro_step) {
+  const int num_nodes = static_cast<int>(graph_->nodes().size());
+  for (int n = num_forward_; n < num_nodes; ++n) RunNode(n, micro_step);
+}
+
+std::vector<std::pair<std::string, double>> Executor::ProfileByOp() const {
+  std::map<std::string, double> by_op;
+  for (size_t n = 0; n < node_seconds_.size(); ++n) by_op[graph_->node(n).op] += node_seconds_[n];
+  return {by_op.begin(), by_op.end()};
+}
+
+}  // namespace colossal::graph

@@ -1,0 +1,72 @@
+// The executor: runs a planned graph on one device. Owns the activation arena; takes
+// parameter and parameter-gradient storage from a ParamStore (graph.params()[i] is
+// store index i). Every node's input/output pointers are resolved once at creation, so
+// a run is a loop of kernel calls with no allocation and no lookups.
+//
+// Forward() runs the forward nodes, Backward(micro_step) the backward ones. Parameter
+// gradients are overwritten by their first writer on micro_step 0 and accumulated on
+// later micro-steps (see autodiff.h), so a step of M micro-batches is
+//   for m in 0..M-1: fill inputs; Forward(); Backward(m)
+// and leaves the summed gradient in the ParamStore. Not thread-safe; the kernels use
+// the calling thread's OpenMP team.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "graph/ir.h"
+#include "graph/memory_plan.h"
+#include "graph/op_registry.h"
+#include "memory/host_buffer.h"
+#include "memory/param_store.h"
+
+namespace colossal::graph {
+
+class Executor {
+ public:
+  // `graph` and `params` must outlive the executor. Fails when the graph does not
+  // validate (unknown op, wrong parameter count or shapes against the store).
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const Graph* graph,
+                                                          memory::ParamStore* params,
+                                                          kernels::Stream stream = {});
+
+  // Storage of any value (arena, parameter or parameter gradient).
+  void* Data(int value) { return ptr_[value]; }
+  template <typename T>
+  T* Data(int value) {
+    return static_cast<T*>(ptr_[value]);
+  }
+
+  void Forward();
+  void Backward(int micro_step);
+
+  const MemoryPlan& plan() const { return plan_; }
+  const Graph& graph() const { return *graph_; }
+
+  // Per-node wall time accumulated over runs when profiling is on (for `--profile`).
+  void EnableProfiling(bool on) { profile_ = on; }
+  std::vector<std::pair<std::string, double>> ProfileByOp() const;
+
+ private:
+  Executor() = default;
+  void RunNode(int n, int micro_step);
+
+  const Graph* graph_ = nullptr;
+  memory::ParamStore* params_ = nullptr;
+  kernels::Stream stream_;
+  MemoryPlan plan_;
+  memory::HostBuffer arena_;
+  std::vector<void*> ptr_;                       // per value
+  std::vector<std::vector<void*>> node_inputs_;  // per node
+  std::vector<std::vector<void*>> node_outputs_;
+  std::vector<const OpDef*> node_ops_;
+  std::vector<std::vector<bool>> param_grad_first_;  // per node, per output
+  int num_forward_ = 0;
+  bool profile_ = false;
+  std::vector<double> node_seconds_;
+};
+
+}  // namespace colossal::graph

@@ -1,0 +1,136 @@
+// Lifetimes, in-place merging and greedy offset assignment.
+#include "graph/memory_plan.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "graph/op_registry.h"
+
+namespace colossal::graph {
+namespace {
+
+constexpr int64_t kAlign = 64;
+
+int64_t AlignUp(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+}  // namespace
+
+bool InArena(const Value& v) {
+  return v.kind == ValueKind::kInput || v.kind == ValueKind::kActivation ||
+         v.kind == ValueKind::kGrad;
+}
+
+absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph) {
+  const int num_values = static_cast<int>(graph.values().size());
+  const int num_nodes = static_cast<int>(graph.nodes().size());
+  std::vector<int> first(num_values, -1), last(num_values, -1);
+  for (int n = 0; n < num_nodes; ++n) {
+    const Node& node = graph.node(n);
+    for (int v : node.inputs) last[v] = std::max(last[v], n);
+    for (int v : node.outputs) {
+      if (first[v] < 0) first[v] = n;
+      last[v] = std::max(last[v], n);
+    }
+  }
+  for (int v : graph.inputs()) first[v] = 0, last[v] = std::max(last[v], 0);
+  for (int v : graph.outputs()) last[v] = num_nodes;
+  for (int v = 0; v < num_values; ++v) {
+    if (!InArena(graph.value(v)) || first[v] >= 0 || last[v] < 0) continue;
+    return absl::InvalidArgumentError("value '" + graph.value(v).name +
+                                      "' is read but never written");
+  }
+
+  MemoryPlan plan;
+  plan.storage.resize(num_values);
+  std::iota(plan.storage.begin(), plan.storage.end(), 0);
+  // Group lifetime, keyed by the storage root.
+  std::vector<int> g_first = first, g_last = last;
+  std::vector<bool> pinned(num_values, false);  // inputs and outputs keep their own storage
+  for (int v : graph.inputs()) pinned[v] = true;
+  for (int v : graph.outputs()) pinned[v] = true;
+
+  for (int n = 0; n < num_nodes; ++n) {
+    const Node& node = graph.node(n);
+    const OpDef* def = FindOp(node.op);
+    for (auto [o, i] : def->in_place) {
+      if (o >= static_cast<int>(node.outputs.size()) || i >= static_cast<int>(node.inputs.size()))
+        continue;
+      int out = node.outputs[o], in = node.inputs[i];
+      int root = plan.storage[in];
+      const Value& ov = graph.value(out);
+      const Value& iv = graph.value(in);
+      if (!InArena(ov) || !InArena(iv) || pinned[out] || pinned[root] || out == in) continue;
+      if (plan.storage[out] != out || first[out] != n || g_last[root] != n) continue;
+      if (ov.bytes() != graph.value(root).bytes()) continue;
+      // Every other input of the node must not live in the same storage.
+      bool clash = false;
+      for (size_t k = 0; k < node.inputs.size(); ++k) {
+        if (static_cast<int>(k) != i && plan.storage[node.inputs[k]] == root &&
+            node.inputs[k] != in)
+          clash = true;
+      }
+      if (clash) continue;
+      plan.storage[out] = root;
+      g_last[root] = std::max(g_last[root], last[out]);
+    }
+  }
+
+  struct Block {
+    int root;
+    int64_t bytes;
+    int first, last;
+    int64_t offset = -1;
+  };
+  std::vector<Block> blocks;
+  for (int v = 0; v < num_values; ++v) {
+    const Value& value = graph.value(v);
+    if (!InArena(value) || first[v] < 0) continue;
+    plan.unshared_bytes += AlignUp(value.bytes());
+    if (plan.storage[v] != v) continue;
+    blocks.push_back({v, AlignUp(std::max<int64_t>(value.bytes(), 1)), g_first[v], g_last[v]});
+  }
+  std::vector<int> order(blocks.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return blocks[a].bytes > blocks[b].bytes;
+  });
+  std::vector<int> placed;
+  for (int bi : order) {
+    Block& b = blocks[bi];
+    std::vector<std::pair<int64_t, int64_t>> busy;  // [offset, end) overlapping in time
+    for (int pi : placed) {
+      const Block& p = blocks[pi];
+      if (p.first <= b.last && b.first <= p.last) busy.push_back({p.offset, p.offset + p.bytes});
+    }
+    std::sort(busy.begin(), busy.end());
+    int64_t offset = 0;
+    for (auto [s, e] : busy) {
+      if (offset + b.bytes <= s) break;
+      offset = std::max(offset, e);
+    }
+    b.offset = offset;
+    plan.arena_bytes = std::max(plan.arena_bytes, offset + b.bytes);
+    placed.push_back(bi);
+  }
+
+  plan.offset.assign(num_values, -1);
+  std::vector<int64_t> root_offset(num_values, -1);
+  for (const Block& b : blocks) root_offset[b.root] = b.offset;
+  for (int v = 0; v < num_values; ++v) {
+    if (InArena(graph.value(v)) && first[v] >= 0) plan.offset[v] = root_offset[plan.storage[v]];
+  }
+
+  // Peak live bytes over the forward nodes.
+  int num_forward = 0;
+  while (num_forward < num_nodes && !graph.node(num_forward).backward) ++num_forward;
+  for (int n = 0; n < num_forward; ++n) {
+    int64_t live = 0;
+    for (const Block& b : blocks) {
+      if (b.first <= n && b.last >= n) live += b.bytes;
+    }
+    plan.forward_peak_bytes = std::max(plan.forward_peak_bytes, live);
+  }
+  return plan;
+}
+
+}  // namespace colossal::graph

@@ -1,0 +1,37 @@
+// Liveness-based memory plan for every value the executor keeps in its arena (inputs,
+// activations, activation gradients): one arena, each value at an offset, values whose
+// lifetimes do not overlap sharing bytes. Ops may declare in-place (output, input)
+// pairs; when the input dies at that node the output takes over its storage.
+//
+// Lifetime of a value over the node schedule [0, N): from its first writer (inputs: 0)
+// to its last reader or writer; graph outputs live to the end (N). Offsets are assigned
+// greedily, largest first, at the lowest gap free for the whole lifetime (the
+// "greedy by size" planner of TFLite), aligned to 64 bytes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "graph/ir.h"
+
+namespace colossal::graph {
+
+struct MemoryPlan {
+  int64_t arena_bytes = 0;
+  // Sum of all arena values' sizes: what the plan would take without reuse.
+  int64_t unshared_bytes = 0;
+  // Per value: byte offset into the arena, or -1 for values not in the arena (params).
+  std::vector<int64_t> offset;
+  // Per value: the value whose storage it shares (itself when none).
+  std::vector<int> storage;
+  // Peak bytes live at once during the forward nodes only (activation memory held
+  // between forward and backward, plus the forward working set).
+  int64_t forward_peak_bytes = 0;
+};
+
+bool InArena(const Value& v);
+
+absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph);
+
+}  // namespace colossal::graph

@@ -1,0 +1,90 @@
+// The op registry: for every op name, how to check its inputs and infer its outputs,
+// how to differentiate it (by emitting backward nodes), how many FLOPs it costs and how
+// to run it (by calling a kernel through the dispatch table). Ops register themselves
+// from graph/ops/*.cc at static-initialisation time (alwayslink libraries).
+// Backward ops (e.g. "layer_norm_backward") are ops too; they have no `backward`.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "graph/ir.h"
+#include "kernels/common/kernel.h"
+
+namespace colossal::graph {
+
+class GradBuilder;  // autodiff.h
+
+struct TensorType {
+  Shape shape;
+  DType dtype = DType::kF32;
+};
+
+// What a running op sees: its node, its input and output pointers (resolved once by the
+// executor) and the effective accumulate mode of each output for this run.
+struct KernelContext {
+  const Node* node = nullptr;
+  const Graph* graph = nullptr;
+  const std::vector<void*>* inputs = nullptr;
+  const std::vector<void*>* outputs = nullptr;
+  std::vector<Accumulate> accumulate;  // per output
+  kernels::Stream stream;
+
+  template <typename T = float>
+  const T* in(size_t i) const {
+    return static_cast<const T*>((*inputs)[i]);
+  }
+  template <typename T = float>
+  T* out(size_t i) const {
+    return static_cast<T*>((*outputs)[i]);
+  }
+  const Value& in_value(size_t i) const { return graph->value(node->inputs[i]); }
+  const Value& out_value(size_t i) const { return graph->value(node->outputs[i]); }
+};
+
+struct OpDef {
+  std::string name;
+  int min_inputs = 0;
+  int max_inputs = 0;
+  // Checks input types and attributes; returns the output types. Errors name the op and
+  // what is wrong (the graph-file loader prefixes the node).
+  std::function<absl::StatusOr<std::vector<TensorType>>(const std::vector<TensorType>& inputs,
+                                                        const Attrs& attrs)>
+      infer;
+  // Emits the backward nodes of one forward node; empty when no gradient flows through.
+  std::function<void(GradBuilder& builder)> backward;
+  // FLOPs of one execution (multiply-add = 2), from the input types.
+  std::function<double(const std::vector<TensorType>& inputs, const Attrs& attrs)> flops;
+  std::function<void(const KernelContext& ctx)> run;
+  // (output, input) pairs whose storage may be shared when the input dies at this node.
+  std::vector<std::pair<int, int>> in_place;
+};
+
+// Registers `def`; duplicate names are a programmer error.
+void RegisterOp(OpDef def);
+// The op named `name`, or nullptr.
+const OpDef* FindOp(std::string_view name);
+std::vector<std::string> OpNames();
+
+struct OpRegistrar {
+  explicit OpRegistrar(OpDef def) { RegisterOp(std::move(def)); }
+};
+
+// Infers the outputs of `op` applied to `inputs`, creates them (named
+// `output_names[i]` when given, else "<prefix>.<op>.<i>") and appends the node.
+// Returns the output value ids.
+absl::StatusOr<std::vector<int>> Apply(Graph& graph, const std::string& op,
+                                       const std::vector<int>& inputs, const Attrs& attrs = {},
+                                       const std::vector<std::string>& output_names = {});
+
+// Attribute readers for infer functions: InvalidArgument naming the op and key.
+absl::StatusOr<int64_t> GetIntAttr(const Attrs& attrs, const std::string& op,
+                                   const std::string& key);
+absl::StatusOr<double> GetFloatAttr(const Attrs& attrs, const std::string& op,
+                                    const std::string& key);
+
+}  // namespace colossal::graph

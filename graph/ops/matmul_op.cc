@@ -1,0 +1,196 @@
+// matmul: y = x · W (+ b), the Hugging Face Conv1D layout (W [K, N]), or y = x · Wᵀ
+// with transpose_w = 1 (W [N, K]: the tied LM head over wte). Backward ops:
+// matmul_grad_input (dx = dy · op(W)ᵀ), matmul_grad_weight (dW = xᵀ dy, or dyᵀ x when
+// transposed) and bias_grad (db = Σ_rows dy).
+#include "graph/autodiff.h"
+#include "graph/ops/op_helpers.h"
+#include "kernels/matmul/matmul.h"
+
+namespace colossal::graph::ops {
+namespace {
+
+using kernels::MatmulArgs;
+using kernels::Trans;
+
+struct Dims {
+  int64_t m, n, k;
+  bool transpose_w;
+};
+
+// x [.., K] and W [K, N] / [N, K].
+Dims GetDims(const Shape& x, const Shape& w, bool transpose_w) {
+  Dims d;
+  d.k = x.back();
+  d.m = Rows(x);
+  d.n = transpose_w ? w[0] : w[1];
+  d.transpose_w = transpose_w;
+  return d;
+}
+
+Dims NodeDims(const KernelContext& c, int x_index, int w_index) {
+  return GetDims(c.in_value(x_index).shape, c.in_value(w_index).shape,
+                 c.node->IntAttrOr("transpose_w", 0) != 0);
+}
+
+const OpRegistrar kMatmul(OpDef{
+    .name = "matmul",
+    .min_inputs = 2,
+    .max_inputs = 3,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "matmul";
+      RETURN_IF_ERROR(ExpectDType(op, "x", in[0], DType::kF32));
+      RETURN_IF_ERROR(ExpectDType(op, "w", in[1], DType::kF32));
+      RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
+      if (in[1].shape.size() != 2) {
+        return ShapeError(op, absl::StrCat("w must be 2-D, got ", ShapeString(in[1].shape)));
+      }
+      bool t = false;
+      if (attrs.count("transpose_w")) {
+        ASSIGN_OR_RETURN(int64_t tw, GetIntAttr(attrs, op, "transpose_w"));
+        t = tw != 0;
+      }
+      const int64_t k = t ? in[1].shape[1] : in[1].shape[0];
+      const int64_t n = t ? in[1].shape[0] : in[1].shape[1];
+      if (in[0].shape.back() != k) {
+        return ShapeError(op, absl::StrCat("x ", ShapeString(in[0].shape), " and w ",
+                                           ShapeString(in[1].shape),
+                                           t ? " (transposed)" : "", " do not chain"));
+      }
+      if (in.size() == 3) {
+        RETURN_IF_ERROR(ExpectDType(op, "bias", in[2], DType::kF32));
+        if (in[2].shape != Shape{n}) {
+          return ShapeError(op, absl::StrCat("bias must be [", n, "], got ",
+                                             ShapeString(in[2].shape)));
+        }
+      }
+      Shape out = Leading(in[0].shape);
+      out.push_back(n);
+      return std::vector<TensorType>{{out, DType::kF32}};
+    },
+    .backward =
+        [](GradBuilder& b) {
+          int dy = b.OutputGrad(0);
+          if (dy < 0) return;
+          Attrs attrs = b.node().attrs;
+          const int x = b.input(0), w = b.input(1);
+          const bool has_bias = b.node().inputs.size() == 3;
+          if (b.NeedsGrad(0)) {
+            GradSlot s = b.Slot(0);
+            b.Emit("matmul_grad_input", {dy, w}, {s.value}, attrs, {s.accumulate});
+          }
+          if (b.NeedsGrad(1)) {
+            GradSlot s = b.Slot(1);
+            b.Emit("matmul_grad_weight", {x, dy}, {s.value}, attrs, {s.accumulate});
+          }
+          if (has_bias && b.NeedsGrad(2)) {
+            GradSlot s = b.Slot(2);
+            b.Emit("bias_grad", {dy}, {s.value}, {}, {s.accumulate});
+          }
+        },
+    .flops = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      auto it = attrs.find("transpose_w");
+      bool t = it != attrs.end() && std::get<int64_t>(it->second) != 0;
+      Dims d = GetDims(in[0].shape, in[1].shape, t);
+      return 2.0 * d.m * d.n * d.k;
+    },
+    .run =
+        [](const KernelContext& c) {
+          Dims d = NodeDims(c, 0, 1);
+          MatmulArgs a;
+          a.trans_b = d.transpose_w ? Trans::kYes : Trans::kNo;
+          a.m = d.m, a.n = d.n, a.k = d.k;
+          a.a = c.in(0), a.lda = d.k;
+          a.b = c.in(1), a.ldb = d.transpose_w ? d.k : d.n;
+          a.c = c.out(0), a.ldc = d.n;
+          a.bias = c.node->inputs.size() == 3 ? c.in(2) : nullptr;
+          a.accumulate = c.accumulate[0];
+          kernels::Matmul(a, c.stream);
+        },
+});
+
+absl::StatusOr<std::vector<TensorType>> EmittedOnly(const std::vector<TensorType>&,
+                                                    const Attrs&) {
+  return absl::InvalidArgumentError("backward ops are emitted by autodiff only");
+}
+
+// dx [M, K] = dy [M, N] · op(W)ᵀ.
+const OpRegistrar kMatmulGradInput(OpDef{
+    .name = "matmul_grad_input",
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = EmittedOnly,
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      return 2.0 * NumElements(in[0].shape) * NumElements(in[1].shape) /
+             std::max<int64_t>(1, in[0].shape.back()) * 1.0;
+    },
+    .run =
+        [](const KernelContext& c) {
+          // inputs: dy [.., N], W; output dx [.., K]
+          const bool t = c.node->IntAttrOr("transpose_w", 0) != 0;
+          const Shape& w = c.in_value(1).shape;
+          const int64_t k = t ? w[1] : w[0], n = t ? w[0] : w[1];
+          MatmulArgs a;
+          a.m = Rows(c.in_value(0).shape), a.n = k, a.k = n;
+          a.a = c.in(0), a.lda = n;
+          a.b = c.in(1);
+          a.trans_b = t ? Trans::kNo : Trans::kYes;
+          a.ldb = t ? k : n;
+          a.c = c.out(0), a.ldc = k;
+          a.accumulate = c.accumulate[0];
+          kernels::Matmul(a, c.stream);
+        },
+});
+
+// dW = xᵀ dy ([K, N]) or dyᵀ x ([N, K]) when transposed.
+const OpRegistrar kMatmulGradWeight(OpDef{
+    .name = "matmul_grad_weight",
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = EmittedOnly,
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      return 2.0 * NumElements(in[0].shape) * in[1].shape.back();
+    },
+    .run =
+        [](const KernelContext& c) {
+          const bool t = c.node->IntAttrOr("transpose_w", 0) != 0;
+          const int64_t k = c.in_value(0).shape.back();
+          const int64_t n = c.in_value(1).shape.back();
+          const int64_t rows = Rows(c.in_value(0).shape);
+          MatmulArgs a;
+          a.trans_a = Trans::kYes;
+          a.k = rows;
+          if (!t) {
+            a.m = k, a.n = n;
+            a.a = c.in(0), a.lda = k;
+            a.b = c.in(1), a.ldb = n;
+            a.c = c.out(0), a.ldc = n;
+          } else {
+            a.m = n, a.n = k;
+            a.a = c.in(1), a.lda = n;
+            a.b = c.in(0), a.ldb = k;
+            a.c = c.out(0), a.ldc = k;
+          }
+          a.accumulate = c.accumulate[0];
+          kernels::Matmul(a, c.stream);
+        },
+});
+
+const OpRegistrar kBiasGrad(OpDef{
+    .name = "bias_grad",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .infer = EmittedOnly,
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      return static_cast<double>(NumElements(in[0].shape));
+    },
+    .run =
+        [](const KernelContext& c) {
+          const int64_t n = c.in_value(0).shape.back();
+          kernels::BiasGrad(c.in(0), Rows(c.in_value(0).shape), n, n, c.out(0), c.accumulate[0],
+                            c.stream);
+        },
+});
+
+}  // namespace
+}  // namespace colossal::graph::ops

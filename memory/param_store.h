@@ -1,0 +1,60 @@
+// ParamStore: where the trainable parameters and their gradients live on the CPU
+// backend: two flat fp32 buffers (data, grad) with the same layout, each tensor at a
+// 64-byte-aligned offset. Flat storage lets the optimizer, the gradient norm and (later)
+// data-parallel all-reduce and ZeRO sharding treat all parameters as one vector.
+// Gradients start at zero. Not thread-safe to construct; pointers stay valid for the
+// store's lifetime.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "memory/host_buffer.h"
+
+namespace colossal::memory {
+
+struct ParamInfo {
+  std::string name;             // Hugging Face name for GPT models
+  std::vector<int64_t> shape;
+  int64_t numel = 0;
+  int64_t offset = 0;           // in floats, into the flat buffers
+};
+
+class ParamStore {
+ public:
+  struct Spec {
+    std::string name;
+    std::vector<int64_t> shape;
+  };
+  explicit ParamStore(const std::vector<Spec>& specs);
+
+  int size() const { return static_cast<int>(infos_.size()); }
+  const ParamInfo& info(int i) const { return infos_[i]; }
+  const std::vector<ParamInfo>& infos() const { return infos_; }
+  // Index of the parameter named `name`, or -1.
+  int Find(const std::string& name) const;
+
+  float* data(int i) { return data_.as<float>() + infos_[i].offset; }
+  const float* data(int i) const { return data_.as<float>() + infos_[i].offset; }
+  float* grad(int i) { return grad_.as<float>() + infos_[i].offset; }
+  const float* grad(int i) const { return grad_.as<float>() + infos_[i].offset; }
+
+  // The flat buffers, padding included (padding stays zero).
+  float* flat_data() { return data_.as<float>(); }
+  float* flat_grad() { return grad_.as<float>(); }
+  int64_t flat_numel() const { return flat_numel_; }
+  // Parameters without padding.
+  int64_t num_params() const { return num_params_; }
+
+ private:
+  std::vector<ParamInfo> infos_;
+  std::map<std::string, int> by_name_;
+  int64_t flat_numel_ = 0;
+  int64_t num_params_ = 0;
+  HostBuffer data_;
+  HostBuffer grad_;
+};
+
+}  // namespace colossal::memory

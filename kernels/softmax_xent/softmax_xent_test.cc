@@ -1,0 +1,245 @@
+// Softmax cross-entropy: the CPU twin (both instruction sets, 1 and 2 threads) against
+// the double reference at odd widths, padded rows, ignored targets, ±80 logits, in place
+// and accumulating; the reference backward against central finite differences; and the
+// analytic all-equal-logits case.
+#include <catch2/catch.hpp>
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/softmax_xent/softmax_xent.h"
+#include "kernels/softmax_xent/softmax_xent_cpu.h"
+#include "kernels/testing/kernel_testing.h"
+
+namespace colossal::kernels {
+namespace {
+
+using internal::SoftmaxXentIsa;
+using testing::AllClose;
+using testing::Cast;
+using testing::Random;
+
+// Tolerances from softmax_xent.h: loss and lse carry the error of a v-long fp32 sum of
+// exponentials; dlogits that of one FastExp (2 ulp) times dloss, plus the rounding of
+// x − lse in fp32 (|x − lse| ≤ ~200 here, so ≤ 1e-5 relative to p where p matters).
+double LossTol(int64_t v) { return 4.0 * testing::Fp32ReductionRtol(v); }
+constexpr double kGradRtol = 1e-5;
+double GradAtol(const std::vector<float>& dloss) {
+  double m = 0;
+  for (float d : dloss) m = std::max(m, std::fabs(static_cast<double>(d)));
+  return 1e-6 * m;
+}
+
+// Targets in [0, v) with every `ignore_every`-th row set to -1 (ignored).
+std::vector<int32_t> Targets(int64_t n, int64_t v, uint64_t seed, int ignore_every) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> t(n);
+  for (int64_t i = 0; i < n; ++i) {
+    t[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(v));
+    if (ignore_every > 0 && i % ignore_every == ignore_every - 1) t[i] = -1;
+  }
+  return t;
+}
+
+// Padded [n, ld] logits: the v live columns uniform in [lo, hi), padding a sentinel.
+constexpr float kPad = 12345.0f;
+std::vector<float> Logits(int64_t n, int64_t v, int64_t ld, uint64_t seed, double lo,
+                          double hi) {
+  auto live = Random<float>(n * v, seed, lo, hi);
+  std::vector<float> x(n * ld, kPad);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < v; ++j) x[i * ld + j] = live[i * v + j];
+  return x;
+}
+
+bool PaddingIntact(const std::vector<float>& x, int64_t n, int64_t v, int64_t ld) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = v; j < ld; ++j)
+      if (x[i * ld + j] != kPad) return false;
+  return true;
+}
+
+struct Case {
+  int64_t n, v, ld;
+  double lo, hi;
+};
+
+// Runs one case through the CPU twin and the double reference and compares everything.
+void CheckAgainstReference(const Case& c, uint64_t seed) {
+  const auto [n, v, ld, lo, hi] = c;
+  CAPTURE(n, v, ld, lo, hi, internal::SoftmaxXentUsesAvx512(), omp_get_max_threads());
+  const auto x = Logits(n, v, ld, seed, lo, hi);
+  const auto targets = Targets(n, v, seed + 1, 4);
+  const auto dloss = Random<float>(n, seed + 2, -2.0, 2.0);
+  const auto xd = Cast<double>(x);
+
+  std::vector<float> loss(n, -1.0f), lse(n, -1.0f);
+  SoftmaxXentForward(x.data(), ld, targets.data(), loss.data(), lse.data(), n, v);
+  std::vector<double> loss_ref(n), lse_ref(n);
+  SoftmaxXentForwardRef(xd.data(), ld, targets.data(), loss_ref.data(), lse_ref.data(), n, v);
+  {
+    auto r = AllClose(loss, loss_ref, LossTol(v), LossTol(v));
+    INFO("loss: " << r.message);
+    REQUIRE(r.ok);
+    auto rl = AllClose(lse, lse_ref, LossTol(v), LossTol(v));
+    INFO("lse: " << rl.message);
+    REQUIRE(rl.ok);
+    for (int64_t i = 0; i < n; ++i)
+      if (targets[i] < 0) REQUIRE(loss[i] == 0.0f);
+  }
+
+  // Backward from the twin's own fp32 lse, so only the backward's error is measured.
+  const auto lse_d = Cast<double>(lse);
+  const auto dloss_d = Cast<double>(dloss);
+  const double atol = GradAtol(dloss);
+  for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
+    CAPTURE(acc == Accumulate::kYes);
+    // Out of place, into a padded buffer with random prior contents.
+    auto prior = Logits(n, v, ld, seed + 3, -1.0, 1.0);
+    auto dx = prior;
+    SoftmaxXentBackward(x.data(), ld, lse.data(), targets.data(), dloss.data(), dx.data(), n, v,
+                        acc);
+    auto dx_ref = Cast<double>(prior);
+    SoftmaxXentBackwardRef(xd.data(), ld, lse_d.data(), targets.data(), dloss_d.data(),
+                           dx_ref.data(), n, v, acc);
+    auto r = AllClose(dx, dx_ref, atol, kGradRtol);
+    INFO("dlogits: " << r.message);
+    REQUIRE(r.ok);
+    REQUIRE(PaddingIntact(dx, n, v, ld));
+
+    // In place: dlogits == logits. The reference reads each x[j] before writing it too.
+    auto inplace = x;
+    SoftmaxXentBackward(inplace.data(), ld, lse.data(), targets.data(), dloss.data(),
+                        inplace.data(), n, v, acc);
+    auto inplace_ref = xd;
+    SoftmaxXentBackwardRef(inplace_ref.data(), ld, lse_d.data(), targets.data(),
+                           dloss_d.data(), inplace_ref.data(), n, v, acc);
+    auto ri = AllClose(inplace, inplace_ref, atol, kGradRtol);
+    INFO("in place: " << ri.message);
+    REQUIRE(ri.ok);
+    REQUIRE(PaddingIntact(inplace, n, v, ld));
+  }
+}
+
+const std::vector<Case>& Cases() {
+  static const std::vector<Case> cases = {
+      {7, 1, 1, -4, 4},        {7, 1, 4, -80, 80},      {33, 3, 3, -4, 4},
+      {33, 3, 8, -80, 80},     {65, 257, 257, -4, 4},   {65, 257, 261, -80, 80},
+      {9, 50257, 50257, -4, 4}, {6, 50257, 50264, -80, 80}, {2048, 256, 256, -4, 4},
+  };
+  return cases;
+}
+
+TEST_CASE("softmax_xent: cpu twin matches the reference (both ISAs, 1 and 2 threads)") {
+  const int saved_threads = omp_get_max_threads();
+  for (SoftmaxXentIsa isa : {SoftmaxXentIsa::kAuto, SoftmaxXentIsa::kAvx2}) {
+    internal::SetSoftmaxXentIsaForTesting(isa);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      uint64_t seed = 100;
+      for (const Case& c : Cases()) CheckAgainstReference(c, seed += 10);
+    }
+  }
+  internal::SetSoftmaxXentIsaForTesting(SoftmaxXentIsa::kAuto);
+  omp_set_num_threads(saved_threads);
+}
+
+TEST_CASE("softmax_xent: results do not depend on the thread count") {
+  const int64_t n = 300, v = 1001;
+  const auto x = Random<float>(n * v, 7, -30.0, 30.0);
+  const auto targets = Targets(n, v, 8, 5);
+  const auto dloss = Random<float>(n, 9);
+  std::vector<float> loss1(n), lse1(n), loss2(n), lse2(n), dx1(n * v), dx2(n * v);
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  SoftmaxXentForward(x.data(), v, targets.data(), loss1.data(), lse1.data(), n, v);
+  SoftmaxXentBackward(x.data(), v, lse1.data(), targets.data(), dloss.data(), dx1.data(), n, v,
+                      Accumulate::kNo);
+  omp_set_num_threads(2);
+  SoftmaxXentForward(x.data(), v, targets.data(), loss2.data(), lse2.data(), n, v);
+  SoftmaxXentBackward(x.data(), v, lse2.data(), targets.data(), dloss.data(), dx2.data(), n, v,
+                      Accumulate::kNo);
+  omp_set_num_threads(saved_threads);
+  REQUIRE(loss1 == loss2);
+  REQUIRE(lse1 == lse2);
+  REQUIRE(dx1 == dx2);
+}
+
+TEST_CASE("softmax_xent: a row whose maximum arrives late (shift raised mid-row)") {
+  // The first blocks sit at −80 and a later one reaches +80: the forward's shift starts
+  // 160 below the maximum and must be raised without overflow or loss of precision.
+  const int64_t v = 50257;
+  for (int64_t peak : {int64_t{5000}, int64_t{50256}}) {
+    CAPTURE(peak);
+    std::vector<float> x(v, -80.0f);
+    for (int64_t j = 4096; j < v; ++j) x[j] = -80.0f + 160.0f * static_cast<float>(j) / v;
+    x[peak] = 80.0f;
+    const int32_t target = 17;
+    std::vector<float> loss(1), lse(1);
+    SoftmaxXentForward(x.data(), v, &target, loss.data(), lse.data(), 1, v);
+    const auto xd = Cast<double>(x);
+    std::vector<double> loss_ref(1), lse_ref(1);
+    SoftmaxXentForwardRef(xd.data(), v, &target, loss_ref.data(), lse_ref.data(), 1, v);
+    REQUIRE(AllClose(loss, loss_ref, LossTol(v), LossTol(v)).ok);
+    REQUIRE(AllClose(lse, lse_ref, LossTol(v), LossTol(v)).ok);
+  }
+}
+
+TEST_CASE("softmax_xent: all-equal logits give loss = log v and dlogits = dloss(1/v − onehot)") {
+  for (int64_t v : {1, 3, 257, 50257}) {
+    for (float c : {0.0f, 3.5f, -80.0f, 80.0f}) {
+      CAPTURE(v, c);
+      const int64_t n = 2;
+      std::vector<float> x(n * v, c);
+      std::vector<int32_t> targets = {static_cast<int32_t>(v / 2), -1};
+      std::vector<float> dloss = {0.75f, 1.0f};
+      const double log_v = std::log(static_cast<double>(v));
+      const double tol = LossTol(v);
+      for (Backend b : {Backend::kCpu, Backend::kRef}) {
+        std::vector<float> loss(n), lse(n);
+        SoftmaxXentForward(x.data(), v, targets.data(), loss.data(), lse.data(), n, v, {b});
+        REQUIRE(std::fabs(loss[0] - log_v) <= tol + tol * log_v);
+        REQUIRE(loss[1] == 0.0f);
+        for (float l : lse) REQUIRE(std::fabs(l - (c + log_v)) <= tol + tol * std::fabs(c + log_v));
+        std::vector<float> dx(n * v, 9.0f);
+        SoftmaxXentBackward(x.data(), v, lse.data(), targets.data(), dloss.data(), dx.data(), n, v,
+                            Accumulate::kNo, {b});
+        std::vector<double> expected(n * v, 0.0);
+        for (int64_t j = 0; j < v; ++j) expected[j] = dloss[0] * (1.0 / v - (j == v / 2 ? 1 : 0));
+        // lse is rounded to fp32 (|lse| ≤ 91: ≤ 3.8e-6 absolute), which moves p = 1/v by
+        // that much relative; one FastExp adds 2 ulp.
+        auto r = AllClose(dx, expected, GradAtol(dloss), 5e-6 + kGradRtol);
+        INFO(r.message);
+        REQUIRE(r.ok);
+      }
+    }
+  }
+}
+
+TEST_CASE("softmax_xent: reference backward matches finite differences of Σ dloss·loss") {
+  const int64_t n = 4, v = 7, ld = 9;
+  auto x = Random<double>(n * ld, 31, -3.0, 3.0);
+  const std::vector<int32_t> targets = {2, -1, 0, 6};
+  const auto dloss = Random<double>(n, 32, 0.5, 1.5);
+  std::vector<double> loss(n), lse(n);
+  auto objective = [&] {
+    SoftmaxXentForwardRef(x.data(), ld, targets.data(), loss.data(), lse.data(), n, v);
+    return testing::Dot(dloss, loss);
+  };
+  auto numeric = testing::FiniteDifference(x, objective);
+  objective();  // lse at the unperturbed x
+  std::vector<double> analytic(n * ld, 0.0);
+  SoftmaxXentBackwardRef(x.data(), ld, lse.data(), targets.data(), dloss.data(), analytic.data(),
+                         n, v, Accumulate::kNo);
+  // Central differences with h = 1e-6 on an O(1) smooth function: truncation ~h² and
+  // cancellation ~1e-16/h = 1e-10.
+  auto r = AllClose(analytic, numeric, 1e-8, 1e-6);
+  INFO(r.message);
+  REQUIRE(r.ok);
+}
+
+}  // namespace
+}  // namespace colossal::kernels

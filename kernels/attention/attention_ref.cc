@@ -1,0 +1,185 @@
+// Attention specification: causal softmax(q·k/sqrt(D)) v per (batch, head, position),
+// its backward, and KV-cache decode, as plain loops accumulated in double; also defines
+// the dispatch tables and registers the float twins as kRef. Single-threaded; tests only.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/attention/attention.h"
+
+namespace colossal::kernels {
+
+Dispatch<AttentionForwardFn>& AttentionForwardTable() {
+  static Dispatch<AttentionForwardFn> table("attention_forward");
+  return table;
+}
+
+Dispatch<AttentionBackwardFn>& AttentionBackwardTable() {
+  static Dispatch<AttentionBackwardFn> table("attention_backward");
+  return table;
+}
+
+Dispatch<AttentionDecodeFn>& AttentionDecodeTable() {
+  static Dispatch<AttentionDecodeFn> table("attention_decode");
+  return table;
+}
+
+namespace {
+
+// Softmax of q against the first n keys (row stride k_stride), into p[0..n), in double.
+template <typename T>
+void SoftmaxScores(const T* q, const T* k, int64_t k_stride, int64_t n, int64_t head_dim,
+                   double* p) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  double max = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < n; ++j) {
+    double s = 0;
+    for (int64_t d = 0; d < head_dim; ++d) {
+      s += static_cast<double>(q[d]) * static_cast<double>(k[j * k_stride + d]);
+    }
+    p[j] = s * scale;
+    max = std::max(max, p[j]);
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    p[j] = std::exp(p[j] - max);
+    sum += p[j];
+  }
+  for (int64_t j = 0; j < n; ++j) p[j] /= sum;
+}
+
+}  // namespace
+
+template <typename T>
+void AttentionForwardRef(const T* qkv, T* out, T* probs, const AttentionShape& shape) {
+  const int64_t B = shape.batch, S = shape.seq, H = shape.heads, D = shape.head_dim;
+  const int64_t C = shape.channels();
+  std::vector<double> p(S);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const T* base = qkv + b * S * 3 * C + h * D;  // q of position 0, head h
+      for (int64_t t = 0; t < S; ++t) {
+        SoftmaxScores(base + t * 3 * C, base + C, 3 * C, t + 1, D, p.data());
+        T* prow = probs + ((b * H + h) * S + t) * S;
+        for (int64_t j = 0; j < S; ++j) prow[j] = static_cast<T>(j <= t ? p[j] : 0.0);
+        T* o = out + (b * S + t) * C + h * D;
+        for (int64_t d = 0; d < D; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j <= t; ++j) {
+            acc += p[j] * static_cast<double>(base[j * 3 * C + 2 * C + d]);
+          }
+          o[d] = static_cast<T>(acc);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void AttentionBackwardRef(const T* dout, const T* qkv, const T* probs, T* dqkv,
+                          const AttentionShape& shape, Accumulate accumulate) {
+  const int64_t B = shape.batch, S = shape.seq, H = shape.heads, D = shape.head_dim;
+  const int64_t C = shape.channels();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  std::vector<double> dq(S * D), dk(S * D), dv(S * D), dp(S);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      std::fill(dq.begin(), dq.end(), 0.0);
+      std::fill(dk.begin(), dk.end(), 0.0);
+      std::fill(dv.begin(), dv.end(), 0.0);
+      const T* q = qkv + b * S * 3 * C + h * D;
+      const T* k = q + C;
+      const T* v = q + 2 * C;
+      for (int64_t t = 0; t < S; ++t) {
+        const T* prow = probs + ((b * H + h) * S + t) * S;
+        const T* dot = dout + (b * S + t) * C + h * D;
+        double row_sum = 0;
+        for (int64_t j = 0; j <= t; ++j) {
+          double s = 0;
+          for (int64_t d = 0; d < D; ++d) {
+            s += static_cast<double>(dot[d]) * static_cast<double>(v[j * 3 * C + d]);
+          }
+          dp[j] = s;
+          row_sum += static_cast<double>(prow[j]) * s;
+        }
+        for (int64_t j = 0; j <= t; ++j) {
+          const double pj = prow[j];
+          const double ds = pj * (dp[j] - row_sum);
+          for (int64_t d = 0; d < D; ++d) {
+            dq[t * D + d] += ds * scale * static_cast<double>(k[j * 3 * C + d]);
+            dk[j * D + d] += ds * scale * static_cast<double>(q[t * 3 * C + d]);
+            dv[j * D + d] += pj * static_cast<double>(dot[d]);
+          }
+        }
+      }
+      T* dq_out = dqkv + b * S * 3 * C + h * D;
+      for (int64_t t = 0; t < S; ++t) {
+        for (int64_t d = 0; d < D; ++d) {
+          const double grads[3] = {dq[t * D + d], dk[t * D + d], dv[t * D + d]};
+          for (int part = 0; part < 3; ++part) {
+            T& dst = dq_out[t * 3 * C + part * C + d];
+            dst = static_cast<T>(accumulate == Accumulate::kYes ? dst + grads[part]
+                                                                : grads[part]);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void AttentionDecodeRef(const T* q, const T* k_cache, const T* v_cache, T* out, int64_t batch,
+                        int64_t len, int64_t max_len, int64_t heads, int64_t head_dim) {
+  const int64_t C = heads * head_dim;
+  std::vector<double> p(len);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t offset = b * max_len * C + h * head_dim;
+      SoftmaxScores(q + b * C + h * head_dim, k_cache + offset, C, len, head_dim, p.data());
+      for (int64_t d = 0; d < head_dim; ++d) {
+        double acc = 0;
+        for (int64_t j = 0; j < len; ++j) {
+          acc += p[j] * static_cast<double>(v_cache[offset + j * C + d]);
+        }
+        out[b * C + h * head_dim + d] = static_cast<T>(acc);
+      }
+    }
+  }
+}
+
+template void AttentionForwardRef<float>(const float*, float*, float*, const AttentionShape&);
+template void AttentionForwardRef<double>(const double*, double*, double*,
+                                          const AttentionShape&);
+template void AttentionBackwardRef<float>(const float*, const float*, const float*, float*,
+                                          const AttentionShape&, Accumulate);
+template void AttentionBackwardRef<double>(const double*, const double*, const double*,
+                                           double*, const AttentionShape&, Accumulate);
+template void AttentionDecodeRef<float>(const float*, const float*, const float*, float*,
+                                        int64_t, int64_t, int64_t, int64_t, int64_t);
+template void AttentionDecodeRef<double>(const double*, const double*, const double*, double*,
+                                         int64_t, int64_t, int64_t, int64_t, int64_t);
+
+namespace {
+void ForwardRefTwin(const float* qkv, float* out, float* probs, const AttentionShape& shape,
+                    Stream) {
+  AttentionForwardRef(qkv, out, probs, shape);
+}
+void BackwardRefTwin(const float* dout, const float* qkv, const float* probs, float* dqkv,
+                     const AttentionShape& shape, Accumulate accumulate, Stream) {
+  AttentionBackwardRef(dout, qkv, probs, dqkv, shape, accumulate);
+}
+void DecodeRefTwin(const float* q, const float* k_cache, const float* v_cache, float* out,
+                   int64_t batch, int64_t len, int64_t max_len, int64_t heads,
+                   int64_t head_dim, Stream) {
+  AttentionDecodeRef(q, k_cache, v_cache, out, batch, len, max_len, heads, head_dim);
+}
+const Registrar<AttentionForwardFn> kForward(AttentionForwardTable(), Backend::kRef,
+                                             DType::kF32, &ForwardRefTwin);
+const Registrar<AttentionBackwardFn> kBackward(AttentionBackwardTable(), Backend::kRef,
+                                               DType::kF32, &BackwardRefTwin);
+const Registrar<AttentionDecodeFn> kDecode(AttentionDecodeTable(), Backend::kRef, DType::kF32,
+                                           &DecodeRefTwin);
+}  // namespace
+
+}  // namespace colossal::kernels

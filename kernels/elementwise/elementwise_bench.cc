@@ -1,0 +1,60 @@
+// Elementwise bench: GB/s (bytes read + written) of Add, AddInto, Scale and Fill beside
+// memcpy of the same n floats (the memory-bandwidth peer), at activation and
+// parameter sizes of the GPT models. Threads: OMP_NUM_THREADS.
+//   bazel run //kernels/elementwise:elementwise_bench
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "kernels/elementwise/elementwise.h"
+
+namespace {
+
+template <typename F>
+double BestSeconds(F&& f) {
+  f();
+  double best = 1e30, total = 0;
+  for (int r = 0; r < 200 && (r < 5 || total < 0.1); ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::min(best, t);
+    total += t;
+  }
+  return best;
+}
+
+}  // namespace
+
+int main() {
+  using namespace colossal::kernels;
+  std::printf("threads=%d  (GB/s = bytes read + written per second, best of repeats)\n",
+              omp_get_max_threads());
+  std::printf("%10s %9s %9s %9s %9s %9s %9s %9s %10s\n", "n", "Add", "AddInto=", "AddInto+",
+              "Scale", "Fill(1)", "Fill(0)", "memcpy", "Add/memcpy");
+  // 256·768: a GPT-2 residual at B·T = 256; 256·3072 = 2048·384: its MLP activation and
+  // the small model's residual; 2048·1536: the small model's MLP; 124 Mi: all of GPT-2's
+  // parameters (gradient zeroing and accumulation).
+  for (int64_t n : {int64_t{1} << 14, int64_t{1} << 16, int64_t{256} * 768,
+                    int64_t{256} * 3072, int64_t{2048} * 1536, int64_t{124} << 20}) {
+    std::vector<float> a(n, 0.5f), b(n, 0.25f), c(n, 0.0f);
+    const double gb = 4e-9 * n;
+    const double t_add = BestSeconds([&] { Add(a.data(), b.data(), c.data(), n); });
+    const double t_copy =
+        BestSeconds([&] { AddInto(a.data(), c.data(), n, Accumulate::kNo); });
+    const double t_acc = BestSeconds([&] { AddInto(a.data(), c.data(), n, Accumulate::kYes); });
+    const double t_scale = BestSeconds([&] { Scale(c.data(), n, 0.999f); });
+    const double t_fill = BestSeconds([&] { Fill(c.data(), n, 1.0f); });
+    const double t_zero = BestSeconds([&] { Fill(c.data(), n, 0.0f); });
+    const double t_memcpy = BestSeconds([&] { std::memcpy(c.data(), a.data(), n * 4); });
+    std::printf("%10lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %10.2f\n",
+                static_cast<long long>(n), 3 * gb / t_add, 2 * gb / t_copy, 3 * gb / t_acc,
+                2 * gb / t_scale, gb / t_fill, gb / t_zero, 2 * gb / t_memcpy,
+                (3 * gb / t_add) / (2 * gb / t_memcpy));
+  }
+  return 0;
+}

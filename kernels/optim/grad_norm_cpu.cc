@@ -1,0 +1,26 @@
+// Sum-of-squares CPU twin: squares formed in double (exact for fp32 inputs) and summed
+// per fixed block with SIMD lanes, blocks added in order (block_reduce.h), so the result
+// is the same for every thread count.
+#include "kernels/optim/block_reduce.h"
+#include "kernels/optim/grad_norm.h"
+
+namespace colossal::kernels {
+namespace {
+
+void SumSquaresCpu(const float* x, int64_t n, double* out, Stream) {
+  optim_internal::BlockedSums<1>(n, out, [x](int64_t begin, int64_t end, double* sums) {
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = begin; i < end; ++i) {
+      const double xi = x[i];
+      sum += xi * xi;
+    }
+    sums[0] = sum;
+  });
+}
+
+const Registrar<SumSquaresFn> kSumSquares(SumSquaresTable(), Backend::kCpu, DType::kF32,
+                                          &SumSquaresCpu);
+
+}  // namespace
+}  // namespace colossal::kernels

@@ -1,0 +1,84 @@
+// LAMB CPU twins. Moments: one fused pass per fixed block (read w, g, m, v; write m, v:
+// 24 bytes per element) that also sums w² and u² in double; blocks are added in order
+// (block_reduce.h), so the sums do not depend on the thread count. Apply: one fused
+// pass (read w, m, v; write w: 16 bytes) recomputing u with the same fp32 expression.
+#include <cmath>
+
+#include "kernels/optim/block_reduce.h"
+#include "kernels/optim/lamb.h"
+
+namespace colossal::kernels {
+namespace {
+
+// Per-step scalars, computed once in double and rounded to fp32.
+struct LambConsts {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float inv_bc1, inv_sqrt_bc2, eps, wd, scale;
+};
+
+LambConsts Consts(const LambArgs& a) {
+  COL_CHECK(a.step >= 1);
+  const double bc1 = 1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step));
+  return {a.beta1,
+          static_cast<float>(1.0 - a.beta1),
+          a.beta2,
+          static_cast<float>(1.0 - a.beta2),
+          static_cast<float>(1.0 / bc1),
+          static_cast<float>(1.0 / std::sqrt(bc2)),
+          a.eps,
+          a.weight_decay,
+          a.grad_scale};
+}
+
+// u = m̂/(√v̂ + eps) + wd·w, the one fp32 expression both phases use.
+inline float Update(const LambConsts& c, float m, float v, float w) {
+  return m * c.inv_bc1 / (std::sqrt(v) * c.inv_sqrt_bc2 + c.eps) + c.wd * w;
+}
+
+void LambMomentsCpu(const LambArgs& a, double* sums, Stream) {
+  const LambConsts c = Consts(a);
+  float* w = a.w;
+  const float* g = a.g;
+  float* m = a.m;
+  float* v = a.v;
+  optim_internal::BlockedSums<2>(a.n, sums, [&](int64_t begin, int64_t end, double* out) {
+    double sum_w2 = 0.0, sum_u2 = 0.0;
+#pragma omp simd reduction(+ : sum_w2, sum_u2)
+    for (int64_t i = begin; i < end; ++i) {
+      const float gi = c.scale * g[i];
+      const float mi = c.beta1 * m[i] + c.one_minus_beta1 * gi;
+      const float vi = c.beta2 * v[i] + c.one_minus_beta2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      const float wi = w[i];
+      const double ui = Update(c, mi, vi, wi);
+      sum_w2 += static_cast<double>(wi) * static_cast<double>(wi);
+      sum_u2 += ui * ui;
+    }
+    out[0] = sum_w2;
+    out[1] = sum_u2;
+  });
+}
+
+void LambApplyCpu(const LambArgs& a, float trust_ratio, Stream) {
+  const LambConsts c = Consts(a);
+  const float step = static_cast<float>(static_cast<double>(a.lr) * trust_ratio);
+  float* w = a.w;
+  const float* m = a.m;
+  const float* v = a.v;
+  const int64_t n = a.n;
+#pragma omp parallel for simd schedule(static) if (n >= optim_internal::kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float wi = w[i];
+    w[i] = wi - step * Update(c, m[i], v[i], wi);
+  }
+}
+
+const Registrar<LambMomentsFn> kMoments(LambMomentsTable(), Backend::kCpu, DType::kF32,
+                                        &LambMomentsCpu);
+const Registrar<LambApplyFn> kApply(LambApplyTable(), Backend::kCpu, DType::kF32,
+                                    &LambApplyCpu);
+
+}  // namespace
+}  // namespace colossal::kernels

@@ -4,6 +4,7 @@
 // stores that split cache lines cost up to 1.5x at L1/L2 sizes). No __restrict: Add
 // allows out == a or out == b, which is safe because each element is read before it
 // is written at the same index.
+#include <immintrin.h>
 #include <omp.h>
 
 #include <bit>
@@ -77,7 +78,27 @@ void ScaleCpu(float* x, int64_t n, float alpha, Stream) {
   });
 }
 
+// Fills of at least this many floats (16 MiB) bypass the caches with streaming stores:
+// no read-for-ownership of lines that are wholly overwritten. 2-4x faster than memset
+// or plain stores from 34 MB up on this machine (matters for zeroing a whole model's
+// gradients or a 50257 x 768 embedding gradient); equal at 17 MB.
+constexpr int64_t kStreamMin = int64_t{1} << 22;
+
+void StreamFill(float* x, int64_t begin, int64_t end, float value) {
+  if (end <= begin) return;
+  int64_t i = begin;
+  while (i < end && reinterpret_cast<uintptr_t>(x + i) % 32 != 0) x[i++] = value;
+  const __m256 v = _mm256_set1_ps(value);
+  for (; i + 8 <= end; i += 8) _mm256_stream_ps(x + i, v);
+  for (; i < end; ++i) x[i] = value;
+  _mm_sfence();  // streaming stores are weakly ordered: publish before returning
+}
+
 void FillCpu(float* x, int64_t n, float value, Stream) {
+  if (n >= kStreamMin) {
+    ParallelChunks(n, [=](int64_t begin, int64_t end) { StreamFill(x, begin, end, value); });
+    return;
+  }
   if (std::bit_cast<uint32_t>(value) == 0) {  // +0.0 (not -0.0): libc's memset
     ParallelChunks(n, [=](int64_t begin, int64_t end) {
       if (end > begin) std::memset(x + begin, 0, (end - begin) * sizeof(float));

@@ -7,6 +7,7 @@
 
 #include <bit>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -130,6 +131,22 @@ TEST_CASE("elementwise writes nothing outside [0, n)") {
   omp_set_num_threads(1);
   REQUIRE(buf.front() == guard);
   REQUIRE(buf.back() == guard);
+}
+
+TEST_CASE("fill above the streaming-store threshold (2^22 floats)") {
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    const int64_t n = (int64_t{1} << 22) + 13;
+    std::vector<float> buf(n + 2, -7.0f);
+    for (float value : {0.0f, -0.5f}) {
+      CAPTURE(threads, value);
+      Fill(buf.data() + 1, n, value);  // misaligned start: exercises the scalar head
+      REQUIRE(buf.front() == -7.0f);
+      REQUIRE(buf.back() == -7.0f);
+      REQUIRE(std::count(buf.begin() + 1, buf.end() - 1, value) == n);
+    }
+  }
+  omp_set_num_threads(1);
 }
 
 TEST_CASE("elementwise reference matches hand-computed values") {

@@ -1,0 +1,75 @@
+// Embedding bench: rows/s (ids processed per second) and GB/s of the CPU forward
+// gather and backward scatter-add (accumulate and overwrite, which zeroes the whole
+// table) at GPT-2 124M's wte and the small model's, beside memcpy of the gathered bytes.
+// Threads: OMP_NUM_THREADS.
+//   bazel run //kernels/embedding:embedding_bench
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/embedding/embedding.h"
+
+namespace {
+
+template <typename F>
+double BestSeconds(F&& f) {
+  f();
+  double best = 1e30, total = 0;
+  for (int r = 0; r < 500 && (r < 5 || total < 0.2); ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::min(best, t);
+    total += t;
+  }
+  return best;
+}
+
+}  // namespace
+
+int main() {
+  using namespace colossal::kernels;
+  std::printf("threads=%d  (Mrows/s = million ids per second; GB/s counts bytes moved)\n",
+              omp_get_max_threads());
+  std::printf("%6s %5s %6s | %10s %8s | %10s %8s | %10s %8s %8s | %9s\n", "n", "c", "rows",
+              "fwd Mrow/s", "GB/s", "bwd+ Mrow/s", "GB/s", "bwd= Mrow/s", "GB/s", "ms",
+              "memcpy GB/s");
+  struct Shape {
+    int64_t n, c, rows;
+  };
+  for (Shape s : {Shape{256, 768, 50257}, Shape{2048, 384, 256}}) {
+    std::mt19937 rng(1);
+    std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(s.rows - 1));
+    std::vector<int32_t> ids(s.n);
+    for (auto& id : ids) id = pick(rng);
+    std::vector<float> table(s.rows * s.c, 0.5f), out(s.n * s.c), dtable(s.rows * s.c, 0.0f);
+    const double row_gb = 4e-9 * s.c;
+    const double t_fwd =
+        BestSeconds([&] { EmbeddingForward(ids.data(), table.data(), out.data(), s.n, s.c); });
+    const double t_acc = BestSeconds([&] {
+      EmbeddingBackward(ids.data(), out.data(), dtable.data(), s.n, s.rows, s.c,
+                        Accumulate::kYes);
+    });
+    const double t_over = BestSeconds([&] {
+      EmbeddingBackward(ids.data(), out.data(), dtable.data(), s.n, s.rows, s.c,
+                        Accumulate::kNo);
+    });
+    std::vector<float> copy_src(s.n * s.c, 0.25f);
+    const double t_copy =
+        BestSeconds([&] { std::memcpy(out.data(), copy_src.data(), s.n * s.c * 4); });
+    // Bytes: fwd reads + writes n rows; bwd+ reads dout and reads + writes n table rows;
+    // bwd= also writes the whole table once.
+    std::printf("%6lld %5lld %6lld | %10.2f %8.1f | %10.2f %8.1f | %10.2f %8.1f %8.3f | %9.1f\n",
+                static_cast<long long>(s.n), static_cast<long long>(s.c),
+                static_cast<long long>(s.rows), 1e-6 * s.n / t_fwd, 2 * s.n * row_gb / t_fwd,
+                1e-6 * s.n / t_acc, 3 * s.n * row_gb / t_acc, 1e-6 * s.n / t_over,
+                (3 * s.n + s.rows) * row_gb / t_over, 1e3 * t_over,
+                2 * s.n * row_gb / t_copy);
+  }
+  return 0;
+}

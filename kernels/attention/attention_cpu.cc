@@ -4,10 +4,13 @@
 // Parallelism is OpenMP over independent work items; each dnnl_sgemm runs on the calling
 // thread alone. Results do not depend on the thread count (no cross-thread reductions).
 #include <dnnl.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels/attention/attention.h"
@@ -27,11 +30,38 @@ void Sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alph
   COL_CHECK_MSG(status == dnnl_success, "dnnl_sgemm rejected its arguments");
 }
 
+// Row maximum with four independent 8-float accumulators (GCC vector extensions): GCC
+// leaves a `#pragma omp simd reduction(max:)` loop scalar, and one chain of dependent
+// maxes made this pass the most expensive part of the forward.
+using V8 = float __attribute__((vector_size(32)));
+inline V8 Load8(const float* p) {
+  V8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline V8 Max8(V8 a, V8 b) { return a > b ? a : b; }
+
+inline float RowMax(const float* row, int64_t n) {
+  float max = row[0];
+  int64_t j = 0;
+  if (n >= 32) {
+    V8 m0 = Load8(row), m1 = Load8(row + 8), m2 = Load8(row + 16), m3 = Load8(row + 24);
+    for (j = 32; j + 32 <= n; j += 32) {
+      m0 = Max8(m0, Load8(row + j));
+      m1 = Max8(m1, Load8(row + j + 8));
+      m2 = Max8(m2, Load8(row + j + 16));
+      m3 = Max8(m3, Load8(row + j + 24));
+    }
+    const V8 m = Max8(Max8(m0, m1), Max8(m2, m3));
+    for (int k = 0; k < 8; ++k) max = std::max(max, m[k]);
+  }
+  for (; j < n; ++j) max = std::max(max, row[j]);
+  return max;
+}
+
 // In place: row[0..n) = softmax(row[0..n)) (scores already scaled), then row[n..len) = 0.
 inline void CausalSoftmaxRow(float* row, int64_t n, int64_t len) {
-  float max = row[0];
-#pragma omp simd reduction(max : max)
-  for (int64_t j = 0; j < n; ++j) max = std::max(max, row[j]);
+  const float max = RowMax(row, n);
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {
@@ -43,6 +73,39 @@ inline void CausalSoftmaxRow(float* row, int64_t n, int64_t len) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) row[j] *= inv;
   std::fill(row + n, row + len, 0.0f);
+}
+
+// Per-thread scratch: the S/P block of the forward, the dP/dS block of the backward, the
+// scores of decode; grown on demand, never shrunk.
+float* Scratch(int64_t n) {
+  thread_local std::vector<float> buffer;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// dst[0..n) = src[0..n), dst[n..len) = 0, with streaming stores where dst is 32-byte
+// aligned: the probabilities are written once and read only by the backward, long after,
+// so they skip the cache (no read-for-ownership of 4·T² bytes per head). The caller
+// issues _mm_sfence() before the rows are read by another thread.
+inline void StreamRow(float* dst, const float* src, int64_t n, int64_t len) {
+  int64_t j = 0;
+  for (; j < len && (reinterpret_cast<uintptr_t>(dst + j) & 31) != 0; ++j) {
+    dst[j] = j < n ? src[j] : 0.0f;
+  }
+  for (; j + 8 <= n; j += 8) _mm256_stream_ps(dst + j, _mm256_loadu_ps(src + j));
+  if (j < n) {  // the vector straddling n: source lanes up to n, zeros after
+    if (j + 8 <= len) {
+      alignas(32) float tail[8] = {};
+      std::copy(src + j, src + n, tail);
+      _mm256_stream_ps(dst + j, _mm256_load_ps(tail));
+      j += 8;
+    } else {
+      for (; j < len; ++j) dst[j] = j < n ? src[j] : 0.0f;
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  for (; j + 8 <= len; j += 8) _mm256_stream_ps(dst + j, zero);
+  for (; j < len; ++j) dst[j] = 0.0f;
 }
 
 void AttentionForwardCpu(const float* qkv, float* out, float* probs,
@@ -64,21 +127,19 @@ void AttentionForwardCpu(const float* qkv, float* out, float* probs,
     const float* q = qkv + b * T * ld3 + h * D;
     const float* k = q + C;
     const float* v = q + 2 * C;
+    // S[i0:i1, 0:i1] = scale · Q Kᵀ into a compact cache-resident block (ld i1).
+    float* s = Scratch(kBlock * T);
+    Sgemm('N', 'T', m, i1, D, scale, q + i0 * ld3, ld3, k, ld3, 0.0f, s, i1);
     float* p = probs + pair * T * T;
-    // S[i0:i1, 0:i1] = scale · Q Kᵀ, straight into the probability rows.
-    Sgemm('N', 'T', m, i1, D, scale, q + i0 * ld3, ld3, k, ld3, 0.0f, p + i0 * T, T);
-    for (int64_t t = i0; t < i1; ++t) CausalSoftmaxRow(p + t * T, t + 1, T);
-    // O[i0:i1] = P[i0:i1, 0:i1] V[0:i1]; the masked entries are zero by now.
-    Sgemm('N', 'N', m, D, i1, 1.0f, p + i0 * T, T, v, ld3, 0.0f, out + (b * T + i0) * C + h * D,
-          C);
+    for (int64_t t = i0; t < i1; ++t) {
+      float* row = s + (t - i0) * i1;
+      CausalSoftmaxRow(row, t + 1, i1);
+      StreamRow(p + t * T, row, t + 1, T);
+    }
+    _mm_sfence();
+    // O[i0:i1] = P[i0:i1, 0:i1] V[0:i1], from the block (masked entries are zero).
+    Sgemm('N', 'N', m, D, i1, 1.0f, s, i1, v, ld3, 0.0f, out + (b * T + i0) * C + h * D, C);
   }
-}
-
-// Per-thread dP/dS block [kBlock, T], grown on demand.
-float* Scratch(int64_t n) {
-  thread_local std::vector<float> buffer;
-  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(n);
-  return buffer.data();
 }
 
 void AttentionBackwardCpu(const float* dout, const float* qkv, const float* probs, float* dqkv,

@@ -1,8 +1,9 @@
 // Attention CPU twin: oneDNN sgemm on strided views of the fused qkv (row stride 3C, no
 // copies), causal-masked softmax fused between the two forward GEMMs, query rows in
 // blocks of kBlock so row block i only meets key blocks 0..i (about half the FLOPs).
-// Parallelism is OpenMP over independent work items; each dnnl_sgemm runs on the calling
-// thread alone. Results do not depend on the thread count (no cross-thread reductions).
+// Parallelism is OpenMP over independent work items, each dnnl_sgemm on the calling
+// thread alone; no cross-thread reductions. With a single work item (B·H·blocks = 1) the
+// loop runs serially and oneDNN may thread that one GEMM itself.
 #include <dnnl.h>
 #include <immintrin.h>
 #include <omp.h>

@@ -27,6 +27,8 @@ struct GptModelSpec {
   int64_t d_model = 0;
   int64_t seq_len = 0;  // T: context length and training window
   int64_t vocab = 0;    // may exceed the tokenizer's vocabulary
+
+  bool operator==(const GptModelSpec&) const = default;
 };
 
 struct ModelSpec {
@@ -35,13 +37,17 @@ struct ModelSpec {
   GptModelSpec gpt;          // kGpt (also filled from the graph file for kGraph by the loader)
   std::string graph_path;    // kGraph: model: {graph: FILE}
   std::string init_from;     // optional: safetensors file or checkpoint directory
+
+  bool operator==(const ModelSpec&) const = default;
 };
 
 struct DataSpec {
   std::string train;              // text file or token file (detected by its header)
   std::string tokenizer = "bytes";
-  double val_fraction = 0.0;      // [0, 0.5]: validation split from the end of the stream
+  double val_fraction = 0.0;      // [0, 0.5): validation split from the end of the stream
   bool shuffle = true;            // false: window k = tokens [k·T, k·T+T], in order
+
+  bool operator==(const DataSpec&) const = default;
 };
 
 enum class OptimizerType { kAdamW, kLamb, kLars, kSgd };
@@ -57,6 +63,8 @@ struct OptimizerSpec {
   double momentum = 0.9;                   // lars, sgd
   double trust_coef = 0.001;               // lars η
   bool nesterov = false;                   // sgd
+
+  bool operator==(const OptimizerSpec&) const = default;
 };
 
 enum class LrDecay { kCosine, kLinear, kConstant };
@@ -65,12 +73,16 @@ struct LrScheduleSpec {
   int64_t warmup = 0;
   LrDecay decay = LrDecay::kCosine;
   double min_lr = 0.0;
+
+  bool operator==(const LrScheduleSpec&) const = default;
 };
 
 struct CheckpointSpec {
   std::string dir;     // default <run_dir>/checkpoints
   int64_t every = 0;   // 0: only at the end of the run
   int64_t keep = 3;    // newest checkpoints kept; 0 keeps all
+
+  bool operator==(const CheckpointSpec&) const = default;
 };
 
 enum class Precision { kFp32, kBf16, kFp16 };
@@ -94,6 +106,8 @@ struct TrainSpec {
   int64_t AccumulationSteps(int64_t data_degree) const {
     return global_batch / (data_degree * micro_batch);
   }
+
+  bool operator==(const TrainSpec&) const = default;
 };
 
 enum class TensorMode { k1d, k2d, k2p5d, k3d };
@@ -101,7 +115,7 @@ enum class PipelineSchedule { kGpipe, k1f1b, kInterleaved };
 enum class SequenceMode { kRing, kAllToAll };
 
 struct ParallelSpec {
-  bool auto_plan = false;     // parallel: auto
+  bool auto_plan = false;     // parallel: auto (map form: auto: true, as ToYaml writes it)
   int64_t data = 1;
   int64_t zero = 0;           // 0..3
   int64_t tensor = 1;
@@ -114,6 +128,8 @@ struct ParallelSpec {
   SequenceMode sequence_mode = SequenceMode::kRing;
 
   int64_t WorldSize() const { return data * tensor * pipeline * sequence; }
+
+  bool operator==(const ParallelSpec&) const = default;
 };
 
 enum class Placement { kStatic, kAuto };
@@ -124,6 +140,8 @@ struct MemorySpec {
   int64_t host_budget = 0;    // bytes; 0: unlimited
   std::string nvme_dir;
   bool activation_checkpointing = false;
+
+  bool operator==(const MemorySpec&) const = default;
 };
 
 enum class DeviceKind { kCpu, kCuda };
@@ -135,6 +153,8 @@ struct ResourcesSpec {
   int64_t threads_per_rank = 0;  // 0: the node's cores / ranks_per_node
 
   int64_t WorldSize() const { return nodes * ranks_per_node; }
+
+  bool operator==(const ResourcesSpec&) const = default;
 };
 
 // Text sampled at the end of a run (and the defaults of `colossal generate`).
@@ -143,6 +163,8 @@ struct SampleSpec {
   int64_t tokens = 0;         // 0: no sample
   double temperature = 1.0;   // > 0
   int64_t top_k = 0;          // 0: the whole vocabulary
+
+  bool operator==(const SampleSpec&) const = default;
 };
 
 struct JobSpec {
@@ -157,6 +179,8 @@ struct JobSpec {
   SampleSpec sample;
 
   std::string source;         // where it was read from (a path, or "<string>")
+
+  bool operator==(const JobSpec&) const = default;
 };
 
 // Parses and validates YAML text. `source` names it in error messages. Each override is
@@ -185,7 +209,14 @@ std::string ToYaml(const JobSpec& spec);
 // Parses sizes such as "8GiB", "512MiB", "1.5GB", "1024": bytes.
 absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
 
+// The YAML spelling of each enum value ("adamw", "bf16", "2.5d", "all_to_all", ...).
 std::string_view OptimizerTypeName(OptimizerType type);
 std::string_view PrecisionName(Precision precision);
+std::string_view LrDecayName(LrDecay decay);
+std::string_view TensorModeName(TensorMode mode);
+std::string_view PipelineScheduleName(PipelineSchedule schedule);
+std::string_view SequenceModeName(SequenceMode mode);
+std::string_view PlacementName(Placement placement);
+std::string_view DeviceKindName(DeviceKind device);
 
 }  // namespace colossal::config

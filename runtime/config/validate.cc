@@ -1,0 +1,256 @@
+// Range and consistency checks of a parsed JobSpec; the first violation is returned.
+// Checks run in document order, one section at a time, then the cross-section rules;
+// a later check may rely on the earlier ones (no division by a zero degree).
+#include "runtime/config/validate.h"
+
+#include <cctype>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace colossal::config::internal {
+namespace {
+
+// Returns InvalidArgument at the location of `path` unless `cond` holds.
+#define ENSURE(cond, path, ...)                                         \
+  do {                                                                  \
+    if (!(cond)) return ctx.ErrorKey((path), absl::StrCat(__VA_ARGS__)); \
+  } while (0)
+
+// A degree is written as `tensor: 4` or `tensor: {size: 4, ...}`: point at what was written.
+std::string DegreePath(const YamlContext& ctx, absl::string_view axis) {
+  std::string size_path = absl::StrCat("parallel.", axis, ".size");
+  return ctx.Written(size_path) ? size_path : absl::StrCat("parallel.", axis);
+}
+
+bool IsNameChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+}
+
+int64_t IntRoot(int64_t n, int power) {
+  int64_t r = 0;
+  while (true) {
+    int64_t next = r + 1, p = 1;
+    for (int i = 0; i < power; ++i) p *= next;
+    if (p > n) return r;
+    r = next;
+  }
+}
+
+absl::Status ValidateTop(const JobSpec& s, const YamlContext& ctx) {
+  bool name_ok = !s.name.empty() && s.name != "." && s.name != "..";
+  for (char c : s.name) name_ok = name_ok && IsNameChar(c);
+  ENSURE(name_ok, "name",
+         "must be letters, digits, '.', '_' or '-' (it names the run directory), got '",
+         s.name, "'");
+  ENSURE(!s.run_dir.empty(), "run_dir",
+         "must not be empty; leave it out for the default runs/<name>");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateModel(const JobSpec& s, const YamlContext& ctx) {
+  const ModelSpec& m = s.model;
+  if (m.kind == ModelSpec::Kind::kGraph) {
+    ENSURE(!m.graph_path.empty(), "model.graph", "must name a graph file, got ''");
+    return absl::OkStatus();
+  }
+  const GptModelSpec& g = m.gpt;
+  ENSURE(g.n_layer >= 1, "model.n_layer", "must be >= 1, got ", g.n_layer);
+  ENSURE(g.n_head >= 1, "model.n_head", "must be >= 1, got ", g.n_head);
+  ENSURE(g.d_model >= 1, "model.d_model", "must be >= 1, got ", g.d_model);
+  ENSURE(g.d_model % g.n_head == 0, "model.d_model",
+         "must be a multiple of model.n_head (", g.n_head, "), got ", g.d_model);
+  ENSURE(g.seq_len >= 1, "model.seq_len", "must be >= 1, got ", g.seq_len);
+  ENSURE(g.vocab >= 1, "model.vocab", "must be >= 1, got ", g.vocab);
+  return absl::OkStatus();
+}
+
+absl::Status ValidateData(const JobSpec& s, const YamlContext& ctx) {
+  const DataSpec& d = s.data;
+  ENSURE(!d.train.empty(), "data.train", "must name the training text or token file, got ''");
+  ENSURE(d.val_fraction >= 0.0 && d.val_fraction < 0.5, "data.val_fraction",
+         "must be in [0, 0.5), got ", d.val_fraction);
+  if (d.tokenizer == "bytes" && s.model.kind == ModelSpec::Kind::kGpt) {
+    ENSURE(s.model.gpt.vocab >= 256, "model.vocab",
+           "must be >= 256 with data.tokenizer: bytes (one id per byte value), got ",
+           s.model.gpt.vocab);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOptimizer(const OptimizerSpec& o, const YamlContext& ctx) {
+  const OptimizerSpec defaults;
+  const absl::string_view type = Sv(OptimizerTypeName(o.type));
+  const bool uses_betas = o.type == OptimizerType::kAdamW || o.type == OptimizerType::kLamb;
+  ENSURE(o.lr > 0.0, "train.optimizer.lr", "must be > 0, got ", o.lr);
+  ENSURE(o.beta1 >= 0.0 && o.beta1 < 1.0, "train.optimizer.betas[0]",
+         "must be in [0, 1), got ", o.beta1);
+  ENSURE(o.beta2 >= 0.0 && o.beta2 < 1.0, "train.optimizer.betas[1]",
+         "must be in [0, 1), got ", o.beta2);
+  ENSURE(o.eps > 0.0, "train.optimizer.eps", "must be > 0, got ", o.eps);
+  ENSURE(o.weight_decay >= 0.0, "train.optimizer.weight_decay", "must be >= 0, got ",
+         o.weight_decay);
+  ENSURE(o.trust_clip > 0.0, "train.optimizer.trust_clip", "must be > 0, got ", o.trust_clip);
+  ENSURE(o.momentum >= 0.0 && o.momentum < 1.0, "train.optimizer.momentum",
+         "must be in [0, 1), got ", o.momentum);
+  ENSURE(o.trust_coef > 0.0, "train.optimizer.trust_coef", "must be > 0, got ", o.trust_coef);
+  // A setting the chosen optimizer ignores is almost always a mistake; its default
+  // value is accepted so that ToYaml can write every field.
+  ENSURE(uses_betas || (o.beta1 == defaults.beta1 && o.beta2 == defaults.beta2),
+         "train.optimizer.betas", "only adamw and lamb use betas; ", type,
+         " ignores them: remove the key");
+  ENSURE(o.type == OptimizerType::kLamb || o.trust_clip == defaults.trust_clip,
+         "train.optimizer.trust_clip", "only lamb uses trust_clip; ", type,
+         " ignores it: remove the key");
+  ENSURE(o.type == OptimizerType::kLars || o.type == OptimizerType::kSgd ||
+             o.momentum == defaults.momentum,
+         "train.optimizer.momentum", "only lars and sgd use momentum; ", type,
+         " ignores it: remove the key");
+  ENSURE(o.type == OptimizerType::kLars || o.trust_coef == defaults.trust_coef,
+         "train.optimizer.trust_coef", "only lars uses trust_coef; ", type,
+         " ignores it: remove the key");
+  ENSURE(o.type == OptimizerType::kSgd || o.nesterov == defaults.nesterov,
+         "train.optimizer.nesterov", "only sgd uses nesterov; ", type,
+         " ignores it: remove the key");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTrain(const JobSpec& s, const YamlContext& ctx) {
+  const TrainSpec& t = s.train;
+  ENSURE(t.steps >= 1, "train.steps", "must be >= 1, got ", t.steps);
+  ENSURE(t.global_batch >= 1, "train.global_batch", "must be >= 1, got ", t.global_batch);
+  if (ctx.Written("train.micro_batch")) {
+    ENSURE(t.micro_batch >= 1, "train.micro_batch", "must be >= 1, got ", t.micro_batch);
+  }
+  if (absl::Status st = ValidateOptimizer(t.optimizer, ctx); !st.ok()) return st;
+  const LrScheduleSpec& lr = t.lr_schedule;
+  ENSURE(lr.warmup >= 0, "train.lr_schedule.warmup", "must be >= 0, got ", lr.warmup);
+  ENSURE(lr.warmup < t.steps, "train.lr_schedule.warmup",
+         "must be less than train.steps (", t.steps, "), got ", lr.warmup);
+  ENSURE(lr.min_lr >= 0.0, "train.lr_schedule.min_lr", "must be >= 0, got ", lr.min_lr);
+  ENSURE(lr.min_lr <= t.optimizer.lr, "train.lr_schedule.min_lr",
+         "must be <= train.optimizer.lr (", t.optimizer.lr, "), got ", lr.min_lr);
+  ENSURE(t.grad_clip >= 0.0, "train.grad_clip", "must be >= 0 (0: no clipping), got ",
+         t.grad_clip);
+  ENSURE(t.max_restarts >= 0, "train.max_restarts", "must be >= 0, got ", t.max_restarts);
+  ENSURE(!t.checkpoint.dir.empty(), "train.checkpoint.dir",
+         "must not be empty; leave it out for the default <run_dir>/checkpoints");
+  ENSURE(t.checkpoint.every >= 0, "train.checkpoint.every",
+         "must be >= 0 (0: only at the end), got ", t.checkpoint.every);
+  ENSURE(t.checkpoint.keep >= 0, "train.checkpoint.keep", "must be >= 0 (0: keep all), got ",
+         t.checkpoint.keep);
+  ENSURE(t.val_every >= 0, "train.val_every", "must be >= 0 (0: only at the end), got ",
+         t.val_every);
+  ENSURE(t.val_batches >= 1, "train.val_batches", "must be >= 1, got ", t.val_batches);
+  ENSURE(t.log_every >= 1, "train.log_every", "must be >= 1, got ", t.log_every);
+  return absl::OkStatus();
+}
+
+absl::Status ValidateParallel(const JobSpec& s, const YamlContext& ctx) {
+  const ParallelSpec& p = s.parallel;
+  const std::string tensor = DegreePath(ctx, "tensor");
+  ENSURE(p.data >= 1, "parallel.data", "must be >= 1, got ", p.data);
+  ENSURE(p.zero >= 0 && p.zero <= 3, "parallel.zero", "must be 0, 1, 2 or 3, got ", p.zero);
+  ENSURE(p.tensor >= 1, tensor, "must be >= 1, got ", p.tensor);
+  ENSURE(p.tensor_depth >= 1, "parallel.tensor.depth", "must be >= 1, got ", p.tensor_depth);
+  ENSURE(p.tensor_mode == TensorMode::k2p5d || p.tensor_depth == 1, "parallel.tensor.depth",
+         "only mode 2.5d uses depth, got depth ", p.tensor_depth, " with mode ",
+         Sv(TensorModeName(p.tensor_mode)));
+  switch (p.tensor_mode) {
+    case TensorMode::k1d:
+      break;
+    case TensorMode::k2d: {
+      int64_t q = IntRoot(p.tensor, 2);
+      ENSURE(q * q == p.tensor, tensor, "mode 2d needs a square size (1, 4, 9, 16, ...), got ",
+             p.tensor);
+      break;
+    }
+    case TensorMode::k2p5d: {
+      int64_t q = p.tensor % p.tensor_depth == 0 ? IntRoot(p.tensor / p.tensor_depth, 2) : 0;
+      ENSURE(q >= 1 && p.tensor_depth * q * q == p.tensor, tensor,
+             "mode 2.5d needs size = depth x q^2 (depth ", p.tensor_depth, ": ",
+             p.tensor_depth, ", ", 4 * p.tensor_depth, ", ", 9 * p.tensor_depth, ", ...), got ",
+             p.tensor);
+      break;
+    }
+    case TensorMode::k3d: {
+      int64_t q = IntRoot(p.tensor, 3);
+      ENSURE(q * q * q == p.tensor, tensor, "mode 3d needs a cube size (1, 8, 27, 64, ...), got ",
+             p.tensor);
+      break;
+    }
+  }
+  ENSURE(p.pipeline >= 1, DegreePath(ctx, "pipeline"), "must be >= 1, got ", p.pipeline);
+  ENSURE(p.pipeline_microbatches >= 1, "parallel.pipeline.microbatches", "must be >= 1, got ",
+         p.pipeline_microbatches);
+  ENSURE(p.sequence >= 1, DegreePath(ctx, "sequence"), "must be >= 1, got ", p.sequence);
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMemoryResourcesSample(const JobSpec& s, const YamlContext& ctx) {
+  ENSURE(s.memory.device_budget >= 0, "memory.device_budget", "must be >= 0 (0: unlimited), got ",
+         s.memory.device_budget);
+  ENSURE(s.memory.host_budget >= 0, "memory.host_budget", "must be >= 0 (0: unlimited), got ",
+         s.memory.host_budget);
+  const ResourcesSpec& r = s.resources;
+  ENSURE(r.nodes >= 1, "resources.nodes", "must be >= 1, got ", r.nodes);
+  ENSURE(r.ranks_per_node >= 1, "resources.ranks_per_node", "must be >= 1, got ",
+         r.ranks_per_node);
+  ENSURE(r.threads_per_rank >= 0, "resources.threads_per_rank",
+         "must be >= 0 (0: cores / ranks_per_node), got ", r.threads_per_rank);
+  ENSURE(s.sample.tokens >= 0, "sample.tokens", "must be >= 0 (0: no sample), got ",
+         s.sample.tokens);
+  ENSURE(s.sample.temperature > 0.0, "sample.temperature", "must be > 0, got ",
+         s.sample.temperature);
+  ENSURE(s.sample.top_k >= 0, "sample.top_k", "must be >= 0 (0: the whole vocabulary), got ",
+         s.sample.top_k);
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
+  const TrainSpec& t = s.train;
+  const ParallelSpec& p = s.parallel;
+  ENSURE(t.global_batch % p.data == 0, "train.global_batch",
+         "must be divisible by parallel.data (", p.data, "), got ", t.global_batch);
+  const int64_t per_rank = t.global_batch / p.data;
+  if (ctx.Written("train.micro_batch")) {
+    ENSURE(per_rank % t.micro_batch == 0, "train.micro_batch",
+           "must divide train.global_batch / parallel.data (", t.global_batch, " / ", p.data,
+           " = ", per_rank, "), got ", t.micro_batch);
+  }
+  if (t.precision != Precision::kFp32) {
+    ENSURE(s.resources.device == DeviceKind::kCuda, "train.precision",
+           Sv(PrecisionName(t.precision)), " needs resources.device: cuda, got device ",
+           Sv(DeviceKindName(s.resources.device)), "; use fp32 on cpu");
+  }
+  if (!p.auto_plan) {
+    const ResourcesSpec& r = s.resources;
+    ENSURE(p.WorldSize() == r.WorldSize(), "parallel",
+           "data x tensor x pipeline x sequence = ", p.data, " x ", p.tensor, " x ", p.pipeline,
+           " x ", p.sequence, " = ", p.WorldSize(),
+           " ranks, but resources.nodes x resources.ranks_per_node = ", r.nodes, " x ",
+           r.ranks_per_node, " = ", r.WorldSize(), "; make the two products equal");
+  }
+  if (s.model.kind == ModelSpec::Kind::kGpt) {
+    ENSURE(p.pipeline <= s.model.gpt.n_layer, DegreePath(ctx, "pipeline"),
+           "must be <= model.n_layer (", s.model.gpt.n_layer, "), one layer per stage at least, got ",
+           p.pipeline);
+    ENSURE(s.model.gpt.seq_len % p.sequence == 0, DegreePath(ctx, "sequence"),
+           "must divide model.seq_len (", s.model.gpt.seq_len, "), got ", p.sequence);
+  }
+  return absl::OkStatus();
+}
+
+#undef ENSURE
+
+}  // namespace
+
+absl::Status ValidateJobSpec(const JobSpec& spec, const YamlContext& ctx) {
+  for (auto check : {ValidateTop, ValidateModel, ValidateData, ValidateTrain, ValidateParallel,
+                     ValidateMemoryResourcesSample, ValidateConsistency}) {
+    if (absl::Status status = check(spec, ctx); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace colossal::config::internal

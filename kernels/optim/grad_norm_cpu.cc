@@ -9,10 +9,12 @@ namespace {
 
 void SumSquaresCpu(const float* x, int64_t n, double* out, Stream) {
   optim_internal::BlockedSums<1>(n, out, [x](int64_t begin, int64_t end, double* sums) {
+    const float* xb = x + begin;  // a local: GCC does not vectorise loads via the closure
+    const int64_t len = end - begin;
     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = begin; i < end; ++i) {
-      const double xi = x[i];
+    for (int64_t i = 0; i < len; ++i) {
+      const double xi = xb[i];
       sum += xi * xi;
     }
     sums[0] = sum;

@@ -42,17 +42,24 @@ void LambMomentsCpu(const LambArgs& a, double* sums, Stream) {
   const float* g = a.g;
   float* m = a.m;
   float* v = a.v;
-  optim_internal::BlockedSums<2>(a.n, sums, [&](int64_t begin, int64_t end, double* out) {
+  optim_internal::BlockedSums<2>(a.n, sums, [=](int64_t begin, int64_t end, double* out) {
+    // Locals, not captures: GCC does not vectorise a loop that loads through the closure.
+    const LambConsts k = c;
+    float* wb = w + begin;
+    const float* gb = g + begin;
+    float* mb = m + begin;
+    float* vb = v + begin;
+    const int64_t len = end - begin;
     double sum_w2 = 0.0, sum_u2 = 0.0;
 #pragma omp simd reduction(+ : sum_w2, sum_u2)
-    for (int64_t i = begin; i < end; ++i) {
-      const float gi = c.scale * g[i];
-      const float mi = c.beta1 * m[i] + c.one_minus_beta1 * gi;
-      const float vi = c.beta2 * v[i] + c.one_minus_beta2 * gi * gi;
-      m[i] = mi;
-      v[i] = vi;
-      const float wi = w[i];
-      const double ui = Update(c, mi, vi, wi);
+    for (int64_t i = 0; i < len; ++i) {
+      const float gi = k.scale * gb[i];
+      const float mi = k.beta1 * mb[i] + k.one_minus_beta1 * gi;
+      const float vi = k.beta2 * vb[i] + k.one_minus_beta2 * gi * gi;
+      mb[i] = mi;
+      vb[i] = vi;
+      const float wi = wb[i];
+      const double ui = Update(k, mi, vi, wi);
       sum_w2 += static_cast<double>(wi) * static_cast<double>(wi);
       sum_u2 += ui * ui;
     }

@@ -11,11 +11,15 @@ void LarsNormsCpu(const LarsArgs& a, double* sums, Stream) {
   const float* w = a.w;
   const float* g = a.g;
   optim_internal::BlockedSums<2>(a.n, sums, [w, g](int64_t begin, int64_t end, double* out) {
+    // Locals, not captures: GCC does not vectorise a loop that loads through the closure.
+    const float* wb = w + begin;
+    const float* gb = g + begin;
+    const int64_t len = end - begin;
     double sum_w2 = 0.0, sum_g2 = 0.0;
 #pragma omp simd reduction(+ : sum_w2, sum_g2)
-    for (int64_t i = begin; i < end; ++i) {
-      const double wi = w[i];
-      const double gi = g[i];
+    for (int64_t i = 0; i < len; ++i) {
+      const double wi = wb[i];
+      const double gi = gb[i];
       sum_w2 += wi * wi;
       sum_g2 += gi * gi;
     }

@@ -19,6 +19,8 @@ Dispatch<LarsApplyFn>& LarsApplyTable() {
 
 float LarsLocalLr(double sum_w2, double sum_g2, float lr, float trust_coef, float weight_decay) {
   // Zero norms give trust 1; a NaN sum (overflowed gradients) propagates to the caller.
+  // No-decay tensors (trust 1) are the caller's to recognise, as lars.h says: wd = 0 on
+  // its own does not switch the adaptation off (timm's always_adapt behaviour).
   double trust = 1.0;
   if (sum_w2 != 0.0 && sum_g2 != 0.0) {
     const double w_norm = std::sqrt(sum_w2);

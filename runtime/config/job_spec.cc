@@ -20,6 +20,7 @@
 #include "runtime/config/overrides.h"
 #include "runtime/config/validate.h"
 #include "runtime/config/yaml_reader.h"
+#include "runtime/data/tokenizer.h"
 
 namespace colossal::config {
 namespace {
@@ -70,7 +71,9 @@ absl::Status ParseData(const MapReader& root, JobSpec& spec) {
   RETURN_IF_ERROR(d.CheckKeys({"train", "tokenizer", "val_fraction", "shuffle"}));
   if (!d.Has("train")) return d.Missing("train", "the path of the training text or token file");
   RETURN_IF_ERROR(d.String("train", &spec.data.train));
-  RETURN_IF_ERROR(d.Enum<std::string>("tokenizer", {{"bytes", "bytes"}}, &spec.data.tokenizer));
+  internal::EnumNames<std::string> tokenizers;
+  for (const std::string& name : data::KnownTokenizers()) tokenizers.emplace_back(name, name);
+  RETURN_IF_ERROR(d.Enum("tokenizer", tokenizers, &spec.data.tokenizer));
   RETURN_IF_ERROR(d.Double("val_fraction", &spec.data.val_fraction));
   return d.Bool("shuffle", &spec.data.shuffle);
 }

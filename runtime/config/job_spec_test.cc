@@ -341,6 +341,9 @@ TEST_CASE("wrong types name the key, where, what was found and what is expected"
   CHECK(ErrorOf(b + "memory: {device_budget: lots}\n") ==
         "job.yaml:14:25: memory.device_budget: expected a byte size such as 8GiB, 512MiB, 1.5GB "
         "or 1024, got 'lots'");
+  CHECK(ErrorOf(Replace(b, "  train: data/tiny.txt", "  train: data/tiny.txt\n  tokenizer: byte")) ==
+        "job.yaml:11:14: data.tokenizer: unknown value 'byte'; did you mean 'bytes'? (one of "
+        "bytes)");
   CHECK(ErrorOf(Replace(b, "name: tiny", "name: [tiny]")) ==
         "job.yaml:1:7: name: expected a string, got a list");
   CHECK(ErrorOf(Replace(b, "  type: gpt", "  type: llama")) ==
@@ -384,8 +387,8 @@ TEST_CASE("out-of-range values") {
        "job.yaml:6:12: model.d_model: must be a multiple of model.n_head (2), got 65"},
       {"seq_len: 32=>seq_len: 0", "job.yaml:7:12: model.seq_len: must be >= 1, got 0"},
       {"vocab: 256=>vocab: 100",
-       "job.yaml:8:10: model.vocab: must be >= 256 with data.tokenizer: bytes (one id per byte "
-       "value), got 100"},
+       "job.yaml:8:10: model.vocab: must be >= 256 with data.tokenizer: bytes (its vocabulary "
+       "size), got 100"},
       {"steps: 10=>steps: 0", "job.yaml:12:10: train.steps: must be >= 1, got 0"},
       {"global_batch: 4=>global_batch: -4",
        "job.yaml:13:17: train.global_batch: must be >= 1, got -4"},

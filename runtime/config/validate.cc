@@ -4,9 +4,11 @@
 #include "runtime/config/validate.h"
 
 #include <cctype>
+#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/data/tokenizer.h"
 
 namespace colossal::config::internal {
 namespace {
@@ -70,9 +72,13 @@ absl::Status ValidateData(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(!d.train.empty(), "data.train", "must name the training text or token file, got ''");
   ENSURE(d.val_fraction >= 0.0 && d.val_fraction < 0.5, "data.val_fraction",
          "must be in [0, 0.5), got ", d.val_fraction);
-  if (d.tokenizer == "bytes" && s.model.kind == ModelSpec::Kind::kGpt) {
-    ENSURE(s.model.gpt.vocab >= 256, "model.vocab",
-           "must be >= 256 with data.tokenizer: bytes (one id per byte value), got ",
+  // The model's vocabulary may exceed the tokenizer's (padding), never fall short of it.
+  absl::StatusOr<std::unique_ptr<data::Tokenizer>> tokenizer = data::MakeTokenizer(d.tokenizer);
+  ENSURE(tokenizer.ok(), "data.tokenizer", tokenizer.status().message());
+  if (s.model.kind == ModelSpec::Kind::kGpt) {
+    const int64_t needed = (*tokenizer)->vocab_size();
+    ENSURE(s.model.gpt.vocab >= needed, "model.vocab", "must be >= ", needed,
+           " with data.tokenizer: ", d.tokenizer, " (its vocabulary size), got ",
            s.model.gpt.vocab);
   }
   return absl::OkStatus();

@@ -239,6 +239,10 @@ absl::Status ParseResources(const MapReader& root, JobSpec& spec) {
   ASSIGN_OR_RETURN(MapReader r,
                    root.Map("resources", "a map {device, nodes, ranks_per_node, threads_per_rank}"));
   RETURN_IF_ERROR(r.CheckKeys({"device", "nodes", "ranks_per_node", "threads_per_rank"}));
+  if (r.Has("device") && r.Get("device").IsScalar() &&
+      absl::AsciiStrToLower(r.Get("device").Scalar()) == "gpu") {
+    return r.ErrorAt("device", "unknown value 'gpu'; write cuda for NVIDIA GPUs (one of cpu|cuda)");
+  }
   RETURN_IF_ERROR(r.Enum("device", internal::kDeviceKindNames, &spec.resources.device));
   RETURN_IF_ERROR(r.Int("nodes", &spec.resources.nodes));
   RETURN_IF_ERROR(r.Int("ranks_per_node", &spec.resources.ranks_per_node));
@@ -348,7 +352,7 @@ absl::StatusOr<JobSpec> ParseJobSpec(std::string_view yaml, std::string_view sou
     std::string where = e.mark.is_null()
                             ? ctx.source()
                             : absl::StrCat(ctx.source(), ":", e.mark.line + 1, ":", e.mark.column + 1);
-    return absl::InvalidArgumentError(absl::StrCat(where, ": invalid YAML: ", e.msg));
+    return absl::InvalidArgumentError(internal::OneLine(absl::StrCat(where, ": invalid YAML: ", e.msg)));
   }
   if (docs.size() > 1) {
     return ctx.Error(ctx.Where(docs[1], ""), "",
@@ -359,7 +363,8 @@ absl::StatusOr<JobSpec> ParseJobSpec(std::string_view yaml, std::string_view sou
     return ParseTree(root, ctx, overrides);
   } catch (const YAML::Exception& e) {
     // Not expected (reads check node kinds first); kept so no exception escapes.
-    return absl::InvalidArgumentError(absl::StrCat(ctx.source(), ": cannot read YAML: ", e.msg));
+    return absl::InvalidArgumentError(
+        internal::OneLine(absl::StrCat(ctx.source(), ": cannot read YAML: ", e.msg)));
   }
 }
 

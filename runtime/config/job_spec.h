@@ -185,7 +185,11 @@ struct JobSpec {
 
 // Parses and validates YAML text. `source` names it in error messages. Each override is
 // "dotted.key=value" with value in YAML syntax (scalars, [lists], {maps}); an override
-// of an unknown key is an error naming the override.
+// of an unknown key is an error naming the override. Errors about what an override
+// supplied are located as "--set 'KEY=VALUE'" rather than SOURCE:LINE:COL; a rule broken
+// by a key left to its default is located at its section's key, or at SOURCE alone.
+// With parallel.auto_plan the degrees are the planner's and are not checked against
+// resources.
 absl::StatusOr<JobSpec> ParseJobSpec(std::string_view yaml, std::string_view source,
                                      const std::vector<std::string>& overrides = {});
 
@@ -203,10 +207,17 @@ absl::Status ValidateJobFiles(const JobSpec& spec);
 void ResolvePaths(JobSpec& spec, const std::string& base_dir);
 
 // The canonical YAML of a spec (every field, defaults included), for the run directory
-// and the coordinator. ParseJobSpec(ToYaml(s)) == s.
+// and the coordinator. ParseJobSpec(ToYaml(s), s.source) == s for every spec that
+// ParseJobSpec returned (JobSpec has operator==). Not written: `source`, and the gpt
+// shape of a kGraph model (the graph file holds it). Strings are YAML, hence UTF-8: a
+// byte that is not valid UTF-8 reads back as U+FFFD. `parallel` is always the map form,
+// with `auto: true|false`.
 std::string ToYaml(const JobSpec& spec);
 
-// Parses sizes such as "8GiB", "512MiB", "1.5GB", "1024": bytes.
+// Parses sizes such as "8GiB", "512MiB", "1.5GB", "1024": bytes. Units (any case, an
+// optional space before them): B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB
+// (powers of 1024); a fraction of a unit rounds to the nearest byte. InvalidArgument
+// for anything else, negative sizes and sizes past int64.
 absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
 
 // The YAML spelling of each enum value ("adamw", "bf16", "2.5d", "all_to_all", ...).

@@ -294,8 +294,8 @@ TEST_CASE("wrong types name the key, where, what was found and what is expected"
   CHECK(ErrorOf(Replace(b, "steps: 10", "steps: 1.5")) ==
         "job.yaml:12:10: train.steps: expected an integer, got the non-integer number 1.5");
   CHECK(ErrorOf(Replace(b, "steps: 10", "steps: \"10\"")) ==
-        "job.yaml:12:10: train.steps: expected an integer, got the quoted string \"10\" (write "
-        "it without quotes)");
+        "job.yaml:12:10: train.steps: expected an integer, got the string \"10\" (a number is "
+        "written without quotes)");
   CHECK(ErrorOf(Replace(b, "steps: 10", "steps: true")) ==
         "job.yaml:12:10: train.steps: expected an integer, got the boolean 'true'");
   CHECK(ErrorOf(Replace(b, "steps: 10", "steps: [10]")) ==
@@ -344,6 +344,12 @@ TEST_CASE("wrong types name the key, where, what was found and what is expected"
   CHECK(ErrorOf(Replace(b, "  train: data/tiny.txt", "  train: data/tiny.txt\n  tokenizer: byte")) ==
         "job.yaml:11:14: data.tokenizer: unknown value 'byte'; did you mean 'bytes'? (one of "
         "bytes)");
+  CHECK(ErrorOf(Replace(b, "steps: 10", "steps: |\n    ten\n    steps")) ==
+        "job.yaml:12:10: train.steps: expected an integer, got the string \"ten\\nsteps\\n\" (a "
+        "number is written without quotes)");
+  CHECK(ErrorOf(b + "resources: {device: gpu}\n") ==
+        "job.yaml:14:21: resources.device: unknown value 'gpu'; write cuda for NVIDIA GPUs (one "
+        "of cpu|cuda)");
   CHECK(ErrorOf(Replace(b, "name: tiny", "name: [tiny]")) ==
         "job.yaml:1:7: name: expected a string, got a list");
   CHECK(ErrorOf(Replace(b, "  type: gpt", "  type: llama")) ==
@@ -540,6 +546,9 @@ TEST_CASE("overrides apply before validation and are named in errors") {
     CHECK(ErrorOf(kBase, {"name.first=x"}) ==
           "--set 'name.first=x': name is 'tiny', not a map, so it has no key 'first'; set "
           "name={...} instead");
+    CHECK(ErrorOf(kBase, {"train.steps=\"a\tb\""}) ==
+          "--set 'train.steps=\"a\\tb\"': train.steps: expected an integer, got the string "
+          "\"a\\tb\" (a number is written without quotes)");
     CHECK(ErrorOf(kBase, {"train steps=3"}) ==
           "--set 'train steps=3': key 'train steps' contains ' '; keys are letters, digits, '_' "
           "and '-' joined by '.'");

@@ -10,7 +10,7 @@ namespace colossal::config::internal {
 namespace {
 
 absl::Status OverrideError(absl::string_view text, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("--set '", text, "': ", what));
+  return absl::InvalidArgumentError(OneLine(absl::StrCat("--set '", text, "': ", what)));
 }
 
 bool IsKeyChar(char c) {

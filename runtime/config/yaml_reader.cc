@@ -46,8 +46,8 @@ absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError
 absl::Status CheckNumberLike(const YAML::Node& node, absl::string_view expected) {
   if (!node.IsScalar()) return Invalid(absl::StrCat("expected ", expected, ", got ", Describe(node)));
   if (IsQuoted(node)) {
-    return Invalid(absl::StrCat("expected ", expected, ", got the quoted string ",
-                                Describe(node), " (write it without quotes)"));
+    return Invalid(absl::StrCat("expected ", expected, ", got the string ", Describe(node),
+                                " (a number is written without quotes)"));
   }
   if (LooksBool(node.Scalar())) {
     return Invalid(absl::StrCat("expected ", expected, ", got the boolean ", Describe(node)));
@@ -98,8 +98,28 @@ std::string YamlContext::WhereKey(absl::string_view path) const {
 
 absl::Status YamlContext::Error(absl::string_view where, absl::string_view path,
                                 absl::string_view what) const {
-  if (path.empty()) return Invalid(absl::StrCat(where, ": ", what));
-  return Invalid(absl::StrCat(where, ": ", path, ": ", what));
+  if (path.empty()) return Invalid(OneLine(absl::StrCat(where, ": ", what)));
+  return Invalid(OneLine(absl::StrCat(where, ": ", path, ": ", what)));
+}
+
+std::string OneLine(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (u < 0x20 || u == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 std::string JoinPath(absl::string_view parent, absl::string_view key) {

@@ -66,6 +66,10 @@ class YamlContext {
 // std::string_view (the public API's type) as one, for absl::StrCat and friends.
 inline absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
+// `text` with control characters escaped (\n, \t, \xNN), so that every message stays on
+// one line whatever the YAML or the override held.
+std::string OneLine(absl::string_view text);
+
 // Joins a parent path and a key: ("train", "steps") -> "train.steps"; ("", "name") -> "name".
 std::string JoinPath(absl::string_view parent, absl::string_view key);
 

@@ -32,7 +32,9 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph) {
       last[v] = std::max(last[v], n);
     }
   }
-  for (int v : graph.inputs()) first[v] = 0, last[v] = std::max(last[v], 0);
+  // Inputs are filled before a run and may be read again by a later run (the loss seed
+  // and positions are written once): they live for the whole schedule.
+  for (int v : graph.inputs()) first[v] = 0, last[v] = num_nodes;
   for (int v : graph.outputs()) last[v] = num_nodes;
   for (int v = 0; v < num_values; ++v) {
     if (!InArena(graph.value(v)) || first[v] >= 0 || last[v] < 0) continue;

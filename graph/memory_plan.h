@@ -3,8 +3,9 @@
 // lifetimes do not overlap sharing bytes. Ops may declare in-place (output, input)
 // pairs; when the input dies at that node the output takes over its storage.
 //
-// Lifetime of a value over the node schedule [0, N): from its first writer (inputs: 0)
-// to its last reader or writer; graph outputs live to the end (N). Offsets are assigned
+// Lifetime of a value over the node schedule [0, N): from its first writer to its last
+// reader or writer; inputs (filled before a run, possibly once for many runs) and graph
+// outputs live for the whole schedule. Offsets are assigned
 // greedily, largest first, at the lowest gap free for the whole lifetime (the
 // "greedy by size" planner of TFLite), aligned to 64 bytes.
 #pragma once

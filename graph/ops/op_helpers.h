@@ -19,8 +19,8 @@ inline absl::Status ShapeError(const std::string& op, const std::string& what) {
 inline absl::Status ExpectDType(const std::string& op, const char* name, const TensorType& t,
                                 DType dtype) {
   if (t.dtype == dtype) return absl::OkStatus();
-  return ShapeError(op, absl::StrCat(name, " must be ", kernels::DTypeName(dtype), ", got ",
-                                     kernels::DTypeName(t.dtype)));
+  return ShapeError(op, absl::StrCat(name, " must be ", std::string(kernels::DTypeName(dtype)),
+                                     ", got ", std::string(kernels::DTypeName(t.dtype))));
 }
 
 inline absl::Status ExpectRankAtLeast(const std::string& op, const char* name,

@@ -1,0 +1,251 @@
+// Local commands of the `colossal` CLI.
+#include "runtime/cli/commands.h"
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "graph/graph_file.h"
+#include "graph/memory_plan.h"
+#include "graph/models/gpt.h"
+#include "kernels/common/dispatch.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/checkpoint/checkpoint.h"
+#include "runtime/cli/args.h"
+#include "runtime/config/job_spec.h"
+#include "runtime/data/token_file.h"
+#include "runtime/data/tokenizer.h"
+#include "runtime/worker/model.h"
+#include "runtime/worker/sampler.h"
+#include "runtime/worker/trainer.h"
+
+namespace colossal::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop.store(true); }
+
+absl::StatusOr<config::JobSpec> LoadJob(const std::string& command, const ParsedArgs& args) {
+  if (args.positional.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("usage: colossal ", command, " JOB.yaml [--set key.path=value]..."));
+  }
+  ASSIGN_OR_RETURN(config::JobSpec spec, config::LoadJobSpec(args.positional[0], args.sets));
+  return spec;
+}
+
+std::string Bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f %s", b, units[u]);
+  return buf;
+}
+
+absl::Status RunJob(const ParsedArgs& args) {
+  ASSIGN_OR_RETURN(config::JobSpec spec, LoadJob("run", args));
+  RETURN_IF_ERROR(config::ValidateJobFiles(spec));
+  worker::TrainOptions options;
+  options.resume = !args.Has("--no-resume");
+  if (args.Has("--threads")) {
+    int threads = 0;
+    if (!absl::SimpleAtoi(args.Get("--threads"), &threads) || threads < 1) {
+      return absl::InvalidArgumentError("--threads must be a positive integer");
+    }
+    options.threads = threads;
+  }
+  options.stop = &g_stop;
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  ASSIGN_OR_RETURN(worker::TrainSummary summary, worker::Train(spec, options));
+  std::printf("%s: %lld steps, loss %.4f%s, checkpoint %s\n", spec.name.c_str(),
+              static_cast<long long>(summary.steps_done), summary.last_loss,
+              summary.val_loss >= 0 ? absl::StrCat(", val_loss ", summary.val_loss).c_str() : "",
+              summary.last_checkpoint.c_str());
+  return absl::OkStatus();
+}
+
+absl::Status Graph(const ParsedArgs& args) {
+  ASSIGN_OR_RETURN(config::JobSpec spec, LoadJob("graph", args));
+  if (spec.model.kind == config::ModelSpec::Kind::kGraph) {
+    RETURN_IF_ERROR(config::ValidateJobFiles(spec));
+  }
+  const int64_t batch = spec.train.micro_batch;
+  ASSIGN_OR_RETURN(auto model, worker::BuildModel(spec, batch));
+  if (args.Has("--export")) {
+    graph::Graph forward;
+    if (model->is_gpt) {
+      ASSIGN_OR_RETURN(forward, graph::BuildGpt(model->gpt, batch));
+    } else {
+      ASSIGN_OR_RETURN(forward, graph::LoadGraphFile(spec.model.graph_path, batch));
+    }
+    ASSIGN_OR_RETURN(std::string text, graph::ExportGraphText(forward, spec.name));
+    const std::string out = args.Get("--export");
+    std::ofstream f(out);
+    if (!(f << text)) return absl::PermissionDeniedError(absl::StrCat(out, ": cannot write"));
+    std::printf("wrote %s\n", out.c_str());
+    return absl::OkStatus();
+  }
+  const graph::Graph& g = model->graph;
+  const double tokens = static_cast<double>(batch * model->seq);
+  int64_t fwd_nodes = 0;
+  for (const graph::Node& n : g.nodes()) fwd_nodes += !n.backward;
+  std::printf("model        %s\n", spec.name.c_str());
+  std::printf("parameters   %lld in %d tensors (%s fp32)\n",
+              static_cast<long long>(model->params->num_params()), model->params->size(),
+              Bytes(model->params->num_params() * 4.0).c_str());
+  std::printf("graph        %lld forward + %lld backward nodes, %zu values\n",
+              static_cast<long long>(fwd_nodes), static_cast<long long>(g.nodes().size() - fwd_nodes),
+              g.values().size());
+  std::printf("micro-batch  %lld sequences x %lld tokens\n", static_cast<long long>(batch),
+              static_cast<long long>(model->seq));
+  std::printf("FLOPs/token  %.4g (forward + backward, from the graph's ops)\n",
+              model->flops_per_micro_batch / tokens);
+  if (model->is_gpt) {
+    std::printf("             %.4g (6N + 12·L·T·C convention, N = %lld)\n",
+                graph::GptTrainingFlops(model->gpt, 1),
+                static_cast<long long>(graph::CountGptParams(model->gpt).non_embedding_pos));
+  }
+  const graph::MemoryPlan& plan = model->executor->plan();
+  std::printf("activations  %s per micro-batch (forward peak), arena %s (%s without reuse)\n",
+              Bytes(plan.forward_peak_bytes).c_str(), Bytes(plan.arena_bytes).c_str(),
+              Bytes(plan.unshared_bytes).c_str());
+  std::printf("\n%-34s %-18s %s\n", "parameter", "shape", "elements");
+  for (const memory::ParamInfo& info : model->params->infos()) {
+    std::printf("%-34s %-18s %lld\n", info.name.c_str(), graph::ShapeString(info.shape).c_str(),
+                static_cast<long long>(info.numel));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Tokenize(const ParsedArgs& args) {
+  if (args.positional.size() != 2) {
+    return absl::InvalidArgumentError("usage: colossal tokenize IN.txt OUT.tokens [--tokenizer bytes]");
+  }
+  ASSIGN_OR_RETURN(auto tokenizer, data::MakeTokenizer(args.Get("--tokenizer", "bytes")));
+  RETURN_IF_ERROR(data::TokenizeFile(args.positional[0], args.positional[1], *tokenizer));
+  std::printf("wrote %s\n", args.positional[1].c_str());
+  return absl::OkStatus();
+}
+
+absl::Status Generate(const ParsedArgs& args) {
+  if (args.positional.size() != 1) {
+    return absl::InvalidArgumentError(
+        "usage: colossal generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] "
+        "[--top-k K] [--seed S]");
+  }
+  std::string dir = args.positional[0];
+  if (!fs::exists(fs::path(dir) / checkpoint::kStateFile)) {
+    ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(dir));
+    if (!latest) return absl::NotFoundError(absl::StrCat(dir, ": no checkpoint here"));
+    dir = *latest;
+  }
+  std::ifstream state_file(fs::path(dir) / checkpoint::kStateFile);
+  std::stringstream ss;
+  ss << state_file.rdbuf();
+  nlohmann::json state = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (state.is_discarded() || !state.contains("model") || state["model"].value("type", "") != "gpt") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, "/state.json: no GPT model description (generate supports GPT models)"));
+  }
+  const nlohmann::json& m = state["model"];
+  graph::GptConfig cfg{m.value("n_layer", 0), m.value("n_head", 0), m.value("d_model", 0),
+                       m.value("seq_len", 0), m.value("vocab", 0)};
+  ASSIGN_OR_RETURN(graph::Graph g, graph::BuildGpt(cfg, 1));
+  std::vector<memory::ParamStore::Spec> specs;
+  for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
+  memory::ParamStore params(specs);
+  RETURN_IF_ERROR(worker::LoadParams(params, dir));
+  ASSIGN_OR_RETURN(auto tokenizer, data::MakeTokenizer(state.value("tokenizer", "bytes")));
+  worker::SampleOptions o;
+  auto parse_int = [&](const char* flag, auto* out) -> absl::Status {
+    if (args.Has(flag) && !absl::SimpleAtoi(args.Get(flag), out)) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, ": not an integer: ", args.Get(flag)));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(parse_int("--tokens", &o.tokens));
+  RETURN_IF_ERROR(parse_int("--top-k", &o.top_k));
+  RETURN_IF_ERROR(parse_int("--seed", &o.seed));
+  if (args.Has("--temperature") && (!absl::SimpleAtod(args.Get("--temperature"), &o.temperature) ||
+                                    !(o.temperature > 0))) {
+    return absl::InvalidArgumentError("--temperature must be a number > 0");
+  }
+  if (o.tokens < 0 || o.top_k < 0) return absl::InvalidArgumentError("--tokens and --top-k must be >= 0");
+  o.token_limit = tokenizer->vocab_size();
+  ASSIGN_OR_RETURN(worker::GptSampler sampler, worker::GptSampler::Create(cfg, &params));
+  const std::string prompt = args.Get("--prompt", "\n");
+  std::vector<int32_t> out = sampler.Generate(tokenizer->Encode(prompt), o);
+  std::printf("%s%s\n", prompt.c_str(), tokenizer->Decode(out).c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunCommand(const std::vector<std::string>& argv) {
+  auto args = ParseArgs("run", argv, {"--threads"}, {"--no-resume"});
+  if (!args.ok()) return ReportError("run", args.status());
+  absl::Status s = RunJob(*args);
+  return s.ok() ? 0 : ReportError("run", s);
+}
+
+int GraphCommand(const std::vector<std::string>& argv) {
+  auto args = ParseArgs("graph", argv, {"--export"}, {});
+  if (!args.ok()) return ReportError("graph", args.status());
+  absl::Status s = Graph(*args);
+  return s.ok() ? 0 : ReportError("graph", s);
+}
+
+int TokenizeCommand(const std::vector<std::string>& argv) {
+  auto args = ParseArgs("tokenize", argv, {"--tokenizer"}, {});
+  if (!args.ok()) return ReportError("tokenize", args.status());
+  absl::Status s = Tokenize(*args);
+  return s.ok() ? 0 : ReportError("tokenize", s);
+}
+
+int GenerateCommand(const std::vector<std::string>& argv) {
+  auto args = ParseArgs("generate", argv, {"--prompt", "--tokens", "--temperature", "--top-k", "--seed"}, {});
+  if (!args.ok()) return ReportError("generate", args.status());
+  absl::Status s = Generate(*args);
+  return s.ok() ? 0 : ReportError("generate", s);
+}
+
+int ValidateCommand(const std::vector<std::string>& argv) {
+  auto args = ParseArgs("validate", argv, {}, {});
+  if (!args.ok()) return ReportError("validate", args.status());
+  auto spec = LoadJob("validate", *args);
+  if (!spec.ok()) return ReportError("validate", spec.status());
+  absl::Status files = config::ValidateJobFiles(*spec);
+  if (!files.ok()) return ReportError("validate", files);
+  std::printf("%s", config::ToYaml(*spec).c_str());
+  return 0;
+}
+
+int KernelsCommand(const std::vector<std::string>&) {
+  std::printf("%-28s %-10s %-10s %-10s\n", "kernel", "ref", "cpu", "cuda");
+  for (const kernels::DispatchInfo& t : kernels::ListDispatchTables()) {
+    auto cell = [&](kernels::Backend b) {
+      std::string s;
+      for (int d = 0; d < 4; ++d) {
+        if (t.registered[static_cast<int>(b)][d]) {
+          s += (s.empty() ? "" : ",") + std::string(kernels::DTypeName(static_cast<kernels::DType>(d)));
+        }
+      }
+      return s.empty() ? std::string("-") : s;
+    };
+    std::printf("%-28s %-10s %-10s %-10s\n", t.name.c_str(), cell(kernels::Backend::kRef).c_str(),
+                cell(kernels::Backend::kCpu).c_str(), cell(kernels::Backend::kCuda).c_str());
+  }
+  return 0;
+}
+
+}  // namespace colossal::cli

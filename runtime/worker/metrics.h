@@ -1,0 +1,42 @@
+// Metric sinks: per-step metrics as one JSON object per line (metrics.jsonl in the run
+// directory), flushed after every record so a crash loses at most the line being
+// written. Keys are written in a fixed order. Not thread-safe.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace colossal::worker {
+
+// One record: ordered (key, value) pairs; values are numbers (integers print exactly).
+class MetricRecord {
+ public:
+  MetricRecord& Int(std::string key, int64_t value);
+  MetricRecord& Num(std::string key, double value);
+  std::string ToJson() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+class JsonlSink {
+ public:
+  // Opens `path` for appending (or truncates when `truncate`), creating directories.
+  static absl::StatusOr<JsonlSink> Open(const std::string& path, bool truncate);
+  JsonlSink(JsonlSink&& other) noexcept;
+  JsonlSink& operator=(JsonlSink&& other) noexcept;
+  ~JsonlSink();
+
+  absl::Status Write(const MetricRecord& record);
+
+ private:
+  JsonlSink(std::FILE* f, std::string path) : file_(f), path_(std::move(path)) {}
+  std::FILE* file_ = nullptr;
+  std::string path_;
+};
+
+}  // namespace colossal::worker

@@ -1,0 +1,127 @@
+// Model construction, initialisation and loading.
+#include "runtime/worker/model.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "graph/autodiff.h"
+#include "graph/graph_file.h"
+#include "graph/op_registry.h"
+#include "runtime/base/rng.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/checkpoint/checkpoint.h"
+#include "runtime/checkpoint/safetensors.h"
+
+namespace colossal::worker {
+
+double GraphFlops(const graph::Graph& g) {
+  double total = 0;
+  for (const graph::Node& n : g.nodes()) {
+    const graph::OpDef* def = graph::FindOp(n.op);
+    if (def == nullptr || !def->flops) continue;
+    std::vector<graph::TensorType> in;
+    for (int v : n.inputs) in.push_back({g.value(v).shape, g.value(v).dtype});
+    total += def->flops(in, n.attrs);
+  }
+  return total;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, int64_t batch) {
+  auto model = std::make_unique<Model>();
+  model->batch = batch;
+  if (spec.model.kind == config::ModelSpec::Kind::kGpt) {
+    const config::GptModelSpec& m = spec.model.gpt;
+    model->gpt = {m.n_layer, m.n_head, m.d_model, m.seq_len, m.vocab};
+    model->is_gpt = true;
+    ASSIGN_OR_RETURN(model->graph, graph::BuildGpt(model->gpt, batch));
+  } else {
+    ASSIGN_OR_RETURN(model->graph, graph::LoadGraphFile(spec.model.graph_path, batch));
+  }
+  graph::Graph& g = model->graph;
+  model->ids = g.Find("ids");
+  model->targets = g.Find("targets");
+  model->positions = g.Find("positions");
+  const std::string where =
+      spec.model.kind == config::ModelSpec::Kind::kGraph ? spec.model.graph_path : "model";
+  for (auto [id, name] : {std::pair{model->ids, "ids"}, std::pair{model->targets, "targets"}}) {
+    if (id < 0 || g.value(id).kind != graph::ValueKind::kInput ||
+        g.value(id).dtype != graph::DType::kI32 || g.value(id).shape.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": the graph needs an int32 input '", name, "' of shape [batch, seq]"));
+    }
+  }
+  model->seq = g.value(model->ids).shape[1];
+  if (g.value(model->targets).shape != g.value(model->ids).shape) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": 'targets' must have the shape of 'ids'"));
+  }
+  if (spec.model.kind == config::ModelSpec::Kind::kGpt) {
+    model->vocab = spec.model.gpt.vocab;
+  } else {
+    // The vocabulary is the row count of the table "ids" indexes.
+    for (const graph::Node& n : g.nodes()) {
+      if (n.op == "embedding" && n.inputs[0] == model->ids) model->vocab = g.value(n.inputs[1]).shape[0];
+    }
+    if (model->vocab == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": 'ids' must feed an embedding"));
+    }
+  }
+  RETURN_IF_ERROR(graph::BuildBackward(g));
+  model->loss = g.loss();
+  model->loss_grad = g.loss_seed();
+  model->flops_per_micro_batch = GraphFlops(g);
+
+  std::vector<memory::ParamStore::Spec> specs;
+  for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
+  model->params = std::make_unique<memory::ParamStore>(specs);
+  ASSIGN_OR_RETURN(model->executor, graph::Executor::Create(&g, model->params.get()));
+  if (model->positions >= 0) {
+    graph::FillPositions(model->executor->Data<int32_t>(model->positions), batch, model->seq);
+  }
+  return model;
+}
+
+void InitParams(Model& model, uint64_t seed) {
+  const graph::Graph& g = model.graph;
+  for (size_t i = 0; i < g.params().size(); ++i) {
+    const graph::Value& v = g.value(g.params()[i]);
+    float* w = model.params->data(static_cast<int>(i));
+    const int64_t n = v.numel();
+    if (v.init.kind == graph::ParamInit::Kind::kConstant) {
+      for (int64_t j = 0; j < n; ++j) w[j] = static_cast<float>(v.init.value);
+    } else {
+      base::SplitMix64 rng(seed ^ base::HashName(v.name));
+      for (int64_t j = 0; j < n; ++j) w[j] = static_cast<float>(rng.Normal() * v.init.value);
+    }
+  }
+}
+
+absl::Status LoadParams(memory::ParamStore& params, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::string file = path;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    if (fs::exists(fs::path(path) / checkpoint::kModelFile)) {
+      file = (fs::path(path) / checkpoint::kModelFile).string();
+    } else {
+      ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(path));
+      if (!latest) {
+        return absl::NotFoundError(absl::StrCat(path, ": no checkpoint in this directory"));
+      }
+      file = (fs::path(*latest) / checkpoint::kModelFile).string();
+    }
+  }
+  ASSIGN_OR_RETURN(auto st, checkpoint::SafetensorsFile::Open(file));
+  for (int i = 0; i < params.size(); ++i) {
+    const memory::ParamInfo& info = params.info(i);
+    RETURN_IF_ERROR(st.CopyF32(info.name, info.shape, {params.data(i), static_cast<size_t>(info.numel)}));
+  }
+  for (const checkpoint::TensorInfo& t : st.tensors()) {
+    if (params.Find(t.name) < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": tensor '", t.name, "' is not a parameter of this model"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace colossal::worker

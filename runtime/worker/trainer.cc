@@ -1,0 +1,361 @@
+// The step loop.
+#include "runtime/worker/trainer.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "kernels/optim/grad_norm.h"
+#include "runtime/base/env.h"
+#include "runtime/base/logging.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/checkpoint/checkpoint.h"
+#include "runtime/data/loader.h"
+#include "runtime/data/token_file.h"
+#include "runtime/data/tokenizer.h"
+#include "runtime/worker/device_peak.h"
+#include "runtime/worker/lr_schedule.h"
+#include "runtime/worker/metrics.h"
+#include "runtime/worker/model.h"
+#include "runtime/worker/optimizer.h"
+#include "runtime/worker/sampler.h"
+
+namespace colossal::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+int PickThreads(const config::JobSpec& spec, const TrainOptions& options) {
+  if (options.threads > 0) return options.threads;
+  if (auto env = base::GetEnv(base::kEnvThreads)) {
+    int n = std::atoi(env->c_str());
+    if (n > 0) return n;
+  }
+  if (spec.resources.threads_per_rank > 0) return static_cast<int>(spec.resources.threads_per_rank);
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(1, cores / static_cast<int>(std::max<int64_t>(1, spec.resources.ranks_per_node)));
+}
+
+bool WantProgress(const TrainOptions& options) {
+  if (options.progress >= 0) return options.progress > 0;
+  if (auto env = base::GetEnv(base::kEnvProgress)) return *env == "1";
+  return isatty(STDERR_FILENO) == 1;
+}
+
+std::string Duration(double s) {
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) return absl::StrFormat("%dh%02dm", t / 3600, (t / 60) % 60);
+  if (t >= 60) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
+  return absl::StrFormat("%ds", t);
+}
+
+// Everything one run holds.
+class Run {
+ public:
+  Run(const config::JobSpec& spec, const TrainOptions& options) : spec_(spec), options_(options) {}
+
+  absl::StatusOr<TrainSummary> Execute();
+
+ private:
+  absl::Status Setup();
+  absl::Status Restore();
+  void TrainStep(int64_t step);
+  double Validate();
+  absl::Status SaveCheckpoint(int64_t steps_done);
+  std::string StateJson(int64_t steps_done) const;
+  std::string Sample();
+
+  const config::JobSpec& spec_;
+  const TrainOptions& options_;
+  std::unique_ptr<data::Tokenizer> tokenizer_;
+  std::unique_ptr<data::WindowLoader> train_loader_;
+  std::unique_ptr<data::WindowLoader> val_loader_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::optional<JsonlSink> metrics_;
+  int64_t start_step_ = 0;
+  int64_t accumulation_ = 1;
+  double peak_flops_ = 0;
+  // Last step's figures.
+  double loss_ = 0, lr_ = 0, grad_norm_ = 0;
+  std::string last_checkpoint_;
+};
+
+absl::Status Run::Setup() {
+  omp_set_num_threads(PickThreads(spec_, options_));
+  std::error_code ec;
+  fs::create_directories(spec_.run_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(spec_.run_dir, ": ", ec.message()));
+  {
+    std::ofstream out(fs::path(spec_.run_dir) / "job.yaml");
+    out << config::ToYaml(spec_);
+  }
+
+  ASSIGN_OR_RETURN(tokenizer_, data::MakeTokenizer(spec_.data.tokenizer));
+  ASSIGN_OR_RETURN(data::TokenStream stream, data::LoadTokens(spec_.data.train, *tokenizer_));
+  accumulation_ = spec_.train.AccumulationSteps(spec_.parallel.data);
+  ASSIGN_OR_RETURN(model_, BuildModel(spec_, spec_.train.micro_batch));
+  if (stream.vocab_size > model_->vocab) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        spec_.data.train, ": tokens use a vocabulary of ", stream.vocab_size,
+        " but model.vocab is ", model_->vocab, " (set model.vocab >= ", stream.vocab_size, ")"));
+  }
+  ASSIGN_OR_RETURN(data::TrainValSplit split,
+                   data::SplitTrainVal(std::move(stream), spec_.data.val_fraction));
+  ASSIGN_OR_RETURN(auto train_loader,
+                   data::WindowLoader::Create(
+                       split.train, model_->seq,
+                       spec_.data.shuffle ? data::Shuffle::kYes : data::Shuffle::kNo,
+                       spec_.train.seed, spec_.data.train));
+  train_loader_ = std::make_unique<data::WindowLoader>(std::move(train_loader));
+  if (spec_.data.val_fraction > 0) {
+    auto val_loader = data::WindowLoader::Create(split.val, model_->seq, data::Shuffle::kNo, 0,
+                                                 "validation split of " + spec_.data.train);
+    if (!val_loader.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("data.val_fraction: ", val_loader.status().message()));
+    }
+    val_loader_ = std::make_unique<data::WindowLoader>(std::move(*val_loader));
+  }
+  optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get());
+  // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean.
+  model_->executor->Data<float>(model_->loss_grad)[0] = 1.0f / static_cast<float>(accumulation_);
+  RETURN_IF_ERROR(Restore());
+  ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
+                                             /*truncate=*/start_step_ == 0));
+  peak_flops_ = MatmulPeakFlops();
+  LOG_INFO("model: {} parameters, micro-batch {} x {} tokens, {} micro-batches per step, "
+           "arena {:.1f} MiB, {} threads",
+           model_->params->num_params(), model_->batch, model_->seq, accumulation_,
+           model_->executor->plan().arena_bytes / 1048576.0, omp_get_max_threads());
+  return absl::OkStatus();
+}
+
+absl::Status Run::Restore() {
+  if (options_.resume) {
+    ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(spec_.train.checkpoint.dir));
+    if (latest) {
+      ASSIGN_OR_RETURN(checkpoint::Checkpoint ckpt, checkpoint::ReadCheckpoint(*latest));
+      memory::ParamStore& params = *model_->params;
+      for (int i = 0; i < params.size(); ++i) {
+        const memory::ParamInfo& info = params.info(i);
+        RETURN_IF_ERROR(ckpt.model.CopyF32(info.name, info.shape,
+                                           {params.data(i), static_cast<size_t>(info.numel)}));
+      }
+      for (const StateTensor& t : optimizer_->StateTensors()) {
+        int64_t n = 1;
+        for (int64_t d : t.shape) n *= d;
+        RETURN_IF_ERROR(ckpt.optimizer.CopyF32(t.name, t.shape, {t.data, static_cast<size_t>(n)}));
+      }
+      nlohmann::json state = nlohmann::json::parse(ckpt.state_json, nullptr, false);
+      if (state.is_discarded() || !state.contains("optimizer_step")) {
+        return absl::DataLossError(absl::StrCat(*latest, "/state.json: not a colossal checkpoint state"));
+      }
+      optimizer_->set_step(state["optimizer_step"].get<int64_t>());
+      start_step_ = ckpt.step;
+      last_checkpoint_ = *latest;
+      LOG_INFO("resumed from {} (step {})", *latest, start_step_);
+      return absl::OkStatus();
+    }
+  }
+  if (!spec_.model.init_from.empty()) {
+    RETURN_IF_ERROR(LoadParams(*model_->params, spec_.model.init_from));
+    LOG_INFO("initialised from {}", spec_.model.init_from);
+  } else {
+    InitParams(*model_, spec_.train.seed);
+  }
+  return absl::OkStatus();
+}
+
+void Run::TrainStep(int64_t step) {
+  graph::Executor& ex = *model_->executor;
+  const int64_t b = model_->batch;
+  int32_t* ids = ex.Data<int32_t>(model_->ids);
+  int32_t* targets = ex.Data<int32_t>(model_->targets);
+  double loss_sum = 0;
+  for (int64_t m = 0; m < accumulation_; ++m) {
+    const int64_t first = data::FirstSample(step, spec_.train.global_batch, /*dp_rank=*/0,
+                                            spec_.parallel.data, m, b);
+    train_loader_->Fill(first, b, ids, targets);
+    ex.Forward();
+    ex.Backward(static_cast<int>(m));
+    loss_sum += ex.Data<float>(model_->loss)[0];
+  }
+  loss_ = loss_sum / static_cast<double>(accumulation_);
+  if (options_.on_gradients) options_.on_gradients(step, *model_->params);
+  double sum_sq = 0;
+  kernels::SumSquares(model_->params->flat_grad(), model_->params->flat_numel(), &sum_sq);
+  grad_norm_ = std::sqrt(sum_sq);
+  float scale = 1.0f;
+  if (spec_.train.grad_clip > 0) {
+    scale = static_cast<float>(std::min(1.0, spec_.train.grad_clip / (grad_norm_ + 1e-6)));
+  }
+  lr_ = LearningRate(spec_.train.optimizer, spec_.train.lr_schedule, step, spec_.train.steps);
+  optimizer_->Step(lr_, scale);
+}
+
+double Run::Validate() {
+  graph::Executor& ex = *model_->executor;
+  const int64_t b = model_->batch;
+  double sum = 0;
+  int64_t batches = 0;
+  const int64_t windows = val_loader_->num_windows();
+  for (int64_t v = 0; v < spec_.train.val_batches && v * b < windows; ++v) {
+    val_loader_->Fill(v * b, b, ex.Data<int32_t>(model_->ids), ex.Data<int32_t>(model_->targets));
+    ex.Forward();
+    sum += ex.Data<float>(model_->loss)[0];
+    ++batches;
+  }
+  return batches ? sum / batches : NAN;
+}
+
+std::string Run::StateJson(int64_t steps_done) const {
+  nlohmann::json state;
+  state["format"] = "colossal-checkpoint-1";
+  state["job"] = spec_.name;
+  state["step"] = steps_done;
+  state["optimizer_step"] = optimizer_->step();
+  state["optimizer"] = std::string(config::OptimizerTypeName(spec_.train.optimizer.type));
+  state["loss"] = loss_;
+  state["tokenizer"] = spec_.data.tokenizer;
+  if (model_->is_gpt) {
+    state["model"] = {{"type", "gpt"},
+                      {"n_layer", model_->gpt.n_layer},
+                      {"n_head", model_->gpt.n_head},
+                      {"d_model", model_->gpt.d_model},
+                      {"seq_len", model_->gpt.seq_len},
+                      {"vocab", model_->gpt.vocab}};
+  }
+  return state.dump(2);
+}
+
+absl::Status Run::SaveCheckpoint(int64_t steps_done) {
+  std::vector<checkpoint::TensorView> model, optim;
+  memory::ParamStore& params = *model_->params;
+  for (int i = 0; i < params.size(); ++i) {
+    model.push_back({params.info(i).name, "F32", params.info(i).shape, params.data(i)});
+  }
+  for (const StateTensor& t : optimizer_->StateTensors()) {
+    optim.push_back({t.name, "F32", t.shape, t.data});
+  }
+  RETURN_IF_ERROR(checkpoint::WriteCheckpoint(spec_.train.checkpoint.dir, steps_done, model, optim,
+                                              StateJson(steps_done), spec_.train.checkpoint.keep));
+  last_checkpoint_ = checkpoint::StepDir(spec_.train.checkpoint.dir, steps_done);
+  LOG_INFO("checkpoint {}", last_checkpoint_);
+  return absl::OkStatus();
+}
+
+std::string Run::Sample() {
+  if (!model_->is_gpt || spec_.sample.tokens <= 0) return "";
+  auto sampler = GptSampler::Create(model_->gpt, model_->params.get());
+  if (!sampler.ok()) return "";
+  SampleOptions o;
+  o.tokens = spec_.sample.tokens;
+  o.temperature = spec_.sample.temperature;
+  o.top_k = spec_.sample.top_k;
+  o.seed = spec_.train.seed;
+  o.token_limit = tokenizer_->vocab_size();
+  std::vector<int32_t> prompt = tokenizer_->Encode(spec_.sample.prompt);
+  std::vector<int32_t> out = sampler->Generate(prompt, o);
+  return spec_.sample.prompt + tokenizer_->Decode(out);
+}
+
+absl::StatusOr<TrainSummary> Run::Execute() {
+  RETURN_IF_ERROR(Setup());
+  const bool progress = WantProgress(options_);
+  const int64_t total = spec_.train.steps;
+  const int64_t tokens_per_step = spec_.train.global_batch * model_->seq;
+  const double flops_per_step = model_->flops_per_micro_batch * accumulation_;
+  const auto t_start = Clock::now();
+  double val_loss = -1;
+  TrainSummary summary;
+  for (int64_t step = start_step_; step < total; ++step) {
+    base::SetLogStep(step + 1);
+    const auto t0 = Clock::now();
+    TrainStep(step);
+    const double dt = Seconds(t0, Clock::now());
+    StepReport r;
+    r.step = step + 1;
+    r.total_steps = total;
+    r.loss = loss_;
+    r.lr = lr_;
+    r.grad_norm = grad_norm_;
+    r.step_ms = dt * 1e3;
+    r.tokens_per_s = tokens_per_step / dt;
+    r.mfu = peak_flops_ > 0 ? flops_per_step / dt / peak_flops_ : 0;
+    RETURN_IF_ERROR(metrics_->Write(MetricRecord()
+                                        .Int("step", r.step)
+                                        .Num("loss", r.loss)
+                                        .Num("lr", r.lr)
+                                        .Num("grad_norm", r.grad_norm)
+                                        .Num("tokens_per_s", r.tokens_per_s)
+                                        .Num("step_ms", r.step_ms)
+                                        .Num("mfu", r.mfu)));
+    if (!std::isfinite(loss_)) {
+      return absl::InternalError(absl::StrCat("loss is ", loss_, " at step ", r.step,
+                                              " (diverged; lower train.optimizer.lr?)"));
+    }
+    if (options_.on_step) options_.on_step(r);
+    const bool last = r.step == total;
+    if (val_loader_ && ((spec_.train.val_every > 0 && r.step % spec_.train.val_every == 0) || last)) {
+      val_loss = Validate();
+      RETURN_IF_ERROR(metrics_->Write(MetricRecord().Int("step", r.step).Num("val_loss", val_loss)));
+      if (!progress) LOG_INFO("val_loss {:.4f}", val_loss);
+    }
+    const double elapsed = Seconds(t_start, Clock::now());
+    const double eta = elapsed / (r.step - start_step_) * (total - r.step);
+    if (progress) {
+      std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f%s  lr %.2e  |g| %.3f  %.0f tok/s  %.0f ms/step  ETA %s",
+                   static_cast<long long>(r.step), static_cast<long long>(total), r.loss,
+                   val_loss >= 0 ? absl::StrFormat("  val %.4f", val_loss).c_str() : "", r.lr,
+                   r.grad_norm, r.tokens_per_s, r.step_ms, Duration(eta).c_str());
+      if (last) std::fprintf(stderr, "\n");
+      std::fflush(stderr);
+    } else if (r.step % spec_.train.log_every == 0 || last) {
+      LOG_INFO("loss {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s {:.1f} ms/step mfu {:.2f}",
+               r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, r.mfu);
+    }
+    const int64_t every = spec_.train.checkpoint.every;
+    const bool stopping = options_.stop && options_.stop->load();
+    if (last || stopping || (every > 0 && r.step % every == 0)) {
+      if (progress && !last) std::fprintf(stderr, "\n");
+      RETURN_IF_ERROR(SaveCheckpoint(r.step));
+    }
+    summary.steps_done = r.step;
+    if (stopping) return absl::CancelledError(absl::StrCat("stopped after step ", r.step));
+  }
+  base::SetLogStep(-1);
+  summary.last_loss = loss_;
+  if (start_step_ >= total && val_loader_) val_loss = Validate();
+  summary.val_loss = val_loss;
+  summary.last_checkpoint = last_checkpoint_;
+  summary.sample = Sample();
+  if (options_.print_sample && !summary.sample.empty()) {
+    std::printf("--- sample ---\n%s\n--------------\n", summary.sample.c_str());
+    std::fflush(stdout);
+  }
+  return summary;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainSummary> Train(const config::JobSpec& spec, const TrainOptions& options) {
+  Run run(spec, options);
+  return run.Execute();
+}
+
+}  // namespace colossal::worker

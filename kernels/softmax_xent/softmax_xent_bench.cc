@@ -17,15 +17,11 @@
 namespace {
 
 template <typename F>
-double BestSeconds(F&& f, int reps) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
-  }
-  return best;
+double Seconds(F&& f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  auto t1 = std::chrono::steady_clock::now();
+  return std::chrono::duration<double>(t1 - t0).count();
 }
 
 }  // namespace
@@ -46,31 +42,28 @@ int main() {
       const char* isa_name = internal::SoftmaxXentUsesAvx512() ? "avx512" : "avx2";
       for (int threads : {1, 2}) {
         omp_set_num_threads(threads);
-        const int reps = 30;
-        double tf = BestSeconds(
-            [&] {
-              SoftmaxXentForward(x.data(), v, targets.data(), loss.data(), lse.data(), n, v);
-            },
-            reps);
-        // In place: refresh the buffer (untimed) so every rep sees the same logits.
-        double tb_ip = 1e30;
-        for (int r = 0; r < reps; ++r) {
+        // One rep times memcpy, the forward, the in-place backward (on a fresh copy of
+        // the logits, refreshed untimed) and the out-of-place backward back to back, so
+        // all four see the same share of a machine that other jobs use too.
+        double tc = 1e30, tf = 1e30, tb_ip = 1e30, tb_oop = 1e30;
+        for (int r = 0; r < 30; ++r) {
+          tc = std::min(tc, Seconds([&] { std::memcpy(dx.data(), x.data(), n * v * 4); }));
+          tf = std::min(tf, Seconds([&] {
+                          SoftmaxXentForward(x.data(), v, targets.data(), loss.data(),
+                                             lse.data(), n, v);
+                        }));
           std::memcpy(work.data(), x.data(), n * v * 4);
-          tb_ip = std::min(tb_ip, BestSeconds(
-                                      [&] {
-                                        SoftmaxXentBackward(work.data(), v, lse.data(),
-                                                            targets.data(), dloss.data(),
-                                                            work.data(), n, v, Accumulate::kNo);
-                                      },
-                                      1));
+          tb_ip = std::min(tb_ip, Seconds([&] {
+                             SoftmaxXentBackward(work.data(), v, lse.data(), targets.data(),
+                                                 dloss.data(), work.data(), n, v,
+                                                 Accumulate::kNo);
+                           }));
+          tb_oop = std::min(tb_oop, Seconds([&] {
+                              SoftmaxXentBackward(x.data(), v, lse.data(), targets.data(),
+                                                  dloss.data(), dx.data(), n, v,
+                                                  Accumulate::kNo);
+                            }));
         }
-        double tb_oop = BestSeconds(
-            [&] {
-              SoftmaxXentBackward(x.data(), v, lse.data(), targets.data(), dloss.data(),
-                                  dx.data(), n, v, Accumulate::kNo);
-            },
-            reps);
-        double tc = BestSeconds([&] { std::memcpy(dx.data(), x.data(), n * v * 4); }, reps);
         std::printf("%6lld %6lld %7s %4d %9.1f %9.1f %9.1f %9.1f %9.2f %9.2f\n",
                     static_cast<long long>(n), static_cast<long long>(v), isa_name, threads,
                     gb / tf, 2 * gb / tb_ip, 2 * gb / tb_oop, 2 * gb / tc, 1e3 * tf,

@@ -19,10 +19,11 @@ Dispatch<LambApplyFn>& LambApplyTable() {
 }
 
 float LambTrustRatio(double sum_w2, double sum_u2, float trust_clip) {
-  // 1 when either norm is 0; otherwise ‖w‖/‖u‖. The clamp to [0, trust_clip] applies to
-  // both. A NaN sum (overflowed gradients) propagates to the caller.
-  double r = 1.0;
-  if (sum_w2 != 0.0 && sum_u2 != 0.0) r = std::sqrt(sum_w2 / sum_u2);
+  // 1 when either norm is 0; otherwise ‖w‖/‖u‖ clamped to [0, trust_clip]. The clamp is
+  // on the ratio only, as in tools/reference/make_goldens.py and apex's FusedLAMB (it
+  // matters only for trust_clip < 1). A NaN sum (overflowed gradients) propagates.
+  if (sum_w2 == 0.0 || sum_u2 == 0.0) return 1.0f;
+  const double r = std::sqrt(sum_w2 / sum_u2);
   const double clip = trust_clip;
   return static_cast<float>(r > clip ? clip : r);
 }

@@ -131,7 +131,9 @@ TEST_CASE("lamb: LambTrustRatio edge cases") {
   REQUIRE(LambTrustRatio(9.0, 4.0, 10.0f) == 1.5f);  // ‖w‖/‖u‖ = 3/2
   REQUIRE(LambTrustRatio(400.0, 1.0, 10.0f) == 10.0f);  // 20, clamped at trust_clip
   REQUIRE(LambTrustRatio(1.0, 400.0, 10.0f) == 0.05f);  // small ratios pass through
-  REQUIRE(LambTrustRatio(0.0, 1.0, 0.5f) == 0.5f);  // the fallback 1 is clamped too
+  // The clamp is on the ratio only: the fallback 1 stands even below trust_clip 1.
+  REQUIRE(LambTrustRatio(0.0, 1.0, 0.5f) == 1.0f);
+  REQUIRE(LambTrustRatio(4.0, 1.0, 0.5f) == 0.5f);
   REQUIRE(std::isnan(LambTrustRatio(std::numeric_limits<double>::quiet_NaN(), 1.0, 10.0f)));
 }
 

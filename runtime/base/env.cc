@@ -12,6 +12,7 @@ const std::vector<EnvKnob>& EnvTable() {
       {"COLOSSAL_LOG_LEVEL", "trace|debug|info|warn|error (default info)"},
       {"COLOSSAL_THREADS", "compute threads per rank (default: cores / ranks)"},
       {"COLOSSAL_PROGRESS", "1 forces the terminal progress line, 0 disables it"},
+      {"COLOSSAL_PROFILE", "1 times every op of the step and logs the table at the end"},
       {"COLOSSAL_COORDINATOR", "coordinator address for the CLI (HOST:PORT)"},
       {"OMP_NUM_THREADS", "fallback thread count when COLOSSAL_THREADS is unset"},
       {"RANK", "global rank (torchrun-style launchers)"},

@@ -25,6 +25,7 @@ std::optional<std::string> GetEnv(std::string_view name);
 inline constexpr std::string_view kEnvLogLevel = "COLOSSAL_LOG_LEVEL";
 inline constexpr std::string_view kEnvThreads = "COLOSSAL_THREADS";
 inline constexpr std::string_view kEnvProgress = "COLOSSAL_PROGRESS";
+inline constexpr std::string_view kEnvProfile = "COLOSSAL_PROFILE";
 inline constexpr std::string_view kEnvCoordinator = "COLOSSAL_COORDINATOR";
 inline constexpr std::string_view kEnvOmpNumThreads = "OMP_NUM_THREADS";
 inline constexpr std::string_view kEnvRank = "RANK";

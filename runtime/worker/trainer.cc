@@ -89,6 +89,8 @@ class Run {
   std::unique_ptr<Optimizer> optimizer_;
   std::optional<JsonlSink> metrics_;
   int64_t start_step_ = 0;
+  bool profile_ = false;
+  double optimizer_seconds_ = 0;
   int64_t accumulation_ = 1;
   double peak_flops_ = 0;
   // Last step's figures.
@@ -138,6 +140,8 @@ absl::Status Run::Setup() {
   ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
                                              /*truncate=*/start_step_ == 0));
   peak_flops_ = MatmulPeakFlops();
+  profile_ = base::GetEnv(base::kEnvProfile).value_or("0") == "1";
+  model_->executor->EnableProfiling(profile_);
   LOG_INFO("model: {} parameters, micro-batch {} x {} tokens, {} micro-batches per step, "
            "arena {:.1f} MiB, {} threads",
            model_->params->num_params(), model_->batch, model_->seq, accumulation_,
@@ -205,7 +209,9 @@ void Run::TrainStep(int64_t step) {
     scale = static_cast<float>(std::min(1.0, spec_.train.grad_clip / (grad_norm_ + 1e-6)));
   }
   lr_ = LearningRate(spec_.train.optimizer, spec_.train.lr_schedule, step, spec_.train.steps);
+  const auto t0 = Clock::now();
   optimizer_->Step(lr_, scale);
+  optimizer_seconds_ += Seconds(t0, Clock::now());
 }
 
 double Run::Validate() {
@@ -339,6 +345,14 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     if (stopping) return absl::CancelledError(absl::StrCat("stopped after step ", r.step));
   }
   base::SetLogStep(-1);
+  if (profile_) {
+    const double steps = static_cast<double>(total - start_step_);
+    LOG_INFO("profile (ms per step):");
+    for (const auto& [op, seconds] : model_->executor->ProfileByOp()) {
+      LOG_INFO("  {:<24} {:9.2f}", op, seconds * 1e3 / steps);
+    }
+    LOG_INFO("  {:<24} {:9.2f}", "optimizer", optimizer_seconds_ * 1e3 / steps);
+  }
   summary.last_loss = loss_;
   if (start_step_ >= total && val_loader_) val_loss = Validate();
   summary.val_loss = val_loss;

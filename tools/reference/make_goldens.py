@@ -599,7 +599,7 @@ def tree_hashes(root):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description="Write the whole-model golden files.")
     ap.add_argument("--out", required=True, help="folder for the case folders (tests/golden)")
     ap.add_argument("--corpus", default="", help="read the corpus from this file instead "
                     "of running `bible -f %s`" % CORPUS_RANGE)

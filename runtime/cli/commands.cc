@@ -56,6 +56,7 @@ absl::Status RunJob(const ParsedArgs& args) {
   RETURN_IF_ERROR(config::ValidateJobFiles(spec));
   worker::TrainOptions options;
   options.resume = !args.Has("--no-resume");
+  options.write_checkpoints = !args.Has("--no-checkpoints");
   if (args.Has("--threads")) {
     int threads = 0;
     if (!absl::SimpleAtoi(args.Get("--threads"), &threads) || threads < 1) {
@@ -192,7 +193,7 @@ absl::Status Generate(const ParsedArgs& args) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& argv) {
-  auto args = ParseArgs("run", argv, {"--threads"}, {"--no-resume"});
+  auto args = ParseArgs("run", argv, {"--threads"}, {"--no-resume", "--no-checkpoints"});
   if (!args.ok()) return ReportError("run", args.status());
   absl::Status s = RunJob(*args);
   return s.ok() ? 0 : ReportError("run", s);

@@ -13,7 +13,7 @@ constexpr char kUsage[] =
     "usage: colossal <command> [args]\n"
     "\n"
     "commands:\n"
-    "  run JOB.yaml [--set key.path=value]... [--threads N] [--no-resume]\n"
+    "  run JOB.yaml [--set key.path=value]... [--threads N] [--no-resume] [--no-checkpoints]\n"
     "                       train a job on this machine\n"
     "  validate JOB.yaml [--set ...]   check a job and print its effective spec\n"
     "  graph JOB.yaml [--export FILE]  print the model (parameters, FLOPs, memory)\n"

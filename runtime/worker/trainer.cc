@@ -337,7 +337,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     }
     const int64_t every = spec_.train.checkpoint.every;
     const bool stopping = options_.stop && options_.stop->load();
-    if (last || stopping || (every > 0 && r.step % every == 0)) {
+    if (options_.write_checkpoints && (last || stopping || (every > 0 && r.step % every == 0))) {
       if (progress && !last) std::fprintf(stderr, "\n");
       RETURN_IF_ERROR(SaveCheckpoint(r.step));
     }

@@ -41,6 +41,8 @@ struct TrainOptions {
   int progress = -1;
   // Print the sample (if the job asks for one) to stdout at the end.
   bool print_sample = true;
+  // Write checkpoints (periodic and final); benchmarks turn this off.
+  bool write_checkpoints = true;
   // Called after every step (for the coordinator); may be empty.
   std::function<void(const StepReport&)> on_step;
   // Called after the gradients of step `step` (from 0) are complete, before clipping and

@@ -1,0 +1,259 @@
+// GPT training-step benchmark: colossal against PyTorch (Debian python3-torch) on the
+// same models, thread counts and machine, in one run, with the fp32 sgemm peak of the
+// BLAS colossal uses beside them.
+//
+// Both peers run as child processes, alternately, for `--rounds` rounds; each round
+// reports the median step time of its timed steps and the table keeps each side's best
+// round (the machine may be shared: the best round is the least disturbed one).
+//   colossal: `colossal run` of a generated job (AdamW, fp32, no checkpoints), step_ms
+//             read from its metrics.jsonl; the step includes the gradient norm and
+//             clipping, which PyTorch's loop below does not do.
+//   PyTorch:  tools/bench/torch_gpt_bench.py (zero_grad, forward, loss, backward,
+//             AdamW step) under its best settings: tcmalloc preloaded,
+//             OMP_WAIT_POLICY=PASSIVE, OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = threads,
+//             and each OPENBLAS_CORETYPE in --torch-cores (Debian's OpenBLAS may
+//             mis-detect the CPU; the best core is kept).
+// MFU = model FLOPs per step (B·T·(6N + 12·L·T·C)) / step time / the sgemm peak at
+// that thread count (oneDNN, 2048³, best of 5).
+//
+// Usage (from the repository root, after tools/setup.sh):
+//   bazel run -c opt //tools/bench:gpt_bench -- [--models 124m,small] [--threads 1,2]
+//       [--steps 5] [--warmup 2] [--rounds 2] [--torch-cores auto,SkylakeX,Haswell]
+//       [--no-torch]
+#include <dnnl.h>
+#include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Model {
+  std::string key, label;
+  int n_layer, n_head, d_model, vocab, seq_len, batch;
+  double goal;  // target ratio colossal / PyTorch at 2 threads
+};
+
+const std::vector<Model> kModels = {
+    {"124m", "GPT-2 124M (12L d768 V50257) B=4 T=64", 12, 12, 768, 50257, 64, 4, 0.85},
+    {"small", "small (6L d384 V256) B=8 T=256", 6, 6, 384, 256, 256, 8, 0.70},
+};
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// Runs `argv` with extra environment `env`, stdout captured; returns (exit code, stdout).
+std::pair<int, std::string> RunChild(const std::vector<std::string>& argv,
+                                     const std::map<std::string, std::string>& env) {
+  int pipefd[2];
+  if (pipe(pipefd) != 0) return {-1, ""};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipefd[1], STDOUT_FILENO);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) out.append(buf, n);
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+double ModelFlopsPerStep(const Model& m) {
+  const double C = m.d_model;
+  const double per_layer = 12 * C * C + 13 * C;
+  const double n = m.vocab * C + m.n_layer * per_layer + 2 * C;  // all but wpe
+  const double tokens = static_cast<double>(m.batch) * m.seq_len;
+  return tokens * (6 * n + 12.0 * m.n_layer * m.seq_len * C);
+}
+
+double SgemmPeak(int threads) {
+  omp_set_num_threads(threads);
+  const int n = 2048;
+  std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    dnnl_sgemm('N', 'N', n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * n * n * n / best;
+}
+
+// One colossal round: median step ms of the timed steps, or NaN.
+double RunColossal(const std::string& binary, const std::string& corpus, const fs::path& work,
+                   const Model& m, int threads, int warmup, int steps) {
+  const fs::path run_dir = work / ("run-" + m.key + "-" + std::to_string(threads));
+  fs::remove_all(run_dir);
+  const fs::path job = work / ("job-" + m.key + ".yaml");
+  std::ofstream(job) << "name: bench-" << m.key << "\n"
+                     << "run_dir: " << run_dir.string() << "\n"
+                     << "model: {type: gpt, n_layer: " << m.n_layer << ", n_head: " << m.n_head
+                     << ", d_model: " << m.d_model << ", seq_len: " << m.seq_len
+                     << ", vocab: " << m.vocab << "}\n"
+                     << "data: {train: " << corpus << ", val_fraction: 0.0}\n"
+                     << "train:\n  steps: " << warmup + steps << "\n  global_batch: " << m.batch
+                     << "\n  micro_batch: " << m.batch
+                     << "\n  optimizer: {type: adamw, lr: 6.0e-4, weight_decay: 0.1, no_decay: [bias, ln_]}"
+                     << "\n  grad_clip: 1.0\n";
+  auto [rc, out] = RunChild({binary, "run", job.string(), "--threads", std::to_string(threads),
+                             "--no-resume", "--no-checkpoints"},
+                            {{"COLOSSAL_PROGRESS", "0"}, {"COLOSSAL_LOG_LEVEL", "warn"}});
+  if (rc != 0) {
+    std::fprintf(stderr, "colossal run failed (exit %d)\n", rc);
+    return NAN;
+  }
+  std::ifstream metrics(run_dir / "metrics.jsonl");
+  std::vector<double> ms;
+  std::string line;
+  while (std::getline(metrics, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("step_ms") && j["step"].get<int>() > warmup) {
+      ms.push_back(j["step_ms"].get<double>());
+    }
+  }
+  return Median(ms);
+}
+
+double RunTorch(const std::string& script, const Model& m, int threads, int warmup, int steps,
+                const std::string& core) {
+  std::map<std::string, std::string> env = {
+      {"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"},
+      {"OMP_WAIT_POLICY", "PASSIVE"},
+      {"OMP_NUM_THREADS", std::to_string(threads)},
+      {"OPENBLAS_NUM_THREADS", std::to_string(threads)}};
+  if (core != "auto") env["OPENBLAS_CORETYPE"] = core;
+  auto [rc, out] = RunChild({"/usr/bin/python3", script, "--n_layer", std::to_string(m.n_layer),
+                             "--n_head", std::to_string(m.n_head), "--d_model",
+                             std::to_string(m.d_model), "--vocab", std::to_string(m.vocab),
+                             "--seq_len", std::to_string(m.seq_len), "--batch",
+                             std::to_string(m.batch), "--threads", std::to_string(threads),
+                             "--warmup", std::to_string(warmup), "--steps", std::to_string(steps),
+                             "--json"},
+                            env);
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  if (rc != 0 || !j.is_object() || !j.contains("step_ms_median")) {
+    std::fprintf(stderr, "torch bench failed (exit %d)\n", rc);
+    return NAN;
+  }
+  return j["step_ms_median"].get<double>();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string models = "124m,small", thread_list = "1,2", cores = "auto,SkylakeX,Haswell";
+  int steps = 5, warmup = 2, rounds = 2;
+  bool torch = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--models") models = next();
+    else if (a == "--threads") thread_list = next();
+    else if (a == "--steps") steps = std::atoi(next().c_str());
+    else if (a == "--warmup") warmup = std::atoi(next().c_str());
+    else if (a == "--rounds") rounds = std::atoi(next().c_str());
+    else if (a == "--torch-cores") cores = next();
+    else if (a == "--no-torch") torch = false;
+    else {
+      std::fprintf(stderr, "unknown argument %s\n", a.c_str());
+      return 2;
+    }
+  }
+  // Under `bazel run` the working directory is the runfiles tree; the workspace holds data/.
+  const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+  const fs::path root = ws ? fs::path(ws) : fs::current_path();
+  const std::string binary = fs::absolute("colossal").string();
+  const std::string script = fs::absolute("tools/bench/torch_gpt_bench.py").string();
+  const std::string corpus = (root / "data/kjv.txt").string();
+  if (!fs::exists(binary) || !fs::exists(corpus)) {
+    std::fprintf(stderr, "run from the repository root via bazel run, after tools/setup.sh\n");
+    return 2;
+  }
+  const fs::path work = fs::temp_directory_path() / ("colossal-gpt-bench-" + std::to_string(getpid()));
+  fs::create_directories(work);
+
+  std::printf("GPT training step, fp32, AdamW; best of %d rounds, median of %d timed steps after %d warm-up\n",
+              rounds, steps, warmup);
+  std::printf("%-40s %3s | %9s %8s %5s | %9s %8s %5s %-9s | %6s %5s | %9s\n", "model", "thr",
+              "ours ms", "tok/s", "MFU", "torch ms", "tok/s", "MFU", "(core)", "ratio", "goal",
+              "peak GF/s");
+  for (const std::string& key : Split(models)) {
+    auto it = std::find_if(kModels.begin(), kModels.end(), [&](const Model& m) { return m.key == key; });
+    if (it == kModels.end()) {
+      std::fprintf(stderr, "unknown model %s (124m, small)\n", key.c_str());
+      return 2;
+    }
+    const Model& m = *it;
+    for (const std::string& t : Split(thread_list)) {
+      const int threads = std::atoi(t.c_str());
+      const double peak = SgemmPeak(threads);
+      double ours = INFINITY, theirs = INFINITY;
+      std::string best_core = "-";
+      for (int r = 0; r < rounds; ++r) {
+        ours = std::min(ours, RunColossal(binary, corpus, work, m, threads, warmup, steps));
+        if (!torch) continue;
+        for (const std::string& core : Split(cores)) {
+          double ms = RunTorch(script, m, threads, warmup, steps, core);
+          if (ms < theirs) theirs = ms, best_core = core;
+        }
+      }
+      const double flops = ModelFlopsPerStep(m);
+      const double tokens = static_cast<double>(m.batch) * m.seq_len;
+      auto mfu = [&](double ms) { return flops / (ms * 1e-3) / peak; };
+      std::printf("%-40s %3d | %9.1f %8.0f %5.2f | %9.1f %8.0f %5.2f %-9s | %6.3f %5.2f | %9.1f\n",
+                  m.label.c_str(), threads, ours, tokens / (ours * 1e-3), mfu(ours), theirs,
+                  tokens / (theirs * 1e-3), mfu(theirs), ("(" + best_core + ")").c_str(),
+                  ours / theirs, m.goal, peak * 1e-9);
+      std::fflush(stdout);
+    }
+  }
+  fs::remove_all(work);
+  std::printf("ratio = colossal step time / PyTorch step time (lower is better; goal at 2 threads)\n");
+  return 0;
+}

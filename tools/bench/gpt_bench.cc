@@ -208,8 +208,13 @@ int main(int argc, char** argv) {
   // Under `bazel run` the working directory is the runfiles tree; the workspace holds data/.
   const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
   const fs::path root = ws ? fs::path(ws) : fs::current_path();
-  const std::string binary = fs::absolute("colossal").string();
-  const std::string script = fs::absolute("tools/bench/torch_gpt_bench.py").string();
+  // Files come from the runfiles tree (bazel run) or from the workspace (bazel-bin/...).
+  const fs::path runfiles = fs::path(std::string(argv[0]) + ".runfiles") / "colossal";
+  const fs::path base = fs::exists("colossal") ? fs::current_path()
+                        : fs::exists(runfiles / "colossal") ? runfiles
+                                                            : root / "bazel-bin";
+  const std::string binary = fs::absolute(base / "colossal").string();
+  const std::string script = (root / "tools/bench/torch_gpt_bench.py").string();
   const std::string corpus = (root / "data/kjv.txt").string();
   if (!fs::exists(binary) || !fs::exists(corpus)) {
     std::fprintf(stderr, "run from the repository root via bazel run, after tools/setup.sh\n");

@@ -1,8 +1,11 @@
 // Model construction, initialisation and loading.
 #include "runtime/worker/model.h"
 
+#include <cstring>
 #include <filesystem>
+#include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "graph/autodiff.h"
 #include "graph/graph_file.h"
@@ -111,14 +114,40 @@ absl::Status LoadParams(memory::ParamStore& params, const std::string& path) {
     }
   }
   ASSIGN_OR_RETURN(auto st, checkpoint::SafetensorsFile::Open(file));
+  // Hugging Face files name GPT2LMHeadModel tensors "transformer.<name>", and carry the
+  // attention mask buffers and the (tied) lm_head; those are recognised and skipped.
+  std::map<std::string, const checkpoint::TensorInfo*> by_name;
+  for (const checkpoint::TensorInfo& t : st.tensors()) {
+    std::string name = t.name;
+    if (name.rfind("transformer.", 0) == 0) name = name.substr(12);
+    by_name[name] = &t;
+  }
   for (int i = 0; i < params.size(); ++i) {
     const memory::ParamInfo& info = params.info(i);
-    RETURN_IF_ERROR(st.CopyF32(info.name, info.shape, {params.data(i), static_cast<size_t>(info.numel)}));
-  }
-  for (const checkpoint::TensorInfo& t : st.tensors()) {
-    if (params.Find(t.name) < 0) {
+    auto it = by_name.find(info.name);
+    if (it == by_name.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(file, ": tensor '", t.name, "' is not a parameter of this model"));
+          absl::StrCat(file, ": tensor '", info.name, "' is missing (the model needs ",
+                       graph::ShapeString(info.shape), ")"));
+    }
+    const checkpoint::TensorInfo& t = *it->second;
+    // A position table longer than the model's context (GPT-2's 1024 rows for a shorter
+    // seq_len): its first rows are the positions the model uses.
+    if (info.name == "wpe.weight" && t.dtype == "F32" && t.shape.size() == 2 &&
+        info.shape.size() == 2 && t.shape[1] == info.shape[1] && t.shape[0] > info.shape[0]) {
+      std::span<const uint8_t> bytes = st.Bytes(t);
+      std::memcpy(params.data(i), bytes.data(), info.numel * sizeof(float));
+      continue;
+    }
+    RETURN_IF_ERROR(st.CopyF32(t.name, info.shape, {params.data(i), static_cast<size_t>(info.numel)}));
+  }
+  for (const auto& [name, t] : by_name) {
+    if (params.Find(name) >= 0) continue;
+    const bool hf_buffer = name == "lm_head.weight" || absl::EndsWith(name, ".attn.bias") ||
+                           absl::EndsWith(name, ".attn.masked_bias");
+    if (!hf_buffer) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": tensor '", t->name, "' is not a parameter of this model"));
     }
   }
   return absl::OkStatus();

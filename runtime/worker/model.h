@@ -42,7 +42,10 @@ void InitParams(Model& model, uint64_t seed);
 
 // Loads every parameter from a safetensors file with matching names and shapes, or
 // from a checkpoint: a step directory, or a checkpoint directory (its latest step).
-// Errors name the file and the tensor; a missing or extra tensor is an error.
+// Hugging Face GPT-2 files load as they are: a "transformer." prefix is dropped, the
+// attention-mask buffers and the tied lm_head are skipped, and a longer wpe contributes
+// its first seq_len rows. Errors name the file and the tensor; a missing tensor, a
+// wrong shape or any other extra tensor is an error.
 absl::Status LoadParams(memory::ParamStore& params, const std::string& path);
 
 // Sum of forward + backward FLOPs of every node of the graph.

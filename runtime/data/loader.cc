@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/base/check.h"
-#include "runtime/data/rng.h"
+#include "runtime/base/rng.h"
 
 namespace colossal::data {
 
@@ -47,8 +47,8 @@ std::vector<uint32_t> EpochPermutation(int64_t num_windows, uint64_t seed, int64
   COL_CHECK(epoch >= 0);
   std::vector<uint32_t> order(static_cast<size_t>(num_windows));
   std::iota(order.begin(), order.end(), uint32_t{0});
-  Xoshiro256StarStar rng(StreamSeed(seed, static_cast<uint64_t>(epoch)));
-  FisherYatesShuffle(std::span<uint32_t>(order), rng);
+  base::Xoshiro256StarStar rng(base::StreamSeed(seed, static_cast<uint64_t>(epoch)));
+  base::FisherYatesShuffle(std::span<uint32_t>(order), rng);
   return order;
 }
 

@@ -58,8 +58,8 @@ absl::StatusOr<TrainValSplit> SplitTrainVal(TokenStream stream, double val_fract
 enum class Shuffle { kNo, kYes };
 
 // The window order of epoch `epoch` under `seed`: the identity permutation of
-// [0, num_windows) shuffled by FisherYatesShuffle with Xoshiro256StarStar seeded by
-// StreamSeed(seed, epoch) (rng.h). Deterministic on every platform.
+// [0, num_windows) shuffled by base::FisherYatesShuffle with base::Xoshiro256StarStar seeded by
+// base::StreamSeed(seed, epoch) (rng.h). Deterministic on every platform.
 std::vector<uint32_t> EpochPermutation(int64_t num_windows, uint64_t seed, int64_t epoch);
 
 // Fixed windows over a token slice. Window k is tokens [k*T, k*T + T] (T + 1 tokens):

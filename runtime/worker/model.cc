@@ -92,7 +92,7 @@ void InitParams(Model& model, uint64_t seed) {
     if (v.init.kind == graph::ParamInit::Kind::kConstant) {
       for (int64_t j = 0; j < n; ++j) w[j] = static_cast<float>(v.init.value);
     } else {
-      base::SplitMix64 rng(seed ^ base::HashName(v.name));
+      base::Xoshiro256StarStar rng(base::StreamSeed(seed, base::HashName(v.name)));
       for (int64_t j = 0; j < n; ++j) w[j] = static_cast<float>(rng.Normal() * v.init.value);
     }
   }

@@ -105,7 +105,7 @@ std::vector<int32_t> GptSampler::Generate(const std::vector<int32_t>& prompt,
   const int64_t T = cfg_.seq_len;
   const int64_t limit =
       options.token_limit > 0 ? std::min(options.token_limit, cfg_.vocab) : cfg_.vocab;
-  base::SplitMix64 rng(options.seed);
+  base::Xoshiro256StarStar rng(options.seed);
   std::vector<int32_t> context = prompt.empty() ? std::vector<int32_t>{0} : prompt;
   std::vector<int32_t> generated;
   // Feed the context; `pos` is the next position to fill.

@@ -14,15 +14,18 @@
 //   stream_seed(seed, k) = sm((sm(seed)[1] + k) & M)[1]
 //   perm(n, seed, e): p = list(range(n)); rng seeded with stream_seed(seed, e);
 //             for i in range(n, 1, -1): j = below(i); p[i-1], p[j] = p[j], p[i-1]
-#include "runtime/data/rng.h"
+#include "runtime/base/rng.h"
 
 #include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
 
 #include <cstdlib>
 #include <numeric>
 #include <vector>
 
-namespace colossal::data {
+namespace colossal::base {
 namespace {
 
 TEST_CASE("splitmix64 matches the reference outputs for seed 1234567") {
@@ -79,5 +82,27 @@ TEST_CASE("Below is unbiased enough to fill every bucket evenly") {
   for (int i = 0; i < 1000; ++i) REQUIRE(rng.Below(big) < big);
 }
 
+TEST_CASE("Uniform and Normal have the moments of their distributions") {
+  Xoshiro256StarStar rng(StreamSeed(42, HashName("wte.weight")));
+  const int n = 200000;
+  double su = 0, sn = 0, sn2 = 0, sn4 = 0;
+  for (int i = 0; i < n; ++i) {
+    const double u = rng.Uniform();
+    REQUIRE(u >= 0.0);
+    REQUIRE(u < 1.0);
+    su += u;
+    const double z = rng.Normal();
+    sn += z, sn2 += z * z, sn4 += z * z * z * z;
+  }
+  // Standard errors: uniform mean sqrt(1/12/n) = 6.5e-4; normal mean 2.2e-3, variance
+  // sqrt(2/n) = 3.2e-3, fourth moment sqrt(96/n) = 2.2e-2. Bounds at 5 standard errors.
+  REQUIRE(std::fabs(su / n - 0.5) < 5 * 6.5e-4);
+  REQUIRE(std::fabs(sn / n) < 5 * 2.2e-3);
+  REQUIRE(std::fabs(sn2 / n - 1.0) < 5 * 3.2e-3);
+  REQUIRE(std::fabs(sn4 / n - 3.0) < 5 * 2.2e-2);
+  REQUIRE(HashName("a") != HashName("b"));
+  REQUIRE(HashName("wte.weight") == HashName(std::string("wte.") + "weight"));
+}
+
 }  // namespace
-}  // namespace colossal::data
+}  // namespace colossal::base

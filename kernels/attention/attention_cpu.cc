@@ -16,6 +16,7 @@
 
 #include "kernels/attention/attention.h"
 #include "kernels/common/fast_math.h"
+#include "kernels/common/vec8.h"
 
 namespace colossal::kernels {
 namespace {
@@ -31,16 +32,8 @@ void Sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alph
   COL_CHECK_MSG(status == dnnl_success, "dnnl_sgemm rejected its arguments");
 }
 
-// Row maximum with four independent 8-float accumulators (GCC vector extensions): GCC
-// leaves a `#pragma omp simd reduction(max:)` loop scalar, and one chain of dependent
-// maxes made this pass the most expensive part of the forward.
-using V8 = float __attribute__((vector_size(32)));
-inline V8 Load8(const float* p) {
-  V8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline V8 Max8(V8 a, V8 b) { return a > b ? a : b; }
+// Row maximum with four independent 8-float accumulators (vec8.h): one chain of
+// dependent maxes made this pass the most expensive part of the forward.
 
 inline float RowMax(const float* row, int64_t n) {
   float max = row[0];

@@ -14,22 +14,11 @@
 #include <vector>
 
 #include "kernels/elementwise/elementwise.h"
+#include "kernels/testing/bench_timing.h"
 
 namespace {
 
-template <typename F>
-double BestSeconds(F&& f) {
-  f();
-  double best = 1e30, total = 0;
-  for (int r = 0; r < 200 && (r < 5 || total < 0.1); ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::min(best, t);
-    total += t;
-  }
-  return best;
-}
+using colossal::kernels::testing::BestSeconds;
 
 }  // namespace
 
@@ -46,14 +35,14 @@ int main() {
                     int64_t{256} * 3072, int64_t{2048} * 1536, int64_t{124} << 20}) {
     std::vector<float> a(n, 0.5f), b(n, 0.25f), c(n, 0.0f);
     const double gb = 4e-9 * n;
-    const double t_add = BestSeconds([&] { Add(a.data(), b.data(), c.data(), n); });
+    const double t_add = BestSeconds([&] { Add(a.data(), b.data(), c.data(), n); }, 5);
     const double t_copy =
-        BestSeconds([&] { AddInto(a.data(), c.data(), n, Accumulate::kNo); });
-    const double t_acc = BestSeconds([&] { AddInto(a.data(), c.data(), n, Accumulate::kYes); });
-    const double t_scale = BestSeconds([&] { Scale(c.data(), n, 0.999f); });
-    const double t_fill = BestSeconds([&] { Fill(c.data(), n, 1.0f); });
-    const double t_zero = BestSeconds([&] { Fill(c.data(), n, 0.0f); });
-    const double t_memcpy = BestSeconds([&] { std::memcpy(c.data(), a.data(), n * 4); });
+        BestSeconds([&] { AddInto(a.data(), c.data(), n, Accumulate::kNo); }, 5);
+    const double t_acc = BestSeconds([&] { AddInto(a.data(), c.data(), n, Accumulate::kYes); }, 5);
+    const double t_scale = BestSeconds([&] { Scale(c.data(), n, 0.999f); }, 5);
+    const double t_fill = BestSeconds([&] { Fill(c.data(), n, 1.0f); }, 5);
+    const double t_zero = BestSeconds([&] { Fill(c.data(), n, 0.0f); }, 5);
+    const double t_memcpy = BestSeconds([&] { std::memcpy(c.data(), a.data(), n * 4); }, 5);
     std::printf("%10lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %10.2f\n",
                 static_cast<long long>(n), 3 * gb / t_add, 2 * gb / t_copy, 3 * gb / t_acc,
                 2 * gb / t_scale, gb / t_fill, gb / t_zero, 2 * gb / t_memcpy,

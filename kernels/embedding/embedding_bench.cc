@@ -16,22 +16,11 @@
 #include <vector>
 
 #include "kernels/embedding/embedding.h"
+#include "kernels/testing/bench_timing.h"
 
 namespace {
 
-template <typename F>
-double BestSeconds(F&& f) {
-  f();
-  double best = 1e30, total = 0;
-  for (int r = 0; r < 500 && (r < 5 || total < 0.2); ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::min(best, t);
-    total += t;
-  }
-  return best;
-}
+using colossal::kernels::testing::BestSeconds;
 
 }  // namespace
 
@@ -53,18 +42,18 @@ int main() {
     std::vector<float> table(s.rows * s.c, 0.5f), out(s.n * s.c), dtable(s.rows * s.c, 0.0f);
     const double row_gb = 4e-9 * s.c;
     const double t_fwd =
-        BestSeconds([&] { EmbeddingForward(ids.data(), table.data(), out.data(), s.n, s.c); });
+        BestSeconds([&] { EmbeddingForward(ids.data(), table.data(), out.data(), s.n, s.c); }, 5);
     const double t_acc = BestSeconds([&] {
       EmbeddingBackward(ids.data(), out.data(), dtable.data(), s.n, s.rows, s.c,
                         Accumulate::kYes);
-    });
+    }, 5);
     const double t_over = BestSeconds([&] {
       EmbeddingBackward(ids.data(), out.data(), dtable.data(), s.n, s.rows, s.c,
                         Accumulate::kNo);
-    });
+    }, 5);
     std::vector<float> copy_src(s.n * s.c, 0.25f);
     const double t_copy =
-        BestSeconds([&] { std::memcpy(out.data(), copy_src.data(), s.n * s.c * 4); });
+        BestSeconds([&] { std::memcpy(out.data(), copy_src.data(), s.n * s.c * 4); }, 5);
     // Bytes: fwd reads + writes n rows; bwd+ reads dout and reads + writes n table rows;
     // bwd= also writes the whole table once.
     std::printf("%6lld %5lld %6lld | %10.2f %8.1f | %10.2f %8.1f | %10.2f %8.1f %8.3f | %9.1f\n",

@@ -9,20 +9,11 @@
 #include <vector>
 
 #include "kernels/gelu/gelu.h"
+#include "kernels/testing/bench_timing.h"
 
 namespace {
 
-template <typename F>
-double BestSeconds(F&& f, int reps) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
-  }
-  return best;
-}
+using colossal::kernels::testing::BestSeconds;
 
 }  // namespace
 
@@ -35,10 +26,10 @@ int main() {
                     int64_t{8} << 20}) {
     std::vector<float> x(n, 0.3f), y(n), dy(n, 1.0f), dx(n);
     const int reps = 20;
-    double tf = BestSeconds([&] { GeluForward(x.data(), y.data(), n); }, reps);
+    double tf = BestSeconds([&] { GeluForward(x.data(), y.data(), n); }, reps, 0.0, reps);
     double tb = BestSeconds(
-        [&] { GeluBackward(x.data(), dy.data(), dx.data(), n, Accumulate::kNo); }, reps);
-    double tc = BestSeconds([&] { std::memcpy(y.data(), x.data(), n * 4); }, reps);
+        [&] { GeluBackward(x.data(), dy.data(), dx.data(), n, Accumulate::kNo); }, reps, 0.0, reps);
+    double tc = BestSeconds([&] { std::memcpy(y.data(), x.data(), n * 4); }, reps, 0.0, reps);
     double gb = 1e-9 * n * 4;
     std::printf("%12lld %12.1f %12.1f %12.1f %12.2f\n", static_cast<long long>(n), 2 * gb / tf,
                 3 * gb / tb, 2 * gb / tc, tc / tf);

@@ -9,20 +9,11 @@
 #include <vector>
 
 #include "kernels/layer_norm/layer_norm.h"
+#include "kernels/testing/bench_timing.h"
 
 namespace {
 
-template <typename F>
-double BestSeconds(F&& f, int reps) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
-  }
-  return best;
-}
+using colossal::kernels::testing::BestSeconds;
 
 }  // namespace
 
@@ -44,12 +35,12 @@ int main() {
     double tf = BestSeconds([&] {
       LayerNormForward(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), rows,
                        cols, 1e-5f);
-    }, reps);
+    }, reps, 0.0, reps);
     double tb = BestSeconds([&] {
       LayerNormBackward(dy.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(),
                         dw.data(), db.data(), rows, cols, Accumulate::kYes, Accumulate::kYes);
-    }, reps);
-    double tc = BestSeconds([&] { std::memcpy(y.data(), x.data(), n * 4); }, reps);
+    }, reps, 0.0, reps);
+    double tc = BestSeconds([&] { std::memcpy(y.data(), x.data(), n * 4); }, reps, 0.0, reps);
     const double gb = 1e-9 * n * 4;
     // Bytes that must move: fwd reads x, writes y; bwd reads dy, x, reads and writes dx
     // (accumulate); copy reads and writes n floats.

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/common/vec8.h"
 #include "kernels/layer_norm/layer_norm.h"
 
 namespace colossal::kernels {
@@ -19,22 +20,8 @@ namespace {
 constexpr int64_t kParallelMin = 1 << 15;
 // Rows summed in fp32 before a per-thread partial is flushed into its double total.
 constexpr int64_t kFlushRows = 32;
-// Reductions keep four independent 8-float accumulators (GCC vector extensions): one
-// accumulator makes every pass wait on the add latency, which halves the throughput of
-// an L1-resident row; `#pragma omp simd reduction` gives only one.
-using V8 = float __attribute__((vector_size(32)));
-inline V8 Load8(const float* p) {
-  V8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof(v)); }
-// Lanes of v summed in a fixed order.
-inline float HorizontalSum(V8 v) {
-  float s = 0.0f;
-  for (int k = 0; k < 8; ++k) s += v[k];
-  return s;
-}
+// Reductions keep four independent 8-float accumulators (vec8.h): one accumulator makes
+// every pass wait on the add latency, which halves the throughput of an L1-resident row.
 
 // Sum over c in [0, n) of a term; term8(c) gives terms c..c+7 as a vector, term1(c) one.
 template <typename F8, typename F1>

@@ -20,8 +20,11 @@
 #include <vector>
 
 #include "kernels/matmul/matmul.h"
+#include "kernels/testing/bench_timing.h"
 
 namespace {
+
+using colossal::kernels::testing::BestSeconds;
 
 using colossal::kernels::Trans;
 
@@ -86,21 +89,6 @@ struct Buffers {
   }
 };
 
-// Best time of repeated calls: at least 3 timed calls and 0.3 s, at most 30 calls.
-template <typename F>
-double BestSeconds(F&& f) {
-  f();  // warm-up: page faults, JIT, thread start
-  double best = 1e30, total = 0;
-  for (int r = 0; r < 30 && (r < 3 || total < 0.3); ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::min(best, t);
-    total += t;
-  }
-  return best;
-}
-
 double Gflops(const Shape& s, double seconds) { return 2e-9 * s.m * s.n * s.k / seconds; }
 
 double TimeOneDnn(const Shape& s, Buffers& buf) {
@@ -116,7 +104,7 @@ double TimeOneDnn(const Shape& s, Buffers& buf) {
   p.ldb = s.tb == Trans::kNo ? s.n : s.k;
   p.c = buf.c.data();
   p.ldc = s.n;
-  return BestSeconds([&] { colossal::kernels::Matmul(p); });
+  return BestSeconds([&] { colossal::kernels::Matmul(p); }, 3, 0.3, 30);
 }
 
 double TimeOpenBlas(const Shape& s, Buffers& buf) {
@@ -127,7 +115,7 @@ double TimeOpenBlas(const Shape& s, Buffers& buf) {
   return BestSeconds([&] {
     cblas_sgemm(CblasRowMajor, ta, tb, s.m, s.n, s.k, 1.0f, buf.a.data(), lda, buf.b.data(),
                 ldb, 0.0f, buf.c.data(), s.n);
-  });
+  }, 3, 0.3, 30);
 }
 
 // Child mode: prints "core <name>" then "gflops <index> <value>" for the shape with

@@ -16,22 +16,13 @@
 #include "kernels/optim/lamb.h"
 #include "kernels/optim/lars.h"
 #include "kernels/optim/sgd.h"
+#include "kernels/testing/bench_timing.h"
 
 namespace {
 
-constexpr int64_t kN = 124439808;
+using colossal::kernels::testing::BestSeconds;
 
-template <typename F>
-double BestSeconds(F&& f, int reps) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
-  }
-  return best;
-}
+constexpr int64_t kN = 124439808;
 
 // Uninitialised storage, first touched by the OpenMP team (not by a serial memset).
 std::unique_ptr<float[]> Alloc() { return std::unique_ptr<float[]>(new float[kN]); }
@@ -73,7 +64,7 @@ int main() {
     auto measure = [&](const char* name, int bytes_per_elem, auto&& body) {
       double t_kernel = 1e30, t_copy = 1e30;
       for (int r = 0; r < reps; ++r) {
-        t_copy = std::min(t_copy, BestSeconds([&] { std::memcpy(m.get(), g.get(), kN * 4); }, 1));
+        t_copy = std::min(t_copy, BestSeconds([&] { std::memcpy(m.get(), g.get(), kN * 4); }, 1, 0.0, 1));
         t_kernel = std::min(t_kernel, body());
       }
       const double gbs = bytes_per_elem / 4.0 * gb / t_kernel;
@@ -85,7 +76,7 @@ int main() {
     // A read-only peer as well (memcpy's figure counts a read and a write per byte):
     // a plain SIMD fp32 sum, which no reduction kernel here can beat per byte read.
     float peer_sum = 0.0f;
-    const double t_read = BestSeconds([&] { peer_sum = ReadPeer(g.get(), kN); }, reps);
+    const double t_read = BestSeconds([&] { peer_sum = ReadPeer(g.get(), kN); }, reps, 0.0, reps);
     std::printf("%-20s %6d %4d %9.1f %8.1f %12s %10s\n", "read peer (sum fp32)", 4, threads,
                 1e3 * t_read, gb / t_read, "", "");
     if (!std::isfinite(peer_sum)) std::printf("non-finite peer sum\n");
@@ -96,7 +87,7 @@ int main() {
     adamw.lr = 1e-4f, adamw.weight_decay = 0.1f;
     measure("adamw", 28, [&] {
       adamw.step = ++step;
-      return BestSeconds([&] { AdamWStep(adamw); }, 1);
+      return BestSeconds([&] { AdamWStep(adamw); }, 1, 0.0, 1);
     });
 
     LambArgs lamb;
@@ -105,29 +96,29 @@ int main() {
     double sums[2] = {1, 1};
     measure("lamb moments", 24, [&] {
       lamb.step = ++step;
-      return BestSeconds([&] { LambMoments(lamb, sums); }, 1);
+      return BestSeconds([&] { LambMoments(lamb, sums); }, 1, 0.0, 1);
     });
     const float trust = LambTrustRatio(sums[0], sums[1], 10.0f);
-    measure("lamb apply", 16, [&] { return BestSeconds([&] { LambApply(lamb, trust); }, 1); });
+    measure("lamb apply", 16, [&] { return BestSeconds([&] { LambApply(lamb, trust); }, 1, 0.0, 1); });
 
     LarsArgs lars;
     lars.w = w.get(), lars.g = g.get(), lars.buf = m.get(), lars.n = kN;
     lars.weight_decay = 1e-4f;
-    measure("lars norms", 8, [&] { return BestSeconds([&] { LarsNorms(lars, sums); }, 1); });
+    measure("lars norms", 8, [&] { return BestSeconds([&] { LarsNorms(lars, sums); }, 1, 0.0, 1); });
     const float local_lr = LarsLocalLr(sums[0], sums[1], 0.1f, 0.001f, lars.weight_decay);
     measure("lars apply", 20,
-            [&] { return BestSeconds([&] { LarsApply(lars, local_lr); }, 1); });
+            [&] { return BestSeconds([&] { LarsApply(lars, local_lr); }, 1, 0.0, 1); });
 
     SgdArgs sgd;
     sgd.w = w.get(), sgd.g = g.get(), sgd.buf = m.get(), sgd.n = kN;
     sgd.lr = 1e-3f, sgd.momentum = 0.9f, sgd.weight_decay = 1e-4f;
-    measure("sgd momentum", 20, [&] { return BestSeconds([&] { SgdStep(sgd); }, 1); });
+    measure("sgd momentum", 20, [&] { return BestSeconds([&] { SgdStep(sgd); }, 1, 0.0, 1); });
     sgd.nesterov = Nesterov::kYes;
-    measure("sgd nesterov", 20, [&] { return BestSeconds([&] { SgdStep(sgd); }, 1); });
+    measure("sgd nesterov", 20, [&] { return BestSeconds([&] { SgdStep(sgd); }, 1, 0.0, 1); });
 
     double norm2 = 0;
     measure("sum_squares (grad)", 4,
-            [&] { return BestSeconds([&] { SumSquares(g.get(), kN, &norm2); }, 1); });
+            [&] { return BestSeconds([&] { SumSquares(g.get(), kN, &norm2); }, 1, 0.0, 1); });
     if (!std::isfinite(norm2)) std::printf("non-finite gradient norm\n");
   }
   return 0;

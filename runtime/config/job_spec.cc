@@ -3,6 +3,8 @@
 // types and defaults. Canonical output lives in to_yaml.cc.
 #include "runtime/config/job_spec.h"
 
+#include <cctype>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -258,6 +260,30 @@ absl::Status ParseSample(const MapReader& root, JobSpec& spec) {
   return s.Int("top_k", &spec.sample.top_k);
 }
 
+absl::Status ParseEnv(const MapReader& root, JobSpec& spec) {
+  if (!root.Has("env")) return absl::OkStatus();
+  const YAML::Node env = root.Get("env");
+  if (env.IsNull()) return absl::OkStatus();
+  if (!env.IsMap()) {
+    return root.ErrorAt("env", absl::StrCat("expected a map {NAME: value}, got ", internal::Describe(env)));
+  }
+  for (const auto& kv : env) {
+    const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    bool valid = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
+    for (char c : name) valid &= std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    if (!valid) {
+      return root.ErrorAt("env", absl::StrCat("'", internal::OneLine(name),
+                                              "' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+    }
+    if (!kv.second.IsScalar()) {
+      return root.ErrorAt("env", absl::StrCat("env.", name, ": expected a string, got ",
+                                              internal::Describe(kv.second)));
+    }
+    spec.env[name] = kv.second.Scalar();
+  }
+  return absl::OkStatus();
+}
+
 std::string JoinDir(const std::string& dir, absl::string_view leaf) {
   if (!dir.empty() && dir.back() == '/') return absl::StrCat(dir, leaf);
   return absl::StrCat(dir, "/", leaf);
@@ -277,7 +303,7 @@ void FillDerivedDefaults(const YamlContext& ctx, JobSpec& spec) {
 absl::StatusOr<JobSpec> ParseTree(YAML::Node root, YamlContext& ctx,
                                   const std::vector<std::string>& overrides) {
   constexpr absl::string_view kTopLevel =
-      "a map of keys (name, model, data, train, parallel, memory, resources, sample)";
+      "a map of keys (name, model, data, train, parallel, memory, resources, sample, env)";
   if (!root.IsMap()) {
     return ctx.Error(ctx.Where(root, ""), "",
                      absl::StrCat("the job must be ", kTopLevel, ", got ", internal::Describe(root)));
@@ -286,7 +312,8 @@ absl::StatusOr<JobSpec> ParseTree(YAML::Node root, YamlContext& ctx,
   ASSIGN_OR_RETURN(MapReader top, MapReader::Open(ctx, root, "", ctx.source(), kTopLevel,
                                                   /*null_is_empty=*/false));
   RETURN_IF_ERROR(top.CheckKeys(
-      {"name", "run_dir", "model", "data", "train", "parallel", "memory", "resources", "sample"}));
+      {"name", "run_dir", "model", "data", "train", "parallel", "memory", "resources", "sample",
+       "env"}));
   JobSpec spec;
   spec.source = ctx.source();
   if (!top.Has("name")) return top.Missing("name", "the job's name, e.g. name: gpt-small");
@@ -298,6 +325,7 @@ absl::StatusOr<JobSpec> ParseTree(YAML::Node root, YamlContext& ctx,
   RETURN_IF_ERROR(ParseParallel(top, spec));
   RETURN_IF_ERROR(ParseMemory(top, spec));
   RETURN_IF_ERROR(ParseResources(top, spec));
+  RETURN_IF_ERROR(ParseEnv(top, spec));
   RETURN_IF_ERROR(ParseSample(top, spec));
   FillDerivedDefaults(ctx, spec);
   RETURN_IF_ERROR(internal::ValidateJobSpec(spec, ctx));

@@ -177,6 +177,9 @@ struct JobSpec {
   MemorySpec memory;
   ResourcesSpec resources;
   SampleSpec sample;
+  // Extra environment of every rank (`env: {NAME: value}`), beside the launcher's RANK,
+  // WORLD_SIZE, ... Names match [A-Za-z_][A-Za-z0-9_]*.
+  std::map<std::string, std::string> env;
 
   std::string source;         // where it was read from (a path, or "<string>")
 

@@ -250,16 +250,30 @@ TEST_CASE("graph models, parallel: auto and the degree shorthands") {
   CHECK(d.parallel.sequence_mode == SequenceMode::kRing);
 }
 
+TEST_CASE("env: a map of variable names to strings, round-tripped") {
+  auto spec = ParseJobSpec(std::string(kBase) + "env: {NCCL_DEBUG: INFO, MY_FLAG: 1}\n", "job.yaml");
+  INFO(spec.status().message());
+  REQUIRE(spec.ok());
+  CHECK(spec->env == std::map<std::string, std::string>{{"MY_FLAG", "1"}, {"NCCL_DEBUG", "INFO"}});
+  auto again = ParseJobSpec(ToYaml(*spec), "again.yaml");
+  REQUIRE(again.ok());
+  CHECK(again->env == spec->env);
+  CHECK_THAT(ErrorOf(std::string(kBase) + "env: {1BAD: x}\n"),
+             Catch::Contains("env") && Catch::Contains("not an environment variable name"));
+  CHECK_THAT(ErrorOf(std::string(kBase) + "env: [a]\n"), Catch::Contains("expected a map"));
+  CHECK_THAT(ErrorOf(std::string(kBase) + "env: {A: [1]}\n"), Catch::Contains("env.A: expected a string"));
+}
+
 TEST_CASE("malformed YAML and a top level that is not a map") {
   CHECK(ErrorOf("name: [a, b\nmodel: x\n") ==
         "job.yaml:2:6: invalid YAML: end of sequence flow not found");
   CHECK(ErrorOf("name: a\n\tmodel: x\n").rfind("job.yaml:2:", 0) == 0);
   CHECK(ErrorOf("- a\n- b\n") ==
         "job.yaml:1:1: the job must be a map of keys (name, model, data, train, parallel, "
-        "memory, resources, sample), got a list");
+        "memory, resources, sample, env), got a list");
   CHECK(ErrorOf("") ==
         "job.yaml: the job must be a map of keys (name, model, data, train, parallel, memory, "
-        "resources, sample), got nothing (null)");
+        "resources, sample, env), got nothing (null)");
   CHECK(ErrorOf(std::string(kBase) + "---\nname: other\n") ==
         "job.yaml:15:1: a job file holds one YAML document; found a second one (after '---')");
 }

@@ -198,6 +198,10 @@ std::string ToYaml(const JobSpec& spec) {
   w.Double("temperature", spec.sample.temperature);
   w.Int("top_k", spec.sample.top_k);
   w.EndMap();
+
+  w.BeginMap("env");
+  for (const auto& [name, value] : spec.env) w.Str(name.c_str(), value);
+  w.EndMap();
   return w.Finish();
 }
 

@@ -99,7 +99,8 @@ void RunCase(const std::string& name) {
   auto spec = config::LoadJobSpec((dir / "job.yaml").string(),
                                   {"run_dir=" + tmp.string(), "train.checkpoint.every=1",
                                    "train.checkpoint.keep=0",
-                                   "train.checkpoint.dir=" + (tmp / "ckpt").string()});
+                                   "train.checkpoint.dir=" + (tmp / "ckpt").string(),
+                                   "train.resume=false"});
   INFO(spec.status().message());
   REQUIRE(spec.ok());
   config::ResolvePaths(*spec, fs::absolute(dir).string());
@@ -108,7 +109,6 @@ void RunCase(const std::string& name) {
   std::vector<double> losses, lrs, norms;
   std::map<std::string, std::vector<float>> grads;
   worker::TrainOptions options;
-  options.resume = false;
   options.threads = 1;
   options.progress = 0;
   options.print_sample = false;

@@ -51,12 +51,12 @@ std::string Bytes(double b) {
   return buf;
 }
 
-absl::Status RunJob(const ParsedArgs& args) {
+absl::Status RunJob(ParsedArgs args) {
+  if (args.Has("--no-resume")) args.sets.push_back("train.resume=false");
+  if (args.Has("--no-checkpoints")) args.sets.push_back("train.checkpoint.save=false");
   ASSIGN_OR_RETURN(config::JobSpec spec, LoadJob("run", args));
   RETURN_IF_ERROR(config::ValidateJobFiles(spec));
   worker::TrainOptions options;
-  options.resume = !args.Has("--no-resume");
-  options.write_checkpoints = !args.Has("--no-checkpoints");
   if (args.Has("--threads")) {
     int threads = 0;
     if (!absl::SimpleAtoi(args.Get("--threads"), &threads) || threads < 1) {

@@ -122,7 +122,8 @@ absl::Status ParseTrain(const MapReader& root, YamlContext& ctx, JobSpec& spec) 
   ASSIGN_OR_RETURN(MapReader t, root.Map("train", "a map {steps, global_batch, ...}"));
   RETURN_IF_ERROR(t.CheckKeys({"steps", "global_batch", "micro_batch", "optimizer",
                                "lr_schedule", "grad_clip", "precision", "seed", "max_restarts",
-                               "checkpoint", "val_every", "val_batches", "log_every"}));
+                               "checkpoint", "val_every", "val_batches", "log_every",
+                               "resume"}));
   TrainSpec& train = spec.train;
   if (!t.Has("steps")) return t.Missing("steps", "the number of optimizer steps, >= 1");
   RETURN_IF_ERROR(t.Int("steps", &train.steps));
@@ -144,11 +145,13 @@ absl::Status ParseTrain(const MapReader& root, YamlContext& ctx, JobSpec& spec) 
   RETURN_IF_ERROR(t.Uint("seed", &train.seed));
   RETURN_IF_ERROR(t.Int("max_restarts", &train.max_restarts));
 
-  ASSIGN_OR_RETURN(MapReader c, t.Map("checkpoint", "a map {dir, every, keep}"));
-  RETURN_IF_ERROR(c.CheckKeys({"dir", "every", "keep"}));
+  ASSIGN_OR_RETURN(MapReader c, t.Map("checkpoint", "a map {dir, every, keep, save}"));
+  RETURN_IF_ERROR(c.CheckKeys({"dir", "every", "keep", "save"}));
   RETURN_IF_ERROR(c.String("dir", &train.checkpoint.dir));
   RETURN_IF_ERROR(c.Int("every", &train.checkpoint.every));
   RETURN_IF_ERROR(c.Int("keep", &train.checkpoint.keep));
+  RETURN_IF_ERROR(c.Bool("save", &train.checkpoint.save));
+  RETURN_IF_ERROR(t.Bool("resume", &train.resume));
 
   RETURN_IF_ERROR(t.Int("val_every", &train.val_every));
   RETURN_IF_ERROR(t.Int("val_batches", &train.val_batches));

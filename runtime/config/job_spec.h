@@ -81,6 +81,7 @@ struct CheckpointSpec {
   std::string dir;     // default <run_dir>/checkpoints
   int64_t every = 0;   // 0: only at the end of the run
   int64_t keep = 3;    // newest checkpoints kept; 0 keeps all
+  bool save = true;    // false: write no checkpoints at all (benchmarks)
 
   bool operator==(const CheckpointSpec&) const = default;
 };
@@ -97,6 +98,7 @@ struct TrainSpec {
   Precision precision = Precision::kFp32;
   uint64_t seed = 1234;
   int64_t max_restarts = 3;
+  bool resume = true;         // start from the newest checkpoint in checkpoint.dir, if any
   CheckpointSpec checkpoint;
   int64_t val_every = 0;      // optimizer steps between validation runs; 0: only at the end
   int64_t val_batches = 8;    // micro-batches of validation per run

@@ -126,10 +126,12 @@ void WriteTrain(Writer& w, const TrainSpec& t) {
   w.Plain("precision", PrecisionName(t.precision));
   w.Uint("seed", t.seed);
   w.Int("max_restarts", t.max_restarts);
+  w.Bool("resume", t.resume);
   w.BeginMap("checkpoint");
   w.Str("dir", t.checkpoint.dir);
   w.Int("every", t.checkpoint.every);
   w.Int("keep", t.checkpoint.keep);
+  w.Bool("save", t.checkpoint.save);
   w.EndMap();
   w.Int("val_every", t.val_every);
   w.Int("val_batches", t.val_batches);

@@ -150,7 +150,7 @@ absl::Status Run::Setup() {
 }
 
 absl::Status Run::Restore() {
-  if (options_.resume) {
+  if (spec_.train.resume) {
     ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(spec_.train.checkpoint.dir));
     if (latest) {
       ASSIGN_OR_RETURN(checkpoint::Checkpoint ckpt, checkpoint::ReadCheckpoint(*latest));
@@ -320,6 +320,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     if (val_loader_ && ((spec_.train.val_every > 0 && r.step % spec_.train.val_every == 0) || last)) {
       val_loss = Validate();
       RETURN_IF_ERROR(metrics_->Write(MetricRecord().Int("step", r.step).Num("val_loss", val_loss)));
+      if (options_.on_val) options_.on_val(r.step, val_loss);
       if (!progress) LOG_INFO("val_loss {:.4f}", val_loss);
     }
     const double elapsed = Seconds(t_start, Clock::now());
@@ -337,7 +338,8 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     }
     const int64_t every = spec_.train.checkpoint.every;
     const bool stopping = options_.stop && options_.stop->load();
-    if (options_.write_checkpoints && (last || stopping || (every > 0 && r.step % every == 0))) {
+    if (spec_.train.checkpoint.save &&
+        (last || stopping || (every > 0 && r.step % every == 0))) {
       if (progress && !last) std::fprintf(stderr, "\n");
       RETURN_IF_ERROR(SaveCheckpoint(r.step));
     }
@@ -358,6 +360,9 @@ absl::StatusOr<TrainSummary> Run::Execute() {
   summary.val_loss = val_loss;
   summary.last_checkpoint = last_checkpoint_;
   summary.sample = Sample();
+  if (!summary.sample.empty()) {
+    std::ofstream(fs::path(spec_.run_dir) / "sample.txt") << summary.sample << "\n";
+  }
   if (options_.print_sample && !summary.sample.empty()) {
     std::printf("--- sample ---\n%s\n--------------\n", summary.sample.c_str());
     std::fflush(stdout);

@@ -6,7 +6,8 @@
 // Exact resume: the loader is a pure function of the step, the LR schedule of the step,
 // and a checkpoint holds parameters, optimizer state and the step; so a run resumed from
 // step N produces the same per-step losses as one that never stopped.
-// Run directory: job.yaml (the canonical spec), metrics.jsonl, checkpoints/.
+// Run directory: job.yaml (the canonical spec), metrics.jsonl, checkpoints/, sample.txt.
+// train.resume and train.checkpoint.save of the spec decide resuming and checkpointing.
 #pragma once
 
 #include <atomic>
@@ -33,18 +34,15 @@ struct StepReport {
 };
 
 struct TrainOptions {
-  // Resume from the newest checkpoint in train.checkpoint.dir when there is one.
-  bool resume = true;
   // Compute threads; 0 picks COLOSSAL_THREADS, resources.threads_per_rank, or all cores.
   int threads = 0;
   // Terminal progress line: -1 auto (stderr is a terminal or COLOSSAL_PROGRESS=1).
   int progress = -1;
   // Print the sample (if the job asks for one) to stdout at the end.
   bool print_sample = true;
-  // Write checkpoints (periodic and final); benchmarks turn this off.
-  bool write_checkpoints = true;
-  // Called after every step (for the coordinator); may be empty.
+  // Called after every step and every validation (for the coordinator); may be empty.
   std::function<void(const StepReport&)> on_step;
+  std::function<void(int64_t step, double val_loss)> on_val;
   // Called after the gradients of step `step` (from 0) are complete, before clipping and
   // the update (for tests and debugging); may be empty.
   std::function<void(int64_t step, const memory::ParamStore& params)> on_gradients;

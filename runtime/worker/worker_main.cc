@@ -1,0 +1,127 @@
+// colossal-worker.
+#include "runtime/worker/worker_main.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "runtime/base/env.h"
+#include "runtime/base/logging.h"
+#include "runtime/config/job_spec.h"
+#include "runtime/worker/progress_reporter.h"
+#include "runtime/worker/trainer.h"
+
+namespace colossal::worker {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+
+int EnvInt(std::string_view name, int fallback) {
+  int value = fallback;
+  if (auto v = base::GetEnv(name); v && !absl::SimpleAtoi(*v, &value)) return fallback;
+  return value;
+}
+
+bool BadInput(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kPermissionDenied:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+int WorkerMain(const std::vector<std::string>& args) {
+  base::InitLogging();
+  std::string spec_path;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--spec" && i + 1 < args.size()) {
+      spec_path = args[++i];
+    } else if (args[i].rfind("--spec=", 0) == 0) {
+      spec_path = args[i].substr(7);
+    } else {
+      std::fprintf(stderr, "colossal-worker: unknown argument '%s' (usage: --spec FILE)\n",
+                   args[i].c_str());
+      return 2;
+    }
+  }
+  if (spec_path.empty()) {
+    std::fprintf(stderr, "colossal-worker: usage: colossal-worker --spec FILE\n");
+    return 2;
+  }
+  const int rank = EnvInt(base::kEnvRank, 0);
+  const int world = EnvInt(base::kEnvWorldSize, 1);
+  const int attempt = EnvInt(base::kEnvAttempt, 1);
+  const std::string job_id = base::GetEnv(base::kEnvJobId).value_or("local");
+  base::SetLogContext(job_id, rank);
+
+  auto spec = config::LoadJobSpec(spec_path);
+  if (!spec.ok()) {
+    LOG_ERROR("{}", spec.status().message());
+    return 2;
+  }
+  if (world != spec->resources.WorldSize()) {
+    LOG_ERROR("WORLD_SIZE {} does not match the job's {} ranks", world, spec->resources.WorldSize());
+    return 2;
+  }
+  if (world > 1) {
+    LOG_ERROR("jobs of {} ranks need the collectives of parallel.data (not in this build yet); "
+              "run with resources.ranks_per_node: 1 and resources.nodes: 1", world);
+    return 2;
+  }
+  if (auto status = config::ValidateJobFiles(*spec); !status.ok()) {
+    LOG_ERROR("{}", status.message());
+    return 2;
+  }
+
+  std::unique_ptr<ProgressReporter> reporter;
+  if (auto coordinator = base::GetEnv(base::kEnvCoordinator); coordinator && rank == 0) {
+    rpc::SecurityOptions security;
+    security.token_file = base::GetEnv(base::kEnvTokenFile).value_or("");
+    security.tls_ca = base::GetEnv(base::kEnvTlsCa).value_or("");
+    auto created = ProgressReporter::Create(*coordinator, security, job_id, attempt, rank);
+    if (!created.ok()) {
+      LOG_ERROR("{}", created.status().message());
+      return 2;
+    }
+    reporter = std::move(*created);
+  }
+
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  TrainOptions options;
+  options.threads = EnvInt(base::kEnvThreads, 0);
+  options.progress = 0;
+  options.stop = &g_stop;
+  if (reporter) {
+    options.on_step = [&](const StepReport& r) { reporter->Step(r); };
+    options.on_val = [&](int64_t step, double val) { reporter->Val(step, val); };
+  }
+  LOG_INFO("worker pid {} rank {}/{} attempt {}", getpid(), rank, world, attempt);
+  auto summary = Train(*spec, options);
+  reporter.reset();  // flush
+  if (summary.ok()) {
+    LOG_INFO("done: {} steps, loss {:.4f}", summary->steps_done, summary->last_loss);
+    return 0;
+  }
+  if (absl::IsCancelled(summary.status())) {
+    LOG_INFO("{}", summary.status().message());
+    return 143;
+  }
+  LOG_ERROR("{}", summary.status().message());
+  return BadInput(summary.status()) ? 2 : 1;
+}
+
+}  // namespace colossal::worker

@@ -25,6 +25,7 @@ const std::vector<EnvKnob>& EnvTable() {
       {"LOCAL_WORLD_SIZE", "ranks on this node (torchrun-style launchers)"},
       {"MASTER_ADDR", "rendezvous host (torchrun-style launchers)"},
       {"MASTER_PORT", "rendezvous port (torchrun-style launchers)"},
+      {"HOME", "default parent of colossald state directories (~/.colossal/...)"},
       {"TEST_TMPDIR", "scratch directory Bazel gives each test"},
       {"TEST_SRCDIR", "runfiles root Bazel gives each test"},
   };

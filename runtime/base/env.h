@@ -38,6 +38,7 @@ inline constexpr std::string_view kEnvLocalRank = "LOCAL_RANK";
 inline constexpr std::string_view kEnvLocalWorldSize = "LOCAL_WORLD_SIZE";
 inline constexpr std::string_view kEnvMasterAddr = "MASTER_ADDR";
 inline constexpr std::string_view kEnvMasterPort = "MASTER_PORT";
+inline constexpr std::string_view kEnvHome = "HOME";
 inline constexpr std::string_view kEnvTestTmpDir = "TEST_TMPDIR";
 inline constexpr std::string_view kEnvTestSrcDir = "TEST_SRCDIR";
 

@@ -1,0 +1,106 @@
+// `colossal run`: the whole system on one machine — an embedded coordinator and one node
+// daemon per resources.nodes on loopback, workers as child processes (`colossal worker`),
+// the job submitted and followed like any other.
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cli/args.h"
+#include "runtime/cli/follow.h"
+#include "runtime/cli/job_commands.h"
+#include "runtime/config/job_spec.h"
+#include "runtime/coordinator/coordinator.h"
+#include "runtime/daemon/node_daemon.h"
+
+namespace colossal::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string SelfExe() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, n) : std::string("colossal");
+}
+
+}  // namespace
+
+int RunCommand(const std::vector<std::string>& argv) {
+  auto args = ParseArgs("run", argv, {"--threads"}, {"--no-resume", "--no-checkpoints"});
+  if (!args.ok()) return ReportError("run", args.status());
+  if (args->positional.size() != 1) {
+    return ReportError("run", absl::InvalidArgumentError(
+                                  "usage: colossal run JOB.yaml [--set key.path=value]... "
+                                  "[--threads N] [--no-resume] [--no-checkpoints]"));
+  }
+  std::vector<std::string> sets = args->sets;
+  if (args->Has("--no-resume")) sets.push_back("train.resume=false");
+  if (args->Has("--no-checkpoints")) sets.push_back("train.checkpoint.save=false");
+  if (args->Has("--threads")) sets.push_back("resources.threads_per_rank=" + args->Get("--threads"));
+  auto request = MakeSubmitRequest(args->positional[0], sets);
+  if (!request.ok()) return ReportError("run", request.status());
+  auto spec = config::ParseJobSpec(request->yaml(), request->source(), sets);
+  if (!spec.ok()) return ReportError("run", spec.status());
+  config::ResolvePaths(*spec, request->base_dir());
+
+  // Everything the embedded services keep lives under the run directory.
+  const fs::path root = fs::path(spec->run_dir) / ".colossal";
+  std::error_code ec;
+  fs::remove_all(root / "coordinator", ec);
+  fs::create_directories(root, ec);
+  if (ec) return ReportError("run", absl::PermissionDeniedError(absl::StrCat(root.string(), ": ", ec.message())));
+
+  coordinator::CoordinatorOptions co;
+  co.listen = "127.0.0.1:0";
+  co.state_dir = (root / "coordinator").string();
+  co.heartbeat_ms = 200;
+  auto coord = coordinator::Coordinator::Start(co);
+  if (!coord.ok()) return ReportError("run", coord.status());
+
+  std::vector<std::unique_ptr<daemon::NodeDaemon>> daemons;
+  for (int64_t i = 0; i < spec->resources.nodes; ++i) {
+    daemon::DaemonOptions d;
+    d.coordinator = (*coord)->address();
+    d.slots = static_cast<int>(spec->resources.ranks_per_node);
+    d.node_id = absl::StrCat("local-", i);
+    d.state_dir = (root / d.node_id).string();
+    d.worker_command = {SelfExe(), "worker"};
+    d.heartbeat_ms = 200;
+    auto started = daemon::NodeDaemon::Start(d);
+    if (!started.ok()) return ReportError("run", started.status());
+    daemons.push_back(std::move(*started));
+  }
+
+  ClientOptions client_options;
+  client_options.coordinator = (*coord)->address();
+  auto client = JobClient::Connect(client_options);
+  if (!client.ok()) return ReportError("run", client.status());
+  auto response = (*client)->Submit(*request);
+  if (!response.ok()) return ReportError("run", response.status());
+
+  v1::Job job;
+  const int code = FollowJob(**client, response->job_id(), FollowOptions(), &job);
+  if (code == 0) {
+    std::ifstream sample(fs::path(spec->run_dir) / "sample.txt");
+    if (sample) {
+      std::stringstream ss;
+      ss << sample.rdbuf();
+      std::printf("--- sample ---\n%s--------------\n", ss.str().c_str());
+    }
+    std::printf("%s: %lld steps, loss %.4f%s, run directory %s\n", spec->name.c_str(),
+                static_cast<long long>(job.step()), job.loss(),
+                job.val_loss() >= 0 ? absl::StrCat(", val_loss ", job.val_loss()).c_str() : "",
+                spec->run_dir.c_str());
+  }
+  std::fflush(stdout);
+  for (auto& d : daemons) d->Stop(/*kill_workers=*/true);
+  (*coord)->Shutdown();
+  return code;
+}
+
+}  // namespace colossal::cli

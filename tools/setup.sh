@@ -14,6 +14,8 @@ packages=(
   libdnnl-dev libopenblas-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libucx-dev libsqlite3-dev
+  # the collective peer (tools/bench/collectives)
+  libopenmpi-dev openmpi-bin
   # the PyTorch peer (tools/reference, tools/bench) and its best allocator
   python3 python3-torch python3-numpy libtcmalloc-minimal4
   # the default corpus

@@ -1,0 +1,93 @@
+// Communicator: the collective layer every form of parallelism stands on. One
+// interface, two backends: UCX for CPU ranks (ucx/), NCCL for GPU ranks (nccl/).
+//
+// Semantics (all ranks of the communicator call a collective in the same order with
+// the same count and dtype; buffers are host memory for UCX, device memory for NCCL):
+//   AllReduce      buf[count] ← Σ over ranks of buf[count]                 (in place)
+//   ReduceScatter  recv[count] ← Σ over ranks of send[rank·count ...]      (send holds size·count)
+//   AllGather      recv[size·count] ← concatenation by rank of send[count]
+//   Broadcast      buf[count] ← root's buf[count]
+//   AllToAll       recv[r·count ...] ← rank r's send[this_rank·count ...]
+//   Send / Recv    point to point, matched by (peer, tag), bytes
+//   Barrier
+// Sums are over kF32 or kBF16 elements (bf16 sums accumulate in fp32 per hop and round
+// once per hop). Every call is asynchronous: it returns a Work at once; buffers must stay
+// valid and untouched until Wait() returns. Operations complete in issue order.
+//
+// Failure: every Wait() is bounded by the communicator's timeout; a dead or silent peer
+// makes Wait() return an error naming the peer (UNAVAILABLE / DEADLINE_EXCEEDED), never
+// a hang. Abort(status) fails every pending and later operation with `status`.
+// Thread safety: one thread issues operations; Wait() may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/common/kernel.h"
+
+namespace colossal::parallel {
+
+using kernels::DType;
+
+class Work {
+ public:
+  virtual ~Work() = default;
+  // Blocks until the operation completes or fails (bounded by the timeout).
+  virtual absl::Status Wait() = 0;
+  // Non-blocking completion check.
+  virtual bool Done() = 0;
+};
+
+struct CommOptions {
+  std::chrono::milliseconds timeout{60000};  // bound of every Wait()
+  int64_t chunk_bytes = 1 << 20;             // pipelining granularity of ring algorithms
+  // Below this many bytes, all-reduce uses a latency-optimal algorithm (tree / recursive
+  // doubling) instead of the bandwidth-optimal ring.
+  int64_t small_bytes = 64 << 10;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Global ranks of the members, indexed by this communicator's rank (for messages).
+  virtual const std::vector<int>& global_ranks() const = 0;
+
+  virtual std::unique_ptr<Work> AllReduce(void* buf, int64_t count, DType dtype) = 0;
+  virtual std::unique_ptr<Work> ReduceScatter(const void* send, void* recv, int64_t count,
+                                              DType dtype) = 0;
+  virtual std::unique_ptr<Work> AllGather(const void* send, void* recv, int64_t count,
+                                          DType dtype) = 0;
+  virtual std::unique_ptr<Work> Broadcast(void* buf, int64_t count, DType dtype, int root) = 0;
+  virtual std::unique_ptr<Work> AllToAll(const void* send, void* recv, int64_t count,
+                                         DType dtype) = 0;
+  virtual std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) = 0;
+  virtual std::unique_ptr<Work> Recv(void* buf, int64_t bytes, int peer, int tag) = 0;
+  virtual std::unique_ptr<Work> Barrier() = 0;
+
+  // A communicator over `ranks` (in this communicator's numbering, ascending; the caller
+  // must be a member). Collective over the members: each calls it with the same list.
+  virtual absl::StatusOr<std::unique_ptr<Communicator>> Split(const std::vector<int>& ranks) = 0;
+
+  virtual void Abort(const absl::Status& status) = 0;
+};
+
+// Exchanges small blobs among the ranks of a job before any communicator exists:
+// through the coordinator's Rendezvous (workers started by colossald) or a TCP store
+// (MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE, as torchrun and Slurm jobs provide).
+class Bootstrap {
+ public:
+  virtual ~Bootstrap() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Every rank's blob, by rank. Bounded by the bootstrap's timeout.
+  virtual absl::StatusOr<std::vector<std::string>> AllGather(const std::string& blob) = 0;
+};
+
+}  // namespace colossal::parallel

@@ -1,0 +1,224 @@
+// Thread-rank collectives over shared memory.
+#include "parallel/comm/local/local_communicator.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/check.h"
+
+namespace colossal::parallel {
+namespace {
+
+class DoneWork : public Work {
+ public:
+  explicit DoneWork(absl::Status s) : status_(std::move(s)) {}
+  absl::Status Wait() override { return status_; }
+  bool Done() override { return true; }
+
+ private:
+  absl::Status status_;
+};
+
+float Bf16ToFloat(uint16_t v) {
+  uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t FloatToBf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits += 0x7FFF + ((bits >> 16) & 1);  // round to nearest even
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+// out[i] = Σ_r in_r[offset + i] in rank order.
+void SumInto(const std::vector<LocalGroup::Post>& all, int64_t offset, int64_t count, DType dtype,
+             void* out) {
+  if (dtype == DType::kF32) {
+    float* o = static_cast<float*>(out);
+    for (int64_t i = 0; i < count; ++i) {
+      float s = 0;
+      for (const auto& p : all) s += static_cast<const float*>(p.send)[offset + i];
+      o[i] = s;
+    }
+  } else {
+    COL_CHECK(dtype == DType::kBF16);
+    uint16_t* o = static_cast<uint16_t*>(out);
+    for (int64_t i = 0; i < count; ++i) {
+      float s = 0;
+      for (const auto& p : all) s += Bf16ToFloat(static_cast<const uint16_t*>(p.send)[offset + i]);
+      o[i] = FloatToBf16(s);
+    }
+  }
+}
+
+class LocalCommunicator : public Communicator {
+ public:
+  LocalCommunicator(std::shared_ptr<LocalGroup> group, int rank) : group_(std::move(group)), rank_(rank) {}
+
+  int rank() const override { return rank_; }
+  int size() const override { return group_->size(); }
+  const std::vector<int>& global_ranks() const override { return group_->global_ranks(); }
+
+  std::unique_ptr<Work> AllReduce(void* buf, int64_t count, DType dtype) override {
+    std::vector<char> tmp(count * kernels::DTypeSize(dtype));
+    std::vector<LocalGroup::Post> all;
+    absl::Status s = group_->Exchange(rank_, {buf, nullptr}, &all);
+    if (s.ok()) SumInto(all, 0, count, dtype, tmp.data());
+    // Everyone has read every input before anyone overwrites its own.
+    if (s.ok()) s = group_->Exchange(rank_, {}, &all);
+    if (s.ok()) std::memcpy(buf, tmp.data(), tmp.size());
+    return std::make_unique<DoneWork>(s);
+  }
+
+  std::unique_ptr<Work> ReduceScatter(const void* send, void* recv, int64_t count,
+                                      DType dtype) override {
+    std::vector<LocalGroup::Post> all;
+    absl::Status s = group_->Exchange(rank_, {send, recv}, &all);
+    std::vector<char> tmp(count * kernels::DTypeSize(dtype));
+    if (s.ok()) SumInto(all, rank_ * count, count, dtype, tmp.data());
+    if (s.ok()) s = group_->Exchange(rank_, {}, &all);
+    if (s.ok()) std::memcpy(recv, tmp.data(), tmp.size());
+    return std::make_unique<DoneWork>(s);
+  }
+
+  std::unique_ptr<Work> AllGather(const void* send, void* recv, int64_t count,
+                                  DType dtype) override {
+    const int64_t bytes = count * kernels::DTypeSize(dtype);
+    std::vector<LocalGroup::Post> all;
+    absl::Status s = group_->Exchange(rank_, {send, recv}, &all);
+    std::vector<char> tmp(bytes * size());
+    if (s.ok()) {
+      for (int r = 0; r < size(); ++r) std::memcpy(tmp.data() + r * bytes, all[r].send, bytes);
+      s = group_->Exchange(rank_, {}, &all);
+    }
+    if (s.ok()) std::memcpy(recv, tmp.data(), tmp.size());
+    return std::make_unique<DoneWork>(s);
+  }
+
+  std::unique_ptr<Work> Broadcast(void* buf, int64_t count, DType dtype, int root) override {
+    const int64_t bytes = count * kernels::DTypeSize(dtype);
+    std::vector<LocalGroup::Post> all;
+    absl::Status s = group_->Exchange(rank_, {buf, buf}, &all);
+    std::vector<char> tmp(bytes);
+    if (s.ok()) std::memcpy(tmp.data(), all[root].send, bytes);
+    if (s.ok()) s = group_->Exchange(rank_, {}, &all);
+    if (s.ok() && rank_ != root) std::memcpy(buf, tmp.data(), bytes);
+    return std::make_unique<DoneWork>(s);
+  }
+
+  std::unique_ptr<Work> AllToAll(const void* send, void* recv, int64_t count, DType dtype) override {
+    const int64_t bytes = count * kernels::DTypeSize(dtype);
+    std::vector<LocalGroup::Post> all;
+    absl::Status s = group_->Exchange(rank_, {send, recv}, &all);
+    std::vector<char> tmp(bytes * size());
+    if (s.ok()) {
+      for (int r = 0; r < size(); ++r) {
+        std::memcpy(tmp.data() + r * bytes, static_cast<const char*>(all[r].send) + rank_ * bytes, bytes);
+      }
+      s = group_->Exchange(rank_, {}, &all);
+    }
+    if (s.ok()) std::memcpy(recv, tmp.data(), tmp.size());
+    return std::make_unique<DoneWork>(s);
+  }
+
+  std::unique_ptr<Work> Send(const void*, int64_t, int, int) override {
+    return std::make_unique<DoneWork>(absl::UnimplementedError("LocalGroup has no point-to-point"));
+  }
+  std::unique_ptr<Work> Recv(void*, int64_t, int, int) override {
+    return std::make_unique<DoneWork>(absl::UnimplementedError("LocalGroup has no point-to-point"));
+  }
+
+  std::unique_ptr<Work> Barrier() override {
+    std::vector<LocalGroup::Post> all;
+    return std::make_unique<DoneWork>(group_->Exchange(rank_, {}, &all));
+  }
+
+  absl::StatusOr<std::unique_ptr<Communicator>> Split(const std::vector<int>& ranks) override {
+    int local = -1;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      if (ranks[i] == rank_) local = static_cast<int>(i);
+    }
+    if (local < 0) return absl::InvalidArgumentError("Split: this rank is not a member");
+    return group_->SubGroup(ranks)->Member(local);
+  }
+
+  void Abort(const absl::Status& status) override { group_->Abort(status); }
+
+ private:
+  std::shared_ptr<LocalGroup> group_;
+  int rank_;
+};
+
+}  // namespace
+
+std::shared_ptr<LocalGroup> LocalGroup::Create(int size, std::chrono::milliseconds timeout,
+                                               std::vector<int> global_ranks) {
+  std::shared_ptr<LocalGroup> g(new LocalGroup());
+  g->size_ = size;
+  g->timeout_ = timeout;
+  if (global_ranks.empty()) {
+    for (int r = 0; r < size; ++r) global_ranks.push_back(r);
+  }
+  g->global_ranks_ = std::move(global_ranks);
+  g->posts_.resize(size);
+  g->present_.assign(size, false);
+  return g;
+}
+
+std::unique_ptr<Communicator> LocalGroup::Member(int rank) {
+  COL_CHECK(rank >= 0 && rank < size_);
+  return std::make_unique<LocalCommunicator>(shared_from_this(), rank);
+}
+
+absl::Status LocalGroup::Exchange(int rank, Post post, std::vector<Post>* all) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!aborted_.ok()) return aborted_;
+  const int64_t gen = generation_;
+  posts_[rank] = post;
+  present_[rank] = true;
+  if (++arrived_ == size_) {
+    // The posts of this generation, kept until every member has copied them (the next
+    // generation cannot complete before that, since it needs every member again).
+    snapshot_ = posts_;
+    *all = snapshot_;
+    arrived_ = 0;
+    present_.assign(size_, false);
+    ++generation_;
+    cv_.notify_all();
+    return absl::OkStatus();
+  }
+  const bool done = cv_.wait_for(lock, timeout_, [&] { return generation_ != gen || !aborted_.ok(); });
+  if (!aborted_.ok()) return aborted_;
+  if (!done) {
+    std::string missing;
+    for (int r = 0; r < size_; ++r) {
+      if (!present_[r]) missing += absl::StrCat(missing.empty() ? "" : ", ", global_ranks_[r]);
+    }
+    return absl::DeadlineExceededError(
+        absl::StrCat("collective timed out waiting for rank(s) ", missing));
+  }
+  *all = snapshot_;
+  return absl::OkStatus();
+}
+
+std::shared_ptr<LocalGroup> LocalGroup::SubGroup(const std::vector<int>& members_local) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& g = subgroups_[members_local];
+  if (!g) {
+    std::vector<int> globals;
+    for (int r : members_local) globals.push_back(global_ranks_[r]);
+    g = Create(static_cast<int>(members_local.size()), timeout_, globals);
+  }
+  return g;
+}
+
+void LocalGroup::Abort(const absl::Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  aborted_ = status;
+  cv_.notify_all();
+}
+
+}  // namespace colossal::parallel

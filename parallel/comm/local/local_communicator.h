@@ -1,0 +1,58 @@
+// LocalGroup: N ranks as threads of one process, for fast tests of everything built on
+// the Communicator contract (data parallelism, ZeRO) without processes or a network.
+// Collectives execute when every member has issued them (the call blocks until then, so
+// the returned Work is already done); sums are taken in rank order, so every rank gets
+// bit-identical results. A member that does not arrive within the timeout makes the
+// others fail with DEADLINE_EXCEEDED naming the missing ranks. Thread-safe by design
+// (one thread per rank).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "parallel/comm/communicator.h"
+
+namespace colossal::parallel {
+
+class LocalGroup : public std::enable_shared_from_this<LocalGroup> {
+ public:
+  static std::shared_ptr<LocalGroup> Create(int size,
+                                            std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                            std::vector<int> global_ranks = {});
+  // The communicator of member `rank` (call once per rank, from that rank's thread).
+  std::unique_ptr<Communicator> Member(int rank);
+
+  int size() const { return size_; }
+
+  // Internal: one collective step. Every member posts its arguments; returns when all
+  // have (or the timeout passes).
+  struct Post {
+    const void* send = nullptr;
+    void* recv = nullptr;
+  };
+  absl::Status Exchange(int rank, Post post, std::vector<Post>* all);
+  std::shared_ptr<LocalGroup> SubGroup(const std::vector<int>& members_local);
+  const std::vector<int>& global_ranks() const { return global_ranks_; }
+  void Abort(const absl::Status& status);
+
+ private:
+  LocalGroup() = default;
+  int size_ = 0;
+  std::chrono::milliseconds timeout_{};
+  std::vector<int> global_ranks_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t generation_ = 0;
+  int arrived_ = 0;
+  std::vector<Post> posts_;
+  std::vector<Post> snapshot_;
+  std::vector<bool> present_;
+  absl::Status aborted_;
+  std::map<std::vector<int>, std::shared_ptr<LocalGroup>> subgroups_;
+};
+
+}  // namespace colossal::parallel

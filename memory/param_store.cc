@@ -1,12 +1,28 @@
 // Flat parameter and gradient buffers.
 #include "memory/param_store.h"
 
+#include <algorithm>
+
 #include "runtime/base/check.h"
 
 namespace colossal::memory {
 
-ParamStore::ParamStore(const std::vector<Spec>& specs) {
-  constexpr int64_t kAlignFloats = HostBuffer::kAlignment / sizeof(float);
+namespace {
+constexpr int64_t kAlignFloats = HostBuffer::kAlignment / sizeof(float);
+int64_t Padded(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
+}  // namespace
+
+int64_t ParamStore::FlatNumel(const std::vector<Spec>& specs) {
+  int64_t total = 0;
+  for (const Spec& s : specs) {
+    int64_t n = 1;
+    for (int64_t d : s.shape) n *= d;
+    total += Padded(n);
+  }
+  return total;
+}
+
+ParamStore::ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel) {
   int64_t offset = 0;
   for (const Spec& s : specs) {
     ParamInfo info;
@@ -15,13 +31,13 @@ ParamStore::ParamStore(const std::vector<Spec>& specs) {
     info.numel = 1;
     for (int64_t d : s.shape) info.numel *= d;
     info.offset = offset;
-    offset += (info.numel + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+    offset += Padded(info.numel);
     num_params_ += info.numel;
     COL_CHECK_MSG(by_name_.emplace(info.name, static_cast<int>(infos_.size())).second,
                   ("duplicate parameter " + info.name).c_str());
     infos_.push_back(std::move(info));
   }
-  flat_numel_ = offset;
+  flat_numel_ = std::max(offset, min_flat_numel);
   data_ = HostBuffer(flat_numel_ * sizeof(float));
   grad_ = HostBuffer(flat_numel_ * sizeof(float));
 }

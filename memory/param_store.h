@@ -28,7 +28,12 @@ class ParamStore {
     std::string name;
     std::vector<int64_t> shape;
   };
-  explicit ParamStore(const std::vector<Spec>& specs);
+  // `min_flat_numel` pads the flat buffers to at least that many floats (data-parallel
+  // layouts need a multiple of ranks × bucket pieces); padding stays zero.
+  explicit ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel = 0);
+
+  // The flat size the specs need without extra padding (each tensor 64-byte aligned).
+  static int64_t FlatNumel(const std::vector<Spec>& specs);
 
   int size() const { return static_cast<int>(infos_.size()); }
   const ParamInfo& info(int i) const { return infos_[i]; }

@@ -130,9 +130,17 @@ absl::Status Prune(const std::string& dir, int64_t step, int64_t keep) {
   if (ec) return ErrnoError(ec.value(), absl::StrCat("list checkpoint directory ", dir));
   std::vector<std::string> stale;
   for (; it != fs::directory_iterator(); it.increment(ec)) {
-    std::optional<int64_t> owner = InFlightPid(it->path().filename().string());
+    const std::string name = it->path().filename().string();
+    std::optional<int64_t> owner = InFlightPid(name);
     if (owner && (*owner == ::getpid() || !ProcessAlive(*owner))) {
       stale.push_back(it->path().string());
+    }
+    // Shard staging of this or an earlier step: every rank finished writing it (the
+    // writer of a sharded checkpoint publishes after a barrier).
+    if (name.starts_with(".step-") && name.ends_with(".shards")) {
+      std::optional<int64_t> staged =
+          ParseCanonical(std::string_view(name).substr(6, name.size() - 6 - 7));
+      if (staged && *staged <= step) stale.push_back(it->path().string());
     }
   }
   if (ec) return ErrnoError(ec.value(), absl::StrCat("list checkpoint directory ", dir));
@@ -144,7 +152,8 @@ absl::Status Prune(const std::string& dir, int64_t step, int64_t keep) {
 absl::Status WriteAndPublish(const std::string& dir, int64_t step, const std::string& tmp,
                              std::span<const TensorView> model,
                              std::span<const TensorView> optimizer,
-                             const std::string& state_json) {
+                             const std::string& state_json,
+                             std::span<const std::string> extra_files) {
   if (::mkdir(tmp.c_str(), 0755) != 0) {
     return ErrnoError(errno, absl::StrCat("create ", tmp));
   }
@@ -153,6 +162,9 @@ absl::Status WriteAndPublish(const std::string& dir, int64_t step, const std::st
   RETURN_IF_ERROR(WriteSafetensors(absl::StrCat(tmp, "/", std::string(kOptimizerFile)), optimizer,
                                    {{"colossal_step", std::to_string(step)}}));
   RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(tmp, "/", std::string(kStateFile)), state_json));
+  for (const std::string& extra : extra_files) {
+    RETURN_IF_ERROR(Rename(extra, absl::StrCat(tmp, "/", fs::path(extra).filename().string())));
+  }
   RETURN_IF_ERROR(FsyncDir(tmp));
 
   const std::string final_dir = StepDir(dir, step);
@@ -184,10 +196,15 @@ std::string StepDir(const std::string& dir, int64_t step) {
   return absl::StrCat(dir, "/", std::string(kStepPrefix), step);
 }
 
+std::string StagingDir(const std::string& dir, int64_t step) {
+  return absl::StrCat(dir, "/.step-", step, ".shards");
+}
+
 absl::Status WriteCheckpoint(const std::string& dir, int64_t step,
                              std::span<const TensorView> model,
                              std::span<const TensorView> optimizer,
-                             const std::string& state_json, int64_t keep) {
+                             const std::string& state_json, int64_t keep,
+                             std::span<const std::string> extra_files) {
   if (step < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("checkpoint in ", dir, ": step ", step, " is negative"));
@@ -207,7 +224,8 @@ absl::Status WriteCheckpoint(const std::string& dir, int64_t step,
 
   const std::string tmp = absl::StrCat(dir, "/.step-", step, ".tmp-", ::getpid());
   if (Exists(tmp)) RETURN_IF_ERROR(RemoveTree(tmp));
-  absl::Status written = WriteAndPublish(dir, step, tmp, model, optimizer, state_json);
+  absl::Status written =
+      WriteAndPublish(dir, step, tmp, model, optimizer, state_json, extra_files);
   if (Exists(tmp)) (void)RemoveTree(tmp);  // Leftover only after a failure.
   RETURN_IF_ERROR(written);
 

@@ -52,10 +52,19 @@ std::string StepDir(const std::string& dir, int64_t step);
 // A failure while pruning is returned after the checkpoint is in place (the message
 // says so). `state_json` must be valid JSON (InvalidArgument otherwise); step >= 0,
 // keep >= 0.
+//
+// `extra_files` (already written, fsynced, on the same file system) are moved into the
+// step directory with their file names before it is published: the per-rank shard files
+// of a sharded (ZeRO) checkpoint, which the other ranks write under StagingDir().
 absl::Status WriteCheckpoint(const std::string& dir, int64_t step,
                              std::span<const TensorView> model,
                              std::span<const TensorView> optimizer,
-                             const std::string& state_json, int64_t keep);
+                             const std::string& state_json, int64_t keep,
+                             std::span<const std::string> extra_files = {});
+
+// "<dir>/.step-<step>.shards": where ranks write their shard files for rank 0 to move
+// into the checkpoint (readers ignore dot directories; pruning removes stale ones).
+std::string StagingDir(const std::string& dir, int64_t step);
 
 // The path of the complete step directory with the highest step under `dir`, or
 // nullopt when there is none (including when `dir` does not exist). Incomplete step

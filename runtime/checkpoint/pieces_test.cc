@@ -1,0 +1,84 @@
+// PieceReader: ranges across whole tensors and pieces in several files, gaps and
+// overlaps; sharded checkpoints: shard files moved into the step directory.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <numeric>
+
+#include "runtime/base/env.h"
+#include "runtime/checkpoint/checkpoint.h"
+#include "runtime/checkpoint/pieces.h"
+
+namespace colossal::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path Tmp(const std::string& leaf) {
+  fs::path p = fs::path(base::GetEnv(base::kEnvTestTmpDir).value_or("/tmp")) / leaf;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+TEST_CASE("ranges read across pieces in several files equal the whole tensor") {
+  fs::path dir = Tmp("pieces");
+  std::vector<float> full(37);
+  std::iota(full.begin(), full.end(), 0.0f);
+  // Three ranks' pieces of "w" (10 + 10 + 17 elements) and "b" whole.
+  std::vector<float> bias = {1, 2, 3};
+  std::vector<TensorView> r0 = {{PieceName("w", 0), "F32", {10}, full.data()},
+                                {"b", "F32", {3}, bias.data()}};
+  std::vector<TensorView> r1 = {{PieceName("w", 10), "F32", {10}, full.data() + 10}};
+  std::vector<TensorView> r2 = {{PieceName("w", 20), "F32", {17}, full.data() + 20}};
+  REQUIRE(WriteSafetensors((dir / "0.safetensors").string(), r0, {}).ok());
+  REQUIRE(WriteSafetensors((dir / "1.safetensors").string(), r1, {}).ok());
+  REQUIRE(WriteSafetensors((dir / "2.safetensors").string(), r2, {}).ok());
+  auto reader = PieceReader::Open({(dir / "2.safetensors").string(), (dir / "0.safetensors").string(),
+                                   (dir / "1.safetensors").string()});
+  REQUIRE(reader.ok());
+  REQUIRE(reader->Names() == std::vector<std::string>{"b", "w"});
+  REQUIRE(reader->CoveredElements("w") == 37);
+  REQUIRE(reader->WholeShape("b") != nullptr);
+  REQUIRE(reader->WholeShape("w") == nullptr);
+  for (auto [off, n] : {std::pair{0, 37}, std::pair{5, 10}, std::pair{9, 2}, std::pair{19, 18}, std::pair{36, 1}}) {
+    std::vector<float> out(n, -1);
+    REQUIRE(reader->ReadF32("w", off, n, out.data()).ok());
+    for (int i = 0; i < n; ++i) REQUIRE(out[i] == full[off + i]);
+  }
+  std::vector<float> b(3);
+  REQUIRE(reader->ReadF32("b", 1, 2, b.data()).ok());
+  REQUIRE(b[0] == 2);
+  REQUIRE(b[1] == 3);
+
+  // A missing piece is an error naming the tensor and the first uncovered element.
+  auto partial = PieceReader::Open({(dir / "0.safetensors").string(), (dir / "2.safetensors").string()});
+  REQUIRE(partial.ok());
+  std::vector<float> out(37);
+  auto gap = partial->ReadF32("w", 0, 37, out.data());
+  REQUIRE(absl::IsNotFound(gap));
+  REQUIRE_THAT(std::string(gap.message()), Catch::Contains("'w': element 10"));
+  // Overlapping pieces are rejected at open.
+  auto twice = PieceReader::Open({(dir / "1.safetensors").string(), (dir / "1.safetensors").string()});
+  REQUIRE_THAT(std::string(twice.status().message()), Catch::Contains("overlap"));
+}
+
+TEST_CASE("shard files staged by other ranks move into the published step directory") {
+  fs::path dir = Tmp("sharded");
+  float x = 1;
+  std::vector<TensorView> model = {{"m", "F32", {1}, &x}};
+  std::vector<TensorView> opt0 = {{PieceName("m.exp_avg", 0), "F32", {1}, &x}};
+  const std::string staging = StagingDir(dir.string(), 3);
+  fs::create_directories(staging);
+  const std::string shard = staging + "/optimizer-1.safetensors";
+  REQUIRE(WriteSafetensors(shard, opt0, {}).ok());
+  REQUIRE(WriteCheckpoint(dir.string(), 3, model, opt0, "{}", 0, std::vector<std::string>{shard}).ok());
+  REQUIRE(fs::exists(StepDir(dir.string(), 3) + "/optimizer-1.safetensors"));
+  REQUIRE_FALSE(fs::exists(staging));  // staging of a published step is pruned
+  auto latest = LatestCheckpoint(dir.string());
+  REQUIRE(latest.ok());
+  REQUIRE(*latest == StepDir(dir.string(), 3));
+}
+
+}  // namespace
+}  // namespace colossal::checkpoint

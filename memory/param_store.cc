@@ -42,6 +42,22 @@ ParamStore::ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel) {
   grad_ = HostBuffer(flat_numel_ * sizeof(float));
 }
 
+std::vector<ParamSegment> ParamStore::WholeTensors() const {
+  std::vector<ParamSegment> out;
+  for (int i = 0; i < size(); ++i) out.push_back({i, 0, infos_[i].numel, infos_[i].offset});
+  return out;
+}
+
+std::vector<ParamSegment> ParamStore::SegmentsIn(int64_t begin, int64_t end) const {
+  std::vector<ParamSegment> out;
+  for (int i = 0; i < size(); ++i) {
+    const int64_t lo = std::max(begin, infos_[i].offset);
+    const int64_t hi = std::min(end, infos_[i].offset + infos_[i].numel);
+    if (lo < hi) out.push_back({i, lo - infos_[i].offset, hi - lo, lo});
+  }
+  return out;
+}
+
 int ParamStore::Find(const std::string& name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? -1 : it->second;

@@ -22,6 +22,16 @@ struct ParamInfo {
   int64_t offset = 0;           // in floats, into the flat buffers
 };
 
+// A contiguous part of one parameter tensor: elements [offset, offset + length) of its
+// flattened values, at flat_offset in the store's flat buffers. A rank's share of the
+// parameters under sharding (ZeRO) is a list of these; unsharded, one per tensor.
+struct ParamSegment {
+  int param = 0;
+  int64_t offset = 0;       // within the tensor
+  int64_t length = 0;
+  int64_t flat_offset = 0;  // into flat_data() / flat_grad()
+};
+
 class ParamStore {
  public:
   struct Spec {
@@ -52,6 +62,11 @@ class ParamStore {
   int64_t flat_numel() const { return flat_numel_; }
   // Parameters without padding.
   int64_t num_params() const { return num_params_; }
+
+  // One segment per tensor (the unsharded view).
+  std::vector<ParamSegment> WholeTensors() const;
+  // The parts of tensors inside the flat range [begin, end), in flat order.
+  std::vector<ParamSegment> SegmentsIn(int64_t begin, int64_t end) const;
 
  private:
   std::vector<ParamInfo> infos_;

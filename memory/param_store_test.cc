@@ -27,5 +27,22 @@ TEST_CASE("param store lays tensors out aligned and disjoint") {
   REQUIRE(store.info(2).numel == 8);
 }
 
+TEST_CASE("segments cut tensors at range boundaries and cover the range's parameters") {
+  ParamStore store({{"a", {20}}, {"b", {5}}, {"c", {40}}}, /*min_flat_numel=*/200);
+  REQUIRE(store.flat_numel() == 200);
+  // a at [0, 20), b at [32, 37), c at [48, 88) (each tensor 16-float aligned).
+  auto segs = store.SegmentsIn(10, 50);
+  REQUIRE(segs.size() == 3);
+  REQUIRE((segs[0].param == 0 && segs[0].offset == 10 && segs[0].length == 10 && segs[0].flat_offset == 10));
+  REQUIRE((segs[1].param == 1 && segs[1].offset == 0 && segs[1].length == 5 && segs[1].flat_offset == 32));
+  REQUIRE((segs[2].param == 2 && segs[2].offset == 0 && segs[2].length == 2 && segs[2].flat_offset == 48));
+  REQUIRE(store.SegmentsIn(20, 32).empty());
+  REQUIRE(store.SegmentsIn(88, 200).empty());
+  auto whole = store.WholeTensors();
+  REQUIRE(whole.size() == 3);
+  REQUIRE(whole[2].length == 40);
+  REQUIRE(ParamStore::FlatNumel({{"a", {20}}, {"b", {5}}, {"c", {40}}}) == 96);
+}
+
 }  // namespace
 }  // namespace colossal::memory

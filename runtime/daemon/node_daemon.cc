@@ -23,6 +23,7 @@ using Clock = std::chrono::steady_clock;
 constexpr char kVersion[] = "colossald 0.1";
 constexpr auto kTick = std::chrono::milliseconds(50);  // reap and grace resolution
 constexpr int64_t kFirstRetryMs = 100;
+constexpr int64_t kMinHeartbeatMs = 10;  // whatever a Register answer says
 
 std::string Hostname() {
   char name[256] = {0};
@@ -68,7 +69,7 @@ absl::Status NodeDaemon::Impl::Register() {
   request.set_version(kVersion);
   request.set_cpu_cores(OnlineCpuCores());
   ASSIGN_OR_RETURN(v1::RegisterNodeResponse response, client->Register(request));
-  if (response.heartbeat_ms() > 0) heartbeat_ms = response.heartbeat_ms();
+  if (response.heartbeat_ms() > 0) heartbeat_ms = std::max<int64_t>(kMinHeartbeatMs, response.heartbeat_ms());
   if (!response.node_id().empty() && response.node_id() != options.node_id) {
     LOG_WARN("coordinator answered node id {} to node {}; keeping {}", response.node_id(),
              options.node_id, options.node_id);
@@ -92,8 +93,10 @@ absl::Status NodeDaemon::Impl::Heartbeat(bool* reregister) {
   }
   if (!response.ok()) return response.status();
   supervisor->Acknowledge(out);
-  for (const v1::StopAttempt& stop : response->stop()) supervisor->StopAttempt(stop);
+  // Starts first: a start and a stop of the same attempt in one answer still give that
+  // rank a process and an exit (stops of older attempts are unaffected by the order).
   for (const v1::Assignment& a : response->start()) supervisor->Start(a);
+  for (const v1::StopAttempt& stop : response->stop()) supervisor->StopAttempt(stop);
   *reregister = response->reregister();
   return absl::OkStatus();
 }

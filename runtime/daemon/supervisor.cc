@@ -68,6 +68,12 @@ bool Supervisor::Start(const v1::Assignment& a) {
               a.attempt(), a.rank());
     return false;
   }
+  if (stopped_.count({a.job_id(), a.attempt()}) || stopped_.count({a.job_id(), 0})) {
+    LOG_INFO("not starting job {} attempt {} rank {}: the attempt was stopped", a.job_id(),
+             a.attempt(), a.rank());
+    QueueExit(key, 0, SIGTERM, "colossald: not started: the attempt was stopped before");
+    return true;
+  }
   if (!SafeJobId(a.job_id()) || a.attempt() < 0 || a.rank() < 0) {
     FailStart(key, "", absl::StrCat("invalid assignment: job id '", a.job_id(), "' attempt ",
                                     a.attempt(), " rank ", a.rank()));
@@ -176,6 +182,7 @@ void Supervisor::OnExit(std::map<pid_t, Worker>::iterator it, int exit_code, int
 
 void Supervisor::StopAttempt(const v1::StopAttempt& stop) {
   const auto now = Clock::now();
+  stopped_.insert({stop.job_id(), std::max(0, stop.attempt())});
   for (auto& [pid, worker] : workers_) {
     const auto& [job, attempt, rank] = worker.key;
     if (job != stop.job_id() || (stop.attempt() > 0 && attempt != stop.attempt())) continue;

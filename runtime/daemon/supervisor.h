@@ -51,11 +51,14 @@ class Supervisor {
   // Starts the worker of `assignment`. Ignored (returns false) when this daemon runs or
   // has run the same (job, attempt, rank): attempts are never re-run. A start that fails
   // (bad job id, unwritable state dir, exec failure) is queued as exit code 127 with the
-  // reason in its tail (and appended to its log).
+  // reason in its tail (and appended to its log). A rank of an attempt already stopped
+  // here is not started: it is queued as ended by SIGTERM, as if it had been stopped.
+  // Either way every assignment accepted here ends in exactly one exit.
   bool Start(const v1::Assignment& assignment);
 
   // SIGTERMs the process group of every worker of (job, attempt) (attempt <= 0: every
-  // attempt of the job) and SIGKILLs those still alive grace_ms later (see Poll).
+  // attempt of the job) and SIGKILLs those still alive grace_ms later (see Poll). The
+  // attempt is remembered: later assignments of it are not started.
   void StopAttempt(const v1::StopAttempt& stop);
 
   // Reaps exited workers (queueing their exits) and SIGKILLs workers whose grace has run
@@ -107,6 +110,7 @@ class Supervisor {
   SupervisorOptions options_;
   std::map<pid_t, Worker> workers_;  // running, by pid
   std::set<Key> seen_;               // every (job, attempt, rank) ever started here
+  std::set<std::pair<std::string, int>> stopped_;  // (job, attempt) stopped; 0: all attempts
   std::map<Key, Log> logs_;          // logs with bytes or an exit not yet acknowledged
   std::deque<QueuedExit> exits_;
   uint64_t next_seq_ = 1;

@@ -218,6 +218,33 @@ TEST_CASE("StopAttempt: SIGTERM, then SIGKILL after the grace for workers that i
   REQUIRE_FALSE(Alive(pids[2]));
 }
 
+TEST_CASE("a rank of an attempt stopped before it started ends without a process") {
+  const std::string dir = ScratchDir("sup-stopped-first");
+  Supervisor s(Options(dir, "echo ran; exec /bin/sleep 30"));
+  v1::StopAttempt stop;
+  stop.set_job_id("j");
+  stop.set_attempt(1);
+  s.StopAttempt(stop);
+  REQUIRE(s.Start(Assignment("j", 1, 0)));
+  REQUIRE(s.running_count() == 0);
+  Outgoing out = s.Collect(1 << 20);
+  REQUIRE(out.exits.size() == 1);
+  REQUIRE(out.exits[0].signal() == SIGTERM);
+  REQUIRE_THAT(out.exits[0].tail(), Catch::Contains("stopped"));
+  REQUIRE_FALSE(std::filesystem::exists(dir + "/jobs/j/attempt-1"));
+  s.Acknowledge(out);
+  REQUIRE_FALSE(s.Start(Assignment("j", 1, 0)));  // and only once
+  // Attempt 0 stops every attempt of the job.
+  stop.set_job_id("k");
+  stop.set_attempt(0);
+  s.StopAttempt(stop);
+  REQUIRE(s.Start(Assignment("k", 5, 0)));
+  REQUIRE(s.running_count() == 0);
+  REQUIRE(s.Start(Assignment("other", 1, 0)));
+  REQUIRE(s.running_count() == 1);
+  s.KillAll(1000);
+}
+
 TEST_CASE("logs ship in offset order within the budget; an exit waits for its whole log") {
   const std::string dir = ScratchDir("sup-logs");
   // 3000 lines of 100 bytes, then exit 4.

@@ -265,10 +265,10 @@ Outgoing Supervisor::Collect(size_t log_budget) {
     if (a_ended != b_ended) return a_ended;
     return a.log->seq < b.log->seq;
   });
-  // A fair share each first, then what is left in order.
+  // A fair share each first (at least 4 KiB), then what is left in order.
   int64_t left = static_cast<int64_t>(log_budget);
   if (!pending.empty()) {
-    const int64_t share = std::max<int64_t>(64 << 10, left / static_cast<int64_t>(pending.size()));
+    const int64_t share = std::max<int64_t>(4 << 10, left / static_cast<int64_t>(pending.size()));
     for (int pass = 0; pass < 2; ++pass) {
       for (Pending& p : pending) {
         const int64_t cap = pass == 0 ? share : left;

@@ -73,9 +73,11 @@ class Supervisor {
   size_t running_count() const { return workers_.size(); }
   size_t queued_exits() const { return exits_.size(); }
 
-  // The next report: every sendable queued exit and at most `log_budget` bytes of logs
-  // (exited workers' logs first, then running ones in start order; each log's bytes in
-  // offset order). Nothing is forgotten until Acknowledge.
+  // The next report: every sendable queued exit and at most `log_budget` bytes of logs.
+  // Each log with new bytes gets an equal share of the budget first, then the rest goes
+  // in order: exited workers' logs (their exits wait on them), then running ones in
+  // start order. One chunk per log, from its first unacknowledged byte. Nothing is
+  // forgotten until Acknowledge; collecting again without it yields the same chunks.
   Outgoing Collect(size_t log_budget);
   // The coordinator answered the heartbeat that carried `sent`: drop its exits and
   // advance its logs' shipped offsets.

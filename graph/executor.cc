@@ -100,7 +100,10 @@ void Executor::Forward() {
 
 void Executor::Backward(int micro_step) {
   const int num_nodes = static_cast<int>(graph_->nodes().size());
-  for (int n = num_forward_; n < num_nodes; ++n) RunNode(n, micro_step);
+  for (int n = num_forward_; n < num_nodes; ++n) {
+    RunNode(n, micro_step);
+    if (hook_) hook_(n);
+  }
 }
 
 std::vector<std::pair<std::string, double>> Executor::ProfileByOp() const {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ class Executor {
   void Forward();
   void Backward(int micro_step);
 
+  // Called after every backward node with its index (data parallelism launches gradient
+  // reductions from it); empty to remove.
+  void SetBackwardHook(std::function<void(int node)> hook) { hook_ = std::move(hook); }
+
   const MemoryPlan& plan() const { return plan_; }
   const Graph& graph() const { return *graph_; }
 
@@ -66,6 +71,7 @@ class Executor {
   std::vector<std::vector<bool>> param_grad_first_;  // per node, per output
   int num_forward_ = 0;
   bool profile_ = false;
+  std::function<void(int)> hook_;
   std::vector<double> node_seconds_;
 };
 

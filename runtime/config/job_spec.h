@@ -101,7 +101,8 @@ struct TrainSpec {
   bool resume = true;         // start from the newest checkpoint in checkpoint.dir, if any
   CheckpointSpec checkpoint;
   int64_t val_every = 0;      // optimizer steps between validation runs; 0: only at the end
-  int64_t val_batches = 8;    // micro-batches of validation per run
+  int64_t val_batches = 8;    // validation set: val_batches · global_batch windows of the
+                              // split (fewer if it is shorter), split over ranks
   int64_t log_every = 1;      // steps between progress/log lines (metrics are every step)
 
   // Micro-batches per optimizer step on each rank: global_batch / (data · micro_batch).

@@ -29,7 +29,8 @@ double GraphFlops(const graph::Graph& g) {
   return total;
 }
 
-absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, int64_t batch) {
+absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, int64_t batch,
+                                                   const std::function<int64_t(int64_t)>& flat_numel) {
   auto model = std::make_unique<Model>();
   model->batch = batch;
   if (spec.model.kind == config::ModelSpec::Kind::kGpt) {
@@ -71,11 +72,16 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   RETURN_IF_ERROR(graph::BuildBackward(g));
   model->loss = g.loss();
   model->loss_grad = g.loss_seed();
+  if (const int producer = g.value(g.loss()).producer; producer >= 0 && g.node(producer).op == "mean") {
+    const int input = g.node(producer).inputs[0];
+    if (g.value(input).numel() == batch * model->seq) model->token_loss = input;
+  }
   model->flops_per_micro_batch = GraphFlops(g);
 
   std::vector<memory::ParamStore::Spec> specs;
   for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
-  model->params = std::make_unique<memory::ParamStore>(specs);
+  const int64_t flat = memory::ParamStore::FlatNumel(specs);
+  model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat);
   ASSIGN_OR_RETURN(model->executor, graph::Executor::Create(&g, model->params.get()));
   if (model->positions >= 0) {
     graph::FillPositions(model->executor->Data<int32_t>(model->positions), batch, model->seq);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,8 @@ struct Model {
   int64_t vocab = 0;  // rows of the embedding that "ids" index
   // Value ids of the trainer's inputs and outputs.
   int ids = -1, targets = -1, positions = -1, loss_grad = -1, loss = -1;
+  // Per-token losses [batch·seq] when the loss is their mean (GPT and most graphs), else -1.
+  int token_loss = -1;
   bool is_gpt = false;
   graph::GptConfig gpt;  // when is_gpt
 
@@ -34,8 +37,11 @@ struct Model {
 };
 
 // Builds graph + autodiff + parameter store + executor for micro-batch `batch`.
-// Parameters are zero; call InitParams or LoadParams.
-absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, int64_t batch);
+// Parameters are zero; call InitParams or LoadParams. `flat_numel` maps the flat size
+// the parameters need to the size to allocate (data parallelism pads it).
+absl::StatusOr<std::unique_ptr<Model>> BuildModel(
+    const config::JobSpec& spec, int64_t batch,
+    const std::function<int64_t(int64_t)>& flat_numel = {});
 
 // GPT-2 style initialisation from each parameter's ParamInit, seeded by (seed, name).
 void InitParams(Model& model, uint64_t seed);

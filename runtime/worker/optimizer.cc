@@ -1,15 +1,40 @@
-// Optimizer state and the per-parameter update loop.
+// Optimizer state and the per-segment update loop.
 #include "runtime/worker/optimizer.h"
 
 #include "kernels/optim/adamw.h"
 #include "kernels/optim/lamb.h"
 #include "kernels/optim/lars.h"
 #include "kernels/optim/sgd.h"
+#include "runtime/base/check.h"
 
 namespace colossal::worker {
+namespace {
+
+std::vector<const float*> StoreGrads(memory::ParamStore* params,
+                                     const std::vector<memory::ParamSegment>& segments) {
+  std::vector<const float*> grads;
+  for (const auto& s : segments) grads.push_back(params->flat_grad() + s.flat_offset);
+  return grads;
+}
+
+bool Adam(config::OptimizerType t) {
+  return t == config::OptimizerType::kAdamW || t == config::OptimizerType::kLamb;
+}
+
+}  // namespace
 
 Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params)
-    : spec_(spec), params_(params) {
+    : Optimizer(spec, params, params->WholeTensors(), StoreGrads(params, params->WholeTensors())) {}
+
+Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params,
+                     std::vector<memory::ParamSegment> segments, std::vector<const float*> grads,
+                     ReduceSums reduce_sums)
+    : spec_(spec),
+      params_(params),
+      segments_(std::move(segments)),
+      grads_(std::move(grads)),
+      reduce_sums_(std::move(reduce_sums)) {
+  COL_CHECK(segments_.size() == grads_.size());
   for (const memory::ParamInfo& info : params->infos()) {
     bool decay = true;
     for (const std::string& s : spec.no_decay) {
@@ -17,66 +42,92 @@ Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* para
     }
     decay_.push_back(decay);
   }
-  const size_t bytes = params->flat_numel() * sizeof(float);
-  state1_ = memory::HostBuffer(bytes);
-  if (spec.type == config::OptimizerType::kAdamW || spec.type == config::OptimizerType::kLamb) {
-    state2_ = memory::HostBuffer(bytes);
+  int64_t total = 0;
+  for (const auto& s : segments_) {
+    state_offset_.push_back(total);
+    total += (s.length + 15) / 16 * 16;  // keep every segment's state 64-byte aligned
   }
+  state1_ = memory::HostBuffer(total * sizeof(float));
+  if (Adam(spec.type)) state2_ = memory::HostBuffer(total * sizeof(float));
 }
 
 void Optimizer::Step(double lr, float grad_scale) {
   ++step_;
   const float flr = static_cast<float>(lr);
-  for (int i = 0; i < params_->size(); ++i) {
-    const memory::ParamInfo& info = params_->info(i);
-    const float wd = decay_[i] ? static_cast<float>(spec_.weight_decay) : 0.0f;
-    float* w = params_->data(i);
-    const float* g = params_->grad(i);
-    float* s1 = state1_.as<float>() + info.offset;
-    float* s2 = state2_.data() ? state2_.as<float>() + info.offset : nullptr;
-    switch (spec_.type) {
-      case config::OptimizerType::kAdamW: {
+  const bool lamb = spec_.type == config::OptimizerType::kLamb;
+  const bool lars = spec_.type == config::OptimizerType::kLars;
+  auto args_of = [&](size_t i, auto& a) {
+    const memory::ParamSegment& s = segments_[i];
+    a.w = params_->flat_data() + s.flat_offset;
+    a.g = grads_[i];
+    a.n = s.length;
+    a.weight_decay = decay_[s.param] ? static_cast<float>(spec_.weight_decay) : 0.0f;
+    a.grad_scale = grad_scale;
+  };
+
+  if (spec_.type == config::OptimizerType::kAdamW || spec_.type == config::OptimizerType::kSgd) {
+    for (size_t i = 0; i < segments_.size(); ++i) {
+      float* s1 = state1_.as<float>() + state_offset_[i];
+      if (spec_.type == config::OptimizerType::kAdamW) {
         kernels::AdamWArgs a;
-        a.w = w, a.g = g, a.m = s1, a.v = s2, a.n = info.numel;
+        args_of(i, a);
+        a.m = s1, a.v = state2_.as<float>() + state_offset_[i];
         a.lr = flr, a.beta1 = spec_.beta1, a.beta2 = spec_.beta2, a.eps = spec_.eps;
-        a.weight_decay = wd, a.step = step_, a.grad_scale = grad_scale;
+        a.step = step_;
         kernels::AdamWStep(a);
-        break;
-      }
-      case config::OptimizerType::kLamb: {
-        kernels::LambArgs a;
-        a.w = w, a.g = g, a.m = s1, a.v = s2, a.n = info.numel;
-        a.lr = flr, a.beta1 = spec_.beta1, a.beta2 = spec_.beta2, a.eps = spec_.eps;
-        a.weight_decay = wd, a.step = step_, a.grad_scale = grad_scale;
-        double sums[2];
-        kernels::LambMoments(a, sums);
-        const float r = decay_[i] ? kernels::LambTrustRatio(sums[0], sums[1],
-                                                            static_cast<float>(spec_.trust_clip))
-                                  : 1.0f;
-        kernels::LambApply(a, r);
-        break;
-      }
-      case config::OptimizerType::kLars: {
-        kernels::LarsArgs a;
-        a.w = w, a.g = g, a.buf = s1, a.n = info.numel;
-        a.momentum = spec_.momentum, a.weight_decay = wd, a.grad_scale = grad_scale;
-        double sums[2];
-        kernels::LarsNorms(a, sums);
-        const float local_lr =
-            decay_[i] ? kernels::LarsLocalLr(sums[0], sums[1], flr,
-                                             static_cast<float>(spec_.trust_coef), wd)
-                      : flr;
-        kernels::LarsApply(a, local_lr);
-        break;
-      }
-      case config::OptimizerType::kSgd: {
+      } else {
         kernels::SgdArgs a;
-        a.w = w, a.g = g, a.buf = s1, a.n = info.numel;
-        a.lr = flr, a.momentum = spec_.momentum, a.weight_decay = wd, a.grad_scale = grad_scale;
+        args_of(i, a);
+        a.buf = s1;
+        a.lr = flr, a.momentum = spec_.momentum;
         a.nesterov = spec_.nesterov ? kernels::Nesterov::kYes : kernels::Nesterov::kNo;
         kernels::SgdStep(a);
-        break;
       }
+    }
+    return;
+  }
+
+  // LAMB / LARS: phase 1 per segment, per-tensor sums (across ranks), phase 2.
+  COL_CHECK(lamb || lars);
+  const int num_params = params_->size();
+  std::vector<double> sums(2 * num_params, 0.0);
+  std::vector<kernels::LambArgs> lamb_args(segments_.size());
+  std::vector<kernels::LarsArgs> lars_args(segments_.size());
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    double part[2];
+    float* s1 = state1_.as<float>() + state_offset_[i];
+    if (lamb) {
+      kernels::LambArgs& a = lamb_args[i];
+      args_of(i, a);
+      a.m = s1, a.v = state2_.as<float>() + state_offset_[i];
+      a.lr = flr, a.beta1 = spec_.beta1, a.beta2 = spec_.beta2, a.eps = spec_.eps;
+      a.step = step_;
+      kernels::LambMoments(a, part);
+    } else {
+      kernels::LarsArgs& a = lars_args[i];
+      args_of(i, a);
+      a.buf = s1;
+      a.momentum = spec_.momentum;
+      kernels::LarsNorms(a, part);
+    }
+    sums[2 * segments_[i].param] += part[0];
+    sums[2 * segments_[i].param + 1] += part[1];
+  }
+  if (reduce_sums_) reduce_sums_(sums);
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const int p = segments_[i].param;
+    if (lamb) {
+      const float r = decay_[p] ? kernels::LambTrustRatio(sums[2 * p], sums[2 * p + 1],
+                                                          static_cast<float>(spec_.trust_clip))
+                                : 1.0f;
+      kernels::LambApply(lamb_args[i], r);
+    } else {
+      const float local_lr =
+          decay_[p] ? kernels::LarsLocalLr(sums[2 * p], sums[2 * p + 1], flr,
+                                           static_cast<float>(spec_.trust_coef),
+                                           static_cast<float>(spec_.weight_decay))
+                    : flr;
+      kernels::LarsApply(lars_args[i], local_lr);
     }
   }
 }
@@ -84,17 +135,45 @@ void Optimizer::Step(double lr, float grad_scale) {
 std::vector<StateTensor> Optimizer::StateTensors() {
   std::vector<StateTensor> out;
   const bool adam = state2_.data() != nullptr;
-  for (int i = 0; i < params_->size(); ++i) {
-    const memory::ParamInfo& info = params_->info(i);
-    float* s1 = state1_.as<float>() + info.offset;
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const memory::ParamSegment& s = segments_[i];
+    const memory::ParamInfo& info = params_->info(s.param);
+    const bool whole = s.offset == 0 && s.length == info.numel;
+    auto add = [&](const char* suffix, memory::HostBuffer& buf) {
+      const std::string base = info.name + suffix;
+      out.push_back({whole ? base : checkpoint::PieceName(base, s.offset),
+                     whole ? info.shape : std::vector<int64_t>{s.length},
+                     buf.as<float>() + state_offset_[i]});
+    };
     if (adam) {
-      out.push_back({info.name + ".exp_avg", info.shape, s1});
-      out.push_back({info.name + ".exp_avg_sq", info.shape, state2_.as<float>() + info.offset});
+      add(".exp_avg", state1_);
+      add(".exp_avg_sq", state2_);
     } else {
-      out.push_back({info.name + ".momentum_buffer", info.shape, s1});
+      add(".momentum_buffer", state1_);
     }
   }
   return out;
+}
+
+absl::Status Optimizer::LoadState(const checkpoint::PieceReader& reader) {
+  const bool adam = state2_.data() != nullptr;
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const memory::ParamSegment& s = segments_[i];
+    const std::string& name = params_->info(s.param).name;
+    if (adam) {
+      absl::Status st = reader.ReadF32(name + ".exp_avg", s.offset, s.length,
+                                       state1_.as<float>() + state_offset_[i]);
+      if (!st.ok()) return st;
+      st = reader.ReadF32(name + ".exp_avg_sq", s.offset, s.length,
+                          state2_.as<float>() + state_offset_[i]);
+      if (!st.ok()) return st;
+    } else {
+      absl::Status st = reader.ReadF32(name + ".momentum_buffer", s.offset, s.length,
+                                       state1_.as<float>() + state_offset_[i]);
+      if (!st.ok()) return st;
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace colossal::worker

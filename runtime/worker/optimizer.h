@@ -1,19 +1,25 @@
-// The optimizer of one rank: owns the optimizer state of every parameter (flat buffers
-// laid out like the ParamStore) and applies one update per step through the kernels of
-// kernels/optim. Weight decay groups: a parameter whose name contains any `no_decay`
-// string gets weight decay 0 and, under LAMB and LARS, trust ratio 1.
+// The optimizer of one rank: owns the optimizer state of the parameter segments it
+// updates — every tensor whole on a single rank, or this rank's share under ZeRO — and
+// applies one update per step through the kernels of kernels/optim.
+// Weight decay groups: a parameter whose name contains any `no_decay` string gets weight
+// decay 0 and, under LAMB and LARS, trust ratio 1.
+// Per-tensor norms (LAMB, LARS) are summed over the tensor's segments here and then
+// across ranks by `reduce_sums` when segments are shards of tensors spread over ranks.
 // Gradient clipping enters as `grad_scale` (the gradients are not rewritten).
 // State tensors for checkpoints are named "<param>.exp_avg", "<param>.exp_avg_sq"
-// (AdamW, LAMB) and "<param>.momentum_buffer" (LARS, SGD), as PyTorch's state dicts.
+// (AdamW, LAMB) and "<param>.momentum_buffer" (LARS, SGD) as PyTorch's state dicts; a
+// segment that is only part of its tensor is a piece "<name>@<offset>" (pieces.h).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "memory/host_buffer.h"
 #include "memory/param_store.h"
+#include "runtime/checkpoint/pieces.h"
 #include "runtime/config/job_spec.h"
 
 namespace colossal::worker {
@@ -26,6 +32,14 @@ struct StateTensor {
 
 class Optimizer {
  public:
+  // Sums `values` elementwise over the ranks that share the tensors (in place).
+  using ReduceSums = std::function<void(std::vector<double>& values)>;
+
+  // Updates `segments` of `params`, reading segment i's gradient at grads[i].
+  Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params,
+            std::vector<memory::ParamSegment> segments, std::vector<const float*> grads,
+            ReduceSums reduce_sums = {});
+  // Every tensor whole, gradients in the store: the single-rank optimizer.
   Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params);
 
   // One update at learning rate `lr`, gradients scaled by `grad_scale` first.
@@ -36,12 +50,22 @@ class Optimizer {
   void set_step(int64_t step) { step_ = step; }
 
   bool decays(int param) const { return decay_[param]; }
+  // Bytes of optimizer state this rank holds.
+  int64_t state_bytes() const { return static_cast<int64_t>(state1_.bytes() + state2_.bytes()); }
+
   std::vector<StateTensor> StateTensors();
+  // Fills this rank's state from whatever mix of whole tensors and pieces `reader` holds
+  // (a checkpoint of any data-parallel degree or ZeRO stage). Errors name the tensor.
+  absl::Status LoadState(const checkpoint::PieceReader& reader);
 
  private:
   config::OptimizerSpec spec_;
   memory::ParamStore* params_;
-  std::vector<bool> decay_;
+  std::vector<memory::ParamSegment> segments_;
+  std::vector<const float*> grads_;
+  std::vector<int64_t> state_offset_;  // per segment, into the state buffers
+  ReduceSums reduce_sums_;
+  std::vector<bool> decay_;            // per parameter
   memory::HostBuffer state1_;  // exp_avg or momentum_buffer
   memory::HostBuffer state2_;  // exp_avg_sq (AdamW, LAMB)
   int64_t step_ = 0;

@@ -23,6 +23,8 @@
 #include "runtime/data/loader.h"
 #include "runtime/data/token_file.h"
 #include "runtime/data/tokenizer.h"
+#include "parallel/data_parallel/data_parallel.h"
+#include "runtime/worker/checkpointing.h"
 #include "runtime/worker/device_peak.h"
 #include "runtime/worker/lr_schedule.h"
 #include "runtime/worker/metrics.h"
@@ -74,9 +76,11 @@ class Run {
  private:
   absl::Status Setup();
   absl::Status Restore();
-  void TrainStep(int64_t step);
-  double Validate();
+  absl::Status TrainStep(int64_t step);
+  absl::StatusOr<double> Validate();
   absl::Status SaveCheckpoint(int64_t steps_done);
+  bool rank0() const { return rank_ == 0; }
+  TrainState State() { return {&spec_, model_->params.get(), optimizer_.get(), dp_.get()}; }
   std::string StateJson(int64_t steps_done) const;
   std::string Sample();
 
@@ -87,6 +91,10 @@ class Run {
   std::unique_ptr<data::WindowLoader> val_loader_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<parallel::DataParallel> dp_;  // null: one rank
+  int rank_ = 0;
+  int ranks_ = 1;
+  bool stop_agreed_ = false;
   std::optional<JsonlSink> metrics_;
   int64_t start_step_ = 0;
   bool profile_ = false;
@@ -100,10 +108,22 @@ class Run {
 
 absl::Status Run::Setup() {
   omp_set_num_threads(PickThreads(spec_, options_));
+  if (options_.data_parallel) {
+    rank_ = options_.data_parallel->rank();
+    ranks_ = options_.data_parallel->size();
+  }
+  if (ranks_ != spec_.parallel.data) {
+    return absl::InvalidArgumentError(absl::StrCat("parallel.data is ", spec_.parallel.data,
+                                                   " but the data-parallel group has ", ranks_,
+                                                   " ranks"));
+  }
+  if (spec_.parallel.zero > 2) {
+    return absl::InvalidArgumentError("parallel.zero: stage 3 is not in this build (0, 1 or 2)");
+  }
   std::error_code ec;
   fs::create_directories(spec_.run_dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(spec_.run_dir, ": ", ec.message()));
-  {
+  if (rank0()) {
     std::ofstream out(fs::path(spec_.run_dir) / "job.yaml");
     out << config::ToYaml(spec_);
   }
@@ -111,7 +131,12 @@ absl::Status Run::Setup() {
   ASSIGN_OR_RETURN(tokenizer_, data::MakeTokenizer(spec_.data.tokenizer));
   ASSIGN_OR_RETURN(data::TokenStream stream, data::LoadTokens(spec_.data.train, *tokenizer_));
   accumulation_ = spec_.train.AccumulationSteps(spec_.parallel.data);
-  ASSIGN_OR_RETURN(model_, BuildModel(spec_, spec_.train.micro_batch));
+  parallel::DataParallelOptions dp_options;
+  dp_options.zero_stage = static_cast<int>(spec_.parallel.zero);
+  ASSIGN_OR_RETURN(model_, BuildModel(spec_, spec_.train.micro_batch, [&](int64_t flat) {
+                     return ranks_ > 1 ? parallel::DataParallel::PaddedNumel(flat, ranks_, dp_options)
+                                       : flat;
+                   }));
   if (stream.vocab_size > model_->vocab) {
     return absl::InvalidArgumentError(absl::StrCat(
         spec_.data.train, ": tokens use a vocabulary of ", stream.vocab_size,
@@ -133,46 +158,43 @@ absl::Status Run::Setup() {
     }
     val_loader_ = std::make_unique<data::WindowLoader>(std::move(*val_loader));
   }
-  optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get());
-  // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean.
-  model_->executor->Data<float>(model_->loss_grad)[0] = 1.0f / static_cast<float>(accumulation_);
+  if (ranks_ > 1) {
+    ASSIGN_OR_RETURN(dp_, parallel::DataParallel::Create(options_.data_parallel, model_->graph,
+                                                         model_->params.get(), dp_options));
+    optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get(),
+                                             dp_->OptimizerSegments(), dp_->OptimizerGrads(),
+                                             dp_->SumReducer());
+  } else {
+    optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get());
+  }
+  // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean,
+  // and the reduction sums the ranks' gradients, so 1/ranks more.
+  model_->executor->Data<float>(model_->loss_grad)[0] =
+      1.0f / static_cast<float>(accumulation_ * ranks_);
   RETURN_IF_ERROR(Restore());
-  ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
-                                             /*truncate=*/start_step_ == 0));
+  if (rank0()) {
+    ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
+                                               /*truncate=*/start_step_ == 0));
+  }
   peak_flops_ = MatmulPeakFlops();
   profile_ = base::GetEnv(base::kEnvProfile).value_or("0") == "1";
   model_->executor->EnableProfiling(profile_);
   LOG_INFO("model: {} parameters, micro-batch {} x {} tokens, {} micro-batches per step, "
-           "arena {:.1f} MiB, {} threads",
+           "arena {:.1f} MiB, {} threads, {} data-parallel rank(s), ZeRO {}, optimizer state "
+           "{:.1f} MiB",
            model_->params->num_params(), model_->batch, model_->seq, accumulation_,
-           model_->executor->plan().arena_bytes / 1048576.0, omp_get_max_threads());
+           model_->executor->plan().arena_bytes / 1048576.0, omp_get_max_threads(), ranks_,
+           spec_.parallel.zero, optimizer_->state_bytes() / 1048576.0);
   return absl::OkStatus();
 }
 
 absl::Status Run::Restore() {
   if (spec_.train.resume) {
-    ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(spec_.train.checkpoint.dir));
-    if (latest) {
-      ASSIGN_OR_RETURN(checkpoint::Checkpoint ckpt, checkpoint::ReadCheckpoint(*latest));
-      memory::ParamStore& params = *model_->params;
-      for (int i = 0; i < params.size(); ++i) {
-        const memory::ParamInfo& info = params.info(i);
-        RETURN_IF_ERROR(ckpt.model.CopyF32(info.name, info.shape,
-                                           {params.data(i), static_cast<size_t>(info.numel)}));
-      }
-      for (const StateTensor& t : optimizer_->StateTensors()) {
-        int64_t n = 1;
-        for (int64_t d : t.shape) n *= d;
-        RETURN_IF_ERROR(ckpt.optimizer.CopyF32(t.name, t.shape, {t.data, static_cast<size_t>(n)}));
-      }
-      nlohmann::json state = nlohmann::json::parse(ckpt.state_json, nullptr, false);
-      if (state.is_discarded() || !state.contains("optimizer_step")) {
-        return absl::DataLossError(absl::StrCat(*latest, "/state.json: not a colossal checkpoint state"));
-      }
-      optimizer_->set_step(state["optimizer_step"].get<int64_t>());
-      start_step_ = ckpt.step;
-      last_checkpoint_ = *latest;
-      LOG_INFO("resumed from {} (step {})", *latest, start_step_);
+    ASSIGN_OR_RETURN(std::optional<Restored> restored, RestoreLatest(State()));
+    if (restored) {
+      start_step_ = restored->step;
+      last_checkpoint_ = restored->path;
+      LOG_INFO("resumed from {} (step {})", restored->path, start_step_);
       return absl::OkStatus();
     }
   }
@@ -185,24 +207,45 @@ absl::Status Run::Restore() {
   return absl::OkStatus();
 }
 
-void Run::TrainStep(int64_t step) {
+absl::Status Run::TrainStep(int64_t step) {
   graph::Executor& ex = *model_->executor;
   const int64_t b = model_->batch;
   int32_t* ids = ex.Data<int32_t>(model_->ids);
   int32_t* targets = ex.Data<int32_t>(model_->targets);
   double loss_sum = 0;
   for (int64_t m = 0; m < accumulation_; ++m) {
-    const int64_t first = data::FirstSample(step, spec_.train.global_batch, /*dp_rank=*/0,
-                                            spec_.parallel.data, m, b);
+    const int64_t first =
+        data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b);
     train_loader_->Fill(first, b, ids, targets);
     ex.Forward();
+    const bool last = m + 1 == accumulation_;
+    if (dp_ && last) {
+      // Only the last micro-batch communicates: each bucket as soon as it is complete.
+      dp_->BeginReduction();
+      ex.SetBackwardHook([this](int node) { dp_->OnBackwardNode(node); });
+    }
     ex.Backward(static_cast<int>(m));
+    if (dp_ && last) ex.SetBackwardHook({});
     loss_sum += ex.Data<float>(model_->loss)[0];
   }
   loss_ = loss_sum / static_cast<double>(accumulation_);
+  const bool stop_here = options_.stop && options_.stop->load();
+  if (dp_) {
+    RETURN_IF_ERROR(dp_->FinishReduction());
+    // One small collective: the global mean loss and whether any rank must stop.
+    ASSIGN_OR_RETURN(std::vector<double> agreed, dp_->Sum({loss_, stop_here ? 1.0 : 0.0}));
+    loss_ = agreed[0] / ranks_;
+    stop_agreed_ = agreed[1] > 0;
+  } else {
+    stop_agreed_ = stop_here;
+  }
   if (options_.on_gradients) options_.on_gradients(step, *model_->params);
   double sum_sq = 0;
-  kernels::SumSquares(model_->params->flat_grad(), model_->params->flat_numel(), &sum_sq);
+  if (dp_) {
+    ASSIGN_OR_RETURN(sum_sq, dp_->GradSumSquares());
+  } else {
+    kernels::SumSquares(model_->params->flat_grad(), model_->params->flat_numel(), &sum_sq);
+  }
   grad_norm_ = std::sqrt(sum_sq);
   float scale = 1.0f;
   if (spec_.train.grad_clip > 0) {
@@ -211,22 +254,39 @@ void Run::TrainStep(int64_t step) {
   lr_ = LearningRate(spec_.train.optimizer, spec_.train.lr_schedule, step, spec_.train.steps);
   const auto t0 = Clock::now();
   optimizer_->Step(lr_, scale);
+  if (dp_) RETURN_IF_ERROR(dp_->GatherParams());
   optimizer_seconds_ += Seconds(t0, Clock::now());
+  return absl::OkStatus();
 }
 
-double Run::Validate() {
+absl::StatusOr<double> Run::Validate() {
   graph::Executor& ex = *model_->executor;
-  const int64_t b = model_->batch;
-  double sum = 0;
-  int64_t batches = 0;
-  const int64_t windows = val_loader_->num_windows();
-  for (int64_t v = 0; v < spec_.train.val_batches && v * b < windows; ++v) {
-    val_loader_->Fill(v * b, b, ex.Data<int32_t>(model_->ids), ex.Data<int32_t>(model_->targets));
+  const int64_t b = model_->batch, T = model_->seq;
+  // val_batches global batches of windows, in micro-batches taken by the ranks in turn;
+  // the mean is over exactly those windows' tokens, whatever the micro-batch and degree.
+  const int64_t total =
+      std::min(spec_.train.val_batches * spec_.train.global_batch, val_loader_->num_windows());
+  const int64_t micro_batches = (total + b - 1) / b;
+  double sum = 0, tokens = 0;
+  for (int64_t k = rank_; k < micro_batches; k += ranks_) {
+    const int64_t rows = std::min(b, total - k * b);
+    val_loader_->Fill(k * b, b, ex.Data<int32_t>(model_->ids), ex.Data<int32_t>(model_->targets));
     ex.Forward();
-    sum += ex.Data<float>(model_->loss)[0];
-    ++batches;
+    if (model_->token_loss >= 0) {
+      const float* per_token = ex.Data<float>(model_->token_loss);
+      for (int64_t i = 0; i < rows * T; ++i) sum += per_token[i];
+      tokens += static_cast<double>(rows * T);
+    } else {
+      sum += ex.Data<float>(model_->loss)[0] * static_cast<double>(b * T);
+      tokens += static_cast<double>(b * T);
+    }
   }
-  return batches ? sum / batches : NAN;
+  if (dp_) {
+    ASSIGN_OR_RETURN(std::vector<double> agreed, dp_->Sum({sum, tokens}));
+    sum = agreed[0];
+    tokens = agreed[1];
+  }
+  return tokens > 0 ? sum / tokens : NAN;
 }
 
 std::string Run::StateJson(int64_t steps_done) const {
@@ -238,6 +298,8 @@ std::string Run::StateJson(int64_t steps_done) const {
   state["optimizer"] = std::string(config::OptimizerTypeName(spec_.train.optimizer.type));
   state["loss"] = loss_;
   state["tokenizer"] = spec_.data.tokenizer;
+  state["data_parallel"] = ranks_;
+  state["zero"] = spec_.parallel.zero;
   if (model_->is_gpt) {
     state["model"] = {{"type", "gpt"},
                       {"n_layer", model_->gpt.n_layer},
@@ -250,23 +312,13 @@ std::string Run::StateJson(int64_t steps_done) const {
 }
 
 absl::Status Run::SaveCheckpoint(int64_t steps_done) {
-  std::vector<checkpoint::TensorView> model, optim;
-  memory::ParamStore& params = *model_->params;
-  for (int i = 0; i < params.size(); ++i) {
-    model.push_back({params.info(i).name, "F32", params.info(i).shape, params.data(i)});
-  }
-  for (const StateTensor& t : optimizer_->StateTensors()) {
-    optim.push_back({t.name, "F32", t.shape, t.data});
-  }
-  RETURN_IF_ERROR(checkpoint::WriteCheckpoint(spec_.train.checkpoint.dir, steps_done, model, optim,
-                                              StateJson(steps_done), spec_.train.checkpoint.keep));
-  last_checkpoint_ = checkpoint::StepDir(spec_.train.checkpoint.dir, steps_done);
+  ASSIGN_OR_RETURN(last_checkpoint_, worker::SaveCheckpoint(State(), steps_done, StateJson(steps_done)));
   LOG_INFO("checkpoint {}", last_checkpoint_);
   return absl::OkStatus();
 }
 
 std::string Run::Sample() {
-  if (!model_->is_gpt || spec_.sample.tokens <= 0) return "";
+  if (!rank0() || !model_->is_gpt || spec_.sample.tokens <= 0) return "";
   auto sampler = GptSampler::Create(model_->gpt, model_->params.get());
   if (!sampler.ok()) return "";
   SampleOptions o;
@@ -292,7 +344,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
   for (int64_t step = start_step_; step < total; ++step) {
     base::SetLogStep(step + 1);
     const auto t0 = Clock::now();
-    TrainStep(step);
+    RETURN_IF_ERROR(TrainStep(step));
     const double dt = Seconds(t0, Clock::now());
     StepReport r;
     r.step = step + 1;
@@ -303,14 +355,16 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     r.step_ms = dt * 1e3;
     r.tokens_per_s = tokens_per_step / dt;
     r.mfu = peak_flops_ > 0 ? flops_per_step / dt / peak_flops_ : 0;
-    RETURN_IF_ERROR(metrics_->Write(MetricRecord()
-                                        .Int("step", r.step)
-                                        .Num("loss", r.loss)
-                                        .Num("lr", r.lr)
-                                        .Num("grad_norm", r.grad_norm)
-                                        .Num("tokens_per_s", r.tokens_per_s)
-                                        .Num("step_ms", r.step_ms)
-                                        .Num("mfu", r.mfu)));
+    if (metrics_) {
+      RETURN_IF_ERROR(metrics_->Write(MetricRecord()
+                                          .Int("step", r.step)
+                                          .Num("loss", r.loss)
+                                          .Num("lr", r.lr)
+                                          .Num("grad_norm", r.grad_norm)
+                                          .Num("tokens_per_s", r.tokens_per_s)
+                                          .Num("step_ms", r.step_ms)
+                                          .Num("mfu", r.mfu)));
+    }
     if (!std::isfinite(loss_)) {
       return absl::InternalError(absl::StrCat("loss is ", loss_, " at step ", r.step,
                                               " (diverged; lower train.optimizer.lr?)"));
@@ -318,8 +372,10 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     if (options_.on_step) options_.on_step(r);
     const bool last = r.step == total;
     if (val_loader_ && ((spec_.train.val_every > 0 && r.step % spec_.train.val_every == 0) || last)) {
-      val_loss = Validate();
-      RETURN_IF_ERROR(metrics_->Write(MetricRecord().Int("step", r.step).Num("val_loss", val_loss)));
+      ASSIGN_OR_RETURN(val_loss, Validate());
+      if (metrics_) {
+        RETURN_IF_ERROR(metrics_->Write(MetricRecord().Int("step", r.step).Num("val_loss", val_loss)));
+      }
       if (options_.on_val) options_.on_val(r.step, val_loss);
       if (!progress) LOG_INFO("val_loss {:.4f}", val_loss);
     }
@@ -337,7 +393,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
                r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, r.mfu);
     }
     const int64_t every = spec_.train.checkpoint.every;
-    const bool stopping = options_.stop && options_.stop->load();
+    const bool stopping = stop_agreed_;
     if (spec_.train.checkpoint.save &&
         (last || stopping || (every > 0 && r.step % every == 0))) {
       if (progress && !last) std::fprintf(stderr, "\n");
@@ -356,11 +412,13 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     LOG_INFO("  {:<24} {:9.2f}", "optimizer", optimizer_seconds_ * 1e3 / steps);
   }
   summary.last_loss = loss_;
-  if (start_step_ >= total && val_loader_) val_loss = Validate();
+  if (start_step_ >= total && val_loader_) {
+    ASSIGN_OR_RETURN(val_loss, Validate());
+  }
   summary.val_loss = val_loss;
   summary.last_checkpoint = last_checkpoint_;
   summary.sample = Sample();
-  if (!summary.sample.empty()) {
+  if (rank0() && !summary.sample.empty()) {
     std::ofstream(fs::path(spec_.run_dir) / "sample.txt") << summary.sample << "\n";
   }
   if (options_.print_sample && !summary.sample.empty()) {

@@ -6,6 +6,9 @@
 // Exact resume: the loader is a pure function of the step, the LR schedule of the step,
 // and a checkpoint holds parameters, optimizer state and the step; so a run resumed from
 // step N produces the same per-step losses as one that never stopped.
+// Data parallelism (parallel.data ranks, ZeRO 0–2): each rank reads its slice of every
+// global batch, gradients are reduced bucket by bucket during the last micro-batch's
+// backward (parallel/data_parallel), losses are averaged over ranks.
 // Run directory: job.yaml (the canonical spec), metrics.jsonl, checkpoints/, sample.txt.
 // train.resume and train.checkpoint.save of the spec decide resuming and checkpointing.
 #pragma once
@@ -18,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "memory/param_store.h"
+#include "parallel/comm/communicator.h"
 #include "runtime/config/job_spec.h"
 
 namespace colossal::worker {
@@ -47,8 +51,12 @@ struct TrainOptions {
   // the update (for tests and debugging); may be empty.
   std::function<void(int64_t step, const memory::ParamStore& params)> on_gradients;
   // Set to true (e.g. from a signal handler) to stop after the current step; the trainer
-  // then writes a checkpoint and returns CancelledError.
+  // then writes a checkpoint and returns CancelledError. Under data parallelism the ranks
+  // agree on stopping (any rank's flag stops all after the same step).
   const std::atomic<bool>* stop = nullptr;
+  // The data-parallel group of this rank (size = parallel.data); null: one rank. Rank 0
+  // of the group writes metrics, job.yaml, sample.txt and publishes checkpoints.
+  parallel::Communicator* data_parallel = nullptr;
 };
 
 struct TrainSummary {

@@ -1,0 +1,46 @@
+// The project's own collective algorithms over the engine's tagged sends and receives
+// (not UCX collectives). Each is an op body: a coroutine that runs on a driver thread
+// and co_awaits its requests (engine.h). Owns message schedules and reductions; does
+// not own failure handling or deadlines (the engine fails a stuck op from outside).
+//
+//   RingAllReduce      reduce-scatter + all-gather around the ring in 2(n-1) steps,
+//                      pipelined in chunks of options().chunk_bytes: the receive of the
+//                      next chunks is posted before the current chunk is reduced, into a
+//                      small ring of L2-sized scratch slots; sums are in place in `buf`.
+//                      Bus traffic 2(n-1)/n · bytes per rank (bandwidth-optimal).
+//   RecursiveDoublingAllReduce   log2(p) exchange steps of the whole buffer (p the largest
+//                      power of two ≤ n; the other ranks fold in and out): latency-optimal
+//                      for small messages.
+//   RingReduceScatter  n-1 steps; partial sums are staged in `recv` itself.
+//   RingAllGather      n-1 steps, received chunks land in place and are forwarded.
+//   TreeBroadcast      binomial tree (small); ChainBroadcast pipelined chain (large).
+//   PairwiseAllToAll   every pair exchanges at once; DisseminationBarrier log2(n) rounds.
+// Every rank ends with bit-identical sums: each element's sum is formed by one rank
+// (ring) or by both partners of a commutative add (recursive doubling).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/common/kernel.h"
+#include "parallel/comm/ucx/engine.h"
+
+namespace colossal::parallel::ucx {
+
+OpTask RingAllReduce(Op& op, char* buf, int64_t count, kernels::DType dtype);
+OpTask RecursiveDoublingAllReduce(Op& op, char* buf, int64_t count, kernels::DType dtype);
+OpTask RingReduceScatter(Op& op, const char* send, char* recv, int64_t count,
+                         kernels::DType dtype);
+OpTask RingAllGather(Op& op, const char* send, char* recv, int64_t bytes_per_rank);
+OpTask TreeBroadcast(Op& op, char* buf, int64_t bytes, int root);
+OpTask ChainBroadcast(Op& op, char* buf, int64_t bytes, int root);
+OpTask PairwiseAllToAll(Op& op, const char* send, char* recv, int64_t bytes_per_rank);
+OpTask DisseminationBarrier(Op& op);
+OpTask PointToPointSend(Op& op, const char* buf, int64_t bytes, int peer, uint32_t tag);
+OpTask PointToPointRecv(Op& op, char* buf, int64_t bytes, int peer, uint32_t tag);
+// Control: every member of `members` (comm ranks, ascending, including this rank) sends
+// `value` to every other member; on success (*values)[i] is members[i]'s value.
+OpTask ExchangeValues(Op& op, std::vector<int> members, uint32_t payload, uint64_t value,
+                      std::vector<uint64_t>* values);
+
+}  // namespace colossal::parallel::ucx

@@ -1,0 +1,711 @@
+// Engine (engine.h): UCX set-up and teardown, request posting and completion, the
+// progress rounds run by the progress thread or by waiters, deadlines and peer failure.
+#include "parallel/comm/ucx/engine.h"
+
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/check.h"
+#include "runtime/base/logging.h"
+#include "runtime/base/status_macros.h"
+
+namespace colossal::parallel::ucx {
+namespace {
+
+// How long a peer reported failed by UCX is given before ops that need it fail: a peer
+// that finished its part and exited may still have messages in our queues.
+constexpr auto kPeerFailureGrace = std::chrono::milliseconds(100);
+// How long a failed op waits for its cancelled / in-flight requests before it
+// force-closes their endpoints, and again before it gives up on them.
+constexpr auto kDrainGrace = std::chrono::milliseconds(200);
+// Bound of endpoint flushes at teardown.
+constexpr auto kCloseGrace = std::chrono::milliseconds(1000);
+
+absl::Status UcsError(const std::string& what, ucs_status_t status) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", ucs_status_string(status)));
+}
+
+// Spin, then yield, then nap: drivers call Pause() after every round of progress.
+class Backoff {
+ public:
+  void Pause(bool progressed) {
+    if (progressed) {
+      idle_ = 0;
+      return;
+    }
+    ++idle_;
+    if (idle_ < 16) {
+      __builtin_ia32_pause();
+      return;
+    }
+    if (idle_ == 16) idle_start_ = Clock::now();
+    if (Clock::now() - idle_start_ < std::chrono::milliseconds(2)) {
+      sched_yield();
+    } else {
+      timespec ts{0, 50 * 1000};
+      nanosleep(&ts, nullptr);
+    }
+  }
+
+ private:
+  int64_t idle_ = 0;
+  Clock::time_point idle_start_;
+};
+
+void CompleteReq(Req* req, ucs_status_t status, size_t length) {
+  Op* op = req->op;
+  req->handle = nullptr;
+  req->done = true;
+  req->status = status;
+  req->received = length;
+  if (req->is_recv && status == UCS_OK && length != req->bytes) {
+    req->status = UCS_ERR_MESSAGE_TRUNCATED;
+  }
+  --op->in_flight;
+  op->progressed = true;
+  if (req->status != UCS_OK && op->failed_req == nullptr) op->failed_req = req;
+}
+
+void SendCallback(void* request, ucs_status_t status, void* user_data) {
+  CompleteReq(static_cast<Req*>(user_data), status, static_cast<Req*>(user_data)->bytes);
+  ucp_request_free(request);
+}
+
+void RecvCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
+                  void* user_data) {
+  CompleteReq(static_cast<Req*>(user_data), status, status == UCS_OK ? info->length : 0);
+  ucp_request_free(request);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------- Op
+
+Op::Op(std::shared_ptr<CommState> comm_state, OpKind op_kind, std::string op_name)
+    : comm(std::move(comm_state)), kind(op_kind), name(std::move(op_name)) {}
+
+Op::~Op() = default;
+
+int Op::rank() const { return comm->rank; }
+int Op::size() const { return comm->size; }
+const CommOptions& Op::options() const { return comm->options; }
+
+static uint32_t Payload(const Op& op, uint32_t slot) {
+  if (op.kind == OpKind::kCollective) return ((op.seq & 0x3ffu) << 16) | (slot & 0xffffu);
+  return slot;
+}
+
+static TagKind KindOf(OpKind kind) {
+  switch (kind) {
+    case OpKind::kCollective: return TagKind::kCollective;
+    case OpKind::kPointToPoint: return TagKind::kPointToPoint;
+    case OpKind::kControl: return TagKind::kControl;
+  }
+  return TagKind::kControl;
+}
+
+Req* Op::Send(const void* buf, size_t bytes, int peer, uint32_t slot) {
+  return comm->engine->PostSend(*this, buf, bytes, peer,
+                                MakeTag(comm->id, comm->rank, KindOf(kind), Payload(*this, slot)));
+}
+
+Req* Op::Recv(void* buf, size_t bytes, int peer, uint32_t slot) {
+  return comm->engine->PostRecv(*this, buf, bytes, peer,
+                                MakeTag(comm->id, peer, KindOf(kind), Payload(*this, slot)));
+}
+
+char* Op::Scratch(size_t bytes) {
+  if (comm->scratch_bytes < bytes) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    comm->scratch = {static_cast<char*>(std::aligned_alloc(64, rounded)), &std::free};
+    COL_CHECK(comm->scratch != nullptr);
+    comm->scratch_bytes = rounded;
+  }
+  return comm->scratch.get();
+}
+
+bool ReqAwaiter::await_ready() const {
+  if (reqs_.empty()) {
+    for (const Req& r : op_->reqs) {
+      if (!r.done || r.status != UCS_OK) return false;
+    }
+    return true;
+  }
+  for (const Req* r : reqs_) {
+    if (!r->done || r->status != UCS_OK) return false;
+  }
+  return true;
+}
+
+void ReqAwaiter::await_suspend(std::coroutine_handle<>) const {
+  op_->awaiting = reqs_;
+  op_->await_all = reqs_.empty();
+}
+
+// ------------------------------------------------------------------ set-up / teardown
+
+absl::StatusOr<std::shared_ptr<Engine>> Engine::Create(Bootstrap& bootstrap,
+                                                       const CommOptions& options) {
+  std::shared_ptr<Engine> engine(new Engine());
+  RETURN_IF_ERROR(engine->Init(bootstrap, options));
+  return engine;
+}
+
+absl::Status Engine::Init(Bootstrap& bootstrap, const CommOptions& options) {
+  world_rank_ = bootstrap.rank();
+  world_size_ = bootstrap.size();
+  if (world_size_ > kMaxCommSize) {
+    return absl::InvalidArgumentError(absl::StrCat("UCX communicator: world size ",
+                                                   world_size_, " exceeds ", kMaxCommSize));
+  }
+  ucp_config_t* config = nullptr;
+  ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
+  if (st != UCS_OK) return UcsError("ucp_config_read", st);
+  // A killed peer is noticed by UCX's keepalive; make its period a fraction of ours.
+  int64_t keepalive_ms = std::clamp<int64_t>(options.timeout.count() / 4, 100, 1000);
+  std::string keepalive = absl::StrCat(keepalive_ms, "ms");
+  ucp_config_modify(config, "KEEPALIVE_INTERVAL", keepalive.c_str());
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_ESTIMATED_NUM_EPS;
+  params.features = UCP_FEATURE_TAG;
+  params.estimated_num_eps = static_cast<size_t>(world_size_);
+  st = ucp_init(&params, config, &context_);
+  ucp_config_release(config);
+  if (st != UCS_OK) return UcsError("ucp_init", st);
+
+  ucp_worker_params_t worker_params{};
+  worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  worker_params.thread_mode = UCS_THREAD_MODE_SERIALIZED;  // the engine lock serialises
+  st = ucp_worker_create(context_, &worker_params, &worker_);
+  if (st != UCS_OK) return UcsError("ucp_worker_create", st);
+
+  ucp_address_t* address = nullptr;
+  size_t address_length = 0;
+  st = ucp_worker_get_address(worker_, &address, &address_length);
+  if (st != UCS_OK) return UcsError("ucp_worker_get_address", st);
+  std::string blob(reinterpret_cast<const char*>(address), address_length);
+  ucp_worker_release_address(worker_, address);
+
+  ASSIGN_OR_RETURN(std::vector<std::string> blobs, bootstrap.AllGather(blob));
+  if (static_cast<int>(blobs.size()) != world_size_) {
+    return absl::InternalError("UCX communicator: bootstrap returned a wrong number of blobs");
+  }
+  peers_.resize(world_size_);
+  for (int r = 0; r < world_size_; ++r) {
+    peers_[r] = std::make_unique<PeerSlot>();
+    PeerSlot& slot = *peers_[r];
+    slot.engine = this;
+    slot.global_rank = r;
+    ucp_ep_params_t ep_params{};
+    ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                           UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                           UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    ep_params.address = reinterpret_cast<const ucp_address_t*>(blobs[r].data());
+    ep_params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep_params.err_handler.cb = &Engine::OnPeerError;
+    ep_params.err_handler.arg = &slot;
+    st = ucp_ep_create(worker_, &ep_params, &slot.ep);
+    if (st != UCS_OK) {
+      slot.ep = nullptr;
+      return UcsError(absl::StrCat("UCX communicator: endpoint to rank ", r), st);
+    }
+  }
+  progress_thread_ = std::thread([this] { ProgressThreadMain(); });
+  return absl::OkStatus();
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    stop_ = true;
+  }
+  queue_cv_.notify_all();
+  if (progress_thread_.joinable()) progress_thread_.join();
+  if (worker_ != nullptr) {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Flush-close every endpoint (so our last messages leave), bounded in time.
+    std::vector<void*> closing;
+    for (auto& slot : peers_) {
+      if (slot == nullptr || slot->ep == nullptr) continue;
+      ucp_request_param_t param{};
+      param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      param.flags = slot->failed ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+      ucs_status_ptr_t req = ucp_ep_close_nbx(slot->ep, &param);
+      if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing.push_back(req);
+      slot->ep = nullptr;
+    }
+    const Clock::time_point deadline = Clock::now() + kCloseGrace;
+    while (!closing.empty() && Clock::now() < deadline) {
+      ucp_worker_progress(worker_);
+      for (size_t i = 0; i < closing.size();) {
+        if (ucp_request_check_status(closing[i]) != UCS_INPROGRESS) {
+          ucp_request_free(closing[i]);
+          closing[i] = closing.back();
+          closing.pop_back();
+        } else {
+          ++i;
+        }
+      }
+    }
+    ucp_worker_destroy(worker_);
+    worker_ = nullptr;
+  }
+  if (context_ != nullptr) ucp_cleanup(context_);
+}
+
+void Engine::OnPeerError(void* arg, ucp_ep_h, ucs_status_t status) {
+  PeerSlot* slot = static_cast<PeerSlot*>(arg);
+  slot->engine->MarkPeerFailed(slot->global_rank, status);
+}
+
+void Engine::MarkPeerFailed(int global_rank, ucs_status_t status) {
+  PeerSlot& slot = *peers_[global_rank];
+  if (slot.failed) return;
+  slot.failed = true;
+  slot.failure = status;
+  slot.failed_at = Clock::now();
+  slot.close_pending = slot.ep != nullptr;
+  ++failed_peers_;
+  LOG_WARN("UCX: rank {} lost global rank {}: {}", world_rank_, global_rank,
+           ucs_status_string(status));
+}
+
+// ------------------------------------------------------------------------ comms
+
+std::shared_ptr<CommState> Engine::NewComm(uint32_t id, int rank, std::vector<int> global_ranks,
+                                           const CommOptions& options) {
+  auto comm = std::make_shared<CommState>();
+  comm->engine = this;
+  comm->id = id;
+  comm->rank = rank;
+  comm->size = static_cast<int>(global_ranks.size());
+  comm->global_ranks = std::move(global_ranks);
+  comm->options = options;
+  std::lock_guard<std::mutex> lock(mu_);
+  comms_.push_back(comm);
+  return comm;
+}
+
+void Engine::AbortComm(CommState* comm, const absl::Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (comm->failed.ok()) comm->failed = status;
+    const Clock::time_point now = Clock::now();
+    for (auto& op : comm->collectives) {
+      if (op->started && !op->draining) FailLocked(*op, status, now);
+    }
+    for (auto& op : comm->others) {
+      if (op->started && !op->draining) FailLocked(*op, status, now);
+    }
+  }
+  WakeProgressThread();
+}
+
+void Engine::CloseComm(CommState* comm) {
+  AbortComm(comm, absl::CancelledError(absl::StrCat(
+                      "UCX communicator ", comm->id, " was destroyed with the op pending")));
+  std::lock_guard<std::mutex> lock(mu_);
+  comm->closed = true;
+  Backoff backoff;
+  while (true) {
+    bool idle = comm->collectives.empty() && comm->others.empty();
+    if (idle) {
+      std::lock_guard<std::mutex> q(queue_mu_);
+      for (const auto& op : incoming_) idle &= op->comm.get() != comm;
+    }
+    if (idle) break;
+    backoff.Pause(ProgressLocked());
+  }
+  comms_.erase(std::remove_if(comms_.begin(), comms_.end(),
+                              [comm](const auto& c) { return c.get() == comm; }),
+               comms_.end());
+}
+
+uint32_t Engine::ProposeCommId() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_comm_id_;
+}
+
+void Engine::CommitCommId(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  next_comm_id_ = std::max(next_comm_id_, id + 1);
+}
+
+// --------------------------------------------------------------------- requests
+
+Req* Engine::PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t tag) {
+  Req& req = op.reqs.emplace_back();
+  req.op = &op;
+  req.peer = peer;
+  req.bytes = bytes;
+  PeerSlot& slot = *peers_[op.comm->global_ranks[peer]];
+  ++op.in_flight;
+  if (slot.ep == nullptr) {
+    CompleteReq(&req, slot.failed ? slot.failure : UCS_ERR_NOT_CONNECTED, 0);
+    return &req;
+  }
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = &SendCallback;
+  param.user_data = &req;
+  ucs_status_ptr_t r = ucp_tag_send_nbx(slot.ep, buf, bytes, tag, &param);
+  if (r == nullptr) {
+    CompleteReq(&req, UCS_OK, bytes);
+  } else if (UCS_PTR_IS_ERR(r)) {
+    CompleteReq(&req, UCS_PTR_STATUS(r), 0);
+  } else {
+    req.handle = r;
+  }
+  return &req;
+}
+
+Req* Engine::PostRecv(Op& op, void* buf, size_t bytes, int peer, ucp_tag_t tag) {
+  Req& req = op.reqs.emplace_back();
+  req.op = &op;
+  req.peer = peer;
+  req.bytes = bytes;
+  req.is_recv = true;
+  ++op.in_flight;
+  ucp_request_param_t param{};
+  // UCX 1.13 leaves recv_info unset when a receive completes at once, so ask for the
+  // callback always (it may run inside ucp_tag_recv_nbx): it reports the length.
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  param.cb.recv = &RecvCallback;
+  param.user_data = &req;
+  ucs_status_ptr_t r = ucp_tag_recv_nbx(worker_, buf, bytes, tag, ~ucp_tag_t{0}, &param);
+  if (UCS_PTR_IS_ERR(r)) {
+    CompleteReq(&req, UCS_PTR_STATUS(r), 0);
+  } else if (r != nullptr && !req.done) {
+    req.handle = r;
+  }
+  return &req;
+}
+
+// ---------------------------------------------------------------------- driving
+
+void Engine::Submit(std::shared_ptr<Op> op) {
+  active_ops_.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    incoming_.push_back(std::move(op));
+    incoming_count_.store(static_cast<int>(incoming_.size()), std::memory_order_release);
+  }
+  if (waiters_.load() == 0) queue_cv_.notify_one();
+}
+
+void Engine::WakeProgressThread() {
+  { std::lock_guard<std::mutex> lock(queue_mu_); }
+  queue_cv_.notify_one();
+}
+
+absl::Status Engine::Wait(Op& op) {
+  if (!op.done.load(std::memory_order_acquire)) {
+    waiters_.fetch_add(1);
+    Backoff backoff;
+    while (!op.done.load(std::memory_order_acquire)) {
+      bool progressed = false;
+      if (mu_.try_lock()) {
+        progressed = ProgressLocked();
+        mu_.unlock();
+      }
+      backoff.Pause(progressed);
+    }
+    if (waiters_.fetch_sub(1) == 1 && active_ops_.load() > 0) WakeProgressThread();
+  }
+  return op.status;
+}
+
+bool Engine::Poll(Op& op) {
+  if (op.done.load(std::memory_order_acquire)) return true;
+  if (mu_.try_lock()) {
+    ProgressLocked();
+    mu_.unlock();
+  }
+  return op.done.load(std::memory_order_acquire);
+}
+
+void Engine::ProgressThreadMain() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(queue_mu_);
+      queue_cv_.wait_for(lock, std::chrono::milliseconds(50), [this] {
+        return stop_ || (waiters_.load() == 0 && active_ops_.load() > 0);
+      });
+      if (stop_) return;
+    }
+    // Also runs every 50 ms while idle: UCX keepalive and error callbacks need progress.
+    Backoff backoff;
+    while (true) {
+      bool progressed;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        progressed = ProgressLocked();
+      }
+      if (waiters_.load() > 0 || active_ops_.load() == 0) break;
+      {
+        std::lock_guard<std::mutex> lock(queue_mu_);
+        if (stop_) return;
+      }
+      backoff.Pause(progressed);
+    }
+  }
+}
+
+bool Engine::ProgressLocked() {
+  bool progressed = false;
+  if (incoming_count_.load(std::memory_order_acquire) > 0) {
+    std::vector<std::shared_ptr<Op>> accepted;
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      accepted.swap(incoming_);
+      incoming_count_.store(0, std::memory_order_relaxed);
+    }
+    for (auto& op : accepted) AcceptLocked(std::move(op));
+    progressed = true;
+  }
+  for (int i = 0; i < 8 && ucp_worker_progress(worker_) != 0; ++i) progressed = true;
+  // Endpoints whose peers failed: force-close them (their requests complete with errors).
+  if (failed_peers_ > 0) {
+    for (auto& slot : peers_) {
+      if (!slot->close_pending) continue;
+      slot->close_pending = false;
+      ucp_request_param_t param{};
+      param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      ucs_status_ptr_t req = ucp_ep_close_nbx(slot->ep, &param);
+      if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
+      slot->ep = nullptr;
+      progressed = true;
+    }
+  }
+  const Clock::time_point now = Clock::now();
+  for (size_t c = 0; c < comms_.size(); ++c) {
+    CommState& comm = *comms_[c];
+    while (!comm.collectives.empty()) {
+      std::shared_ptr<Op> op = comm.collectives.front();
+      if (!AdvanceLocked(*op, now)) break;
+      comm.collectives.pop_front();
+      progressed = true;
+    }
+    for (size_t i = 0; i < comm.others.size();) {
+      if (AdvanceLocked(*comm.others[i], now)) {
+        comm.others[i] = std::move(comm.others.back());
+        comm.others.pop_back();
+        progressed = true;
+      } else {
+        ++i;
+      }
+    }
+  }
+  if (!zombies_.empty()) {
+    zombies_.erase(std::remove_if(zombies_.begin(), zombies_.end(),
+                                  [](const auto& op) { return op->in_flight == 0; }),
+                   zombies_.end());
+  }
+  return progressed;
+}
+
+void Engine::AcceptLocked(std::shared_ptr<Op> op) {
+  CommState& comm = *op->comm;
+  if (comm.closed) {
+    FinishLocked(*op, absl::CancelledError(absl::StrCat(
+                          op->name, ": communicator ", comm.id, " was already destroyed")));
+    return;
+  }
+  if (op->kind == OpKind::kCollective) {
+    comm.collectives.push_back(std::move(op));
+  } else {
+    comm.others.push_back(std::move(op));
+  }
+}
+
+std::string Engine::PeerName(const CommState& comm, int comm_rank) const {
+  return absl::StrCat("rank ", comm_rank, " (global rank ", comm.global_ranks[comm_rank], ")");
+}
+
+static std::string OpContext(const Op& op) {
+  return absl::StrCat("UCX comm ", op.comm->id, " rank ", op.comm->rank, "/", op.comm->size,
+                      ": ", op.name);
+}
+
+absl::Status Engine::CheckPeersLocked(Op& op, Clock::time_point now) {
+  if (failed_peers_ == 0) return absl::OkStatus();
+  const CommState& comm = *op.comm;
+  auto check = [&](int comm_rank) -> absl::Status {
+    const PeerSlot& slot = *peers_[comm.global_ranks[comm_rank]];
+    if (slot.failed && now - slot.failed_at >= kPeerFailureGrace) {
+      return absl::UnavailableError(absl::StrCat(OpContext(op), ": ", PeerName(comm, comm_rank),
+                                                 " failed (", ucs_status_string(slot.failure),
+                                                 "); the process died or became unreachable"));
+    }
+    return absl::OkStatus();
+  };
+  if (op.watched.empty()) {
+    for (int r = 0; r < comm.size; ++r) RETURN_IF_ERROR(check(r));
+  } else {
+    for (int r : op.watched) RETURN_IF_ERROR(check(r));
+  }
+  return absl::OkStatus();
+}
+
+static bool ReadyToResume(const Op& op) {
+  if (op.await_all) {
+    for (const Req& r : op.reqs) {
+      if (!r.done) return false;
+    }
+    return true;
+  }
+  for (const Req* r : op.awaiting) {
+    if (!r->done) return false;
+  }
+  return true;
+}
+
+bool Engine::AdvanceLocked(Op& op, Clock::time_point now) {
+  CommState& comm = *op.comm;
+  if (!op.started) {
+    if (!comm.failed.ok()) {
+      FinishLocked(op, absl::Status(comm.failed.code(),
+                                    absl::StrCat(OpContext(op), ": communicator failed earlier: ",
+                                                 comm.failed.message())));
+      return true;
+    }
+    op.started = true;
+    op.last_progress = now;
+    op.task.resume();
+  }
+  if (op.progressed) {
+    op.progressed = false;
+    op.last_progress = now;
+  }
+  if (op.draining) {
+    if (op.in_flight == 0) {
+      FinishLocked(op, op.status);
+      return true;
+    }
+    if (now < op.drain_deadline) return false;
+    if (!op.forced_close) {
+      // Requests still stuck after the grace: force-close their endpoints.
+      for (const Req& r : op.reqs) {
+        if (r.done) continue;
+        PeerSlot& slot = *peers_[comm.global_ranks[r.peer]];
+        if (slot.ep == nullptr) continue;
+        if (!slot.failed) MarkPeerFailed(slot.global_rank, UCS_ERR_TIMED_OUT);
+        slot.close_pending = false;
+        ucp_request_param_t param{};
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        ucs_status_ptr_t req = ucp_ep_close_nbx(slot.ep, &param);
+        if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
+        slot.ep = nullptr;
+      }
+      op.forced_close = true;
+      op.drain_deadline = now + kDrainGrace;
+      return false;
+    }
+    LOG_ERROR("{}: {} UCX requests never completed after the failure; abandoning them",
+              OpContext(op), op.in_flight);
+    // The abandoned requests may still write into the scratch: leak it on purpose.
+    (void)comm.scratch.release();
+    comm.scratch_bytes = 0;
+    FinishLocked(op, op.status);
+    return true;
+  }
+  if (op.failed_req == nullptr && comm.failed.ok()) {
+    while (!op.task.done() && ReadyToResume(op) && op.failed_req == nullptr) {
+      op.awaiting.clear();
+      op.await_all = false;
+      op.progressed = false;
+      op.last_progress = now;
+      op.task.resume();
+    }
+    if (op.task.done() && op.failed_req == nullptr) {
+      absl::Status result = op.task.result();
+      if (!result.ok()) {
+        FailLocked(op, result, now);
+        return AdvanceLocked(op, now);
+      }
+      COL_CHECK_MSG(op.in_flight == 0, "an op body returned with requests in flight");
+      FinishLocked(op, absl::OkStatus());
+      return true;
+    }
+  }
+  if (op.failed_req != nullptr) {
+    const Req& r = *op.failed_req;
+    std::string what;
+    if (r.status == UCS_ERR_MESSAGE_TRUNCATED) {
+      what = absl::StrCat("the message from ", PeerName(comm, r.peer), " is not the ", r.bytes,
+                          " bytes expected (got ", r.received,
+                          "; count or dtype differ between ranks?)");
+    } else {
+      what = absl::StrCat(r.is_recv ? "receive from " : "send to ", PeerName(comm, r.peer),
+                          " failed: ", ucs_status_string(r.status));
+      const PeerSlot& slot = *peers_[comm.global_ranks[r.peer]];
+      if (slot.failed) absl::StrAppend(&what, "; the peer failed (", ucs_status_string(slot.failure), ")");
+    }
+    FailLocked(op, absl::UnavailableError(absl::StrCat(OpContext(op), ": ", what)), now);
+    return AdvanceLocked(op, now);
+  }
+  if (!comm.failed.ok()) {
+    FailLocked(op, comm.failed, now);
+    return AdvanceLocked(op, now);
+  }
+  absl::Status peers = CheckPeersLocked(op, now);
+  if (!peers.ok()) {
+    FailLocked(op, peers, now);
+    return AdvanceLocked(op, now);
+  }
+  if (now - op.last_progress > comm.options.timeout) {
+    // Name the peer we are waiting for: a pending receive first, else a pending send.
+    const Req* blocker = nullptr;
+    for (const Req& r : op.reqs) {
+      if (!r.done && (blocker == nullptr || (r.is_recv && !blocker->is_recv))) blocker = &r;
+    }
+    std::string who = blocker != nullptr
+                          ? absl::StrCat(blocker->is_recv ? "a message from " : "delivery to ",
+                                         PeerName(comm, blocker->peer))
+                          : std::string("its peers");
+    FailLocked(op, absl::DeadlineExceededError(absl::StrCat(
+                       OpContext(op), ": no progress for ", comm.options.timeout.count(),
+                       " ms waiting for ", who,
+                       " (the peer is stuck, silent or dead, or did not issue the same op)")),
+               now);
+    return AdvanceLocked(op, now);
+  }
+  return false;
+}
+
+void Engine::FailLocked(Op& op, absl::Status status, Clock::time_point now) {
+  if (op.draining) return;
+  op.draining = true;
+  op.status = std::move(status);
+  op.drain_deadline = now + kDrainGrace;
+  if (op.comm->failed.ok()) op.comm->failed = op.status;
+  for (Req& r : op.reqs) {
+    if (!r.done && r.is_recv && r.handle != nullptr) ucp_request_cancel(worker_, r.handle);
+  }
+}
+
+void Engine::FinishLocked(Op& op, absl::Status status) {
+  op.status = std::move(status);
+  if (op.in_flight == 0) {
+    op.task.Reset();
+  } else {
+    // Keep the op (its requests point into it) until UCX lets go of them.
+    for (auto& c : op.comm->collectives) {
+      if (c.get() == &op) zombies_.push_back(c);
+    }
+    for (auto& c : op.comm->others) {
+      if (c.get() == &op) zombies_.push_back(c);
+    }
+  }
+  op.done.store(true, std::memory_order_release);
+  active_ops_.fetch_sub(1);
+}
+
+}  // namespace colossal::parallel::ucx

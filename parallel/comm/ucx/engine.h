@@ -1,0 +1,298 @@
+// Engine: one UCP context + worker + an endpoint per global rank, shared by a world
+// communicator and every communicator split from it, and the machinery that runs
+// operations on them. Owns UCX objects, the progress thread, peer-failure tracking and
+// the tag space; does not own the algorithms (algorithms.h) or the public API
+// (ucx_communicator.h).
+//
+// Execution model
+//   * An operation (Op) is a C++20 coroutine (OpTask) that posts tagged sends/receives
+//     and co_awaits their completion; it runs only on a "driver" thread holding the
+//     engine lock: the progress thread, or a thread blocked in Wait() (which drives
+//     progress itself rather than sleeping, so a waiting rank costs one thread, not two).
+//   * Collectives of one communicator run one at a time in issue order; point-to-point
+//     and control operations start as soon as they are issued.
+//   * A round of progress: accept new ops, ucp_worker_progress, then advance every
+//     active op whose awaited requests are done.
+//
+// Tags (64 bits): comm id (20) | sender's rank in the comm (16) | kind (2) | payload (26).
+//   collective payload: op sequence (10) | slot (16); p2p payload: the user's tag;
+//   control payload: Split agreement and the wire-up handshake.
+// Receives match all 64 bits, so communicators, senders and operations never mix;
+// messages with equal tags from one sender match in send order (UCX guarantee).
+//
+// Failure: endpoints use UCP_ERR_HANDLING_MODE_PEER and a keepalive interval of a quarter
+// of the timeout (≤ 1 s), so a killed peer is reported by UCX; an op fails when a peer it
+// needs has been reported failed, or when none of its requests completed for `timeout`
+// (the error names the peer it waits for). After a failure the op cancels its receives and
+// waits (briefly) for in-flight requests; a request still stuck then has its endpoint
+// force-closed, so Wait() returns within the timeout plus a small grace.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ucp/api/ucp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "parallel/comm/communicator.h"
+
+namespace colossal::parallel::ucx {
+
+using Clock = std::chrono::steady_clock;
+
+class Engine;
+class Op;
+struct CommState;
+
+// Tag layout (see the header comment).
+enum class TagKind : uint32_t { kCollective = 0, kPointToPoint = 1, kControl = 2 };
+inline constexpr int kMaxCommSize = 1 << 16;
+inline constexpr uint32_t kMaxCommId = (1u << 20) - 1;
+inline constexpr int64_t kMaxUserTag = (int64_t{1} << 26) - 1;
+inline constexpr uint32_t kWireupPayload = (1u << 26) - 1;
+
+constexpr ucp_tag_t MakeTag(uint32_t comm_id, int src, TagKind kind, uint32_t payload) {
+  return (ucp_tag_t{comm_id} << 44) | (ucp_tag_t(static_cast<uint32_t>(src)) << 28) |
+         (ucp_tag_t{static_cast<uint32_t>(kind)} << 26) | ucp_tag_t{payload & 0x3ffffffu};
+}
+
+// One tagged send or receive of an op. Lives in its op's `reqs` (stable addresses).
+struct Req {
+  Op* op = nullptr;
+  int peer = -1;            // rank in the op's communicator
+  bool is_recv = false;
+  bool done = false;
+  ucs_status_t status = UCS_OK;
+  size_t bytes = 0;         // posted size
+  size_t received = 0;      // receives: length of the matched message
+  void* handle = nullptr;   // the UCX request while in flight
+  ucp_tag_recv_info_t info{};
+};
+
+// The coroutine type of an op body. co_return the op's status.
+class OpTask {
+ public:
+  struct promise_type {
+    absl::Status result;
+    OpTask get_return_object() {
+      return OpTask(std::coroutine_handle<promise_type>::from_promise(*this));
+    }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    void return_value(absl::Status status) { result = std::move(status); }
+    void unhandled_exception() { result = absl::InternalError("exception in an op body"); }
+  };
+  OpTask() = default;
+  explicit OpTask(std::coroutine_handle<promise_type> h) : handle_(h) {}
+  OpTask(OpTask&& other) noexcept : handle_(other.handle_) { other.handle_ = {}; }
+  OpTask& operator=(OpTask&& other) noexcept {
+    Reset();
+    handle_ = other.handle_;
+    other.handle_ = {};
+    return *this;
+  }
+  ~OpTask() { Reset(); }
+  void Reset() {
+    if (handle_) handle_.destroy();
+    handle_ = {};
+  }
+  bool valid() const { return static_cast<bool>(handle_); }
+  bool done() const { return handle_.done(); }
+  void resume() { handle_.resume(); }
+  const absl::Status& result() const { return handle_.promise().result; }
+
+ private:
+  std::coroutine_handle<promise_type> handle_;
+};
+
+// Awaits every listed request (or every request of the op when the list is empty).
+class ReqAwaiter {
+ public:
+  ReqAwaiter(Op* op, std::vector<Req*> reqs) : op_(op), reqs_(std::move(reqs)) {}
+  bool await_ready() const;
+  void await_suspend(std::coroutine_handle<>) const;
+  void await_resume() const {}
+
+ private:
+  Op* op_;
+  std::vector<Req*> reqs_;
+};
+
+enum class OpKind { kCollective, kPointToPoint, kControl };
+
+// One operation. Created by the issuing thread, run by drivers under the engine lock,
+// completed (done) exactly once; Wait()/Done() read `done` and `status`.
+class Op {
+ public:
+  Op(std::shared_ptr<CommState> comm, OpKind kind, std::string name);
+  ~Op();
+
+  // --- For op bodies (driver thread, engine lock held). ---
+  int rank() const;
+  int size() const;
+  const CommOptions& options() const;
+  // Posts a send of `bytes` at `buf` to `peer` (rank in the comm). Collective ops tag it
+  // with (sequence, slot); point-to-point ops with `slot` as the user tag.
+  Req* Send(const void* buf, size_t bytes, int peer, uint32_t slot);
+  // Posts a receive of exactly `bytes` into `buf` from `peer`.
+  Req* Recv(void* buf, size_t bytes, int peer, uint32_t slot);
+  // (No braced lists inside co_await: GCC 12 miscompiles initializer_list temporaries
+  // that live across a suspension.)
+  ReqAwaiter Wait(Req* a) { return ReqAwaiter(this, std::vector<Req*>(1, a)); }
+  ReqAwaiter Wait(Req* a, Req* b) {
+    std::vector<Req*> reqs(2);
+    reqs[0] = a;
+    reqs[1] = b;
+    return ReqAwaiter(this, std::move(reqs));
+  }
+  ReqAwaiter WaitAll() { return ReqAwaiter(this, {}); }
+  // Communicator-owned scratch of at least `bytes` (64-byte aligned), reused by the
+  // communicator's collectives (which run one at a time).
+  char* Scratch(size_t bytes);
+
+  // --- Set by the issuer before Submit. ---
+  OpTask task;
+  std::vector<int> watched;  // comm ranks whose failure fails the op (empty: all members)
+  uint32_t seq = 0;          // collectives: sequence in the comm (mod 1024 in tags)
+
+  // --- Engine state (engine lock). ---
+  std::shared_ptr<CommState> comm;
+  const OpKind kind;
+  const std::string name;
+  std::deque<Req> reqs;
+  std::vector<Req*> awaiting;
+  bool await_all = false;
+  int in_flight = 0;
+  Req* failed_req = nullptr;
+  bool progressed = false;
+  bool started = false;
+  bool draining = false;
+  bool forced_close = false;
+  Clock::time_point last_progress;
+  Clock::time_point drain_deadline;
+
+  // --- Completion (any thread). ---
+  absl::Status status;  // written before `done` is set
+  std::atomic<bool> done{false};
+};
+
+// Engine-side state of one communicator.
+struct CommState {
+  Engine* engine = nullptr;
+  uint32_t id = 0;
+  int rank = 0;
+  int size = 0;
+  std::vector<int> global_ranks;  // by comm rank
+  CommOptions options;
+
+  // Issuing thread only.
+  uint32_t next_seq = 0;
+  std::map<std::vector<int>, uint32_t> split_counts;
+
+  // Engine lock.
+  std::deque<std::shared_ptr<Op>> collectives;   // front is the running one
+  std::vector<std::shared_ptr<Op>> others;       // point-to-point and control
+  absl::Status failed;                           // set once: every later op fails with it
+  bool closed = false;
+  std::unique_ptr<char, void (*)(void*)> scratch{nullptr, nullptr};
+  size_t scratch_bytes = 0;
+};
+
+class Engine {
+ public:
+  // Creates the UCP context and worker, exchanges worker addresses through `bootstrap`,
+  // creates an endpoint to every rank and runs a wire-up handshake between all pairs.
+  static absl::StatusOr<std::shared_ptr<Engine>> Create(Bootstrap& bootstrap,
+                                                        const CommOptions& options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  int world_rank() const { return world_rank_; }
+  int world_size() const { return world_size_; }
+
+  // The world communicator's state (id 1, members 0..size-1).
+  std::shared_ptr<CommState> NewComm(uint32_t id, int rank, std::vector<int> global_ranks,
+                                     const CommOptions& options);
+  // Fails every pending op of `comm` with CANCELLED, waits for them, unregisters it.
+  void CloseComm(CommState* comm);
+  // Fails pending and later ops of `comm` with `status`.
+  void AbortComm(CommState* comm, const absl::Status& status);
+
+  // Queues an op (any thread; the issuing thread for ops of one comm).
+  void Submit(std::shared_ptr<Op> op);
+  // Blocks until `op` is done, driving progress; returns its status.
+  absl::Status Wait(Op& op);
+  // One round of progress if no other thread is driving; whether `op` is done.
+  bool Poll(Op& op);
+
+  // The next communicator id this process would propose (engine lock not needed:
+  // issuing thread), and the record of an agreed one.
+  uint32_t ProposeCommId();
+  void CommitCommId(uint32_t id);
+
+  // --- For Op (engine lock held). ---
+  Req* PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t tag);
+  Req* PostRecv(Op& op, void* buf, size_t bytes, int peer, ucp_tag_t tag);
+
+ private:
+  struct PeerSlot {
+    Engine* engine = nullptr;
+    int global_rank = -1;
+    ucp_ep_h ep = nullptr;
+    bool failed = false;
+    bool close_pending = false;
+    ucs_status_t failure = UCS_OK;
+    Clock::time_point failed_at;
+  };
+
+  Engine() = default;
+  absl::Status Init(Bootstrap& bootstrap, const CommOptions& options);
+  absl::Status Wireup(const CommOptions& options);
+  static void OnPeerError(void* arg, ucp_ep_h ep, ucs_status_t status);
+  void MarkPeerFailed(int global_rank, ucs_status_t status);
+
+  bool ProgressLocked();
+  void AcceptLocked(std::shared_ptr<Op> op);
+  bool AdvanceLocked(Op& op, Clock::time_point now);  // true when the op finished
+  void FailLocked(Op& op, absl::Status status, Clock::time_point now);
+  void FinishLocked(Op& op, absl::Status status);
+  std::string PeerName(const CommState& comm, int comm_rank) const;
+  absl::Status CheckPeersLocked(Op& op, Clock::time_point now);
+  void ProgressThreadMain();
+  void WakeProgressThread();
+
+  int world_rank_ = 0;
+  int world_size_ = 0;
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  std::vector<std::unique_ptr<PeerSlot>> peers_;  // by global rank
+  int failed_peers_ = 0;
+
+  std::mutex mu_;  // the engine lock: UCX calls, comms_, op engine state
+  std::vector<std::shared_ptr<CommState>> comms_;
+  std::vector<std::shared_ptr<Op>> zombies_;  // failed ops whose requests never ended
+  uint32_t next_comm_id_ = 2;                // 1 is the world
+
+  std::mutex queue_mu_;  // incoming_, and the progress thread's sleep
+  std::condition_variable queue_cv_;
+  std::vector<std::shared_ptr<Op>> incoming_;
+  std::atomic<int> incoming_count_{0};
+  std::atomic<int> active_ops_{0};
+  std::atomic<int> waiters_{0};
+  bool stop_ = false;
+  std::thread progress_thread_;
+};
+
+}  // namespace colossal::parallel::ucx

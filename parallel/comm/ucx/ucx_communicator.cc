@@ -1,0 +1,295 @@
+// UcxCommunicator: argument checks, algorithm choice and Split over the engine.
+#include "parallel/comm/ucx/ucx_communicator.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "parallel/comm/ucx/algorithms.h"
+#include "parallel/comm/ucx/engine.h"
+#include "parallel/comm/ucx/reduce.h"
+#include "runtime/base/status_macros.h"
+
+namespace colossal::parallel {
+namespace {
+
+using ucx::Engine;
+using ucx::Op;
+using ucx::OpKind;
+
+class DoneWork : public Work {
+ public:
+  explicit DoneWork(absl::Status status) : status_(std::move(status)) {}
+  absl::Status Wait() override { return status_; }
+  bool Done() override { return true; }
+
+ private:
+  absl::Status status_;
+};
+
+class UcxWork : public Work {
+ public:
+  UcxWork(std::shared_ptr<Engine> engine, std::shared_ptr<Op> op)
+      : engine_(std::move(engine)), op_(std::move(op)) {}
+  absl::Status Wait() override { return engine_->Wait(*op_); }
+  bool Done() override { return engine_->Poll(*op_); }
+
+ private:
+  std::shared_ptr<Engine> engine_;
+  std::shared_ptr<Op> op_;
+};
+
+std::unique_ptr<Work> Invalid(std::string message) {
+  return std::make_unique<DoneWork>(absl::InvalidArgumentError(std::move(message)));
+}
+
+uint64_t HashRanks(const std::vector<int>& ranks) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (int r : ranks) {
+    for (int i = 0; i < 4; ++i) {
+      h ^= (static_cast<uint32_t>(r) >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  }
+  return h;
+}
+
+class UcxCommunicator : public Communicator {
+ public:
+  UcxCommunicator(std::shared_ptr<Engine> engine, std::shared_ptr<ucx::CommState> state)
+      : engine_(std::move(engine)), state_(std::move(state)) {}
+  ~UcxCommunicator() override { engine_->CloseComm(state_.get()); }
+
+  int rank() const override { return state_->rank; }
+  int size() const override { return state_->size; }
+  const std::vector<int>& global_ranks() const override { return state_->global_ranks; }
+
+  std::unique_ptr<Work> AllReduce(void* buf, int64_t count, DType dtype) override {
+    if (auto bad = CheckReduce("AllReduce", buf, buf, count, dtype)) return bad;
+    const int64_t bytes = count * kernels::DTypeSize(dtype);
+    const bool small = bytes < state_->options.small_bytes || count < size();
+    auto op = NewCollective(absl::StrCat("AllReduce(count=", count, ", ",
+                                         std::string(kernels::DTypeName(dtype)), ", ",
+                                         small ? "recursive doubling" : "ring", ")"));
+    char* data = static_cast<char*>(buf);
+    op->task = small ? ucx::RecursiveDoublingAllReduce(*op, data, count, dtype)
+                     : ucx::RingAllReduce(*op, data, count, dtype);
+    return Submit(std::move(op));
+  }
+
+  std::unique_ptr<Work> ReduceScatter(const void* send, void* recv, int64_t count,
+                                      DType dtype) override {
+    if (auto bad = CheckReduce("ReduceScatter", send, recv, count, dtype)) return bad;
+    auto op = NewCollective(absl::StrCat("ReduceScatter(count=", count, ", ",
+                                         std::string(kernels::DTypeName(dtype)), ")"));
+    op->task = ucx::RingReduceScatter(*op, static_cast<const char*>(send),
+                                      static_cast<char*>(recv), count, dtype);
+    return Submit(std::move(op));
+  }
+
+  std::unique_ptr<Work> AllGather(const void* send, void* recv, int64_t count,
+                                  DType dtype) override {
+    if (auto bad = CheckBuffers("AllGather", send, recv, count)) return bad;
+    auto op = NewCollective(absl::StrCat("AllGather(count=", count, ", ",
+                                         std::string(kernels::DTypeName(dtype)), ")"));
+    op->task = ucx::RingAllGather(*op, static_cast<const char*>(send), static_cast<char*>(recv),
+                                  count * kernels::DTypeSize(dtype));
+    return Submit(std::move(op));
+  }
+
+  std::unique_ptr<Work> Broadcast(void* buf, int64_t count, DType dtype, int root) override {
+    if (auto bad = CheckBuffers("Broadcast", buf, buf, count)) return bad;
+    if (root < 0 || root >= size()) {
+      return Invalid(absl::StrCat("Broadcast: root ", root, " is not a rank of a communicator of ",
+                                  size()));
+    }
+    const int64_t bytes = count * kernels::DTypeSize(dtype);
+    const bool small = bytes < state_->options.small_bytes;
+    auto op = NewCollective(absl::StrCat("Broadcast(count=", count, ", ",
+                                         std::string(kernels::DTypeName(dtype)), ", root=", root,
+                                         ")"));
+    char* data = static_cast<char*>(buf);
+    op->task = small ? ucx::TreeBroadcast(*op, data, bytes, root)
+                     : ucx::ChainBroadcast(*op, data, bytes, root);
+    return Submit(std::move(op));
+  }
+
+  std::unique_ptr<Work> AllToAll(const void* send, void* recv, int64_t count,
+                                 DType dtype) override {
+    if (auto bad = CheckBuffers("AllToAll", send, recv, count)) return bad;
+    auto op = NewCollective(absl::StrCat("AllToAll(count=", count, ", ",
+                                         std::string(kernels::DTypeName(dtype)), ")"));
+    op->task = ucx::PairwiseAllToAll(*op, static_cast<const char*>(send),
+                                     static_cast<char*>(recv), count * kernels::DTypeSize(dtype));
+    return Submit(std::move(op));
+  }
+
+  std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) override {
+    if (auto bad = CheckPointToPoint("Send", buf, bytes, peer, tag)) return bad;
+    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint,
+                                   absl::StrCat("Send(", bytes, " bytes to rank ", peer,
+                                                ", tag ", tag, ")"));
+    op->watched = {peer};
+    op->task = ucx::PointToPointSend(*op, static_cast<const char*>(buf), bytes, peer,
+                                     static_cast<uint32_t>(tag));
+    return Submit(std::move(op));
+  }
+
+  std::unique_ptr<Work> Recv(void* buf, int64_t bytes, int peer, int tag) override {
+    if (auto bad = CheckPointToPoint("Recv", buf, bytes, peer, tag)) return bad;
+    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint,
+                                   absl::StrCat("Recv(", bytes, " bytes from rank ", peer,
+                                                ", tag ", tag, ")"));
+    op->watched = {peer};
+    op->task = ucx::PointToPointRecv(*op, static_cast<char*>(buf), bytes, peer,
+                                     static_cast<uint32_t>(tag));
+    return Submit(std::move(op));
+  }
+
+  std::unique_ptr<Work> Barrier() override {
+    auto op = NewCollective("Barrier");
+    op->task = ucx::DisseminationBarrier(*op);
+    return Submit(std::move(op));
+  }
+
+  absl::StatusOr<std::unique_ptr<Communicator>> Split(const std::vector<int>& ranks) override {
+    bool member = false;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      if (ranks[i] < 0 || ranks[i] >= size() || (i > 0 && ranks[i] <= ranks[i - 1])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "Split: ranks must be ascending, distinct and in [0, ", size(), "); got [",
+            absl::StrJoin(ranks, ", "), "]"));
+      }
+      member |= ranks[i] == rank();
+    }
+    if (!member) {
+      return absl::InvalidArgumentError(absl::StrCat("Split: rank ", rank(),
+                                                     " called Split but is not in [",
+                                                     absl::StrJoin(ranks, ", "), "]"));
+    }
+    // Agree on an id above every id any member uses: each proposes its next free id.
+    const uint64_t hash = HashRanks(ranks);
+    const uint32_t count = state_->split_counts[ranks]++;
+    const uint32_t payload = static_cast<uint32_t>(((hash >> 32) % 0xffff) << 10) | (count & 0x3ff);
+    const uint64_t proposal = engine_->ProposeCommId();
+    const uint64_t value = (proposal << 32) | (hash & 0xffffffffu);
+    std::vector<uint64_t> values;
+    auto op = std::make_shared<Op>(
+        state_, OpKind::kControl,
+        absl::StrCat("Split([", absl::StrJoin(ranks, ", "), "])"));
+    op->watched = ranks;
+    op->task = ucx::ExchangeValues(*op, ranks, payload, value, &values);
+    engine_->Submit(op);
+    RETURN_IF_ERROR(engine_->Wait(*op));
+    uint64_t id = 0;
+    for (size_t i = 0; i < values.size(); ++i) {
+      if ((values[i] & 0xffffffffu) != (hash & 0xffffffffu)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "Split([", absl::StrJoin(ranks, ", "), "]): rank ", ranks[i],
+            " called Split with a different rank list"));
+      }
+      id = std::max(id, values[i] >> 32);
+    }
+    if (id > ucx::kMaxCommId) {
+      return absl::ResourceExhaustedError("Split: communicator ids exhausted");
+    }
+    engine_->CommitCommId(static_cast<uint32_t>(id));
+    std::vector<int> globals;
+    int new_rank = 0;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      globals.push_back(state_->global_ranks[ranks[i]]);
+      if (ranks[i] == rank()) new_rank = static_cast<int>(i);
+    }
+    auto child = engine_->NewComm(static_cast<uint32_t>(id), new_rank, std::move(globals),
+                                  state_->options);
+    return std::unique_ptr<Communicator>(new UcxCommunicator(engine_, std::move(child)));
+  }
+
+  void Abort(const absl::Status& status) override {
+    engine_->AbortComm(state_.get(),
+                       status.ok() ? absl::AbortedError("Abort() with an OK status") : status);
+  }
+
+  // The wire-up handshake: every pair of ranks exchanges a message, so every endpoint is
+  // connected (and watched by UCX's keepalive) before the first collective.
+  absl::Status Wireup() {
+    std::vector<int> all(size());
+    for (int r = 0; r < size(); ++r) all[r] = r;
+    std::vector<uint64_t> values;
+    auto op = std::make_shared<Op>(state_, OpKind::kControl, "wire-up");
+    op->task = ucx::ExchangeValues(*op, all, ucx::kWireupPayload, 0, &values);
+    engine_->Submit(op);
+    return engine_->Wait(*op);
+  }
+
+ private:
+  std::shared_ptr<Op> NewCollective(std::string name) {
+    const uint32_t seq = state_->next_seq++;
+    auto op = std::make_shared<Op>(state_, OpKind::kCollective,
+                                   absl::StrCat(name, " #", seq));
+    op->seq = seq;
+    return op;
+  }
+
+  std::unique_ptr<Work> Submit(std::shared_ptr<Op> op) {
+    engine_->Submit(op);
+    return std::make_unique<UcxWork>(engine_, std::move(op));
+  }
+
+  std::unique_ptr<Work> CheckBuffers(const char* what, const void* send, const void* recv,
+                                     int64_t count) {
+    if (count < 0) return Invalid(absl::StrCat(what, ": negative count ", count));
+    if (count > 0 && (send == nullptr || recv == nullptr)) {
+      return Invalid(absl::StrCat(what, ": null buffer for ", count, " elements"));
+    }
+    return nullptr;
+  }
+
+  std::unique_ptr<Work> CheckReduce(const char* what, const void* send, const void* recv,
+                                    int64_t count, DType dtype) {
+    if (auto bad = CheckBuffers(what, send, recv, count)) return bad;
+    if (!ucx::IsSummable(dtype)) {
+      return Invalid(absl::StrCat(what, " sums f32 or bf16 elements, not ",
+                                  std::string(kernels::DTypeName(dtype))));
+    }
+    return nullptr;
+  }
+
+  std::unique_ptr<Work> CheckPointToPoint(const char* what, const void* buf, int64_t bytes,
+                                          int peer, int tag) {
+    if (auto bad = CheckBuffers(what, buf, buf, bytes)) return bad;
+    if (peer < 0 || peer >= size()) {
+      return Invalid(absl::StrCat(what, ": peer ", peer, " is not a rank of a communicator of ",
+                                  size()));
+    }
+    if (tag < 0 || tag > ucx::kMaxUserTag) {
+      return Invalid(absl::StrCat(what, ": tag ", tag, " is outside [0, ", ucx::kMaxUserTag,
+                                  "]"));
+    }
+    return nullptr;
+  }
+
+  std::shared_ptr<Engine> engine_;
+  std::shared_ptr<ucx::CommState> state_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateUcxCommunicator(Bootstrap& bootstrap,
+                                                                    const CommOptions& options) {
+  if (options.timeout.count() <= 0 || options.chunk_bytes <= 0 || options.small_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "UCX communicator: options need timeout > 0 and chunk_bytes > 0 (got timeout ",
+        options.timeout.count(), " ms, chunk_bytes ", options.chunk_bytes, ", small_bytes ",
+        options.small_bytes, ")"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, Engine::Create(bootstrap, options));
+  std::vector<int> world(engine->world_size());
+  for (int r = 0; r < engine->world_size(); ++r) world[r] = r;
+  auto state = engine->NewComm(1, engine->world_rank(), std::move(world), options);
+  auto comm = std::make_unique<UcxCommunicator>(engine, std::move(state));
+  RETURN_IF_ERROR(comm->Wireup());
+  return std::unique_ptr<Communicator>(std::move(comm));
+}
+
+}  // namespace colossal::parallel

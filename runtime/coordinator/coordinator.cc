@@ -103,6 +103,9 @@ absl::Status Coordinator::Init() {
   int port = 0;
   builder.AddListeningPort(o.listen, credentials, &port);
   builder.SetMaxReceiveMessageSize(64 << 20);
+  // gRPC binds with SO_REUSEPORT by default: a second coordinator on a taken port would
+  // silently share its traffic. Fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (auto& service : services_) builder.RegisterService(service.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {

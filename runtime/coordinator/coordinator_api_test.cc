@@ -238,5 +238,27 @@ TEST_CASE("20 concurrent real jobs are each stored, placed, run and finished onc
   CHECK(listed.jobs_size() == 0);
 }
 
+TEST_CASE("Start refuses bad options, a taken port and a listener beyond loopback without security") {
+  CoordinatorOptions options = TestOptions("coord_start");
+  CoordinatorOptions no_dir = options;
+  no_dir.state_dir.clear();
+  CHECK(absl::IsInvalidArgument(Coordinator::Start(no_dir).status()));
+  CoordinatorOptions lease = options;
+  lease.lease_ms = lease.heartbeat_ms;
+  CHECK(absl::IsInvalidArgument(Coordinator::Start(lease).status()));
+  CoordinatorOptions open = options;
+  open.listen = "0.0.0.0:0";
+  absl::StatusOr<std::unique_ptr<Coordinator>> refused = Coordinator::Start(open);
+  CHECK(absl::IsFailedPrecondition(refused.status()));
+  CHECK(std::string(refused.status().message()).find("--token-file") != std::string::npos);
+
+  auto first = Coordinator::Start(options).value();
+  CoordinatorOptions same_port = TestOptions("coord_start_2");
+  same_port.listen = first->address();
+  absl::StatusOr<std::unique_ptr<Coordinator>> taken = Coordinator::Start(same_port);
+  CHECK(absl::IsUnavailable(taken.status()));
+  CHECK(std::string(taken.status().message()) == "cannot listen on " + first->address() + " (address in use?)");
+}
+
 }  // namespace
 }  // namespace colossal::coordinator

@@ -311,6 +311,64 @@ TEST_CASE("Rendezvous.Join returns every rank's endpoint once all joined; deadli
   CHECK(join(lonely, 1, 1, 2, "ep", std::chrono::seconds(5), &unused).error_code() == grpc::StatusCode::ABORTED);
 }
 
+TEST_CASE("Shutdown ends open streams and joins at once; one coordinator per state dir") {
+  CoordinatorOptions options = TestOptions("coord_shutdown");
+  auto coordinator = Coordinator::Start(options).value();
+  absl::StatusOr<std::unique_ptr<Coordinator>> second = Coordinator::Start(options);
+  CHECK(absl::IsFailedPrecondition(second.status()));
+  CHECK(std::string(second.status().message()).find("is in use by another coordinator") != std::string::npos);
+
+  Client client(coordinator->address());
+  FakeDaemon node(&client, "node-a", 2);
+  REQUIRE(node.Register().ok());
+  const std::string id = client.Submit(JobYaml("open", 1, 2))->job_id();
+
+  grpc::Status watch_status, logs_status, join_status;
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    v1::WatchJobRequest request;
+    request.set_job_id(id);
+    auto context = client.Context(std::chrono::seconds(30));
+    auto reader = client.jobs().WatchJob(context.get(), request);
+    v1::JobEvent event;
+    while (reader->Read(&event)) {
+    }
+    watch_status = reader->Finish();
+  });
+  threads.emplace_back([&] {
+    v1::StreamLogsRequest request;
+    request.set_job_id(id);
+    request.set_rank(-1);
+    request.set_follow(true);
+    auto context = client.Context(std::chrono::seconds(30));
+    auto reader = client.jobs().StreamLogs(context.get(), request);
+    v1::LogChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    logs_status = reader->Finish();
+  });
+  threads.emplace_back([&] {
+    v1::JoinRequest request;
+    request.set_job_id(id);
+    request.set_attempt(1);
+    request.set_world_size(2);
+    v1::JoinResponse response;
+    join_status = client.rendezvous().Join(client.Context(std::chrono::seconds(30)).get(), request, &response);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto begin = std::chrono::steady_clock::now();
+  coordinator->Shutdown();
+  CHECK(std::chrono::steady_clock::now() - begin < std::chrono::milliseconds(1500));
+  for (std::thread& t : threads) t.join();
+  CHECK(watch_status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(logs_status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(join_status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  coordinator->Wait();  // returns: Shutdown has finished
+
+  // The state dir is free again.
+  CHECK(Coordinator::Start(options).ok());
+}
+
 TEST_CASE("ListNodes reports each node's slots, use, devices and liveness") {
   auto coordinator = Coordinator::Start(TestOptions("coord_nodes")).value();
   Client client(coordinator->address());

@@ -242,6 +242,56 @@ TEST_CASE("log chunks are stored once per offset and streamed, with follow until
   CHECK(followed == std::map<int, std::string>{{0, "hello world\nmore\n"}, {1, "r1\nbye\n"}});
 }
 
+TEST_CASE("a rank that stops being reported is lost, unless its log is still shipping") {
+  auto coordinator = Coordinator::Start(TestOptions("coord_vanish")).value();
+  Client client(coordinator->address());
+  FakeDaemon node(&client, "node-a", 2);
+  REQUIRE(node.Register().ok());
+  const std::string id = client.Submit(JobYaml("vanish", 1, 2, /*max_restarts=*/0))->job_id();
+  for (const v1::Assignment& a : node.AwaitStarts(2)) node.Run(a);
+  REQUIRE(node.Heartbeat().ok());
+  REQUIRE(StateOf(client, id) == v1::RUNNING);
+
+  // Rank 1 ended; its daemon ships a long log before it reports the exit.
+  node.running.pop_back();
+  for (int i = 0; i < 6; ++i) {
+    node.logs = {Chunk(id, 1, 1, 100 * i, std::string(100, 'x'))};
+    REQUIRE(node.Heartbeat().ok());
+  }
+  CHECK(client.Get(id)->ranks(1).state() == "running");
+  node.Exit(id, 1, 1, 0);
+  REQUIRE(node.Heartbeat().ok());
+  CHECK(client.Get(id)->ranks(1).state() == "exited(0)");
+
+  // Rank 0 disappears without a trace (its daemon lost it).
+  node.running.clear();
+  for (int i = 0; i < 2; ++i) REQUIRE(node.Heartbeat().ok());
+  CHECK(StateOf(client, id) == v1::RUNNING);
+  REQUIRE(node.Heartbeat().ok());  // the third heartbeat without it
+  v1::Job job = client.Get(id).value();
+  CHECK(job.state() == v1::FAILED);
+  CHECK(job.ranks(0).state() == "lost");
+  CHECK(job.message() ==
+        "rank 0 vanished from node node-a (its daemon stopped reporting it); no restarts left "
+        "(train.max_restarts: 0)");
+}
+
+TEST_CASE("an assignment its daemon never mentions is delivered again after 10 heartbeats") {
+  auto coordinator = Coordinator::Start(TestOptions("coord_resend")).value();
+  Client client(coordinator->address());
+  FakeDaemon node(&client, "node-a", 1);
+  REQUIRE(node.Register().ok());
+  const std::string id = client.Submit(JobYaml("resend", 1, 1))->job_id();
+  std::vector<v1::Assignment> first = node.AwaitStarts();
+  REQUIRE(first.size() == 1);
+  for (int i = 0; i < 9; ++i) REQUIRE(node.Heartbeat().ok());
+  CHECK(node.starts.empty());
+  REQUIRE(node.Heartbeat().ok());
+  REQUIRE(node.starts.size() == 1);
+  CHECK(node.starts[0].SerializeAsString() == first[0].SerializeAsString());
+  CHECK(StateOf(client, id) == v1::SCHEDULED);
+}
+
 TEST_CASE("Rendezvous.Join returns every rank's endpoint once all joined; deadlines and aborts") {
   auto coordinator = Coordinator::Start(TestOptions("coord_rendezvous")).value();
   Client client(coordinator->address());

@@ -11,11 +11,12 @@
 //
 // Rank life in an attempt: "assigned" (queued for its node's next heartbeat answer,
 // then delivered) → "running" (its daemon reports the process) → done: "exited(C)",
-// "killed(S)", "lost" (its node's lease ran out, or the daemon stopped reporting it
-// for kVanishHeartbeats answers), "stopped" (never delivered before the attempt ended).
-// A delivered assignment that its daemon has mentioned in none of kResendHeartbeats
-// heartbeats is delivered again; daemons treat a repeated (job, attempt, rank) as the
-// worker they already run.
+// "killed(S)", "lost" (its node's lease ran out, or its daemon stopped mentioning it for
+// kVanishHeartbeats heartbeats), "stopped" (never delivered before the attempt ended).
+// A heartbeat mentions a rank by listing it running, by its exit, or by bytes of its log
+// (a daemon holds an exit back until the rank's log is shipped). A delivered assignment
+// that its daemon has mentioned in none of kResendHeartbeats heartbeats is delivered
+// again; daemons ignore a repeated (job, attempt, rank).
 #pragma once
 
 #include <cstdint>

@@ -121,6 +121,9 @@ v1::HeartbeatResponse Scheduler::Heartbeat(const v1::HeartbeatRequest& request) 
       std::set<WorkerKey> mentioned;
       for (const v1::RunningWorker& w : request.running()) mentioned.insert({w.job_id(), w.attempt(), w.rank()});
       for (const v1::WorkerExit& e : request.exits()) mentioned.insert({e.job_id(), e.attempt(), e.rank()});
+      // A daemon holds an exit back until the rank's log is shipped; meanwhile the rank
+      // shows only through its log bytes.
+      for (const v1::LogChunk& c : request.logs()) mentioned.insert({c.job_id(), c.attempt(), c.rank()});
       ProcessMissing(*node, mentioned);
     }
     Schedule();

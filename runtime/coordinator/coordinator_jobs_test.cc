@@ -18,11 +18,6 @@ using testing::JobYaml;
 using testing::TestOptions;
 using testing::WaitFor;
 
-v1::JobState StateOf(Client& client, const std::string& job_id) {
-  absl::StatusOr<v1::Job> job = client.Get(job_id);
-  return job.ok() ? job->state() : v1::JOB_STATE_UNSPECIFIED;
-}
-
 // Reads a WatchJob stream to its end on a thread of its own.
 class Watcher {
  public:
@@ -170,7 +165,7 @@ TEST_CASE("a failed rank restarts the job: StopAttempt, then attempt 2 once ever
   const std::string id = client.Submit(JobYaml("restart", 1, 2, /*max_restarts=*/3))->job_id();
   for (const v1::Assignment& a : node.AwaitStarts(2)) node.Run(a);
   REQUIRE(node.Heartbeat().ok());
-  REQUIRE(StateOf(client, id) == v1::RUNNING);
+  REQUIRE(client.State(id) == v1::RUNNING);
 
   node.Exit(id, 1, 1, /*exit_code=*/1, 0, "Traceback: boom");
   std::vector<v1::StopAttempt> stops = node.AwaitStops();
@@ -186,7 +181,7 @@ TEST_CASE("a failed rank restarts the job: StopAttempt, then attempt 2 once ever
   // Rank 0 still runs: no new attempt yet.
   REQUIRE(node.Heartbeat().ok());
   CHECK(node.starts.empty());
-  CHECK(StateOf(client, id) == v1::RESTARTING);
+  CHECK(client.State(id) == v1::RESTARTING);
 
   node.Exit(id, 1, 0, 0, /*signal=*/15);
   std::vector<v1::Assignment> starts = node.AwaitStarts(2);
@@ -205,7 +200,7 @@ TEST_CASE("a failed rank restarts the job: StopAttempt, then attempt 2 once ever
 
   for (const v1::Assignment& a : starts) node.Run(a);
   REQUIRE(node.Heartbeat().ok());
-  CHECK(StateOf(client, id) == v1::RUNNING);
+  CHECK(client.State(id) == v1::RUNNING);
   node.Exit(id, 2, 0, 0);
   node.Exit(id, 2, 1, 0);
   REQUIRE(node.Heartbeat().ok());
@@ -336,9 +331,9 @@ TEST_CASE("cancel stops a job's ranks; finished and unknown jobs are refused") {
   // A queued job is cancelled at once: nothing was started.
   const std::string big = client.Submit(JobYaml("big", 1, 2))->job_id();
   const std::string queued = client.Submit(JobYaml("queued", 1, 2))->job_id();
-  CHECK(StateOf(client, queued) == v1::PENDING);
+  CHECK(client.State(queued) == v1::PENDING);
   CHECK(client.Cancel(queued)->state() == v1::CANCELLED);
-  CHECK(StateOf(client, big) == v1::SCHEDULED);
+  CHECK(client.State(big) == v1::SCHEDULED);
 }
 
 TEST_CASE("a job that can never fit is RESOURCE_EXHAUSTED; without nodes it queues") {
@@ -351,7 +346,7 @@ TEST_CASE("a job that can never fit is RESOURCE_EXHAUSTED; without nodes it queu
 
   FakeDaemon a(&client, "node-a", 2);
   REQUIRE(a.Register().ok());
-  CHECK(StateOf(client, early->job_id()) == v1::PENDING);  // needs a second node
+  CHECK(client.State(early->job_id()) == v1::PENDING);  // needs a second node
 
   absl::StatusOr<v1::SubmitJobResponse> two_nodes = client.Submit(JobYaml("two", 2, 1));
   CHECK(absl::IsResourceExhausted(two_nodes.status()));
@@ -385,21 +380,21 @@ TEST_CASE("jobs queue in FIFO order while slots are short") {
   const std::string first = client.Submit(JobYaml("first", 1, 1))->job_id();
   const std::string second = client.Submit(JobYaml("second", 1, 2))->job_id();
   const std::string third = client.Submit(JobYaml("third", 1, 1))->job_id();
-  CHECK(StateOf(client, first) == v1::SCHEDULED);
+  CHECK(client.State(first) == v1::SCHEDULED);
   v1::Job waiting = client.Get(second).value();
   CHECK(waiting.state() == v1::PENDING);
   CHECK(waiting.message() ==
         "waiting for capacity: needs 1 node with 2 free slots; 0 of 1 live node has them");
-  CHECK(StateOf(client, third) == v1::PENDING);  // one slot is free, but second came first
+  CHECK(client.State(third) == v1::PENDING);  // one slot is free, but second came first
 
   node.Run(node.AwaitStarts()[0]);
   node.Exit(first, 1, 0, 0);
   std::vector<v1::Assignment> starts = node.AwaitStarts(2);
   REQUIRE(starts.size() == 2);
   CHECK(starts[0].job_id() == second);
-  CHECK(StateOf(client, first) == v1::SUCCEEDED);
-  CHECK(StateOf(client, second) == v1::SCHEDULED);
-  CHECK(StateOf(client, third) == v1::PENDING);
+  CHECK(client.State(first) == v1::SUCCEEDED);
+  CHECK(client.State(second) == v1::SCHEDULED);
+  CHECK(client.State(third) == v1::PENDING);
 
   for (const v1::Assignment& a : starts) node.Run(a);
   REQUIRE(node.Heartbeat().ok());

@@ -20,11 +20,6 @@ using testing::JobYaml;
 using testing::TestOptions;
 using testing::WaitFor;
 
-v1::JobState StateOf(Client& client, const std::string& job_id) {
-  absl::StatusOr<v1::Job> job = client.Get(job_id);
-  return job.ok() ? job->state() : v1::JOB_STATE_UNSPECIFIED;
-}
-
 v1::LogChunk Chunk(const std::string& job_id, int attempt, int rank, int64_t offset,
                    const std::string& data) {
   v1::LogChunk chunk;
@@ -57,7 +52,7 @@ TEST_CASE("a node that stops heartbeating is lost and its job restarts on anothe
   REQUIRE(first.size() == 1);
   a.Run(first[0]);
   REQUIRE(a.Heartbeat().ok());
-  REQUIRE(StateOf(client, id) == v1::RUNNING);
+  REQUIRE(client.State(id) == v1::RUNNING);
 
   // node-a goes silent; node-b keeps heartbeating and gets attempt 2.
   std::vector<v1::Assignment> second = b.AwaitStarts(1, std::chrono::seconds(5));
@@ -99,14 +94,14 @@ TEST_CASE("a restarted coordinator keeps every job and re-attaches a node's work
     node.Run(node.AwaitStarts()[0]);
     node.Exit(done, 1, 0, 0);
     REQUIRE(node.Heartbeat().ok());
-    REQUIRE(StateOf(client, done) == v1::SUCCEEDED);
+    REQUIRE(client.State(done) == v1::SUCCEEDED);
 
     running = client.Submit(JobYaml("running", 1, 2))->job_id();
     for (const v1::Assignment& a : node.AwaitStarts(2)) node.Run(a, 7000 + a.rank());
     REQUIRE(node.Heartbeat().ok());
     REQUIRE(client.Step(running, 1, 0, 7, 1.5).ok());
     queued = client.Submit(JobYaml("queued", 1, 1))->job_id();
-    REQUIRE(StateOf(client, queued) == v1::PENDING);
+    REQUIRE(client.State(queued) == v1::PENDING);
     coordinator->Shutdown();
     CHECK_FALSE(client.Get(done).ok());
     // Second Shutdown (and the destructor's) is harmless.
@@ -116,7 +111,7 @@ TEST_CASE("a restarted coordinator keeps every job and re-attaches a node's work
   // The node keeps its workers through the outage and comes back to a new coordinator.
   auto coordinator = Coordinator::Start(options).value();
   Client client(coordinator->address());
-  CHECK(StateOf(client, done) == v1::SUCCEEDED);
+  CHECK(client.State(done) == v1::SUCCEEDED);
   v1::Job job = client.Get(running).value();
   CHECK(job.state() == v1::RUNNING);
   CHECK(job.attempt() == 1);
@@ -125,7 +120,7 @@ TEST_CASE("a restarted coordinator keeps every job and re-attaches a node's work
   REQUIRE(job.ranks_size() == 2);
   CHECK(job.ranks(1).pid() == 7001);
   CHECK(job.ranks(1).state() == "running");
-  CHECK(StateOf(client, queued) == v1::PENDING);
+  CHECK(client.State(queued) == v1::PENDING);
 
   FakeDaemon node(&client, "node-a", 2);
   for (int r = 0; r < 2; ++r) {
@@ -142,12 +137,12 @@ TEST_CASE("a restarted coordinator keeps every job and re-attaches a node's work
   for (int i = 0; i < 5; ++i) REQUIRE(node.Heartbeat().ok());
   CHECK(node.starts.empty());  // nothing restarted: the workers were re-attached
   CHECK(node.stops.empty());
-  CHECK(StateOf(client, running) == v1::RUNNING);
+  CHECK(client.State(running) == v1::RUNNING);
 
   node.Exit(running, 1, 0, 0);
   node.Exit(running, 1, 1, 0);
   std::vector<v1::Assignment> starts = node.AwaitStarts();
-  CHECK(StateOf(client, running) == v1::SUCCEEDED);
+  CHECK(client.State(running) == v1::SUCCEEDED);
   REQUIRE(starts.size() == 1);
   CHECK(starts[0].job_id() == queued);
   CHECK(client.Submit(JobYaml("after", 1, 1))->job_id() == "j-000004");
@@ -164,12 +159,12 @@ TEST_CASE("after a coordinator restart, a node that does not come back within th
     id = client.Submit(JobYaml("orphan", 1, 1, /*max_restarts=*/0))->job_id();
     node.Run(node.AwaitStarts()[0]);
     REQUIRE(node.Heartbeat().ok());
-    REQUIRE(StateOf(client, id) == v1::RUNNING);
+    REQUIRE(client.State(id) == v1::RUNNING);
   }
   options.lease_ms = 300;
   auto coordinator = Coordinator::Start(options).value();
   Client client(coordinator->address());
-  REQUIRE(WaitFor([&] { return StateOf(client, id) == v1::FAILED; }, std::chrono::seconds(5)));
+  REQUIRE(WaitFor([&] { return client.State(id) == v1::FAILED; }, std::chrono::seconds(5)));
   v1::Job job = client.Get(id).value();
   CHECK(job.message().rfind("node node-a was lost (no heartbeat for ", 0) == 0);
   CHECK(job.ranks(0).state() == "lost");
@@ -235,7 +230,7 @@ TEST_CASE("log chunks are stored once per offset and streamed, with follow until
   node.Exit(id, 1, 0, 0);
   node.Exit(id, 1, 1, 0);
   REQUIRE(node.Heartbeat().ok());
-  REQUIRE(StateOf(client, id) == v1::SUCCEEDED);
+  REQUIRE(client.State(id) == v1::SUCCEEDED);
   CHECK(WaitFor([&] { return ended.load(); }, std::chrono::seconds(5)));
   follower.join();
   CHECK(follow_status.ok());
@@ -250,7 +245,7 @@ TEST_CASE("a rank that stops being reported is lost, unless its log is still shi
   const std::string id = client.Submit(JobYaml("vanish", 1, 2, /*max_restarts=*/0))->job_id();
   for (const v1::Assignment& a : node.AwaitStarts(2)) node.Run(a);
   REQUIRE(node.Heartbeat().ok());
-  REQUIRE(StateOf(client, id) == v1::RUNNING);
+  REQUIRE(client.State(id) == v1::RUNNING);
 
   // Rank 1 ended; its daemon ships a long log before it reports the exit.
   node.running.pop_back();
@@ -266,7 +261,7 @@ TEST_CASE("a rank that stops being reported is lost, unless its log is still shi
   // Rank 0 disappears without a trace (its daemon lost it).
   node.running.clear();
   for (int i = 0; i < 2; ++i) REQUIRE(node.Heartbeat().ok());
-  CHECK(StateOf(client, id) == v1::RUNNING);
+  CHECK(client.State(id) == v1::RUNNING);
   REQUIRE(node.Heartbeat().ok());  // the third heartbeat without it
   v1::Job job = client.Get(id).value();
   CHECK(job.state() == v1::FAILED);
@@ -289,7 +284,7 @@ TEST_CASE("an assignment its daemon never mentions is delivered again after 10 h
   REQUIRE(node.Heartbeat().ok());
   REQUIRE(node.starts.size() == 1);
   CHECK(node.starts[0].SerializeAsString() == first[0].SerializeAsString());
-  CHECK(StateOf(client, id) == v1::SCHEDULED);
+  CHECK(client.State(id) == v1::SCHEDULED);
 }
 
 TEST_CASE("Rendezvous.Join returns every rank's endpoint once all joined; deadlines and aborts") {
@@ -355,7 +350,7 @@ TEST_CASE("Rendezvous.Join returns every rank's endpoint once all joined; deadli
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   second_node.Exit(lonely, 1, 1, 1);
   REQUIRE(second_node.Heartbeat().ok());
-  REQUIRE(StateOf(client, lonely) == v1::RESTARTING);
+  REQUIRE(client.State(lonely) == v1::RESTARTING);
   waiter.join();
   CHECK(waiting.error_code() == grpc::StatusCode::ABORTED);
   CHECK(join(lonely, 1, 1, 2, "ep", std::chrono::seconds(5), &unused).error_code() == grpc::StatusCode::ABORTED);

@@ -98,6 +98,11 @@ absl::StatusOr<v1::Job> Client::Cancel(const std::string& job_id) {
   return job;
 }
 
+v1::JobState Client::State(const std::string& job_id) {
+  absl::StatusOr<v1::Job> job = Get(job_id);
+  return job.ok() ? job->state() : v1::JOB_STATE_UNSPECIFIED;
+}
+
 absl::Status Client::Step(const std::string& job_id, int attempt, int rank, int64_t step, double loss) {
   v1::ProgressReport report;
   report.set_job_id(job_id);
@@ -106,8 +111,7 @@ absl::Status Client::Step(const std::string& job_id, int attempt, int rank, int6
   report.mutable_step()->set_step(step);
   report.mutable_step()->set_total_steps(10);
   report.mutable_step()->set_loss(loss);
-  v1::ProgressAck ack;
-  return rpc::FromGrpc(workers_->ReportProgress(Context().get(), report, &ack));
+  return Report(report);
 }
 
 absl::Status Client::Val(const std::string& job_id, int attempt, int rank, int64_t step, double val_loss) {
@@ -117,6 +121,10 @@ absl::Status Client::Val(const std::string& job_id, int attempt, int rank, int64
   report.set_rank(rank);
   report.mutable_val()->set_step(step);
   report.mutable_val()->set_val_loss(val_loss);
+  return Report(report);
+}
+
+absl::Status Client::Report(const v1::ProgressReport& report) {
   v1::ProgressAck ack;
   return rpc::FromGrpc(workers_->ReportProgress(Context().get(), report, &ack));
 }

@@ -45,6 +45,7 @@ class Client {
                                                const std::vector<std::string>& overrides = {},
                                                bool validate_only = false);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
+  v1::JobState State(const std::string& job_id);  // JOB_STATE_UNSPECIFIED when Get fails
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   absl::Status Step(const std::string& job_id, int attempt, int rank, int64_t step, double loss);
   absl::Status Val(const std::string& job_id, int attempt, int rank, int64_t step, double val_loss);
@@ -56,6 +57,8 @@ class Client {
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
  private:
+  absl::Status Report(const v1::ProgressReport& report);
+
   std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;

@@ -12,7 +12,9 @@
 //   Barrier
 // Sums are over kF32 or kBF16 elements (bf16 sums accumulate in fp32 per hop and round
 // once per hop). Every call is asynchronous: it returns a Work at once; buffers must stay
-// valid and untouched until Wait() returns. Operations complete in issue order.
+// valid and untouched until Wait() returns. Collectives complete in issue order; Send and
+// Recv start at once and complete independently of each other and of collectives (so two
+// ranks may each issue Send then Recv to the other without deadlock).
 //
 // Failure: every Wait() is bounded by the communicator's timeout; a dead or silent peer
 // makes Wait() return an error naming the peer (UNAVAILABLE / DEADLINE_EXCEEDED), never

@@ -533,24 +533,48 @@ static std::string OpContext(const Op& op) {
                       ": ", op.name);
 }
 
+std::string Engine::FailedPeersText(const Op& op) const {
+  if (failed_peers_ == 0) return "";
+  const CommState& comm = *op.comm;
+  std::vector<int> failed;
+  auto consider = [&](int comm_rank) {
+    if (peers_[comm.global_ranks[comm_rank]]->failed) failed.push_back(comm_rank);
+  };
+  if (op.watched.empty()) {
+    for (int r = 0; r < comm.size; ++r) consider(r);
+  } else {
+    for (int r : op.watched) consider(r);
+  }
+  if (failed.empty()) return "";
+  std::stable_sort(failed.begin(), failed.end(), [&](int a, int b) {
+    return peers_[comm.global_ranks[a]]->failed_at < peers_[comm.global_ranks[b]]->failed_at;
+  });
+  std::string text;
+  for (size_t i = 0; i < failed.size(); ++i) {
+    const PeerSlot& slot = *peers_[comm.global_ranks[failed[i]]];
+    absl::StrAppend(&text, i == 0 ? "" : i == 1 ? "; also failed: " : ", ",
+                    PeerName(comm, failed[i]), i == 0 ? " failed (" : " (",
+                    ucs_status_string(slot.failure), ")");
+  }
+  return text;
+}
+
 absl::Status Engine::CheckPeersLocked(Op& op, Clock::time_point now) {
   if (failed_peers_ == 0) return absl::OkStatus();
   const CommState& comm = *op.comm;
-  auto check = [&](int comm_rank) -> absl::Status {
+  bool expired = false;
+  auto check = [&](int comm_rank) {
     const PeerSlot& slot = *peers_[comm.global_ranks[comm_rank]];
-    if (slot.failed && now - slot.failed_at >= kPeerFailureGrace) {
-      return absl::UnavailableError(absl::StrCat(OpContext(op), ": ", PeerName(comm, comm_rank),
-                                                 " failed (", ucs_status_string(slot.failure),
-                                                 "); the process died or became unreachable"));
-    }
-    return absl::OkStatus();
+    expired |= slot.failed && now - slot.failed_at >= kPeerFailureGrace;
   };
   if (op.watched.empty()) {
-    for (int r = 0; r < comm.size; ++r) RETURN_IF_ERROR(check(r));
+    for (int r = 0; r < comm.size; ++r) check(r);
   } else {
-    for (int r : op.watched) RETURN_IF_ERROR(check(r));
+    for (int r : op.watched) check(r);
   }
-  return absl::OkStatus();
+  if (!expired) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(OpContext(op), ": ", FailedPeersText(op),
+                                             "; the process died or became unreachable"));
 }
 
 static bool ReadyToResume(const Op& op) {
@@ -643,10 +667,11 @@ bool Engine::AdvanceLocked(Op& op, Clock::time_point now) {
                           " bytes expected (got ", r.received,
                           "; count or dtype differ between ranks?)");
     } else {
-      what = absl::StrCat(r.is_recv ? "receive from " : "send to ", PeerName(comm, r.peer),
-                          " failed: ", ucs_status_string(r.status));
-      const PeerSlot& slot = *peers_[comm.global_ranks[r.peer]];
-      if (slot.failed) absl::StrAppend(&what, "; the peer failed (", ucs_status_string(slot.failure), ")");
+      // Name the earliest-failed peer first: in a cascade, the peer of this request may
+      // only have failed because of it.
+      what = FailedPeersText(op);
+      absl::StrAppend(&what, what.empty() ? "" : "; ", r.is_recv ? "receive from " : "send to ",
+                      PeerName(comm, r.peer), " failed: ", ucs_status_string(r.status));
     }
     FailLocked(op, absl::UnavailableError(absl::StrCat(OpContext(op), ": ", what)), now);
     return AdvanceLocked(op, now);
@@ -670,10 +695,12 @@ bool Engine::AdvanceLocked(Op& op, Clock::time_point now) {
                           ? absl::StrCat(blocker->is_recv ? "a message from " : "delivery to ",
                                          PeerName(comm, blocker->peer))
                           : std::string("its peers");
+    std::string failed = FailedPeersText(op);
     FailLocked(op, absl::DeadlineExceededError(absl::StrCat(
                        OpContext(op), ": no progress for ", comm.options.timeout.count(),
                        " ms waiting for ", who,
-                       " (the peer is stuck, silent or dead, or did not issue the same op)")),
+                       " (the peer is stuck, silent or dead, or did not issue the same op)",
+                       failed.empty() ? "" : "; ", failed)),
                now);
     return AdvanceLocked(op, now);
   }

@@ -270,6 +270,9 @@ class Engine {
   void FinishLocked(Op& op, absl::Status status);
   std::string PeerName(const CommState& comm, int comm_rank) const;
   absl::Status CheckPeersLocked(Op& op, Clock::time_point now);
+  // "rank 1 (global rank 1) failed (Endpoint timeout)[; also failed: ...]" for the
+  // members the op depends on that UCX reported failed, earliest first; "" when none.
+  std::string FailedPeersText(const Op& op) const;
   void ProgressThreadMain();
   void WakeProgressThread();
 

@@ -3,6 +3,8 @@
 #include "runtime/coordinator/coordinator.h"
 
 #include <fcntl.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -11,9 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
-
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/logging.h"
@@ -44,10 +43,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   if (options.state_dir.empty()) {
     return absl::InvalidArgumentError("the coordinator needs a state dir (--state-dir DIR)");
   }
-  if (options.heartbeat_ms <= 0 || options.lease_ms <= options.heartbeat_ms || options.stop_grace_ms < 0) {
+  if (options.heartbeat_ms <= 0 || options.lease_ms <= options.heartbeat_ms ||
+      options.stop_grace_ms < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "heartbeat_ms (", options.heartbeat_ms, ") must be > 0 and below lease_ms (", options.lease_ms,
-        "); stop_grace_ms (", options.stop_grace_ms, ") must be >= 0"));
+        "heartbeat_ms (", options.heartbeat_ms, ") must be > 0 and below lease_ms (",
+        options.lease_ms, "); stop_grace_ms (", options.stop_grace_ms, ") must be >= 0"));
   }
   std::unique_ptr<Coordinator> coordinator(new Coordinator(options));
   absl::Status status = coordinator->Init();
@@ -64,16 +64,19 @@ absl::Status Coordinator::Init() {
   std::error_code ec;
   fs::create_directories(fs::path(o.state_dir) / "logs", ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrCat("cannot create the state dir ", o.state_dir, ": ", ec.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot create the state dir ", o.state_dir, ": ", ec.message()));
   }
   const std::string lock_path = (fs::path(o.state_dir) / "coordinator.lock").string();
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd_ < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
   }
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "state dir ", o.state_dir, " is in use by another coordinator (", lock_path, " is locked)"));
+    return absl::FailedPreconditionError(absl::StrCat("state dir ", o.state_dir,
+                                                      " is in use by another coordinator (",
+                                                      lock_path, " is locked)"));
   }
   ASSIGN_OR_RETURN(std::string token, rpc::ReadToken(o.security.token_file));
   auth_ = std::make_unique<rpc::TokenAuth>(std::move(token));
@@ -85,12 +88,12 @@ absl::Status Coordinator::Init() {
   logs_ = std::make_unique<LogStore>((fs::path(o.state_dir) / "logs").string());
   rendezvous_ = std::make_unique<RendezvousTable>();
   events_ = std::make_unique<EventHub>();
-  scheduler_ = std::make_unique<Scheduler>(
-      SchedulerOptions{o.heartbeat_ms, o.lease_ms, o.stop_grace_ms}, store_.get(), logs_.get(),
-      rendezvous_.get(), events_.get());
+  scheduler_ =
+      std::make_unique<Scheduler>(SchedulerOptions{o.heartbeat_ms, o.lease_ms, o.stop_grace_ms},
+                                  store_.get(), logs_.get(), rendezvous_.get(), events_.get());
   RETURN_IF_ERROR(scheduler_->Restore());
 
-  ServiceContext context{scheduler_.get(), logs_.get(),    events_.get(),
+  ServiceContext context{scheduler_.get(),  logs_.get(), events_.get(),
                          rendezvous_.get(), auth_.get(), &stopping_};
   services_.push_back(std::make_unique<JobServiceImpl>(context));
   services_.push_back(std::make_unique<NodeServiceImpl>(context));
@@ -109,7 +112,8 @@ absl::Status Coordinator::Init() {
   for (auto& service : services_) builder.RegisterService(service.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen, " (address in use?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", o.listen, " (address in use?)"));
   }
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health != nullptr) {
@@ -126,7 +130,8 @@ absl::Status Coordinator::Init() {
 }
 
 void Coordinator::TickLoop() {
-  const auto period = std::chrono::milliseconds(std::clamp<int64_t>(options_.heartbeat_ms / 2, 10, 100));
+  const auto period =
+      std::chrono::milliseconds(std::clamp<int64_t>(options_.heartbeat_ms / 2, 10, 100));
   std::unique_lock<std::mutex> lock(mu_);
   while (!shutdown_started_) {
     lock.unlock();

@@ -11,6 +11,8 @@
 // report (scheduler.h). MASTER_PORT of an attempt: placement.h.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -19,8 +21,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "runtime/rpc/rpc.h"
@@ -35,11 +35,11 @@ class Scheduler;
 
 struct CoordinatorOptions {
   std::string listen = "127.0.0.1:29500";  // port 0: pick a free port
-  std::string state_dir;                   // SQLite store (state.db) and job logs; created if absent
-  rpc::SecurityOptions security;           // token file, TLS (runtime/rpc/rpc.h)
-  int64_t heartbeat_ms = 500;              // told to daemons
-  int64_t lease_ms = 10000;                // a silent node counts as lost after this
-  int64_t stop_grace_ms = 10000;           // SIGTERM → SIGKILL grace told to daemons
+  std::string state_dir;          // SQLite store (state.db) and job logs; created if absent
+  rpc::SecurityOptions security;  // token file, TLS (runtime/rpc/rpc.h)
+  int64_t heartbeat_ms = 500;     // told to daemons
+  int64_t lease_ms = 10000;       // a silent node counts as lost after this
+  int64_t stop_grace_ms = 10000;  // SIGTERM → SIGKILL grace told to daemons
 };
 
 class Coordinator {

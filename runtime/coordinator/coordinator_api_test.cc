@@ -2,14 +2,13 @@
 // 500 concurrent validate_only submits, 20 concurrent real jobs, and the standard
 // health and reflection services (spoken as raw protobuf bytes through GenericStub, so
 // the test needs no generated code for them).
-#include <catch2/catch.hpp>
+#include <grpcpp/generic/generic_stub.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
 #include <set>
 #include <thread>
-
-#include <grpcpp/generic/generic_stub.h>
 
 #include "runtime/coordinator/coordinator.h"
 #include "runtime/coordinator/test_cluster.h"
@@ -31,7 +30,8 @@ std::string String(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
   std::string out;
   if (!buffer.Dump(&slices).ok()) return out;
-  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
 }
 
@@ -102,7 +102,8 @@ TEST_CASE("every service wants the bearer token; health does not") {
 
   std::string health;
   Client anonymous(coordinator->address());
-  CHECK(RawUnary(anonymous.channel(), "/grpc.health.v1.Health/Check", HealthRequest(""), &health).ok());
+  CHECK(RawUnary(anonymous.channel(), "/grpc.health.v1.Health/Check", HealthRequest(""), &health)
+            .ok());
   CHECK(health == kServing);
 }
 
@@ -113,7 +114,9 @@ TEST_CASE("health reports each service SERVING; reflection lists them") {
                               "colossal.v1.Rendezvous", "colossal.v1.WorkerService"}) {
     std::string response;
     INFO(service);
-    REQUIRE(RawUnary(client.channel(), "/grpc.health.v1.Health/Check", HealthRequest(service), &response).ok());
+    REQUIRE(RawUnary(client.channel(), "/grpc.health.v1.Health/Check", HealthRequest(service),
+                     &response)
+                .ok());
     CHECK(response == kServing);
   }
   std::string response;
@@ -125,7 +128,8 @@ TEST_CASE("health reports each service SERVING; reflection lists them") {
   grpc::CompletionQueue cq;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto call = stub.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto call = stub.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
   void* tag;
   bool ok;
   call->StartCall(reinterpret_cast<void*>(1));
@@ -150,9 +154,11 @@ TEST_CASE("bad YAML is INVALID_ARGUMENT with the parser's located message") {
   auto coordinator = Coordinator::Start(TestOptions("coord_bad_yaml")).value();
   Client client(coordinator->address());
   for (bool validate_only : {false, true}) {
-    absl::StatusOr<v1::SubmitJobResponse> r = client.Submit("name: [a, b\nmodel: x\n", {}, validate_only);
+    absl::StatusOr<v1::SubmitJobResponse> r =
+        client.Submit("name: [a, b\nmodel: x\n", {}, validate_only);
     CHECK(absl::IsInvalidArgument(r.status()));
-    CHECK(std::string(r.status().message()) == "job.yaml:2:6: invalid YAML: end of sequence flow not found");
+    CHECK(std::string(r.status().message()) ==
+          "job.yaml:2:6: invalid YAML: end of sequence flow not found");
   }
   std::string yaml = JobYaml("typo", 1, 1);
   yaml.replace(yaml.find("steps:"), 6, "stepz:");
@@ -164,7 +170,8 @@ TEST_CASE("bad YAML is INVALID_ARGUMENT with the parser's located message") {
   CHECK(absl::IsInvalidArgument(over.status()));
   CHECK(std::string(over.status().message()).find("--set 'train.stepz=3'") != std::string::npos);
   // Overrides apply: the canonical spec carries them.
-  absl::StatusOr<v1::SubmitJobResponse> ok = client.Submit(JobYaml("o", 1, 1), {"train.steps=77"}, true);
+  absl::StatusOr<v1::SubmitJobResponse> ok =
+      client.Submit(JobYaml("o", 1, 1), {"train.steps=77"}, true);
   REQUIRE(ok.ok());
   CHECK(ok->spec_yaml().find("steps: 77") != std::string::npos);
   CHECK(ok->job_id().empty());
@@ -174,14 +181,17 @@ TEST_CASE("500 concurrent validate_only submits are all answered and store nothi
   auto coordinator = Coordinator::Start(TestOptions("coord_validate_500")).value();
   Client client(coordinator->address());
   constexpr int kSubmits = 500;
-  std::vector<absl::StatusOr<v1::SubmitJobResponse>> results(kSubmits, absl::UnknownError("not run"));
+  std::vector<absl::StatusOr<v1::SubmitJobResponse>> results(kSubmits,
+                                                             absl::UnknownError("not run"));
   std::vector<std::thread> threads;
   const auto begin = std::chrono::steady_clock::now();
   for (int i = 0; i < kSubmits; ++i) {
-    threads.emplace_back([&, i] { results[i] = client.Submit(JobYaml("v", 1, 1), {}, /*validate_only=*/true); });
+    threads.emplace_back(
+        [&, i] { results[i] = client.Submit(JobYaml("v", 1, 1), {}, /*validate_only=*/true); });
   }
   for (std::thread& t : threads) t.join();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   WARN("500 concurrent validate_only submits answered in " << seconds << " s");
   for (int i = 0; i < kSubmits; ++i) {
     INFO("submit " << i << ": " << results[i].status().message());
@@ -204,10 +214,12 @@ TEST_CASE("20 concurrent real jobs are each stored, placed, run and finished onc
   std::vector<std::thread> threads;
   const auto begin = std::chrono::steady_clock::now();
   for (int i = 0; i < kJobs; ++i) {
-    threads.emplace_back([&, i] { results[i] = client.Submit(JobYaml("job" + std::to_string(i), 1, 1)); });
+    threads.emplace_back(
+        [&, i] { results[i] = client.Submit(JobYaml("job" + std::to_string(i), 1, 1)); });
   }
   for (std::thread& t : threads) t.join();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   WARN("20 concurrent submits (stored with fsync) answered in " << seconds << " s");
   std::set<std::string> ids;
   for (int i = 0; i < kJobs; ++i) {
@@ -238,7 +250,8 @@ TEST_CASE("20 concurrent real jobs are each stored, placed, run and finished onc
   CHECK(listed.jobs_size() == 0);
 }
 
-TEST_CASE("Start refuses bad options, a taken port and a listener beyond loopback without security") {
+TEST_CASE(
+    "Start refuses bad options, a taken port and a listener beyond loopback without security") {
   CoordinatorOptions options = TestOptions("coord_start");
   CoordinatorOptions no_dir = options;
   no_dir.state_dir.clear();
@@ -257,7 +270,8 @@ TEST_CASE("Start refuses bad options, a taken port and a listener beyond loopbac
   same_port.listen = first->address();
   absl::StatusOr<std::unique_ptr<Coordinator>> taken = Coordinator::Start(same_port);
   CHECK(absl::IsUnavailable(taken.status()));
-  CHECK(std::string(taken.status().message()) == "cannot listen on " + first->address() + " (address in use?)");
+  CHECK(std::string(taken.status().message()) ==
+        "cannot listen on " + first->address() + " (address in use?)");
 }
 
 }  // namespace

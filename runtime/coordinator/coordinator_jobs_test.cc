@@ -3,7 +3,6 @@
 // restarts, cancel, jobs that can never fit, and the FIFO queue. The test plays the
 // node daemon (FakeDaemon) and the workers (ReportProgress).
 #include <catch2/catch.hpp>
-
 #include <thread>
 
 #include "runtime/coordinator/coordinator.h"
@@ -21,7 +20,8 @@ using testing::WaitFor;
 // Reads a WatchJob stream to its end on a thread of its own.
 class Watcher {
  public:
-  Watcher(Client& client, const std::string& job_id) : context_(client.Context(std::chrono::seconds(30))) {
+  Watcher(Client& client, const std::string& job_id)
+      : context_(client.Context(std::chrono::seconds(30))) {
     v1::WatchJobRequest request;
     request.set_job_id(job_id);
     reader_ = client.jobs().WatchJob(context_.get(), request);
@@ -96,7 +96,7 @@ TEST_CASE("a job runs from submit to SUCCEEDED; its watcher sees states and metr
     CHECK(a.spec_yaml() == submit->spec_yaml());
     CHECK(a.master_addr() == "10.0.0.1");
     CHECK(a.master_port() == 30000);  // job 1, attempt 1: the base of the documented range
-    CHECK(a.threads() == 4);                    // 8 cores / 2 ranks
+    CHECK(a.threads() == 4);          // 8 cores / 2 ranks
     CHECK(a.env().size() == 2);
     CHECK(a.env().at("COLOSSAL_TEST") == "1");
     CHECK(a.env().at("OMP_PROC_BIND") == "close");
@@ -356,9 +356,11 @@ TEST_CASE("a job that can never fit is RESOURCE_EXHAUSTED; without nodes it queu
         "per node: node-a: 2)");
   absl::StatusOr<v1::SubmitJobResponse> wide = client.Submit(JobYaml("wide", 1, 4));
   CHECK(absl::IsResourceExhausted(wide.status()));
-  CHECK(std::string(wide.status().message()).find(
-            "resources.ranks_per_node is 4 but the largest node has 2 slots") != std::string::npos);
-  CHECK(absl::IsResourceExhausted(client.Submit(JobYaml("wide", 1, 4), {}, /*validate_only=*/true).status()));
+  CHECK(std::string(wide.status().message())
+            .find("resources.ranks_per_node is 4 but the largest node has 2 slots") !=
+        std::string::npos);
+  CHECK(absl::IsResourceExhausted(
+      client.Submit(JobYaml("wide", 1, 4), {}, /*validate_only=*/true).status()));
 
   FakeDaemon b(&client, "node-b", 1);
   REQUIRE(b.Register().ok());

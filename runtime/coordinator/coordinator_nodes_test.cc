@@ -2,7 +2,6 @@
 // restarted on its state dir (jobs kept, workers re-attached, silent nodes lost), rank
 // logs (idempotent chunks, StreamLogs with follow), Rendezvous.Join and ListNodes.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -294,8 +293,9 @@ TEST_CASE("Rendezvous.Join returns every rank's endpoint once all joined; deadli
   REQUIRE(node.Register().ok());
   const std::string id = client.Submit(JobYaml("rdv", 1, 3))->job_id();
 
-  auto join = [&](const std::string& job, int attempt, int rank, int world, const std::string& endpoint,
-                  std::chrono::milliseconds timeout, v1::JoinResponse* response) {
+  auto join = [&](const std::string& job, int attempt, int rank, int world,
+                  const std::string& endpoint, std::chrono::milliseconds timeout,
+                  v1::JoinResponse* response) {
     v1::JoinRequest request;
     request.set_job_id(job);
     request.set_attempt(attempt);
@@ -309,7 +309,8 @@ TEST_CASE("Rendezvous.Join returns every rank's endpoint once all joined; deadli
   std::vector<std::thread> threads;
   for (int r = 2; r >= 0; --r) {
     threads.emplace_back([&, r] {
-      statuses[r] = join(id, 1, r, 3, "ep-" + std::to_string(r), std::chrono::seconds(10), &responses[r]);
+      statuses[r] =
+          join(id, 1, r, 3, "ep-" + std::to_string(r), std::chrono::seconds(10), &responses[r]);
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -328,10 +329,14 @@ TEST_CASE("Rendezvous.Join returns every rank's endpoint once all joined; deadli
 
   // Checks of the joiner.
   v1::JoinResponse unused;
-  CHECK(join("j-000077", 1, 0, 3, "", std::chrono::seconds(5), &unused).error_code() == grpc::StatusCode::NOT_FOUND);
-  CHECK(join(id, 1, 0, 4, "", std::chrono::seconds(5), &unused).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
-  CHECK(join(id, 1, 3, 3, "", std::chrono::seconds(5), &unused).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
-  CHECK(join(id, 2, 0, 3, "", std::chrono::seconds(5), &unused).error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(join("j-000077", 1, 0, 3, "", std::chrono::seconds(5), &unused).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+  CHECK(join(id, 1, 0, 4, "", std::chrono::seconds(5), &unused).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(join(id, 1, 3, 3, "", std::chrono::seconds(5), &unused).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(join(id, 2, 0, 3, "", std::chrono::seconds(5), &unused).error_code() ==
+        grpc::StatusCode::FAILED_PRECONDITION);
 
   // A second job: rank 0 alone runs into its deadline.
   FakeDaemon second_node(&client, "node-b", 2);
@@ -346,14 +351,16 @@ TEST_CASE("Rendezvous.Join returns every rank's endpoint once all joined; deadli
   for (const v1::Assignment& a : second_node.AwaitStarts(2)) second_node.Run(a);
   REQUIRE(second_node.Heartbeat().ok());
   grpc::Status waiting;
-  std::thread waiter([&] { waiting = join(lonely, 1, 0, 2, "ep", std::chrono::seconds(10), &unused); });
+  std::thread waiter(
+      [&] { waiting = join(lonely, 1, 0, 2, "ep", std::chrono::seconds(10), &unused); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   second_node.Exit(lonely, 1, 1, 1);
   REQUIRE(second_node.Heartbeat().ok());
   REQUIRE(client.State(lonely) == v1::RESTARTING);
   waiter.join();
   CHECK(waiting.error_code() == grpc::StatusCode::ABORTED);
-  CHECK(join(lonely, 1, 1, 2, "ep", std::chrono::seconds(5), &unused).error_code() == grpc::StatusCode::ABORTED);
+  CHECK(join(lonely, 1, 1, 2, "ep", std::chrono::seconds(5), &unused).error_code() ==
+        grpc::StatusCode::ABORTED);
 }
 
 TEST_CASE("Shutdown ends open streams and joins at once; one coordinator per state dir") {
@@ -361,7 +368,8 @@ TEST_CASE("Shutdown ends open streams and joins at once; one coordinator per sta
   auto coordinator = Coordinator::Start(options).value();
   absl::StatusOr<std::unique_ptr<Coordinator>> second = Coordinator::Start(options);
   CHECK(absl::IsFailedPrecondition(second.status()));
-  CHECK(std::string(second.status().message()).find("is in use by another coordinator") != std::string::npos);
+  CHECK(std::string(second.status().message()).find("is in use by another coordinator") !=
+        std::string::npos);
 
   Client client(coordinator->address());
   FakeDaemon node(&client, "node-a", 2);
@@ -398,7 +406,8 @@ TEST_CASE("Shutdown ends open streams and joins at once; one coordinator per sta
     request.set_attempt(1);
     request.set_world_size(2);
     v1::JoinResponse response;
-    join_status = client.rendezvous().Join(client.Context(std::chrono::seconds(30)).get(), request, &response);
+    join_status = client.rendezvous().Join(client.Context(std::chrono::seconds(30)).get(), request,
+                                           &response);
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto begin = std::chrono::steady_clock::now();

@@ -148,12 +148,13 @@ JobStore::~JobStore() {
 absl::StatusOr<StoreSnapshot> JobStore::Load() {
   std::lock_guard<std::mutex> lock(commit_mu_);
   StoreSnapshot snapshot;
-  Stmt jobs(db_,
-            "SELECT j.seq, j.id, j.name, j.state, j.attempt, j.step, j.total_steps, j.loss, "
-            "j.val_loss, j.message, j.submitted_ms, j.started_ms, j.finished_ms, j.restarts, "
-            "j.world_size, j.run_dir, j.spec_yaml, j.exit_code, a.attempt, a.master_addr, a.master_port, "
-            "a.placement, a.scheduled_ms, a.ended_ms FROM jobs j LEFT JOIN attempts a "
-            "ON a.job_id = j.id AND a.attempt = j.attempt ORDER BY j.seq");
+  Stmt jobs(
+      db_,
+      "SELECT j.seq, j.id, j.name, j.state, j.attempt, j.step, j.total_steps, j.loss, "
+      "j.val_loss, j.message, j.submitted_ms, j.started_ms, j.finished_ms, j.restarts, "
+      "j.world_size, j.run_dir, j.spec_yaml, j.exit_code, a.attempt, a.master_addr, a.master_port, "
+      "a.placement, a.scheduled_ms, a.ended_ms FROM jobs j LEFT JOIN attempts a "
+      "ON a.job_id = j.id AND a.attempt = j.attempt ORDER BY j.seq");
   if (!jobs.ok()) return SqlError(db_, "reading jobs");
   int rc;
   while ((rc = jobs.Step()) == SQLITE_ROW) {
@@ -220,10 +221,11 @@ void JobStore::PutJob(int64_t seq, const v1::Job& job) {
   v1::Job j = job;
   j.clear_ranks();
   Enqueue([seq, j = std::move(j)](sqlite3* db) {
-    Stmt s(db,
-           "INSERT OR REPLACE INTO jobs (id, seq, name, state, attempt, step, total_steps, "
-           "loss, val_loss, message, submitted_ms, started_ms, finished_ms, restarts, "
-           "world_size, run_dir, spec_yaml, exit_code) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    Stmt s(
+        db,
+        "INSERT OR REPLACE INTO jobs (id, seq, name, state, attempt, step, total_steps, "
+        "loss, val_loss, message, submitted_ms, started_ms, finished_ms, restarts, "
+        "world_size, run_dir, spec_yaml, exit_code) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     s.Bind(j.id(), seq, j.name(), v1::JobState_Name(j.state()), j.attempt(), j.step(),
            j.total_steps(), j.loss(), j.val_loss(), j.message(), j.submitted_unix_ms(),
            j.started_unix_ms(), j.finished_unix_ms(), j.restarts(), j.world_size(), j.run_dir(),
@@ -252,8 +254,8 @@ void JobStore::PutAttempt(const AttemptRow& attempt) {
   });
 }
 
-void JobStore::AddEvent(const std::string& job_id, int64_t unix_ms, int attempt,
-                        v1::JobState state, const std::string& message) {
+void JobStore::AddEvent(const std::string& job_id, int64_t unix_ms, int attempt, v1::JobState state,
+                        const std::string& message) {
   Enqueue([=](sqlite3* db) {
     Stmt s(db, "INSERT INTO events (job_id, unix_ms, attempt, state, message) VALUES (?,?,?,?,?)");
     s.Bind(job_id, unix_ms, attempt, v1::JobState_Name(state), message);

@@ -5,7 +5,6 @@
 #include <sqlite3.h>
 
 #include <catch2/catch.hpp>
-
 #include <thread>
 
 #include "runtime/coordinator/test_cluster.h"
@@ -121,7 +120,8 @@ TEST_CASE("jobs, attempts and nodes round-trip; events are appended") {
   CHECK(n.hostname == "host-a");
   CHECK(n.slots == 8);
   CHECK(n.cpu_cores == 64);
-  CHECK(n.devices == std::vector<std::string>{"cuda:0 NVIDIA H100 (79.1 GiB)", "cuda:1 NVIDIA H100 (79.1 GiB)"});
+  CHECK(n.devices ==
+        std::vector<std::string>{"cuda:0 NVIDIA H100 (79.1 GiB)", "cuda:1 NVIDIA H100 (79.1 GiB)"});
   CHECK(n.last_seen_ms == 9000);
   CHECK(n.alive);
 }
@@ -173,7 +173,8 @@ TEST_CASE("many threads writing and syncing at once lose nothing") {
 TEST_CASE("a state store that cannot be opened is UNAVAILABLE naming the path") {
   absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open("/nonexistent-dir/state.db");
   CHECK(absl::IsUnavailable(store.status()));
-  CHECK(std::string(store.status().message()).find("/nonexistent-dir/state.db") != std::string::npos);
+  CHECK(std::string(store.status().message()).find("/nonexistent-dir/state.db") !=
+        std::string::npos);
 }
 
 }  // namespace

@@ -28,7 +28,8 @@ int NumberIn(const std::string& name, const std::string& prefix, const std::stri
     return -1;
   }
   int n = -1;
-  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  const std::string digits =
+      name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
   if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
       !absl::SimpleAtoi(digits, &n)) {
     return -1;
@@ -49,7 +50,9 @@ absl::Status LogStore::Write(const v1::LogChunk& chunk) {
   const std::string path = PathOf(chunk.job_id(), chunk.attempt(), chunk.rank());
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating the log directory of ", path, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("creating the log directory of ", path, ": ", ec.message()));
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("opening " + path);
   const std::string& data = chunk.data();

@@ -3,7 +3,6 @@
 #include "runtime/coordinator/log_store.h"
 
 #include <catch2/catch.hpp>
-
 #include <thread>
 
 #include "runtime/coordinator/test_cluster.h"

@@ -28,27 +28,26 @@ std::string SlotList(const std::vector<NodeCapacity>& live) {
 absl::Status CheckCanFit(int64_t nodes, int64_t ranks_per_node,
                          const std::vector<NodeCapacity>& live) {
   if (live.empty()) return absl::OkStatus();
-  const int64_t big_enough = std::count_if(live.begin(), live.end(), [&](const NodeCapacity& n) {
-    return n.slots >= ranks_per_node;
-  });
+  const int64_t big_enough = std::count_if(
+      live.begin(), live.end(), [&](const NodeCapacity& n) { return n.slots >= ranks_per_node; });
   if (big_enough >= nodes) return absl::OkStatus();
   int largest = 0;
   for (const NodeCapacity& n : live) largest = std::max(largest, n.slots);
   std::string why;
   if (static_cast<int64_t>(live.size()) < nodes) {
-    why = absl::StrCat("resources.nodes is ", nodes, " but ", Plural(live.size(), "daemon is", "daemons are"),
-                       " registered");
+    why = absl::StrCat("resources.nodes is ", nodes, " but ",
+                       Plural(live.size(), "daemon is", "daemons are"), " registered");
   } else if (ranks_per_node > largest) {
-    why = absl::StrCat("resources.ranks_per_node is ", ranks_per_node,
-                       " but the largest node has ", Plural(largest, "slot", "slots"));
+    why = absl::StrCat("resources.ranks_per_node is ", ranks_per_node, " but the largest node has ",
+                       Plural(largest, "slot", "slots"));
   } else {
     why = absl::StrCat("only ", big_enough, " of the ", live.size(), " nodes have ", ranks_per_node,
                        " or more slots");
   }
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "the job can never fit the registered nodes: it needs ", nodes, " x ", ranks_per_node,
-      " ranks (resources.nodes x resources.ranks_per_node), and ", why, " (slots per node: ",
-      SlotList(live), ")"));
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the job can never fit the registered nodes: it needs ", nodes, " x ",
+                   ranks_per_node, " ranks (resources.nodes x resources.ranks_per_node), and ", why,
+                   " (slots per node: ", SlotList(live), ")"));
 }
 
 std::vector<size_t> PickNodes(int64_t nodes, int64_t ranks_per_node,

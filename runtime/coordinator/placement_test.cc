@@ -3,7 +3,6 @@
 #include "runtime/coordinator/placement.h"
 
 #include <catch2/catch.hpp>
-
 #include <set>
 
 #include "runtime/coordinator/scheduler.h"
@@ -22,10 +21,11 @@ TEST_CASE("CheckCanFit: OK without nodes, RESOURCE_EXHAUSTED with the numbers") 
         "the job can never fit the registered nodes: it needs 4 x 1 ranks (resources.nodes x "
         "resources.ranks_per_node), and resources.nodes is 4 but 3 daemons are registered (slots "
         "per node: a: 4, b: 2, c: 4)");
-  CHECK(std::string(CheckCanFit(1, 5, nodes).message()).find(
-            "resources.ranks_per_node is 5 but the largest node has 4 slots") != std::string::npos);
-  CHECK(std::string(CheckCanFit(3, 4, nodes).message()).find(
-            "only 2 of the 3 nodes have 4 or more slots") != std::string::npos);
+  CHECK(std::string(CheckCanFit(1, 5, nodes).message())
+            .find("resources.ranks_per_node is 5 but the largest node has 4 slots") !=
+        std::string::npos);
+  CHECK(std::string(CheckCanFit(3, 4, nodes).message())
+            .find("only 2 of the 3 nodes have 4 or more slots") != std::string::npos);
 }
 
 TEST_CASE("PickNodes takes the first nodes in order with enough free slots") {
@@ -35,7 +35,8 @@ TEST_CASE("PickNodes takes the first nodes in order with enough free slots") {
   CHECK(PickNodes(3, 2, nodes) == std::vector<size_t>{1, 2, 3});
   CHECK(PickNodes(4, 2, nodes).empty());
   CHECK(PickNodes(1, 5, nodes).empty());
-  CHECK(WaitReason(2, 4, nodes) == "waiting for capacity: needs 2 nodes with 4 free slots; 1 of 4 live nodes have them");
+  CHECK(WaitReason(2, 4, nodes) ==
+        "waiting for capacity: needs 2 nodes with 4 free slots; 1 of 4 live nodes have them");
   CHECK(WaitReason(1, 1, {}) == "waiting for a node daemon to register");
 }
 
@@ -52,7 +53,8 @@ TEST_CASE("master ports are fixed per (job, attempt), distinct across attempts, 
     }
   }
   CHECK(ports.size() == 2048 / 16 * 4);  // the range is used evenly
-  for (int attempt = 1; attempt <= 16; ++attempt) CHECK(MasterPort(7, attempt) == 30096 + attempt - 1);
+  for (int attempt = 1; attempt <= 16; ++attempt)
+    CHECK(MasterPort(7, attempt) == 30096 + attempt - 1);
 }
 
 TEST_CASE("threads per rank: the spec's value, else cores shared by the node's ranks") {
@@ -68,7 +70,8 @@ TEST_CASE("job ids: j-%06d, and only those parse back") {
   CHECK(JobId(1234567) == "j-1234567");
   CHECK(JobSeq("j-000042") == 42);
   CHECK(JobSeq("j-1234567") == 1234567);
-  for (const char* bad : {"", "j-", "j-42", "j-0000042", "j--00001", "x-000001", "j-00000a", "../j-000001"}) {
+  for (const char* bad :
+       {"", "j-", "j-42", "j-0000042", "j--00001", "x-000001", "j-00000a", "../j-000001"}) {
     INFO(bad);
     CHECK(JobSeq(bad) == -1);
   }

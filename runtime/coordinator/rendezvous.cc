@@ -41,9 +41,9 @@ absl::StatusOr<std::vector<std::string>> RendezvousTable::Join(
   Group& group = groups_[key];
   if (group.world_size == 0) group.world_size = world_size;
   if (group.world_size != world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rendezvous of ", job_id, " attempt ", attempt,
-                                                   ": world_size ", world_size, ", but ranks so far joined with ",
-                                                   group.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rendezvous of ", job_id, " attempt ", attempt, ": world_size ", world_size,
+                     ", but ranks so far joined with ", group.world_size));
   }
   group.endpoints[rank] = std::move(endpoint);
   changed_.notify_all();
@@ -51,7 +51,8 @@ absl::StatusOr<std::vector<std::string>> RendezvousTable::Join(
     if (absl::Status refusal = Refusal(job_id, attempt); !refusal.ok()) return refusal;
     auto it = groups_.find(key);
     if (it == groups_.end()) {
-      return absl::AbortedError(absl::StrCat("rendezvous of ", job_id, " attempt ", attempt, " ended"));
+      return absl::AbortedError(
+          absl::StrCat("rendezvous of ", job_id, " attempt ", attempt, " ended"));
     }
     if (static_cast<int>(it->second.endpoints.size()) == it->second.world_size) {
       std::vector<std::string> out;
@@ -82,7 +83,8 @@ void RendezvousTable::Open(const std::string& job_id, int attempt) {
   std::lock_guard<std::mutex> lock(mu_);
   int& current = current_[job_id];
   current = std::max(current, attempt);
-  for (auto it = groups_.lower_bound({job_id, 0}); it != groups_.end() && it->first.first == job_id;) {
+  for (auto it = groups_.lower_bound({job_id, 0});
+       it != groups_.end() && it->first.first == job_id;) {
     it = it->first.second < current ? groups_.erase(it) : std::next(it);
   }
   changed_.notify_all();
@@ -92,7 +94,8 @@ void RendezvousTable::Close(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
   closed_.insert(job_id);
   current_.erase(job_id);
-  for (auto it = groups_.lower_bound({job_id, 0}); it != groups_.end() && it->first.first == job_id;) {
+  for (auto it = groups_.lower_bound({job_id, 0});
+       it != groups_.end() && it->first.first == job_id;) {
     it = groups_.erase(it);
   }
   changed_.notify_all();

@@ -2,9 +2,8 @@
 // superseded attempts, closed jobs and shutdown.
 #include "runtime/coordinator/rendezvous.h"
 
-#include <catch2/catch.hpp>
-
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <thread>
 
 namespace colossal::coordinator {
@@ -50,7 +49,8 @@ TEST_CASE("a join that runs into its deadline or is cancelled leaves no blob beh
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     cancel = true;
   });
-  CHECK(absl::IsCancelled(table.Join("j", 1, 1, 2, "gone", In(10000), [&] { return cancel.load(); }).status()));
+  CHECK(absl::IsCancelled(
+      table.Join("j", 1, 1, 2, "gone", In(10000), [&] { return cancel.load(); }).status()));
   canceller.join();
   // Neither blob remains: rank 1 alone is still waiting for rank 0.
   CHECK(absl::IsDeadlineExceeded(table.Join("j", 1, 1, 2, "x", In(100), Never).status()));

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "runtime/base/logging.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/coordinator/time.h"
@@ -55,7 +56,8 @@ absl::Status Scheduler::Restore() {
     const int64_t now = SteadyMs();
     for (NodeRow& row : snapshot.nodes) {
       int64_t n = 0;
-      if (row.id.size() > 2 && row.id.compare(0, 2, "n-") == 0 && absl::SimpleAtoi(row.id.substr(2), &n)) {
+      if (row.id.size() > 2 && row.id.compare(0, 2, "n-") == 0 &&
+          absl::SimpleAtoi(row.id.substr(2), &n)) {
         next_node_ = std::max(next_node_, n + 1);
       }
       NodeRecord& node = nodes_[row.id];
@@ -70,7 +72,8 @@ absl::Status Scheduler::Restore() {
       rec.seq = stored.seq;
       rec.job = std::move(stored.job);
       rec.progress_saved_ms = UnixMs();
-      absl::StatusOr<config::JobSpec> spec = config::ParseJobSpec(rec.job.spec_yaml(), rec.job.id());
+      absl::StatusOr<config::JobSpec> spec =
+          config::ParseJobSpec(rec.job.spec_yaml(), rec.job.id());
       if (spec.ok()) rec.spec = *std::move(spec);
       if (stored.attempt) {
         rec.master_addr = stored.attempt->master_addr;
@@ -88,8 +91,9 @@ absl::Status Scheduler::Restore() {
         }
       }
       next_seq_ = std::max(next_seq_, rec.seq + 1);
-      const bool outstanding = std::any_of(rec.ranks.begin(), rec.ranks.end(),
-                                           [](const RankSlot& s) { return s.phase != RankPhase::kDone; });
+      const bool outstanding =
+          std::any_of(rec.ranks.begin(), rec.ranks.end(),
+                      [](const RankSlot& s) { return s.phase != RankPhase::kDone; });
       if (IsTerminal(rec.job.state())) {
         rendezvous_->Close(rec.job.id());
         if (!outstanding) rec.settled_ms = 0;
@@ -119,11 +123,11 @@ absl::StatusOr<v1::SubmitJobResponse> Scheduler::Submit(const v1::SubmitJobReque
   const std::vector<std::string> overrides(request.overrides().begin(), request.overrides().end());
   ASSIGN_OR_RETURN(config::JobSpec spec, config::ParseJobSpec(request.yaml(), source, overrides));
   config::ResolvePaths(spec, request.base_dir());
-  const config::ResourcesSpec& res = spec.resources;
+  const config::ResourcesSpec res = spec.resources;
   if (res.WorldSize() > kMaxWorldSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": resources: ", res.nodes, " x ", res.ranks_per_node, " = ", res.WorldSize(),
-        " ranks; at most ", kMaxWorldSize, " are supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": resources: ", res.nodes, " x ", res.ranks_per_node, " = ",
+                     res.WorldSize(), " ranks; at most ", kMaxWorldSize, " are supported"));
   }
   v1::SubmitJobResponse response;
   response.set_spec_yaml(config::ToYaml(spec));
@@ -186,9 +190,9 @@ absl::StatusOr<v1::Job> Scheduler::Cancel(const std::string& job_id) {
     JobRecord* rec = FindLocked(job_id);
     if (rec == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
     if (IsTerminal(rec->job.state())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " is already ", v1::JobState_Name(rec->job.state()),
-          "; only PENDING, SCHEDULED, RUNNING or RESTARTING jobs can be cancelled"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is already ", v1::JobState_Name(rec->job.state()),
+                       "; only PENDING, SCHEDULED, RUNNING or RESTARTING jobs can be cancelled"));
     }
     SetState(*rec, v1::CANCELLED, "cancelled on request");
     StopAttemptRanks(*rec);
@@ -231,20 +235,24 @@ absl::Status Scheduler::CheckJoin(const v1::JoinRequest& request) const {
   if (IsTerminal(job.state())) {
     return absl::AbortedError(absl::StrCat(who, ": the job is ", v1::JobState_Name(job.state())));
   }
-  if (request.attempt() < job.attempt() || (request.attempt() == job.attempt() && job.state() == v1::RESTARTING)) {
+  if (request.attempt() < job.attempt() ||
+      (request.attempt() == job.attempt() && job.state() == v1::RESTARTING)) {
     return absl::AbortedError(absl::StrCat(who, ": superseded (the job is ",
-                                           v1::JobState_Name(job.state()), ", attempt ", job.attempt(), ")"));
+                                           v1::JobState_Name(job.state()), ", attempt ",
+                                           job.attempt(), ")"));
   }
   if (request.attempt() > job.attempt() || request.attempt() < 1) {
-    return absl::FailedPreconditionError(absl::StrCat(who, ": no such attempt (current: ", job.attempt(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(who, ": no such attempt (current: ", job.attempt(), ")"));
   }
   if (request.world_size() != job.world_size()) {
     return absl::InvalidArgumentError(absl::StrCat(who, ": world_size ", request.world_size(),
-                                                   ", but the job has ", job.world_size(), " ranks"));
+                                                   ", but the job has ", job.world_size(),
+                                                   " ranks"));
   }
   if (request.rank() < 0 || request.rank() >= job.world_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(who, ": rank ", request.rank(), " is outside [0, ",
-                                                   job.world_size(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": rank ", request.rank(), " is outside [0, ", job.world_size(), ")"));
   }
   return absl::OkStatus();
 }
@@ -305,7 +313,8 @@ void Scheduler::SetState(JobRecord& rec, v1::JobState state, const std::string& 
   job.set_message(message);
   if (IsTerminal(state)) job.set_finished_unix_ms(now);
   LOG_INFO("job {}: {} -> {} (attempt {}){}{}", job.id(), v1::JobState_Name(old),
-           v1::JobState_Name(state), job.attempt(), message.empty() ? "" : ": ", message);
+           v1::JobState_Name(state), job.attempt(), message.empty() ? "" : ": ",
+           absl::StrReplaceAll(message, {{"\n", " | "}}));  // one line, log tails included
   store_->PutJob(rec.seq, job);
   store_->AddEvent(job.id(), now, job.attempt(), state, message);
   rec.progress_saved_ms = now;
@@ -371,11 +380,11 @@ void Scheduler::Schedule() {
   for (int64_t seq : live_) {
     JobRecord& rec = *jobs_.at(seq);
     const v1::JobState state = rec.job.state();
-    const bool waiting =
-        state == v1::PENDING ||
-        (state == v1::RESTARTING &&
-         std::none_of(rec.ranks.begin(), rec.ranks.end(),
-                      [](const RankSlot& s) { return s.phase != RankPhase::kDone; }));
+    const bool waiting = state == v1::PENDING ||
+                         (state == v1::RESTARTING &&
+                          std::none_of(rec.ranks.begin(), rec.ranks.end(), [](const RankSlot& s) {
+                            return s.phase != RankPhase::kDone;
+                          }));
     if (!waiting) continue;
     const int64_t nodes = rec.spec.resources.nodes;
     const int64_t rpn = rec.spec.resources.ranks_per_node;
@@ -420,10 +429,10 @@ void Scheduler::PlaceAttempt(JobRecord& rec, const std::vector<NodeCapacity>& li
   }
   rendezvous_->Open(job.id(), job.attempt());
   SaveAttempt(rec);
-  SetState(rec, v1::SCHEDULED,
-           absl::StrCat(rec.ranks.size(), rec.ranks.size() == 1 ? " rank" : " ranks", " placed on ",
-                        absl::StrJoin(names, ", "),
-                        "; master ", rec.master_addr, ":", rec.master_port));
+  SetState(
+      rec, v1::SCHEDULED,
+      absl::StrCat(rec.ranks.size(), rec.ranks.size() == 1 ? " rank" : " ranks", " placed on ",
+                   absl::StrJoin(names, ", "), "; master ", rec.master_addr, ":", rec.master_port));
 }
 
 v1::Assignment Scheduler::MakeAssignment(const JobRecord& rec, int rank) const {
@@ -452,7 +461,8 @@ void Scheduler::CheckRunning(JobRecord& rec) {
     if (slot.phase == RankPhase::kAssigned) return;
   }
   SetState(rec, v1::RUNNING,
-           rec.ranks.size() == 1 ? "the rank started" : absl::StrCat("all ", rec.ranks.size(), " ranks started"));
+           rec.ranks.size() == 1 ? "the rank started"
+                                 : absl::StrCat("all ", rec.ranks.size(), " ranks started"));
 }
 
 void Scheduler::RankDone(JobRecord& rec, int rank, const RankEnd& end) {
@@ -474,12 +484,14 @@ void Scheduler::RankDone(JobRecord& rec, int rank, const RankEnd& end) {
     SaveAttempt(rec);
     if (all_ok) {
       SetState(rec, v1::SUCCEEDED,
-               rec.ranks.size() == 1 ? "the rank exited with code 0"
-                                     : absl::StrCat("all ", rec.ranks.size(), " ranks exited with code 0"));
+               rec.ranks.size() == 1
+                   ? "the rank exited with code 0"
+                   : absl::StrCat("all ", rec.ranks.size(), " ranks exited with code 0"));
     }
     return;
   }
-  const std::string log_lines = end.tail.empty() ? "" : absl::StrCat("; last log lines:\n", end.tail);
+  const std::string log_lines =
+      end.tail.empty() ? "" : absl::StrCat("; last log lines:\n", end.tail);
   const int64_t max_restarts = rec.spec.train.max_restarts;
   if (end.outcome == Outcome::kBadInput) {
     job.set_exit_code(end.exit_code);

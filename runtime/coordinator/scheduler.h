@@ -132,9 +132,9 @@ class Scheduler {
   };
   struct NodeRecord {
     NodeRow row;
-    bool registered = false;  // registered with this process and not lost since
-    int64_t last_seen_ms = 0;  // steady clock
-    int64_t saved_ms = 0;      // when last_seen was last written to the store
+    bool registered = false;            // registered with this process and not lost since
+    int64_t last_seen_ms = 0;           // steady clock
+    int64_t saved_ms = 0;               // when last_seen was last written to the store
     std::vector<v1::Assignment> start;  // undelivered
     std::vector<v1::StopAttempt> stop;  // undelivered
     std::map<std::pair<std::string, int>, int64_t> stop_sent_ms;  // (job, attempt) → steady ms

@@ -1,7 +1,5 @@
 // Nodes: registration, heartbeats (running workers, exits, logs, assignments, stops),
 // re-attachment, vanished ranks, leases, and the periodic housekeeping.
-#include "runtime/coordinator/scheduler.h"
-
 #include <string.h>
 
 #include <algorithm>
@@ -10,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/base/logging.h"
+#include "runtime/coordinator/scheduler.h"
 #include "runtime/coordinator/time.h"
 
 namespace colossal::coordinator {
@@ -28,10 +27,11 @@ std::string DeviceText(const v1::Device& d) {
 }
 
 absl::Status CheckNodeId(const std::string& id) {
-  const bool printable = std::all_of(id.begin(), id.end(), [](char c) { return c > ' ' && c < 127; });
+  const bool printable =
+      std::all_of(id.begin(), id.end(), [](char c) { return c > ' ' && c < 127; });
   if (id.size() > 128 || !printable) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "node_id '", id, "' must be at most 128 printable characters without spaces"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("node_id '", id, "' must be at most 128 printable characters without spaces"));
   }
   return absl::OkStatus();
 }
@@ -119,11 +119,14 @@ v1::HeartbeatResponse Scheduler::Heartbeat(const v1::HeartbeatRequest& request) 
     for (const v1::WorkerExit& exit : request.exits()) ProcessExit(node_id, exit);
     if (node != nullptr) {
       std::set<WorkerKey> mentioned;
-      for (const v1::RunningWorker& w : request.running()) mentioned.insert({w.job_id(), w.attempt(), w.rank()});
-      for (const v1::WorkerExit& e : request.exits()) mentioned.insert({e.job_id(), e.attempt(), e.rank()});
+      for (const v1::RunningWorker& w : request.running())
+        mentioned.insert({w.job_id(), w.attempt(), w.rank()});
+      for (const v1::WorkerExit& e : request.exits())
+        mentioned.insert({e.job_id(), e.attempt(), e.rank()});
       // A daemon holds an exit back until the rank's log is shipped; meanwhile the rank
       // shows only through its log bytes.
-      for (const v1::LogChunk& c : request.logs()) mentioned.insert({c.job_id(), c.attempt(), c.rank()});
+      for (const v1::LogChunk& c : request.logs())
+        mentioned.insert({c.job_id(), c.attempt(), c.rank()});
       ProcessMissing(*node, mentioned);
     }
     Schedule();
@@ -159,7 +162,8 @@ void Scheduler::Tick() {
     for (auto& [id, node] : nodes_) {
       const int64_t silent = now - node.last_seen_ms;
       if (node.row.alive && silent > options_.lease_ms) {
-        NodeLost(node, absl::StrCat("no heartbeat for ", silent, " ms (lease ", options_.lease_ms, " ms)"));
+        NodeLost(node, absl::StrCat("no heartbeat for ", silent, " ms (lease ", options_.lease_ms,
+                                    " ms)"));
         lost = true;
       }
       for (auto s = node.stop_sent_ms.begin(); s != node.stop_sent_ms.end();) {
@@ -229,15 +233,16 @@ void Scheduler::SaveNode(NodeRecord& node) {
 bool Scheduler::ValidLogChunk(const std::string& node_id, const v1::LogChunk& chunk) const {
   const JobRecord* rec = FindLocked(chunk.job_id());  // also keeps paths well-formed
   if (rec == nullptr || chunk.attempt() < 1 || chunk.attempt() > rec->job.attempt() ||
-      chunk.rank() < 0 || chunk.rank() >= rec->job.world_size() || chunk.offset() < 0) {
+      chunk.rank() < 0 || chunk.rank() >= static_cast<int>(rec->ranks.size()) ||
+      chunk.offset() < 0) {
     return false;
   }
   return chunk.attempt() < rec->job.attempt() ||
          rec->ranks[chunk.rank()].placement.node_id() == node_id;
 }
 
-void Scheduler::ProcessRunning(NodeRecord& node,
-                               const google::protobuf::RepeatedPtrField<v1::RunningWorker>& running) {
+void Scheduler::ProcessRunning(
+    NodeRecord& node, const google::protobuf::RepeatedPtrField<v1::RunningWorker>& running) {
   std::set<JobRecord*> touched;
   for (const v1::RunningWorker& w : running) {
     JobRecord* rec = FindLocked(w.job_id());
@@ -254,7 +259,8 @@ void Scheduler::ProcessRunning(NodeRecord& node,
     slot.delivered = true;
     if (slot.phase == RankPhase::kAssigned || slot.placement.pid() != w.pid()) {
       if (slot.phase == RankPhase::kAssigned) {
-        LOG_INFO("job {}: rank {} running on node {} (pid {})", rec->job.id(), w.rank(), node.row.id, w.pid());
+        LOG_INFO("job {}: rank {} running on node {} (pid {})", rec->job.id(), w.rank(),
+                 node.row.id, w.pid());
       }
       slot.phase = RankPhase::kRunning;
       slot.placement.set_state("running");
@@ -283,7 +289,8 @@ void Scheduler::ProcessExit(const std::string& node_id, const v1::WorkerExit& ex
   RankEnd end;
   if (exit.signal() != 0) {
     end.state = absl::StrCat("killed(", exit.signal(), ")");
-    end.why = absl::StrCat(where, " was killed by signal ", exit.signal(), " (", strsignal(exit.signal()), ")");
+    end.why = absl::StrCat(where, " was killed by signal ", exit.signal(), " (",
+                           strsignal(exit.signal()), ")");
     end.exit_code = 128 + exit.signal();
   } else {
     end.state = absl::StrCat("exited(", exit.exit_code(), ")");
@@ -295,8 +302,9 @@ void Scheduler::ProcessExit(const std::string& node_id, const v1::WorkerExit& ex
   }
   LOG_INFO("job {}: {} (attempt {})", rec->job.id(), end.why, exit.attempt());
   if (end.outcome != Outcome::kSuccess) {
-    end.tail = !exit.tail().empty() ? exit.tail()
-                                    : logs_->Tail(rec->job.id(), exit.attempt(), exit.rank(), kTailBytes);
+    end.tail = !exit.tail().empty()
+                   ? exit.tail()
+                   : logs_->Tail(rec->job.id(), exit.attempt(), exit.rank(), kTailBytes);
   }
   RankDone(*rec, exit.rank(), end);
 }
@@ -342,7 +350,9 @@ void Scheduler::NodeLost(NodeRecord& node, const std::string& why) {
     JobRecord& rec = *jobs_.at(seq);
     for (int rank = 0; rank < static_cast<int>(rec.ranks.size()); ++rank) {
       if (rec.ranks[rank].placement.node_id() == node.row.id) {
-        RankDone(rec, rank, {"lost", Outcome::kFailure, absl::StrCat("node ", node.row.id, " was lost (", why, ")")});
+        RankDone(rec, rank,
+                 {"lost", Outcome::kFailure,
+                  absl::StrCat("node ", node.row.id, " was lost (", why, ")")});
       }
     }
   }

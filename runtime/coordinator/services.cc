@@ -14,9 +14,9 @@ namespace {
 constexpr std::chrono::milliseconds kPoll(200);
 constexpr int64_t kLogChunkBytes = 64 << 10;
 
-#define COORD_AUTH(ctx)                                               \
-  do {                                                                \
-    if (grpc::Status s_ = c_.auth->Check(ctx); !s_.ok()) return s_;   \
+#define COORD_AUTH(ctx)                                             \
+  do {                                                              \
+    if (grpc::Status s_ = c_.auth->Check(ctx); !s_.ok()) return s_; \
   } while (0)
 
 grpc::Status Stopping() {
@@ -36,7 +36,8 @@ std::string PeerHost(const std::string& peer) {
 // ---------------------------------------------------------------------------------
 // JobService
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* request,
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx,
+                                       const v1::SubmitJobRequest* request,
                                        v1::SubmitJobResponse* response) {
   COORD_AUTH(ctx);
   absl::StatusOr<v1::SubmitJobResponse> result = c_.scheduler->Submit(*request);
@@ -61,8 +62,8 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJo
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* request,
-                                       v1::Job* response) {
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx,
+                                       const v1::CancelJobRequest* request, v1::Job* response) {
   COORD_AUTH(ctx);
   absl::StatusOr<v1::Job> job = c_.scheduler->Cancel(request->job_id());
   if (!job.ok()) return rpc::ToGrpc(job.status());
@@ -104,15 +105,17 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJ
   }
 }
 
-grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx, const v1::StreamLogsRequest* request,
+grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx,
+                                        const v1::StreamLogsRequest* request,
                                         grpc::ServerWriter<v1::LogChunk>* writer) {
   COORD_AUTH(ctx);
   const std::string& job_id = request->job_id();
   absl::StatusOr<Scheduler::LogState> state = c_.scheduler->GetLogState(job_id);
   if (!state.ok()) return rpc::ToGrpc(state.status());
   if (request->rank() < -1) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("rank ", request->rank(), ": use a rank >= 0, or -1 for every rank"));
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("rank ", request->rank(), ": use a rank >= 0, or -1 for every rank"));
   }
   const int64_t quiet_ms = 2 * c_.scheduler->heartbeat_ms();
   std::map<std::pair<int, int>, int64_t> sent;  // (attempt, rank) → bytes streamed
@@ -152,7 +155,8 @@ grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx, const v1::Stre
 // ---------------------------------------------------------------------------------
 // NodeService, Rendezvous, WorkerService
 
-grpc::Status NodeServiceImpl::Register(grpc::ServerContext* ctx, const v1::RegisterNodeRequest* request,
+grpc::Status NodeServiceImpl::Register(grpc::ServerContext* ctx,
+                                       const v1::RegisterNodeRequest* request,
                                        v1::RegisterNodeResponse* response) {
   COORD_AUTH(ctx);
   absl::StatusOr<v1::RegisterNodeResponse> result =
@@ -162,7 +166,8 @@ grpc::Status NodeServiceImpl::Register(grpc::ServerContext* ctx, const v1::Regis
   return grpc::Status::OK;
 }
 
-grpc::Status NodeServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* request,
+grpc::Status NodeServiceImpl::Heartbeat(grpc::ServerContext* ctx,
+                                        const v1::HeartbeatRequest* request,
                                         v1::HeartbeatResponse* response) {
   COORD_AUTH(ctx);
   *response = c_.scheduler->Heartbeat(*request);
@@ -183,7 +188,8 @@ grpc::Status RendezvousServiceImpl::Join(grpc::ServerContext* ctx, const v1::Joi
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v1::ProgressReport* request,
+grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx,
+                                               const v1::ProgressReport* request,
                                                v1::ProgressAck*) {
   COORD_AUTH(ctx);
   return rpc::ToGrpc(c_.scheduler->ReportProgress(*request));

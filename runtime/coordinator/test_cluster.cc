@@ -36,10 +36,14 @@ model: {type: gpt, n_layer: 2, n_head: 2, d_model: 64, seq_len: 32, vocab: 256}
 data: {train: data/tiny.txt}
 train:
   steps: 10
-  global_batch: )", 4 * world, R"(
-  max_restarts: )", max_restarts, R"(
-parallel: {data: )", world, R"(}
-resources: {nodes: )", nodes, ", ranks_per_node: ", ranks_per_node, R"(}
+  global_batch: )",
+                      4 * world, R"(
+  max_restarts: )",
+                      max_restarts, R"(
+parallel: {data: )",
+                      world, R"(}
+resources: {nodes: )",
+                      nodes, ", ranks_per_node: ", ranks_per_node, R"(}
 env: {COLOSSAL_TEST: "1", OMP_PROC_BIND: close}
 )");
 }
@@ -103,7 +107,8 @@ v1::JobState Client::State(const std::string& job_id) {
   return job.ok() ? job->state() : v1::JOB_STATE_UNSPECIFIED;
 }
 
-absl::Status Client::Step(const std::string& job_id, int attempt, int rank, int64_t step, double loss) {
+absl::Status Client::Step(const std::string& job_id, int attempt, int rank, int64_t step,
+                          double loss) {
   v1::ProgressReport report;
   report.set_job_id(job_id);
   report.set_attempt(attempt);
@@ -114,7 +119,8 @@ absl::Status Client::Step(const std::string& job_id, int attempt, int rank, int6
   return Report(report);
 }
 
-absl::Status Client::Val(const std::string& job_id, int attempt, int rank, int64_t step, double val_loss) {
+absl::Status Client::Val(const std::string& job_id, int attempt, int rank, int64_t step,
+                         double val_loss) {
   v1::ProgressReport report;
   report.set_job_id(job_id);
   report.set_attempt(attempt);
@@ -131,7 +137,10 @@ absl::Status Client::Report(const v1::ProgressReport& report) {
 
 FakeDaemon::FakeDaemon(Client* client, std::string node_id, int slots, int cpu_cores,
                        std::string address)
-    : client_(client), id_(std::move(node_id)), slots_(slots), cpu_cores_(cpu_cores),
+    : client_(client),
+      id_(std::move(node_id)),
+      slots_(slots),
+      cpu_cores_(cpu_cores),
       address_(std::move(address)) {}
 
 absl::StatusOr<v1::RegisterNodeResponse> FakeDaemon::Register() {
@@ -182,7 +191,8 @@ void FakeDaemon::Exit(const std::string& job_id, int attempt, int rank, int exit
                       const std::string& tail) {
   running.erase(std::remove_if(running.begin(), running.end(),
                                [&](const v1::RunningWorker& w) {
-                                 return w.job_id() == job_id && w.attempt() == attempt && w.rank() == rank;
+                                 return w.job_id() == job_id && w.attempt() == attempt &&
+                                        w.rank() == rank;
                                }),
                 running.end());
   v1::WorkerExit e;

@@ -3,13 +3,13 @@
 // heartbeats under the test's control, job YAML, and polling. Test-only.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "proto/coordinator.grpc.pb.h"
@@ -85,10 +85,11 @@ class FakeDaemon {
   void Exit(const std::string& job_id, int attempt, int rank, int exit_code, int signal = 0,
             const std::string& tail = "");
   // Heartbeats until `starts` holds at least `n` assignments (or `timeout`); takes them all.
-  std::vector<v1::Assignment> AwaitStarts(size_t n = 1,
-                                          std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  std::vector<v1::Assignment> AwaitStarts(
+      size_t n = 1, std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // Heartbeats until `stops` is not empty (or `timeout`); takes them.
-  std::vector<v1::StopAttempt> AwaitStops(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  std::vector<v1::StopAttempt> AwaitStops(
+      std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
   const std::string& id() const { return id_; }
   std::vector<v1::RunningWorker> running;

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/base/check.h"
 
 namespace colossal::graph {
 
@@ -38,8 +39,10 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
                        " in the graph but ", info.name, " ", ShapeString(info.shape),
                        " in the store"));
     }
-    ex->ptr_[p.id] = params->data(static_cast<int>(i));
-    if (p.param_grad >= 0) ex->ptr_[p.param_grad] = params->grad(static_cast<int>(i));
+    if (params->allocated()) {
+      ex->ptr_[p.id] = params->data(static_cast<int>(i));
+      if (p.param_grad >= 0) ex->ptr_[p.param_grad] = params->grad(static_cast<int>(i));
+    }
   }
 
   const int num_nodes = static_cast<int>(graph->nodes().size());
@@ -62,18 +65,44 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
       ex->param_grad_first_[n].push_back(graph->value(v).kind == ValueKind::kParamGrad &&
                                          node.OutputAccumulate(o) == Accumulate::kNo);
     }
-    for (void* p : ex->node_inputs_[n]) {
-      if (p == nullptr) return absl::InternalError(absl::StrCat("node ", n, " reads unplaced value"));
+    auto bound_later = [&](int v) {
+      const ValueKind k = graph->value(v).kind;
+      return !params->allocated() && (k == ValueKind::kParam || k == ValueKind::kParamGrad);
+    };
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      if (ex->node_inputs_[n][i] == nullptr && !bound_later(node.inputs[i])) {
+        return absl::InternalError(absl::StrCat("node ", n, " reads unplaced value"));
+      }
     }
-    for (void* p : ex->node_outputs_[n]) {
-      if (p == nullptr) return absl::InternalError(absl::StrCat("node ", n, " writes unplaced value"));
+    for (size_t o = 0; o < node.outputs.size(); ++o) {
+      if (ex->node_outputs_[n][o] == nullptr && !bound_later(node.outputs[o])) {
+        return absl::InternalError(absl::StrCat("node ", n, " writes unplaced value"));
+      }
     }
+  }
+  ex->refs_.resize(num_values);
+  for (int n = 0; n < num_nodes; ++n) {
+    const Node& node = graph->node(n);
+    for (size_t i = 0; i < node.inputs.size(); ++i) ex->refs_[node.inputs[i]].push_back({n, false, static_cast<int>(i)});
+    for (size_t o = 0; o < node.outputs.size(); ++o) ex->refs_[node.outputs[o]].push_back({n, true, static_cast<int>(o)});
   }
   return ex;
 }
 
+void Executor::RebindParam(int param, void* data, void* grad) {
+  const Value& p = graph_->value(graph_->params()[param]);
+  auto bind = [&](int value, void* ptr) {
+    ptr_[value] = ptr;
+    for (const Ref& r : refs_[value]) (r.output ? node_outputs_ : node_inputs_)[r.node][r.slot] = ptr;
+  };
+  bind(p.id, data);
+  if (p.param_grad >= 0) bind(p.param_grad, grad);
+}
+
 void Executor::RunNode(int n, int micro_step) {
   const Node& node = graph_->node(n);
+  for (void* p : node_inputs_[n]) COL_CHECK_MSG(p != nullptr, "node reads an unbound parameter");
+  for (void* p : node_outputs_[n]) COL_CHECK_MSG(p != nullptr, "node writes an unbound parameter");
   KernelContext ctx;
   ctx.node = &node;
   ctx.graph = graph_;
@@ -82,8 +111,9 @@ void Executor::RunNode(int n, int micro_step) {
   ctx.stream = stream_;
   ctx.accumulate.resize(node.outputs.size());
   for (size_t o = 0; o < node.outputs.size(); ++o) {
-    ctx.accumulate[o] = (param_grad_first_[n][o] && micro_step > 0) ? Accumulate::kYes
-                                                                     : node.OutputAccumulate(o);
+    ctx.accumulate[o] = (param_grad_first_[n][o] && micro_step > 0 && accumulate_param_grads_)
+                            ? Accumulate::kYes
+                            : node.OutputAccumulate(o);
   }
   if (!profile_) {
     node_ops_[n]->run(ctx);
@@ -95,14 +125,19 @@ void Executor::RunNode(int n, int micro_step) {
 }
 
 void Executor::Forward() {
-  for (int n = 0; n < num_forward_; ++n) RunNode(n, 0);
+  for (int n = 0; n < num_forward_; ++n) {
+    if (before_) before_(n);
+    RunNode(n, 0);
+    if (after_) after_(n);
+  }
 }
 
 void Executor::Backward(int micro_step) {
   const int num_nodes = static_cast<int>(graph_->nodes().size());
   for (int n = num_forward_; n < num_nodes; ++n) {
+    if (before_) before_(n);
     RunNode(n, micro_step);
-    if (hook_) hook_(n);
+    if (after_) after_(n);
   }
 }
 

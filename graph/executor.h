@@ -29,7 +29,8 @@ namespace colossal::graph {
 class Executor {
  public:
   // `graph` and `params` must outlive the executor. Fails when the graph does not
-  // validate (unknown op, wrong parameter count or shapes against the store).
+  // validate (unknown op, wrong parameter count or shapes against the store). A store
+  // without buffers (ZeRO 3) leaves parameters unbound until RebindParam.
   static absl::StatusOr<std::unique_ptr<Executor>> Create(const Graph* graph,
                                                           memory::ParamStore* params,
                                                           kernels::Stream stream = {});
@@ -44,9 +45,23 @@ class Executor {
   void Forward();
   void Backward(int micro_step);
 
-  // Called after every backward node with its index (data parallelism launches gradient
-  // reductions from it); empty to remove.
-  void SetBackwardHook(std::function<void(int node)> hook) { hook_ = std::move(hook); }
+  // Called before / after every node (forward and backward) with its index: data
+  // parallelism launches gradient reductions after backward nodes, ZeRO 3 gathers and
+  // releases parameters around nodes. Empty functions remove them.
+  void SetHooks(std::function<void(int node)> before, std::function<void(int node)> after) {
+    before_ = std::move(before);
+    after_ = std::move(after);
+  }
+
+  // Points parameter `param` (store index) and its gradient at new storage for the nodes
+  // that run from now on (ZeRO 3 keeps parameters in a pool of gathered buffers). A node
+  // that runs while one of its parameters is unbound (null) is a programmer error.
+  void RebindParam(int param, void* data, void* grad);
+
+  // Whether parameter gradients accumulate across the micro-steps of a step (the default:
+  // the first writer overwrites on micro-step 0 only), or every micro-step starts them
+  // afresh (ZeRO 3 reduces each micro-step's gradients into shards itself).
+  void SetParamGradsAccumulate(bool across_micro_steps) { accumulate_param_grads_ = across_micro_steps; }
 
   const MemoryPlan& plan() const { return plan_; }
   const Graph& graph() const { return *graph_; }
@@ -71,7 +86,16 @@ class Executor {
   std::vector<std::vector<bool>> param_grad_first_;  // per node, per output
   int num_forward_ = 0;
   bool profile_ = false;
-  std::function<void(int)> hook_;
+  bool accumulate_param_grads_ = true;
+  std::function<void(int)> before_, after_;
+  // Per value (params and param grads): the (node, output?, slot) pointer entries that
+  // hold it, for RebindParam.
+  struct Ref {
+    int node;
+    bool output;
+    int slot;
+  };
+  std::vector<std::vector<Ref>> refs_;
   std::vector<double> node_seconds_;
 };
 

@@ -22,7 +22,7 @@ int64_t ParamStore::FlatNumel(const std::vector<Spec>& specs) {
   return total;
 }
 
-ParamStore::ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel) {
+ParamStore::ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel, bool allocate) {
   int64_t offset = 0;
   for (const Spec& s : specs) {
     ParamInfo info;
@@ -38,8 +38,10 @@ ParamStore::ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel) {
     infos_.push_back(std::move(info));
   }
   flat_numel_ = std::max(offset, min_flat_numel);
-  data_ = HostBuffer(flat_numel_ * sizeof(float));
-  grad_ = HostBuffer(flat_numel_ * sizeof(float));
+  if (allocate) {
+    data_ = HostBuffer(flat_numel_ * sizeof(float));
+    grad_ = HostBuffer(flat_numel_ * sizeof(float));
+  }
 }
 
 std::vector<ParamSegment> ParamStore::WholeTensors() const {

@@ -40,7 +40,11 @@ class ParamStore {
   };
   // `min_flat_numel` pads the flat buffers to at least that many floats (data-parallel
   // layouts need a multiple of ranks × bucket pieces); padding stays zero.
-  explicit ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel = 0);
+  // With `allocate` false the store holds the layout alone (ZeRO 3 keeps parameters in
+  // shards and gathered buffers elsewhere); data()/grad() must not be used then.
+  explicit ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel = 0,
+                      bool allocate = true);
+  bool allocated() const { return data_.data() != nullptr || flat_numel_ == 0; }
 
   // The flat size the specs need without extra padding (each tensor 64-byte aligned).
   static int64_t FlatNumel(const std::vector<Spec>& specs);

@@ -13,6 +13,7 @@
 #include "parallel/comm/local/local_communicator.h"
 #include "runtime/base/env.h"
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/checkpoint/pieces.h"
 #include "runtime/checkpoint/safetensors.h"
 #include "runtime/config/job_spec.h"
 #include "runtime/worker/trainer.h"
@@ -87,12 +88,17 @@ Result Train(const std::string& yaml, int ranks, const std::vector<std::string>&
   auto latest = checkpoint::LatestCheckpoint(spec->train.checkpoint.dir);
   REQUIRE(latest.ok());
   if (*latest) {
-    auto model = checkpoint::SafetensorsFile::Open(**latest + "/model.safetensors");
+    // Whole tensors, or pieces in every rank's model file (ZeRO 3).
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(**latest)) {
+      if (e.path().filename().string().rfind("model", 0) == 0) files.push_back(e.path().string());
+    }
+    auto model = checkpoint::PieceReader::Open(files);
     REQUIRE(model.ok());
-    for (const auto& t : model->tensors()) {
-      std::vector<float> v(t.num_elements());
-      REQUIRE(model->CopyF32(t.name, t.shape, v).ok());
-      result.weights[t.name] = std::move(v);
+    for (const std::string& name : model->Names()) {
+      std::vector<float> v(model->CoveredElements(name));
+      REQUIRE(model->ReadF32(name, 0, static_cast<int64_t>(v.size()), v.data()).ok());
+      result.weights[name] = std::move(v);
     }
   }
   return result;
@@ -144,6 +150,12 @@ TEST_CASE("data parallel with ZeRO 0, 1, 2 equals one rank (AdamW and LAMB)") {
     RequireSame(one, Train(Job(opt, 4, 2, 2, 10, Scratch("four")), 4), opt + " 4 ranks zero 2");
     RequireSame(one, Train(Job(opt, 4, 1, 1, 10, Scratch("four-acc")), 4),
                 opt + " 4 ranks zero 1 accumulation");
+    // ZeRO 3 with small parameter groups (so gathering, prefetching and releasing happen
+    // within every pass), with and without accumulation.
+    RequireSame(one, Train(Job(opt, 2, 3, 2, 10, Scratch("z3-two")), 2, {"parallel.bucket=16KiB"}),
+                opt + " 2 ranks zero 3");
+    RequireSame(one, Train(Job(opt, 4, 3, 1, 10, Scratch("z3-four")), 4, {"parallel.bucket=8KiB"}),
+                opt + " 4 ranks zero 3 accumulation");
   }
 }
 
@@ -154,13 +166,14 @@ TEST_CASE("a sharded checkpoint resumes under another degree and ZeRO stage") {
   Train(Job("lamb", 2, 1, 2, 8, dir), 2, {"train.checkpoint.every=4"});
   fs::remove_all(checkpoint::StepDir((dir / "checkpoints").string(), 8));
   REQUIRE(fs::exists(checkpoint::StepDir((dir / "checkpoints").string(), 4) + "/optimizer-1.safetensors"));
-  // Resume on 4 ranks with ZeRO 2 (and once more on 1 rank): steps 5..8 as if never stopped.
-  for (auto [ranks, zero] : {std::pair{4, 2}, std::pair{1, 0}}) {
+  // Resume on 4 ranks with ZeRO 2, on 2 with ZeRO 3, and on 1 rank: steps 5..8 as if
+  // never stopped.
+  for (auto [ranks, zero] : {std::pair{4, 2}, std::pair{2, 3}, std::pair{1, 0}}) {
     fs::path again = Scratch("again");
     fs::copy(dir, again, fs::copy_options::recursive);
     fs::remove_all(checkpoint::StepDir((again / "checkpoints").string(), 8));
     std::string yaml = Job("lamb", ranks, zero, 2, 8, again);
-    Result resumed = Train(yaml, ranks);
+    Result resumed = Train(yaml, ranks, {"parallel.bucket=16KiB"});
     REQUIRE(resumed.losses.size() == 4);
     for (size_t s = 0; s < 4; ++s) {
       INFO("ranks " << ranks << " step " << s + 5);

@@ -1,4 +1,5 @@
-// Bucketed gradient reduction, sharded optimizer views and parameter gathering.
+// ZeRO stages 0–2: bucketed gradient reduction, sharded optimizer views and parameter
+// all-gather; plus what every stage shares.
 #include "parallel/data_parallel/data_parallel.h"
 
 #include <cmath>
@@ -6,37 +7,206 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/optim/grad_norm.h"
+#include "memory/host_buffer.h"
+#include "parallel/data_parallel/bucket_layout.h"
 #include "runtime/base/check.h"
 
 namespace colossal::parallel {
+namespace {
 
-int64_t DataParallel::PaddedNumel(int64_t flat, int ranks, const DataParallelOptions& options) {
-  return BucketLayout(flat, ranks, options.bucket_bytes / 4).padded_numel();
+std::vector<memory::ParamStore::Spec> Specs(const memory::ParamStore& params) {
+  std::vector<memory::ParamStore::Spec> specs;
+  for (const memory::ParamInfo& i : params.infos()) specs.push_back({i.name, i.shape});
+  return specs;
 }
 
-absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
-    Communicator* dp, const graph::Graph& graph, memory::ParamStore* params,
-    const DataParallelOptions& options) {
-  if (options.zero_stage < 0 || options.zero_stage > 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ZeRO stage ", options.zero_stage, " is not handled by DataParallel"));
+absl::Status WaitAll(std::vector<std::unique_ptr<Work>>& works) {
+  absl::Status status;
+  for (auto& w : works) {
+    absl::Status s = w->Wait();
+    if (status.ok() && !s.ok()) status = s;
   }
-  BucketLayout layout(memory::ParamStore::FlatNumel([&] {
-                        std::vector<memory::ParamStore::Spec> specs;
-                        for (const memory::ParamInfo& i : params->infos()) specs.push_back({i.name, i.shape});
-                        return specs;
-                      }()),
-                      dp->size(), options.bucket_bytes / 4);
-  if (params->flat_numel() < layout.padded_numel()) {
-    return absl::InternalError(absl::StrCat("parameter store holds ", params->flat_numel(),
-                                            " elements; the data-parallel layout needs ",
-                                            layout.padded_numel()));
+  works.clear();
+  return status;
+}
+
+class Replicated : public DataParallel {
+ public:
+  Replicated(Communicator* dp, memory::ParamStore* params, const DataParallelOptions& options,
+             BucketLayout layout)
+      : DataParallel(dp, params, options), layout_(layout) {}
+
+  absl::Status Init(const graph::Graph& graph) {
+    if (params_->flat_numel() < layout_.padded_numel()) {
+      return absl::InternalError(absl::StrCat("parameter store holds ", params_->flat_numel(),
+                                              " elements; the data-parallel layout needs ",
+                                              layout_.padded_numel()));
+    }
+    const std::vector<int> last_writer = LastGradWriters(graph);
+    finalized_at_.resize(graph.nodes().size());
+    param_buckets_.resize(params_->size());
+    bucket_params_.assign(layout_.num_buckets(), 0);
+    for (int p = 0; p < params_->size(); ++p) {
+      const memory::ParamInfo& info = params_->info(p);
+      if (last_writer[p] >= 0) finalized_at_[last_writer[p]].push_back(p);
+      if (info.numel == 0) continue;
+      for (int b = layout_.BucketOf(info.offset); b <= layout_.BucketOf(info.offset + info.numel - 1); ++b) {
+        param_buckets_[p].push_back(b);
+        // Parameters without a gradient never complete their buckets; FinishReduction
+        // launches those.
+        if (last_writer[p] >= 0) ++bucket_params_[b];
+      }
+    }
+    const int64_t shard = layout_.padded_numel() / size();
+    if (zero_stage() == 2) shard_grad_ = memory::HostBuffer(shard * sizeof(float));
+    if (zero_stage() >= 1) stage_ = memory::HostBuffer(shard * sizeof(float));
+    return absl::OkStatus();
   }
-  std::unique_ptr<DataParallel> d(new DataParallel(dp, params, options, layout));
-  // Which backward node writes each parameter's gradient last.
+
+  void Attach(graph::Executor*) override {}
+
+  void BeginMicroStep(int, bool last) override {
+    armed_ = last;
+    if (!last) return;
+    pending_ = bucket_params_;
+    launched_.assign(layout_.num_buckets(), false);
+    works_.clear();
+  }
+
+  void BeforeNode(int) override {}
+
+  void AfterNode(int node) override {
+    if (!armed_) return;
+    for (int p : finalized_at_[node]) {
+      for (int b : param_buckets_[p]) {
+        if (--pending_[b] == 0) Launch(b);
+      }
+    }
+  }
+
+  absl::Status FinishReduction() override {
+    armed_ = false;
+    // Launch, in a fixed order, what backward did not complete (buckets of parameters
+    // without gradients, padding): every rank issues the same sequence.
+    for (int b = layout_.num_buckets() - 1; b >= 0; --b) Launch(b);
+    return WaitAll(works_);
+  }
+
+  std::vector<memory::ParamSegment> OptimizerSegments() const override {
+    if (zero_stage() == 0) return params_->WholeTensors();
+    std::vector<memory::ParamSegment> out;
+    for (auto [begin, end] : layout_.Owned(rank())) {
+      for (const memory::ParamSegment& s : params_->SegmentsIn(begin, end)) out.push_back(s);
+    }
+    return out;
+  }
+
+  std::vector<float*> OptimizerWeights() const override {
+    std::vector<float*> w;
+    for (const memory::ParamSegment& s : OptimizerSegments()) w.push_back(params_->flat_data() + s.flat_offset);
+    return w;
+  }
+
+  std::vector<const float*> OptimizerGrads() const override {
+    std::vector<const float*> grads;
+    for (const memory::ParamSegment& s : OptimizerSegments()) {
+      if (zero_stage() == 2) {
+        const int b = layout_.BucketOf(s.flat_offset);
+        const int64_t within = s.flat_offset - layout_.piece_begin(b, rank());
+        COL_CHECK(within >= 0 && within < layout_.piece_size());
+        grads.push_back(shard_grad_.as<float>() + b * layout_.piece_size() + within);
+      } else {
+        grads.push_back(params_->flat_grad() + s.flat_offset);
+      }
+    }
+    return grads;
+  }
+
+  std::function<void(std::vector<double>&)> SumReducer() override {
+    if (zero_stage() == 0) return {};
+    return [this](std::vector<double>& values) {
+      auto summed = Sum(values);
+      // A failed collective leaves the per-rank values; the parameter all-gather that
+      // follows in the same step reports the error.
+      if (summed.ok()) values = std::move(*summed);
+    };
+  }
+
+  absl::StatusOr<double> GradSumSquares() override {
+    double sum = 0;
+    if (zero_stage() < 2) {
+      // Every rank holds the whole reduced gradient.
+      kernels::SumSquares(params_->flat_grad(), layout_.padded_numel(), &sum);
+      return sum;
+    }
+    kernels::SumSquares(shard_grad_.as<float>(), layout_.padded_numel() / size(), &sum);
+    auto total = Sum({sum});
+    if (!total.ok()) return total.status();
+    return (*total)[0];
+  }
+
+  absl::Status AfterOptimizerStep() override {
+    if (zero_stage() == 0) return absl::OkStatus();
+    const int64_t L = layout_.piece_size();
+    std::vector<std::unique_ptr<Work>> works;
+    for (int b = 0; b < layout_.num_buckets(); ++b) {
+      float* stage = stage_.as<float>() + b * L;
+      std::memcpy(stage, params_->flat_data() + layout_.piece_begin(b, rank()), L * sizeof(float));
+      works.push_back(dp_->AllGather(stage, params_->flat_data() + layout_.bucket_begin(b), L, DType::kF32));
+    }
+    return WaitAll(works);
+  }
+
+  HeldParams Held() override {
+    HeldParams h;
+    h.segments = params_->WholeTensors();
+    for (const auto& s : h.segments) h.data.push_back(params_->flat_data() + s.flat_offset);
+    return h;
+  }
+
+  absl::Status GatherAll(memory::ParamStore& full) override {
+    for (int i = 0; i < params_->size(); ++i) {
+      std::memcpy(full.data(i), params_->data(i), params_->info(i).numel * sizeof(float));
+    }
+    return absl::OkStatus();
+  }
+
+  int64_t param_bytes() const override { return params_->flat_numel() * 4; }
+  int64_t grad_bytes() const override {
+    return zero_stage() == 2 ? layout_.padded_numel() / size() * 4 : layout_.padded_numel() * 4;
+  }
+
+ private:
+  void Launch(int b) {
+    if (launched_[b]) return;
+    launched_[b] = true;
+    float* grad = params_->flat_grad() + layout_.bucket_begin(b);
+    if (zero_stage() == 2) {
+      works_.push_back(dp_->ReduceScatter(grad, shard_grad_.as<float>() + b * layout_.piece_size(),
+                                          layout_.piece_size(), DType::kF32));
+    } else {
+      works_.push_back(dp_->AllReduce(grad, layout_.bucket_size(), DType::kF32));
+    }
+  }
+
+  BucketLayout layout_;
+  bool armed_ = false;
+  std::vector<std::vector<int>> finalized_at_;   // per graph node: params whose grad is done
+  std::vector<std::vector<int>> param_buckets_;  // per param: buckets it touches
+  std::vector<int> bucket_params_;               // per bucket: params touching it
+  std::vector<int> pending_;
+  std::vector<bool> launched_;
+  std::vector<std::unique_ptr<Work>> works_;
+  memory::HostBuffer shard_grad_;  // stage 2: reduced gradients of this rank's pieces
+  memory::HostBuffer stage_;       // stages 1, 2: this rank's pieces, sent by all-gather
+};
+
+}  // namespace
+
+std::vector<int> LastGradWriters(const graph::Graph& graph) {
   std::vector<int> param_of_value(graph.values().size(), -1);
   for (size_t i = 0; i < graph.params().size(); ++i) param_of_value[graph.params()[i]] = static_cast<int>(i);
-  std::vector<int> last_writer(params->size(), -1);
+  std::vector<int> last_writer(graph.params().size(), -1);
   for (const graph::Node& n : graph.nodes()) {
     if (!n.backward) continue;
     for (int out : n.outputs) {
@@ -44,89 +214,33 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
       if (v.kind == graph::ValueKind::kParamGrad) last_writer[param_of_value[v.grad_of]] = n.id;
     }
   }
-  d->finalized_at_.resize(graph.nodes().size());
-  d->param_buckets_.resize(params->size());
-  d->bucket_params_.assign(layout.num_buckets(), 0);
-  for (int p = 0; p < params->size(); ++p) {
-    const memory::ParamInfo& info = params->info(p);
-    if (last_writer[p] >= 0) d->finalized_at_[last_writer[p]].push_back(p);
-    if (info.numel == 0) continue;
-    for (int b = layout.BucketOf(info.offset); b <= layout.BucketOf(info.offset + info.numel - 1); ++b) {
-      d->param_buckets_[p].push_back(b);
-      // Parameters without a gradient never complete their buckets; FinishReduction
-      // launches those.
-      if (last_writer[p] >= 0) ++d->bucket_params_[b];
-    }
+  return last_writer;
+}
+
+int64_t DataParallel::PaddedNumel(int64_t flat, int ranks, const DataParallelOptions& options) {
+  return BucketLayout(flat, ranks, options.bucket_bytes / 4).padded_numel();
+}
+
+absl::StatusOr<std::unique_ptr<DataParallel>> CreateReplicated(Communicator* dp,
+                                                               const graph::Graph& graph,
+                                                               memory::ParamStore* params,
+                                                               const DataParallelOptions& options) {
+  auto d = std::make_unique<Replicated>(
+      dp, params, options,
+      BucketLayout(memory::ParamStore::FlatNumel(Specs(*params)), dp->size(), options.bucket_bytes / 4));
+  absl::Status s = d->Init(graph);
+  if (!s.ok()) return s;
+  return std::unique_ptr<DataParallel>(std::move(d));
+}
+
+absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
+    Communicator* dp, const graph::Graph& graph, memory::ParamStore* params,
+    const DataParallelOptions& options) {
+  if (options.zero_stage < 0 || options.zero_stage > 3) {
+    return absl::InvalidArgumentError(absl::StrCat("ZeRO stage ", options.zero_stage, " (0..3)"));
   }
-  const int64_t shard = layout.padded_numel() / dp->size();
-  if (options.zero_stage == 2) d->shard_grad_ = memory::HostBuffer(shard * sizeof(float));
-  if (options.zero_stage >= 1) d->stage_ = memory::HostBuffer(shard * sizeof(float));
-  return d;
-}
-
-void DataParallel::BeginReduction() {
-  pending_ = bucket_params_;
-  launched_.assign(layout_.num_buckets(), false);
-  works_.clear();
-}
-
-void DataParallel::Launch(int b) {
-  if (launched_[b]) return;
-  launched_[b] = true;
-  float* grad = params_->flat_grad() + layout_.bucket_begin(b);
-  if (options_.zero_stage == 2) {
-    works_.push_back(dp_->ReduceScatter(grad, shard_grad_.as<float>() + b * layout_.piece_size(),
-                                        layout_.piece_size(), DType::kF32));
-  } else {
-    works_.push_back(dp_->AllReduce(grad, layout_.bucket_size(), DType::kF32));
-  }
-}
-
-void DataParallel::OnBackwardNode(int node) {
-  if (node < 0 || node >= static_cast<int>(finalized_at_.size())) return;
-  for (int p : finalized_at_[node]) {
-    for (int b : param_buckets_[p]) {
-      if (--pending_[b] == 0) Launch(b);
-    }
-  }
-}
-
-absl::Status DataParallel::FinishReduction() {
-  // Launch in bucket order what backward did not complete (buckets of parameters without
-  // gradients, padding-only buckets): every rank issues the same sequence.
-  for (int b = layout_.num_buckets() - 1; b >= 0; --b) Launch(b);
-  absl::Status status;
-  for (auto& w : works_) {
-    absl::Status s = w->Wait();
-    if (status.ok() && !s.ok()) status = s;
-  }
-  works_.clear();
-  return status;
-}
-
-std::vector<memory::ParamSegment> DataParallel::OptimizerSegments() const {
-  if (options_.zero_stage == 0) return params_->WholeTensors();
-  std::vector<memory::ParamSegment> out;
-  for (auto [begin, end] : layout_.Owned(rank())) {
-    for (const memory::ParamSegment& s : params_->SegmentsIn(begin, end)) out.push_back(s);
-  }
-  return out;
-}
-
-const float* DataParallel::ShardGrad(int64_t flat) const {
-  const int b = layout_.BucketOf(flat);
-  const int64_t within = flat - layout_.piece_begin(b, rank());
-  COL_CHECK(within >= 0 && within < layout_.piece_size());
-  return shard_grad_.as<float>() + b * layout_.piece_size() + within;
-}
-
-std::vector<const float*> DataParallel::OptimizerGrads() const {
-  std::vector<const float*> grads;
-  for (const memory::ParamSegment& s : OptimizerSegments()) {
-    grads.push_back(options_.zero_stage == 2 ? ShardGrad(s.flat_offset)
-                                             : params_->flat_grad() + s.flat_offset);
-  }
-  return grads;
+  if (options.zero_stage == 3) return CreateZero3(dp, graph, params, options);
+  return CreateReplicated(dp, graph, params, options);
 }
 
 absl::StatusOr<std::vector<double>> DataParallel::Sum(std::vector<double> values) {
@@ -145,51 +259,6 @@ absl::StatusOr<std::vector<double>> DataParallel::Sum(std::vector<double> values
   return values;
 }
 
-std::function<void(std::vector<double>&)> DataParallel::SumReducer() {
-  if (options_.zero_stage == 0) return {};
-  return [this](std::vector<double>& values) {
-    auto summed = Sum(values);
-    // A failed collective leaves the per-rank values; the next collective of the step
-    // (the parameter all-gather) reports the error.
-    if (summed.ok()) values = std::move(*summed);
-  };
-}
-
-absl::StatusOr<double> DataParallel::GradSumSquares() {
-  double sum = 0;
-  if (options_.zero_stage < 2) {
-    // Every rank holds the whole reduced gradient.
-    kernels::SumSquares(params_->flat_grad(), layout_.padded_numel(), &sum);
-    return sum;
-  }
-  kernels::SumSquares(shard_grad_.as<float>(), layout_.padded_numel() / size(), &sum);
-  auto total = Sum({sum});
-  if (!total.ok()) return total.status();
-  return (*total)[0];
-}
-
-absl::Status DataParallel::GatherParams() {
-  if (options_.zero_stage == 0) return absl::OkStatus();
-  const int64_t L = layout_.piece_size();
-  std::vector<std::unique_ptr<Work>> works;
-  for (int b = 0; b < layout_.num_buckets(); ++b) {
-    float* stage = stage_.as<float>() + b * L;
-    std::memcpy(stage, params_->flat_data() + layout_.piece_begin(b, rank()), L * sizeof(float));
-    works.push_back(dp_->AllGather(stage, params_->flat_data() + layout_.bucket_begin(b), L, DType::kF32));
-  }
-  absl::Status status;
-  for (auto& w : works) {
-    absl::Status s = w->Wait();
-    if (status.ok() && !s.ok()) status = s;
-  }
-  return status;
-}
-
 absl::Status DataParallel::Barrier() { return dp_->Barrier()->Wait(); }
-
-int64_t DataParallel::reduced_grad_bytes() const {
-  return options_.zero_stage == 2 ? layout_.padded_numel() / size() * 4
-                                  : layout_.padded_numel() * 4;
-}
 
 }  // namespace colossal::parallel

@@ -171,6 +171,25 @@ absl::Status ParseDegree(const MapReader& p, absl::string_view key,
   return more(m);
 }
 
+absl::Status ReadByteSize(const MapReader& m, absl::string_view key, int64_t* out) {
+  if (!m.Has(key)) return absl::OkStatus();
+  YAML::Node node = m.Get(key);
+  absl::StatusOr<int64_t> as_int = internal::ScalarToInt(node);
+  if (as_int.ok()) {
+    *out = *as_int;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> text = internal::ScalarToString(node);
+  absl::StatusOr<int64_t> bytes =
+      text.ok() ? ParseByteSize(*text) : absl::StatusOr<int64_t>(text.status());
+  if (!bytes.ok()) {
+    return m.ErrorAt(key, absl::StrCat("expected a byte size such as 8GiB, 512MiB, 1.5GB or "
+                                       "1024, got ", internal::Describe(node)));
+  }
+  *out = *bytes;
+  return absl::OkStatus();
+}
+
 absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
   ParallelSpec& par = spec.parallel;
   constexpr absl::string_view kExpected =
@@ -185,10 +204,11 @@ absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(MapReader p, root.Map("parallel", kExpected));
-  RETURN_IF_ERROR(p.CheckKeys({"auto", "data", "zero", "tensor", "pipeline", "sequence"}));
+  RETURN_IF_ERROR(p.CheckKeys({"auto", "data", "zero", "bucket", "tensor", "pipeline", "sequence"}));
   RETURN_IF_ERROR(p.Bool("auto", &par.auto_plan));
   RETURN_IF_ERROR(p.Int("data", &par.data));
   RETURN_IF_ERROR(p.Int("zero", &par.zero));
+  RETURN_IF_ERROR(ReadByteSize(p, "bucket", &par.bucket_bytes));
   RETURN_IF_ERROR(ParseDegree(p, "tensor", {"size", "mode", "depth"},
                               "an integer or a map {size, mode: 1d|2d|2.5d|3d, depth}",
                               &par.tensor, [&](const MapReader& m) {
@@ -210,24 +230,6 @@ absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
                      });
 }
 
-absl::Status ReadByteSize(const MapReader& m, absl::string_view key, int64_t* out) {
-  if (!m.Has(key)) return absl::OkStatus();
-  YAML::Node node = m.Get(key);
-  absl::StatusOr<int64_t> as_int = internal::ScalarToInt(node);
-  if (as_int.ok()) {
-    *out = *as_int;
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::string> text = internal::ScalarToString(node);
-  absl::StatusOr<int64_t> bytes =
-      text.ok() ? ParseByteSize(*text) : absl::StatusOr<int64_t>(text.status());
-  if (!bytes.ok()) {
-    return m.ErrorAt(key, absl::StrCat("expected a byte size such as 8GiB, 512MiB, 1.5GB or "
-                                       "1024, got ", internal::Describe(node)));
-  }
-  *out = *bytes;
-  return absl::OkStatus();
-}
 
 absl::Status ParseMemory(const MapReader& root, JobSpec& spec) {
   ASSIGN_OR_RETURN(MapReader m, root.Map("memory", "a map {placement, device_budget, ...}"));

@@ -121,6 +121,7 @@ struct ParallelSpec {
   bool auto_plan = false;     // parallel: auto (map form: auto: true, as ToYaml writes it)
   int64_t data = 1;
   int64_t zero = 0;           // 0..3
+  int64_t bucket_bytes = 25 << 20;  // parallel.bucket: gradient bucket / ZeRO-3 group size
   int64_t tensor = 1;
   TensorMode tensor_mode = TensorMode::k1d;
   int64_t tensor_depth = 1;   // 2.5d

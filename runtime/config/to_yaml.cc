@@ -144,6 +144,7 @@ void WriteParallel(Writer& w, const ParallelSpec& p) {
   w.Bool("auto", p.auto_plan);
   w.Int("data", p.data);
   w.Int("zero", p.zero);
+  w.Plain("bucket", FormatBytes(p.bucket_bytes));
   w.BeginMap("tensor", /*flow=*/true);
   w.Int("size", p.tensor);
   w.Plain("mode", TensorModeName(p.tensor_mode));

@@ -2,6 +2,7 @@
 #include "runtime/worker/checkpointing.h"
 
 #include <filesystem>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -38,7 +39,28 @@ std::vector<std::string> FilesWithPrefix(const std::string& step_dir, const std:
   return out;
 }
 
+std::vector<checkpoint::TensorView> PieceViews(const memory::ParamStore& params,
+                                              const parallel::HeldParams& held) {
+  std::vector<checkpoint::TensorView> views;
+  for (size_t i = 0; i < held.segments.size(); ++i) {
+    const memory::ParamSegment& s = held.segments[i];
+    const memory::ParamInfo& info = params.info(s.param);
+    const bool whole = s.offset == 0 && s.length == info.numel;
+    views.push_back({whole ? info.name : checkpoint::PieceName(info.name, s.offset), "F32",
+                     whole ? info.shape : std::vector<int64_t>{s.length}, held.data[i]});
+  }
+  return views;
+}
+
 }  // namespace
+
+parallel::HeldParams Held(const TrainState& state) {
+  if (state.dp) return state.dp->Held();
+  parallel::HeldParams h;
+  h.segments = state.params->WholeTensors();
+  for (const auto& s : h.segments) h.data.push_back(state.params->flat_data() + s.flat_offset);
+  return h;
+}
 
 absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t steps_done,
                                            const std::string& state_json) {
@@ -46,21 +68,27 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
   const int rank = state.dp ? state.dp->rank() : 0;
   const int ranks = state.dp ? state.dp->size() : 1;
   const bool sharded = state.dp && state.dp->zero_stage() >= 1;
+  const bool params_sharded = state.dp && state.dp->params_sharded();
   std::vector<std::string> extras;
   std::vector<StateTensor> optimizer = state.optimizer->StateTensors();
+  const parallel::HeldParams held = Held(state);
+  const std::string staging = checkpoint::StagingDir(c.dir, steps_done);
   if (sharded && rank != 0) {
-    const std::string staging = checkpoint::StagingDir(c.dir, steps_done);
     std::error_code ec;
     fs::create_directories(staging, ec);
     if (ec) return absl::PermissionDeniedError(absl::StrCat(staging, ": ", ec.message()));
+    const std::map<std::string, std::string> meta = {{"colossal_step", std::to_string(steps_done)}};
     RETURN_IF_ERROR(checkpoint::WriteSafetensors(
-        absl::StrCat(staging, "/optimizer-", rank, ".safetensors"), Views(optimizer),
-        {{"colossal_step", std::to_string(steps_done)}}));
+        absl::StrCat(staging, "/optimizer-", rank, ".safetensors"), Views(optimizer), meta));
+    if (params_sharded) {
+      RETURN_IF_ERROR(checkpoint::WriteSafetensors(
+          absl::StrCat(staging, "/model-", rank, ".safetensors"), PieceViews(*state.params, held), meta));
+    }
   }
   if (sharded) {
     for (int r = 1; r < ranks; ++r) {
-      extras.push_back(absl::StrCat(checkpoint::StagingDir(c.dir, steps_done), "/optimizer-", r,
-                                    ".safetensors"));
+      extras.push_back(absl::StrCat(staging, "/optimizer-", r, ".safetensors"));
+      if (params_sharded) extras.push_back(absl::StrCat(staging, "/model-", r, ".safetensors"));
     }
   }
   // Every shard is on disk before rank 0 publishes; rank 0 has published before anyone
@@ -68,13 +96,8 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
   if (state.dp) RETURN_IF_ERROR(state.dp->Barrier());
   absl::Status written = absl::OkStatus();
   if (rank == 0) {
-    std::vector<checkpoint::TensorView> model;
-    for (int i = 0; i < state.params->size(); ++i) {
-      const memory::ParamInfo& info = state.params->info(i);
-      model.push_back({info.name, "F32", info.shape, state.params->data(i)});
-    }
-    written = checkpoint::WriteCheckpoint(c.dir, steps_done, model, Views(optimizer), state_json,
-                                          c.keep, extras);
+    written = checkpoint::WriteCheckpoint(c.dir, steps_done, PieceViews(*state.params, held),
+                                          Views(optimizer), state_json, c.keep, extras);
   }
   if (state.dp) {
     absl::Status barrier = state.dp->Barrier();
@@ -97,12 +120,17 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
   for (int i = 0; i < state.params->size(); ++i) {
     const memory::ParamInfo& info = state.params->info(i);
     const std::vector<int64_t>* shape = model.WholeShape(info.name);
-    if (shape != nullptr && *shape != info.shape) {
+    if ((shape != nullptr && *shape != info.shape) ||
+        (shape == nullptr && model.CoveredElements(info.name) != info.numel)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          *latest, ": tensor '", info.name, "' has shape ", checkpoint::ShapeString(*shape),
-          ", the model needs ", checkpoint::ShapeString(info.shape)));
+          *latest, ": tensor '", info.name, "' does not match the model's ",
+          checkpoint::ShapeString(info.shape)));
     }
-    absl::Status s = model.ReadF32(info.name, 0, info.numel, state.params->data(i));
+  }
+  const parallel::HeldParams held = Held(state);
+  for (size_t i = 0; i < held.segments.size(); ++i) {
+    const memory::ParamSegment& seg = held.segments[i];
+    absl::Status s = model.ReadF32(state.params->info(seg.param).name, seg.offset, seg.length, held.data[i]);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
   }
   ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(FilesWithPrefix(*latest, "optimizer")));

@@ -5,6 +5,8 @@
 //   ZeRO 1, 2:            rank 0 writes model.safetensors whole; every rank writes its
 //                         optimizer pieces (optimizer.safetensors for rank 0,
 //                         optimizer-<r>.safetensors staged and moved in by rank 0);
+//   ZeRO 3:               parameters too are pieces (model.safetensors of rank 0 and
+//                         model-<r>.safetensors): `colossal export` consolidates them;
 // all behind barriers, published atomically by rank 0. Restoring reads whole tensors or
 // pieces from every model*/optimizer* file of the step (pieces.h), so a checkpoint
 // resumes under any data-parallel degree or ZeRO stage.
@@ -28,6 +30,9 @@ struct TrainState {
   Optimizer* optimizer = nullptr;
   parallel::DataParallel* dp = nullptr;  // null: one rank
 };
+
+// Where this rank holds parameter values: dp->Held(), or every tensor of the store.
+parallel::HeldParams Held(const TrainState& state);
 
 // Writes checkpoint `steps_done` of every rank (collective when dp is set); returns the
 // step directory.

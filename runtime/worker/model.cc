@@ -1,6 +1,7 @@
 // Model construction, initialisation and loading.
 #include "runtime/worker/model.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -30,7 +31,8 @@ double GraphFlops(const graph::Graph& g) {
 }
 
 absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, int64_t batch,
-                                                   const std::function<int64_t(int64_t)>& flat_numel) {
+                                                   const std::function<int64_t(int64_t)>& flat_numel,
+                                                   bool allocate_params) {
   auto model = std::make_unique<Model>();
   model->batch = batch;
   if (spec.model.kind == config::ModelSpec::Kind::kGpt) {
@@ -81,7 +83,8 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   std::vector<memory::ParamStore::Spec> specs;
   for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
   const int64_t flat = memory::ParamStore::FlatNumel(specs);
-  model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat);
+  model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat,
+                                                       allocate_params);
   ASSIGN_OR_RETURN(model->executor, graph::Executor::Create(&g, model->params.get()));
   if (model->positions >= 0) {
     graph::FillPositions(model->executor->Data<int32_t>(model->positions), batch, model->seq);
@@ -89,19 +92,33 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   return model;
 }
 
-void InitParams(Model& model, uint64_t seed) {
+void InitParams(const Model& model, const std::vector<memory::ParamSegment>& segments,
+                const std::vector<float*>& data, uint64_t seed) {
   const graph::Graph& g = model.graph;
-  for (size_t i = 0; i < g.params().size(); ++i) {
-    const graph::Value& v = g.value(g.params()[i]);
-    float* w = model.params->data(static_cast<int>(i));
-    const int64_t n = v.numel();
-    if (v.init.kind == graph::ParamInit::Kind::kConstant) {
-      for (int64_t j = 0; j < n; ++j) w[j] = static_cast<float>(v.init.value);
-    } else {
-      base::Xoshiro256StarStar rng(base::StreamSeed(seed, base::HashName(v.name)));
-      for (int64_t j = 0; j < n; ++j) w[j] = static_cast<float>(rng.Normal() * v.init.value);
+  std::vector<float> values;
+  int generated = -1;  // parameter whose values are in `values`
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const memory::ParamSegment& s = segments[i];
+    const graph::Value& v = g.value(g.params()[s.param]);
+    if (generated != s.param) {
+      values.resize(v.numel());
+      if (v.init.kind == graph::ParamInit::Kind::kConstant) {
+        std::fill(values.begin(), values.end(), static_cast<float>(v.init.value));
+      } else {
+        base::Xoshiro256StarStar rng(base::StreamSeed(seed, base::HashName(v.name)));
+        for (float& x : values) x = static_cast<float>(rng.Normal() * v.init.value);
+      }
+      generated = s.param;
     }
+    std::copy(values.begin() + s.offset, values.begin() + s.offset + s.length, data[i]);
   }
+}
+
+void InitParams(Model& model, uint64_t seed) {
+  std::vector<float*> data;
+  const std::vector<memory::ParamSegment> whole = model.params->WholeTensors();
+  for (const auto& s : whole) data.push_back(model.params->flat_data() + s.flat_offset);
+  InitParams(model, whole, data, seed);
 }
 
 absl::Status LoadParams(memory::ParamStore& params, const std::string& path) {

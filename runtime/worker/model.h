@@ -39,12 +39,18 @@ struct Model {
 // Builds graph + autodiff + parameter store + executor for micro-batch `batch`.
 // Parameters are zero; call InitParams or LoadParams. `flat_numel` maps the flat size
 // the parameters need to the size to allocate (data parallelism pads it).
+// With `allocate_params` false the store keeps the layout only (ZeRO 3 holds parameters
+// in shards).
 absl::StatusOr<std::unique_ptr<Model>> BuildModel(
     const config::JobSpec& spec, int64_t batch,
-    const std::function<int64_t(int64_t)>& flat_numel = {});
+    const std::function<int64_t(int64_t)>& flat_numel = {}, bool allocate_params = true);
 
-// GPT-2 style initialisation from each parameter's ParamInit, seeded by (seed, name).
+// GPT-2 style initialisation from each parameter's ParamInit, seeded by (seed, name):
+// every parameter whole, or just `segments` (held at data[i]) of them — the values are
+// the same either way.
 void InitParams(Model& model, uint64_t seed);
+void InitParams(const Model& model, const std::vector<memory::ParamSegment>& segments,
+                const std::vector<float*>& data, uint64_t seed);
 
 // Loads every parameter from a safetensors file with matching names and shapes, or
 // from a checkpoint: a step directory, or a checkpoint directory (its latest step).

@@ -17,6 +17,13 @@ std::vector<const float*> StoreGrads(memory::ParamStore* params,
   return grads;
 }
 
+std::vector<float*> StoreWeights(memory::ParamStore* params,
+                                 const std::vector<memory::ParamSegment>& segments) {
+  std::vector<float*> weights;
+  for (const auto& s : segments) weights.push_back(params->flat_data() + s.flat_offset);
+  return weights;
+}
+
 bool Adam(config::OptimizerType t) {
   return t == config::OptimizerType::kAdamW || t == config::OptimizerType::kLamb;
 }
@@ -24,17 +31,19 @@ bool Adam(config::OptimizerType t) {
 }  // namespace
 
 Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params)
-    : Optimizer(spec, params, params->WholeTensors(), StoreGrads(params, params->WholeTensors())) {}
+    : Optimizer(spec, params, params->WholeTensors(), StoreWeights(params, params->WholeTensors()),
+                StoreGrads(params, params->WholeTensors())) {}
 
 Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params,
-                     std::vector<memory::ParamSegment> segments, std::vector<const float*> grads,
-                     ReduceSums reduce_sums)
+                     std::vector<memory::ParamSegment> segments, std::vector<float*> weights,
+                     std::vector<const float*> grads, ReduceSums reduce_sums)
     : spec_(spec),
       params_(params),
       segments_(std::move(segments)),
+      weights_(std::move(weights)),
       grads_(std::move(grads)),
       reduce_sums_(std::move(reduce_sums)) {
-  COL_CHECK(segments_.size() == grads_.size());
+  COL_CHECK(segments_.size() == grads_.size() && segments_.size() == weights_.size());
   for (const memory::ParamInfo& info : params->infos()) {
     bool decay = true;
     for (const std::string& s : spec.no_decay) {
@@ -58,7 +67,7 @@ void Optimizer::Step(double lr, float grad_scale) {
   const bool lars = spec_.type == config::OptimizerType::kLars;
   auto args_of = [&](size_t i, auto& a) {
     const memory::ParamSegment& s = segments_[i];
-    a.w = params_->flat_data() + s.flat_offset;
+    a.w = weights_[i];
     a.g = grads_[i];
     a.n = s.length;
     a.weight_decay = decay_[s.param] ? static_cast<float>(spec_.weight_decay) : 0.0f;

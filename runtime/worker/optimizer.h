@@ -35,10 +35,11 @@ class Optimizer {
   // Sums `values` elementwise over the ranks that share the tensors (in place).
   using ReduceSums = std::function<void(std::vector<double>& values)>;
 
-  // Updates `segments` of `params`, reading segment i's gradient at grads[i].
+  // Updates `segments` of `params`: segment i's values at weights[i], its gradient at
+  // grads[i] (`params` supplies names, shapes and weight-decay groups).
   Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params,
-            std::vector<memory::ParamSegment> segments, std::vector<const float*> grads,
-            ReduceSums reduce_sums = {});
+            std::vector<memory::ParamSegment> segments, std::vector<float*> weights,
+            std::vector<const float*> grads, ReduceSums reduce_sums = {});
   // Every tensor whole, gradients in the store: the single-rank optimizer.
   Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params);
 
@@ -62,6 +63,7 @@ class Optimizer {
   config::OptimizerSpec spec_;
   memory::ParamStore* params_;
   std::vector<memory::ParamSegment> segments_;
+  std::vector<float*> weights_;
   std::vector<const float*> grads_;
   std::vector<int64_t> state_offset_;  // per segment, into the state buffers
   ReduceSums reduce_sums_;

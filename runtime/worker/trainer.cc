@@ -117,9 +117,6 @@ absl::Status Run::Setup() {
                                                    " but the data-parallel group has ", ranks_,
                                                    " ranks"));
   }
-  if (spec_.parallel.zero > 2) {
-    return absl::InvalidArgumentError("parallel.zero: stage 3 is not in this build (0, 1 or 2)");
-  }
   std::error_code ec;
   fs::create_directories(spec_.run_dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(spec_.run_dir, ": ", ec.message()));
@@ -133,10 +130,16 @@ absl::Status Run::Setup() {
   accumulation_ = spec_.train.AccumulationSteps(spec_.parallel.data);
   parallel::DataParallelOptions dp_options;
   dp_options.zero_stage = static_cast<int>(spec_.parallel.zero);
-  ASSIGN_OR_RETURN(model_, BuildModel(spec_, spec_.train.micro_batch, [&](int64_t flat) {
-                     return ranks_ > 1 ? parallel::DataParallel::PaddedNumel(flat, ranks_, dp_options)
-                                       : flat;
-                   }));
+  dp_options.bucket_bytes = spec_.parallel.bucket_bytes;
+  const bool zero3 = ranks_ > 1 && spec_.parallel.zero == 3;
+  ASSIGN_OR_RETURN(model_, BuildModel(
+                               spec_, spec_.train.micro_batch,
+                               [&](int64_t flat) {
+                                 return ranks_ > 1 && !zero3
+                                            ? parallel::DataParallel::PaddedNumel(flat, ranks_, dp_options)
+                                            : flat;
+                               },
+                               /*allocate_params=*/!zero3));
   if (stream.vocab_size > model_->vocab) {
     return absl::InvalidArgumentError(absl::StrCat(
         spec_.data.train, ": tokens use a vocabulary of ", stream.vocab_size,
@@ -161,9 +164,12 @@ absl::Status Run::Setup() {
   if (ranks_ > 1) {
     ASSIGN_OR_RETURN(dp_, parallel::DataParallel::Create(options_.data_parallel, model_->graph,
                                                          model_->params.get(), dp_options));
+    dp_->Attach(model_->executor.get());
+    model_->executor->SetHooks([this](int node) { dp_->BeforeNode(node); },
+                               [this](int node) { dp_->AfterNode(node); });
     optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get(),
-                                             dp_->OptimizerSegments(), dp_->OptimizerGrads(),
-                                             dp_->SumReducer());
+                                             dp_->OptimizerSegments(), dp_->OptimizerWeights(),
+                                             dp_->OptimizerGrads(), dp_->SumReducer());
   } else {
     optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get());
   }
@@ -180,11 +186,13 @@ absl::Status Run::Setup() {
   profile_ = base::GetEnv(base::kEnvProfile).value_or("0") == "1";
   model_->executor->EnableProfiling(profile_);
   LOG_INFO("model: {} parameters, micro-batch {} x {} tokens, {} micro-batches per step, "
-           "arena {:.1f} MiB, {} threads, {} data-parallel rank(s), ZeRO {}, optimizer state "
-           "{:.1f} MiB",
+           "arena {:.1f} MiB, {} threads, {} data-parallel rank(s), ZeRO {}; bytes per rank: "
+           "parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB",
            model_->params->num_params(), model_->batch, model_->seq, accumulation_,
            model_->executor->plan().arena_bytes / 1048576.0, omp_get_max_threads(), ranks_,
-           spec_.parallel.zero, optimizer_->state_bytes() / 1048576.0);
+           spec_.parallel.zero, (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
+           (dp_ ? dp_->grad_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
+           optimizer_->state_bytes() / 1048576.0);
   return absl::OkStatus();
 }
 
@@ -198,11 +206,25 @@ absl::Status Run::Restore() {
       return absl::OkStatus();
     }
   }
+  const parallel::HeldParams held = Held(State());
   if (!spec_.model.init_from.empty()) {
-    RETURN_IF_ERROR(LoadParams(*model_->params, spec_.model.init_from));
+    if (model_->params->allocated()) {
+      RETURN_IF_ERROR(LoadParams(*model_->params, spec_.model.init_from));
+    } else {
+      // Sharded parameters: load whole into a transient store, keep this rank's pieces.
+      std::vector<memory::ParamStore::Spec> specs;
+      for (const memory::ParamInfo& i : model_->params->infos()) specs.push_back({i.name, i.shape});
+      memory::ParamStore full(specs);
+      RETURN_IF_ERROR(LoadParams(full, spec_.model.init_from));
+      for (size_t i = 0; i < held.segments.size(); ++i) {
+        const memory::ParamSegment& seg = held.segments[i];
+        std::copy(full.data(seg.param) + seg.offset, full.data(seg.param) + seg.offset + seg.length,
+                  held.data[i]);
+      }
+    }
     LOG_INFO("initialised from {}", spec_.model.init_from);
   } else {
-    InitParams(*model_, spec_.train.seed);
+    InitParams(*model_, held.segments, held.data, spec_.train.seed);
   }
   return absl::OkStatus();
 }
@@ -217,15 +239,11 @@ absl::Status Run::TrainStep(int64_t step) {
     const int64_t first =
         data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b);
     train_loader_->Fill(first, b, ids, targets);
+    // The data-parallel engine's hooks reduce gradients (on the last micro-batch only,
+    // below ZeRO 3) and gather sharded parameters (ZeRO 3).
+    if (dp_) dp_->BeginMicroStep(static_cast<int>(m), m + 1 == accumulation_);
     ex.Forward();
-    const bool last = m + 1 == accumulation_;
-    if (dp_ && last) {
-      // Only the last micro-batch communicates: each bucket as soon as it is complete.
-      dp_->BeginReduction();
-      ex.SetBackwardHook([this](int node) { dp_->OnBackwardNode(node); });
-    }
     ex.Backward(static_cast<int>(m));
-    if (dp_ && last) ex.SetBackwardHook({});
     loss_sum += ex.Data<float>(model_->loss)[0];
   }
   loss_ = loss_sum / static_cast<double>(accumulation_);
@@ -254,7 +272,7 @@ absl::Status Run::TrainStep(int64_t step) {
   lr_ = LearningRate(spec_.train.optimizer, spec_.train.lr_schedule, step, spec_.train.steps);
   const auto t0 = Clock::now();
   optimizer_->Step(lr_, scale);
-  if (dp_) RETURN_IF_ERROR(dp_->GatherParams());
+  if (dp_) RETURN_IF_ERROR(dp_->AfterOptimizerStep());
   optimizer_seconds_ += Seconds(t0, Clock::now());
   return absl::OkStatus();
 }
@@ -318,8 +336,19 @@ absl::Status Run::SaveCheckpoint(int64_t steps_done) {
 }
 
 std::string Run::Sample() {
-  if (!rank0() || !model_->is_gpt || spec_.sample.tokens <= 0) return "";
-  auto sampler = GptSampler::Create(model_->gpt, model_->params.get());
+  if (!model_->is_gpt || spec_.sample.tokens <= 0) return "";
+  // Sharded parameters are gathered whole first (every rank takes part).
+  std::unique_ptr<memory::ParamStore> full;
+  const memory::ParamStore* params = model_->params.get();
+  if (dp_ && dp_->params_sharded()) {
+    std::vector<memory::ParamStore::Spec> specs;
+    for (const memory::ParamInfo& i : model_->params->infos()) specs.push_back({i.name, i.shape});
+    full = std::make_unique<memory::ParamStore>(specs);
+    if (!dp_->GatherAll(*full).ok()) return "";
+    params = full.get();
+  }
+  if (!rank0()) return "";
+  auto sampler = GptSampler::Create(model_->gpt, params);
   if (!sampler.ok()) return "";
   SampleOptions o;
   o.tokens = spec_.sample.tokens;

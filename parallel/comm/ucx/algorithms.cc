@@ -310,19 +310,19 @@ OpTask PointToPointRecv(Op& op, char* buf, int64_t bytes, int peer, uint32_t tag
   co_return absl::OkStatus();
 }
 
-OpTask ExchangeValues(Op& op, std::vector<int> members, uint32_t payload, uint64_t value,
-                      std::vector<uint64_t>* values) {
+OpTask ExchangeValues(Op& op, std::vector<int> members, uint32_t payload,
+                      std::vector<uint64_t> out, std::vector<uint64_t>* in) {
   std::vector<uint64_t> got(members.size(), 0);  // in the frame: outlives a failed wait
   for (size_t i = 0; i < members.size(); ++i) {
     if (members[i] == op.rank()) {
-      got[i] = value;
+      got[i] = out[i];
       continue;
     }
-    op.Send(&value, sizeof(value), members[i], payload);
+    op.Send(&out[i], sizeof(uint64_t), members[i], payload);
     op.Recv(&got[i], sizeof(uint64_t), members[i], payload);
   }
   co_await op.WaitAll();
-  *values = got;
+  *in = got;
   co_return absl::OkStatus();
 }
 

@@ -39,8 +39,8 @@ OpTask DisseminationBarrier(Op& op);
 OpTask PointToPointSend(Op& op, const char* buf, int64_t bytes, int peer, uint32_t tag);
 OpTask PointToPointRecv(Op& op, char* buf, int64_t bytes, int peer, uint32_t tag);
 // Control: every member of `members` (comm ranks, ascending, including this rank) sends
-// `value` to every other member; on success (*values)[i] is members[i]'s value.
-OpTask ExchangeValues(Op& op, std::vector<int> members, uint32_t payload, uint64_t value,
-                      std::vector<uint64_t>* values);
+// out[i] to members[i]; on success (*in)[i] is what members[i] sent to this rank.
+OpTask ExchangeValues(Op& op, std::vector<int> members, uint32_t payload,
+                      std::vector<uint64_t> out, std::vector<uint64_t>* in);
 
 }  // namespace colossal::parallel::ucx

@@ -4,8 +4,10 @@
 
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -56,29 +58,29 @@ class Backoff {
   Clock::time_point idle_start_;
 };
 
-void CompleteReq(Req* req, ucs_status_t status, size_t length) {
-  Op* op = req->op;
-  req->handle = nullptr;
-  req->done = true;
-  req->status = status;
-  req->received = length;
-  if (req->is_recv && status == UCS_OK && length != req->bytes) {
-    req->status = UCS_ERR_MESSAGE_TRUNCATED;
+constexpr size_t kBootIdBytes = 36;
+
+void AppendU64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t ReadU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
+
+// /proc/sys/kernel/random/boot_id: equal on two processes of one machine (and kernel).
+std::string MachineBootId() {
+  std::string id(kBootIdBytes, ' ');
+  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char buf[64] = {0};
+    if (std::fgets(buf, sizeof(buf), f) != nullptr) {
+      for (size_t i = 0; i < kBootIdBytes && buf[i] != '\0' && buf[i] != '\n'; ++i) id[i] = buf[i];
+    }
+    std::fclose(f);
   }
-  --op->in_flight;
-  op->progressed = true;
-  if (req->status != UCS_OK && op->failed_req == nullptr) op->failed_req = req;
-}
-
-void SendCallback(void* request, ucs_status_t status, void* user_data) {
-  CompleteReq(static_cast<Req*>(user_data), status, static_cast<Req*>(user_data)->bytes);
-  ucp_request_free(request);
-}
-
-void RecvCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
-                  void* user_data) {
-  CompleteReq(static_cast<Req*>(user_data), status, status == UCS_OK ? info->length : 0);
-  ucp_request_free(request);
+  return id;
 }
 
 }  // namespace
@@ -110,7 +112,8 @@ static TagKind KindOf(OpKind kind) {
 
 Req* Op::Send(const void* buf, size_t bytes, int peer, uint32_t slot) {
   return comm->engine->PostSend(*this, buf, bytes, peer,
-                                MakeTag(comm->id, comm->rank, KindOf(kind), Payload(*this, slot)));
+                                MakeTag(comm->id, comm->rank, KindOf(kind), Payload(*this, slot)),
+                                control_lane);
 }
 
 Req* Op::Recv(void* buf, size_t bytes, int peer, uint32_t slot) {
@@ -169,6 +172,10 @@ absl::Status Engine::Init(Bootstrap& bootstrap, const CommOptions& options) {
   int64_t keepalive_ms = std::clamp<int64_t>(options.timeout.count() / 4, 100, 1000);
   std::string keepalive = absl::StrCat(keepalive_ms, "ms");
   ucp_config_modify(config, "KEEPALIVE_INTERVAL", keepalive.c_str());
+  // Never rendezvous: on a NONE-mode (shared-memory) endpoint UCX's rendezvous uses cma,
+  // and UCX aborts the process when a cma peer dies. Large messages to peers on this
+  // machine take the engine's own direct copy instead (engine.h).
+  ucp_config_modify(config, "RNDV_THRESH", "inf");
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_ESTIMATED_NUM_EPS;
   params.features = UCP_FEATURE_TAG;
@@ -187,30 +194,67 @@ absl::Status Engine::Init(Bootstrap& bootstrap, const CommOptions& options) {
   size_t address_length = 0;
   st = ucp_worker_get_address(worker_, &address, &address_length);
   if (st != UCS_OK) return UcsError("ucp_worker_get_address", st);
-  std::string blob(reinterpret_cast<const char*>(address), address_length);
+  // Blob: boot id (36 characters, blanks if unknown), pid (8 bytes), the address of
+  // magic_ (8 bytes), then the worker address.
+  magic_ = 0xc01055a1d1ec7ull ^ static_cast<uint64_t>(world_rank_);
+  const std::string boot_id = MachineBootId();
+  std::string blob = boot_id;
+  AppendU64(blob, static_cast<uint64_t>(getpid()));
+  AppendU64(blob, reinterpret_cast<uintptr_t>(&magic_));
+  blob.append(reinterpret_cast<const char*>(address), address_length);
   ucp_worker_release_address(worker_, address);
 
   ASSIGN_OR_RETURN(std::vector<std::string> blobs, bootstrap.AllGather(blob));
   if (static_cast<int>(blobs.size()) != world_size_) {
     return absl::InternalError("UCX communicator: bootstrap returned a wrong number of blobs");
   }
+  constexpr size_t kHeader = kBootIdBytes + 16;
   peers_.resize(world_size_);
+  addresses_.resize(world_size_);
+  bool warned = false;
   for (int r = 0; r < world_size_; ++r) {
     peers_[r] = std::make_unique<PeerSlot>();
     PeerSlot& slot = *peers_[r];
     slot.engine = this;
     slot.global_rank = r;
+    if (blobs[r].size() <= kHeader) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("UCX communicator: rank ", r, " sent a malformed address blob"));
+    }
+    slot.same_boot = blobs[r].compare(0, kBootIdBytes, boot_id) == 0 &&
+                     boot_id != std::string(kBootIdBytes, ' ');
+    slot.pid = static_cast<pid_t>(ReadU64(blobs[r].data() + kBootIdBytes));
+    slot.magic_address = ReadU64(blobs[r].data() + kBootIdBytes + 8);
+    addresses_[r] = blobs[r].substr(kHeader);
     ucp_ep_params_t ep_params{};
     ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
                            UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                            UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    ep_params.address = reinterpret_cast<const ucp_address_t*>(blobs[r].data());
+    ep_params.address = reinterpret_cast<const ucp_address_t*>(addresses_[r].data());
     ep_params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
     ep_params.err_handler.cb = &Engine::OnPeerError;
     ep_params.err_handler.arg = &slot;
-    st = ucp_ep_create(worker_, &ep_params, &slot.ep);
+    st = ucp_ep_create(worker_, &ep_params, &slot.ctl_ep);
+    if (st == UCS_OK) continue;
+    slot.ctl_ep = nullptr;
+    if (!slot.same_boot) {
+      return UcsError(absl::StrCat("UCX communicator: endpoint to rank ", r,
+                                   " (another machine; UCX_TLS must allow tcp)"), st);
+    }
+    if (!warned) {
+      LOG_WARN("UCX: no failure-reporting (PEER mode) endpoint to ranks of this machine ({}); "
+               "UCX_TLS lacks tcp? A dead peer will surface as a timeout",
+               ucs_status_string(st));
+      warned = true;
+    }
+    // Without a control endpoint, the wire-up needs the data endpoint now.
+    ucp_ep_params_t data_params{};
+    data_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    data_params.address = ep_params.address;
+    data_params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    st = ucp_ep_create(worker_, &data_params, &slot.data_ep);
     if (st != UCS_OK) {
-      slot.ep = nullptr;
+      slot.data_ep = nullptr;
       return UcsError(absl::StrCat("UCX communicator: endpoint to rank ", r), st);
     }
   }
@@ -228,15 +272,21 @@ Engine::~Engine() {
   if (worker_ != nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     // Flush-close every endpoint (so our last messages leave), bounded in time.
+    // Endpoints to failed peers are left to ucp_worker_destroy.
     std::vector<void*> closing;
     for (auto& slot : peers_) {
-      if (slot == nullptr || slot->ep == nullptr) continue;
-      ucp_request_param_t param{};
-      param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      param.flags = slot->failed ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-      ucs_status_ptr_t req = ucp_ep_close_nbx(slot->ep, &param);
-      if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing.push_back(req);
-      slot->ep = nullptr;
+      if (slot == nullptr || slot->failed) continue;
+      std::vector<ucp_ep_h> eps = {slot->ctl_ep};
+      if (slot->data_ep != slot->ctl_ep) eps.push_back(slot->data_ep);
+      for (ucp_ep_h ep : eps) {
+        if (ep == nullptr) continue;
+        ucp_request_param_t param{};
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        param.flags = 0;  // flush: our last messages leave before the endpoint goes
+        ucs_status_ptr_t req = ucp_ep_close_nbx(ep, &param);
+        if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing.push_back(req);
+      }
+      slot->data_ep = slot->ctl_ep = nullptr;
     }
     const Clock::time_point deadline = Clock::now() + kCloseGrace;
     while (!closing.empty() && Clock::now() < deadline) {
@@ -268,7 +318,7 @@ void Engine::MarkPeerFailed(int global_rank, ucs_status_t status) {
   slot.failed = true;
   slot.failure = status;
   slot.failed_at = Clock::now();
-  slot.close_pending = slot.ep != nullptr;
+  slot.close_pending = slot.ctl_ep != nullptr;
   ++failed_peers_;
   LOG_WARN("UCX: rank {} lost global rank {}: {}", world_rank_, global_rank,
            ucs_status_string(status));
@@ -333,57 +383,6 @@ uint32_t Engine::ProposeCommId() {
 void Engine::CommitCommId(uint32_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   next_comm_id_ = std::max(next_comm_id_, id + 1);
-}
-
-// --------------------------------------------------------------------- requests
-
-Req* Engine::PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t tag) {
-  Req& req = op.reqs.emplace_back();
-  req.op = &op;
-  req.peer = peer;
-  req.bytes = bytes;
-  PeerSlot& slot = *peers_[op.comm->global_ranks[peer]];
-  ++op.in_flight;
-  if (slot.ep == nullptr) {
-    CompleteReq(&req, slot.failed ? slot.failure : UCS_ERR_NOT_CONNECTED, 0);
-    return &req;
-  }
-  ucp_request_param_t param{};
-  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  param.cb.send = &SendCallback;
-  param.user_data = &req;
-  ucs_status_ptr_t r = ucp_tag_send_nbx(slot.ep, buf, bytes, tag, &param);
-  if (r == nullptr) {
-    CompleteReq(&req, UCS_OK, bytes);
-  } else if (UCS_PTR_IS_ERR(r)) {
-    CompleteReq(&req, UCS_PTR_STATUS(r), 0);
-  } else {
-    req.handle = r;
-  }
-  return &req;
-}
-
-Req* Engine::PostRecv(Op& op, void* buf, size_t bytes, int peer, ucp_tag_t tag) {
-  Req& req = op.reqs.emplace_back();
-  req.op = &op;
-  req.peer = peer;
-  req.bytes = bytes;
-  req.is_recv = true;
-  ++op.in_flight;
-  ucp_request_param_t param{};
-  // UCX 1.13 leaves recv_info unset when a receive completes at once, so ask for the
-  // callback always (it may run inside ucp_tag_recv_nbx): it reports the length.
-  param.op_attr_mask =
-      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-  param.cb.recv = &RecvCallback;
-  param.user_data = &req;
-  ucs_status_ptr_t r = ucp_tag_recv_nbx(worker_, buf, bytes, tag, ~ucp_tag_t{0}, &param);
-  if (UCS_PTR_IS_ERR(r)) {
-    CompleteReq(&req, UCS_PTR_STATUS(r), 0);
-  } else if (r != nullptr && !req.done) {
-    req.handle = r;
-  }
-  return &req;
 }
 
 // ---------------------------------------------------------------------- driving
@@ -469,6 +468,7 @@ bool Engine::ProgressLocked() {
     progressed = true;
   }
   for (int i = 0; i < 8 && ucp_worker_progress(worker_) != 0; ++i) progressed = true;
+  if (!pending_acks_.empty()) PostAcksLocked();
   // Endpoints whose peers failed: force-close them (their requests complete with errors).
   if (failed_peers_ > 0) {
     for (auto& slot : peers_) {
@@ -477,9 +477,12 @@ bool Engine::ProgressLocked() {
       ucp_request_param_t param{};
       param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
       param.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      ucs_status_ptr_t req = ucp_ep_close_nbx(slot->ep, &param);
+      // The PEER-mode control endpoint only: force-closing a NONE-mode endpoint is not
+      // defined; its stuck requests are abandoned instead (see the header).
+      ucs_status_ptr_t req = ucp_ep_close_nbx(slot->ctl_ep, &param);
       if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
-      slot->ep = nullptr;
+      if (slot->data_ep == slot->ctl_ep) slot->data_ep = nullptr;
+      slot->ctl_ep = nullptr;
       progressed = true;
     }
   }
@@ -502,6 +505,7 @@ bool Engine::ProgressLocked() {
       }
     }
   }
+  if (!pending_acks_.empty()) PostAcksLocked();
   if (!zombies_.empty()) {
     zombies_.erase(std::remove_if(zombies_.begin(), zombies_.end(),
                                   [](const auto& op) { return op->in_flight == 0; }),
@@ -614,27 +618,19 @@ bool Engine::AdvanceLocked(Op& op, Clock::time_point now) {
     }
     if (now < op.drain_deadline) return false;
     if (!op.forced_close) {
-      // Requests still stuck after the grace: force-close their endpoints.
+      // Requests still stuck after the grace: their peers are failed (for every
+      // communicator of this process); closing the control endpoints completes the
+      // requests of remote peers and tells the peers.
       for (const Req& r : op.reqs) {
-        if (r.done) continue;
-        PeerSlot& slot = *peers_[comm.global_ranks[r.peer]];
-        if (slot.ep == nullptr) continue;
-        if (!slot.failed) MarkPeerFailed(slot.global_rank, UCS_ERR_TIMED_OUT);
-        slot.close_pending = false;
-        ucp_request_param_t param{};
-        param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-        param.flags = UCP_EP_CLOSE_FLAG_FORCE;
-        ucs_status_ptr_t req = ucp_ep_close_nbx(slot.ep, &param);
-        if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
-        slot.ep = nullptr;
+        if (!r.done) MarkPeerFailed(comm.global_ranks[r.peer], UCS_ERR_TIMED_OUT);
       }
       op.forced_close = true;
       op.drain_deadline = now + kDrainGrace;
       return false;
     }
-    LOG_ERROR("{}: {} UCX requests never completed after the failure; abandoning them",
-              OpContext(op), op.in_flight);
-    // The abandoned requests may still write into the scratch: leak it on purpose.
+    LOG_WARN("{}: abandoning {} UCX requests that did not end after the failure", OpContext(op),
+             op.in_flight);
+    // The abandoned requests may still point into the scratch: leak it on purpose.
     (void)comm.scratch.release();
     comm.scratch_bytes = 0;
     FinishLocked(op, op.status);
@@ -713,8 +709,11 @@ void Engine::FailLocked(Op& op, absl::Status status, Clock::time_point now) {
   op.status = std::move(status);
   op.drain_deadline = now + kDrainGrace;
   if (op.comm->failed.ok()) op.comm->failed = op.status;
+  // Cancel the receives (plain, descriptor and acknowledgement); sends end by themselves.
   for (Req& r : op.reqs) {
-    if (!r.done && r.is_recv && r.handle != nullptr) ucp_request_cancel(worker_, r.handle);
+    if (r.done) continue;
+    if (r.is_recv && r.handles[0] != nullptr) ucp_request_cancel(worker_, r.handles[0]);
+    if (r.handles[1] != nullptr) ucp_request_cancel(worker_, r.handles[1]);
   }
 }
 

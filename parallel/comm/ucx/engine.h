@@ -20,12 +20,23 @@
 // Receives match all 64 bits, so communicators, senders and operations never mix;
 // messages with equal tags from one sender match in send order (UCX guarantee).
 //
-// Failure: endpoints use UCP_ERR_HANDLING_MODE_PEER and a keepalive interval of a quarter
-// of the timeout (≤ 1 s), so a killed peer is reported by UCX; an op fails when a peer it
-// needs has been reported failed, or when none of its requests completed for `timeout`
-// (the error names the peer it waits for). After a failure the op cancels its receives and
-// waits (briefly) for in-flight requests; a request still stuck then has its endpoint
-// force-closed, so Wait() returns within the timeout plus a small grace.
+// Endpoints. UCX 1.13's shared-memory transports (posix, sysv; cma has no active
+// messages) do not support UCP_ERR_HANDLING_MODE_PEER: a PEER-mode endpoint between two
+// processes of one machine silently falls back to TCP over loopback, 5-10x slower. So
+// each peer gets two endpoints:
+//   * a control endpoint, UCP_ERR_HANDLING_MODE_PEER (TCP), which carries the wire-up
+//     handshake and reports the peer's death (its connection resets when the process dies;
+//     UCX keepalive, set to min(1 s, timeout/4), covers a vanished host);
+//   * a data endpoint for the collectives: UCP_ERR_HANDLING_MODE_NONE for a peer on the
+//     same machine (same /proc boot_id), so UCX picks shared memory and cma; the control
+//     endpoint itself for a peer on another machine (TCP either way).
+// Failure: an op fails when a peer it needs has been reported failed (after a short grace,
+// since a peer that finished and exited may have left its last messages in our queues), or
+// when none of its requests completed for `timeout` (the error names the peer it waits
+// for). A failed op cancels its receives and waits briefly for in-flight requests; those
+// still stuck (a send to a dead peer on a NONE endpoint never completes) are abandoned to
+// a zombie list and the peer is marked failed, with its control endpoint force-closed so
+// that the peer learns of it. Wait() thus returns within the timeout plus a short grace.
 #pragma once
 
 #include <atomic>
@@ -41,6 +52,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/types.h>
 #include <ucp/api/ucp.h>
 
 #include "absl/status/status.h"
@@ -58,26 +70,46 @@ struct CommState;
 // Tag layout (see the header comment).
 enum class TagKind : uint32_t { kCollective = 0, kPointToPoint = 1, kControl = 2 };
 inline constexpr int kMaxCommSize = 1 << 16;
-inline constexpr uint32_t kMaxCommId = (1u << 20) - 1;
+inline constexpr uint32_t kMaxCommId = (1u << 19) - 1;
 inline constexpr int64_t kMaxUserTag = (int64_t{1} << 26) - 1;
 inline constexpr uint32_t kWireupPayload = (1u << 26) - 1;
+// Messages to a peer on this machine of at least this many bytes move by direct copy.
+inline constexpr size_t kDirectMinBytes = 16 << 10;
 
-constexpr ucp_tag_t MakeTag(uint32_t comm_id, int src, TagKind kind, uint32_t payload) {
-  return (ucp_tag_t{comm_id} << 44) | (ucp_tag_t(static_cast<uint32_t>(src)) << 28) |
-         (ucp_tag_t{static_cast<uint32_t>(kind)} << 26) | ucp_tag_t{payload & 0x3ffffffu};
+constexpr ucp_tag_t MakeTag(uint32_t comm_id, int src, TagKind kind, uint32_t payload,
+                            bool ack = false) {
+  return (ucp_tag_t{comm_id} << 45) | (ucp_tag_t(static_cast<uint32_t>(src)) << 29) |
+         (ucp_tag_t{ack ? 1u : 0u} << 28) | (ucp_tag_t{static_cast<uint32_t>(kind)} << 26) |
+         ucp_tag_t{payload & 0x3ffffffu};
+}
+// The tag of the acknowledgement of a direct message received with `tag` from comm rank
+// `src`, sent by comm rank `dst`: same communicator, kind and payload.
+constexpr ucp_tag_t AckTag(ucp_tag_t tag, int dst) {
+  return (tag & ~(((ucp_tag_t{1} << 16) - 1) << 29)) | (ucp_tag_t(static_cast<uint32_t>(dst)) << 29) |
+         (ucp_tag_t{1} << 28);
 }
 
-// One tagged send or receive of an op. Lives in its op's `reqs` (stable addresses).
+// One logical send or receive of an op. Lives in its op's `reqs` (stable addresses).
+// A plain message is one UCX request. A direct message (a peer on this machine, at least
+// kDirectMinBytes, the peer able to read our memory): the sender posts a descriptor
+// {magic, address, bytes} and a receive for the acknowledgement; the receiver takes the
+// descriptor, copies the bytes out of the sender's memory with process_vm_readv (one copy,
+// like UCX's cma rendezvous, but a dead sender is an error here, not an abort) and
+// acknowledges, after which the sender's buffer is free.
 struct Req {
   Op* op = nullptr;
   int peer = -1;            // rank in the op's communicator
   bool is_recv = false;
+  bool direct = false;
   bool done = false;
   ucs_status_t status = UCS_OK;
   size_t bytes = 0;         // posted size
   size_t received = 0;      // receives: length of the matched message
-  void* handle = nullptr;   // the UCX request while in flight
-  ucp_tag_recv_info_t info{};
+  int pending = 0;          // UCX requests of this Req still in flight
+  void* handles[2] = {nullptr, nullptr};  // [0] send or receive, [1] ack receive
+  void* dst = nullptr;      // direct receive: destination
+  ucp_tag_t tag = 0;        // direct receive: the tag it came with (to acknowledge)
+  uint64_t desc[3] = {0, 0, 0};  // direct: {magic, address, bytes}
 };
 
 // The coroutine type of an op body. co_return the op's status.
@@ -163,6 +195,7 @@ class Op {
 
   // --- Set by the issuer before Submit. ---
   OpTask task;
+  bool control_lane = false;  // sends go through the peers' control endpoints
   std::vector<int> watched;  // comm ranks whose failure fails the op (empty: all members)
   uint32_t seq = 0;          // collectives: sequence in the comm (mod 1024 in tags)
 
@@ -242,15 +275,33 @@ class Engine {
   uint32_t ProposeCommId();
   void CommitCommId(uint32_t id);
 
+  // Set-up of the data path (CreateUcxCommunicator, after the control wire-up):
+  // whether this process can read each peer's memory with process_vm_readv (1/0 by global
+  // rank; peers on other machines 0), then the data endpoints from both directions' answers.
+  std::vector<uint64_t> ProbeDirectReads() const;
+  absl::Status CreateDataEndpoints(const std::vector<uint64_t>& i_read_them,
+                                   const std::vector<uint64_t>& they_read_me);
+
   // --- For Op (engine lock held). ---
-  Req* PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t tag);
+  Req* PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t tag,
+                bool control = false);
   Req* PostRecv(Op& op, void* buf, size_t bytes, int peer, ucp_tag_t tag);
+
+  // --- For the request callbacks (transfer.cc; engine lock held). ---
+  void DirectRead(Req& req);
+  void QueueAck(int global_rank, ucp_tag_t tag) { pending_acks_.push_back({global_rank, tag}); }
+  void MarkPeerFailed(int global_rank, ucs_status_t status);
 
  private:
   struct PeerSlot {
     Engine* engine = nullptr;
     int global_rank = -1;
-    ucp_ep_h ep = nullptr;
+    bool same_boot = false;      // same machine (equal /proc boot_id)
+    pid_t pid = 0;               // its process id (meaningful when same_boot)
+    uint64_t magic_address = 0;  // where its engine keeps its magic (direct-read probe)
+    bool local = false;          // direct copies both ways; data_ep is a NONE-mode ep
+    ucp_ep_h data_ep = nullptr;  // collectives and point-to-point
+    ucp_ep_h ctl_ep = nullptr;   // PEER mode: wire-up and failure reports (== data_ep if remote)
     bool failed = false;
     bool close_pending = false;
     ucs_status_t failure = UCS_OK;
@@ -259,9 +310,8 @@ class Engine {
 
   Engine() = default;
   absl::Status Init(Bootstrap& bootstrap, const CommOptions& options);
-  absl::Status Wireup(const CommOptions& options);
   static void OnPeerError(void* arg, ucp_ep_h ep, ucs_status_t status);
-  void MarkPeerFailed(int global_rank, ucs_status_t status);
+  void PostAcksLocked();
 
   bool ProgressLocked();
   void AcceptLocked(std::shared_ptr<Op> op);
@@ -278,9 +328,12 @@ class Engine {
 
   int world_rank_ = 0;
   int world_size_ = 0;
+  uint64_t magic_ = 0;  // read by peers to prove that direct copies work
+  std::vector<std::pair<int, ucp_tag_t>> pending_acks_;  // (global rank, tag) to send
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   std::vector<std::unique_ptr<PeerSlot>> peers_;  // by global rank
+  std::vector<std::string> addresses_;           // UCX worker address by global rank
   int failed_peers_ = 0;
 
   std::mutex mu_;  // the engine lock: UCX calls, comms_, op engine state

@@ -178,7 +178,8 @@ class UcxCommunicator : public Communicator {
         state_, OpKind::kControl,
         absl::StrCat("Split([", absl::StrJoin(ranks, ", "), "])"));
     op->watched = ranks;
-    op->task = ucx::ExchangeValues(*op, ranks, payload, value, &values);
+    op->task = ucx::ExchangeValues(*op, ranks, payload,
+                                   std::vector<uint64_t>(ranks.size(), value), &values);
     engine_->Submit(op);
     RETURN_IF_ERROR(engine_->Wait(*op));
     uint64_t id = 0;
@@ -210,16 +211,31 @@ class UcxCommunicator : public Communicator {
                        status.ok() ? absl::AbortedError("Abort() with an OK status") : status);
   }
 
-  // The wire-up handshake: every pair of ranks exchanges a message, so every endpoint is
-  // connected (and watched by UCX's keepalive) before the first collective.
+  // Connects the world: a handshake between every pair over the control endpoints, a
+  // probe of direct copies in both directions, the data endpoints, and a handshake over
+  // those, so every endpoint is connected (and the control ones watched for failures)
+  // before the first collective.
   absl::Status Wireup() {
     std::vector<int> all(size());
     for (int r = 0; r < size(); ++r) all[r] = r;
-    std::vector<uint64_t> values;
-    auto op = std::make_shared<Op>(state_, OpKind::kControl, "wire-up");
-    op->task = ucx::ExchangeValues(*op, all, ucx::kWireupPayload, 0, &values);
-    engine_->Submit(op);
-    return engine_->Wait(*op);
+    auto exchange = [&](const char* name, bool control, uint32_t payload,
+                        std::vector<uint64_t> out) -> absl::StatusOr<std::vector<uint64_t>> {
+      std::vector<uint64_t> in;
+      auto op = std::make_shared<Op>(state_, OpKind::kControl, name);
+      op->control_lane = control;
+      op->task = ucx::ExchangeValues(*op, all, payload, std::move(out), &in);
+      engine_->Submit(op);
+      RETURN_IF_ERROR(engine_->Wait(*op));
+      return in;
+    };
+    const std::vector<uint64_t> zeros(size(), 0);
+    RETURN_IF_ERROR(exchange("wire-up (control endpoints)", true, ucx::kWireupPayload, zeros)
+                        .status());
+    const std::vector<uint64_t> i_read_them = engine_->ProbeDirectReads();
+    ASSIGN_OR_RETURN(std::vector<uint64_t> they_read_me,
+                     exchange("direct-copy probe", true, ucx::kWireupPayload - 1, i_read_them));
+    RETURN_IF_ERROR(engine_->CreateDataEndpoints(i_read_them, they_read_me));
+    return exchange("wire-up (data endpoints)", false, ucx::kWireupPayload - 2, zeros).status();
   }
 
  private:

@@ -1,0 +1,232 @@
+// Engine (engine.h), the message layer: posting tagged sends and receives, their
+// completion callbacks, and the direct-copy path between processes of one machine
+// (descriptor → process_vm_readv → acknowledgement).
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "parallel/comm/ucx/engine.h"
+#include "runtime/base/logging.h"
+
+namespace colossal::parallel::ucx {
+namespace {
+
+constexpr uint64_t kDescriptorMagic = 0xc01055a1d1ec7ull;
+
+// One UCX request of `req` ended (slot 0: the send or receive; 1: an ack receive).
+void SubComplete(Req* req, int slot, ucs_status_t status) {
+  Op* op = req->op;
+  req->handles[slot] = nullptr;
+  --req->pending;
+  --op->in_flight;
+  op->progressed = true;
+  if (status != UCS_OK && req->status == UCS_OK) req->status = status;
+  if (req->pending == 0) req->done = true;
+  if (req->status != UCS_OK && op->failed_req == nullptr) op->failed_req = req;
+}
+
+void SendCallback(void* request, ucs_status_t status, void* user_data) {
+  SubComplete(static_cast<Req*>(user_data), 0, status);
+  ucp_request_free(request);
+}
+
+void AckCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t*,
+                 void* user_data) {
+  SubComplete(static_cast<Req*>(user_data), 1, status);
+  ucp_request_free(request);
+}
+
+void RecvCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
+                  void* user_data) {
+  Req* req = static_cast<Req*>(user_data);
+  if (status == UCS_OK) {
+    req->received = info->length;
+    if (req->direct) {
+      if (info->length != sizeof(req->desc) || req->desc[0] != kDescriptorMagic ||
+          req->desc[2] != req->bytes) {
+        req->received = info->length == sizeof(req->desc) ? req->desc[2] : info->length;
+        status = UCS_ERR_MESSAGE_TRUNCATED;
+      } else {
+        req->op->comm->engine->DirectRead(*req);
+        status = req->status;
+      }
+    } else if (info->length != req->bytes) {
+      status = UCS_ERR_MESSAGE_TRUNCATED;
+    }
+  }
+  SubComplete(req, 0, status);
+  ucp_request_free(request);
+}
+
+void AckSentCallback(void* request, ucs_status_t, void*) { ucp_request_free(request); }
+
+}  // namespace
+
+void Engine::DirectRead(Req& req) {
+  const PeerSlot& slot = *peers_[req.op->comm->global_ranks[req.peer]];
+  iovec local{req.dst, req.bytes};
+  iovec remote{reinterpret_cast<void*>(static_cast<uintptr_t>(req.desc[1])), req.bytes};
+  size_t done = 0;
+  while (done < req.bytes) {
+    local.iov_base = static_cast<char*>(req.dst) + done;
+    local.iov_len = req.bytes - done;
+    remote.iov_base = reinterpret_cast<char*>(static_cast<uintptr_t>(req.desc[1])) + done;
+    remote.iov_len = req.bytes - done;
+    ssize_t n = process_vm_readv(slot.pid, &local, 1, &remote, 1, 0);
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      if (err == EINTR) continue;
+      req.status = err == ESRCH ? UCS_ERR_CONNECTION_RESET : UCS_ERR_IO_ERROR;
+      if (err == ESRCH) MarkPeerFailed(slot.global_rank, UCS_ERR_CONNECTION_RESET);
+      LOG_WARN("UCX: direct copy of {} bytes from global rank {} failed: {}", req.bytes,
+               slot.global_rank, std::strerror(err));
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
+  QueueAck(slot.global_rank, AckTag(req.tag, req.op->comm->rank));
+}
+
+void Engine::PostAcksLocked() {
+  for (const auto& [global_rank, tag] : pending_acks_) {
+    PeerSlot& slot = *peers_[global_rank];
+    if (slot.failed || slot.data_ep == nullptr) continue;
+    static const char kAck = 0;
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK;
+    param.cb.send = &AckSentCallback;
+    ucs_status_ptr_t r = ucp_tag_send_nbx(slot.data_ep, &kAck, 0, tag, &param);
+    (void)r;  // completes by itself (freed in the callback) or at once
+  }
+  pending_acks_.clear();
+}
+
+Req* Engine::PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t tag,
+                      bool control) {
+  Req& req = op.reqs.emplace_back();
+  req.op = &op;
+  req.peer = peer;
+  req.bytes = bytes;
+  PeerSlot& slot = *peers_[op.comm->global_ranks[peer]];
+  ucp_ep_h ep = control && slot.ctl_ep != nullptr ? slot.ctl_ep : slot.data_ep;
+  req.direct = !control && slot.local && bytes >= kDirectMinBytes;
+  req.pending = req.direct ? 2 : 1;
+  op.in_flight += req.pending;
+  if (slot.failed || ep == nullptr) {
+    const ucs_status_t why = slot.failed ? slot.failure : UCS_ERR_NOT_CONNECTED;
+    for (int i = req.pending - 1; i >= 0; --i) SubComplete(&req, i, why);
+    return &req;
+  }
+  if (req.direct) {
+    // The acknowledgement first, so it is posted before the receiver can send it.
+    ucp_request_param_t ack{};
+    ack.op_attr_mask =
+        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    ack.cb.recv = &AckCallback;
+    ack.user_data = &req;
+    ucs_status_ptr_t a = ucp_tag_recv_nbx(worker_, nullptr, 0, AckTag(tag, peer),
+                                          ~ucp_tag_t{0}, &ack);
+    if (UCS_PTR_IS_ERR(a)) {
+      SubComplete(&req, 1, UCS_PTR_STATUS(a));
+    } else if (a != nullptr && req.handles[1] == nullptr && req.pending == 2) {
+      req.handles[1] = a;
+    }
+    req.desc[0] = kDescriptorMagic;
+    req.desc[1] = reinterpret_cast<uintptr_t>(buf);
+    req.desc[2] = bytes;
+    buf = req.desc;
+    bytes = sizeof(req.desc);
+  }
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = &SendCallback;
+  param.user_data = &req;
+  ucs_status_ptr_t r = ucp_tag_send_nbx(ep, buf, bytes, tag, &param);
+  if (r == nullptr) {
+    SubComplete(&req, 0, UCS_OK);
+  } else if (UCS_PTR_IS_ERR(r)) {
+    SubComplete(&req, 0, UCS_PTR_STATUS(r));
+  } else {
+    req.handles[0] = r;
+  }
+  return &req;
+}
+
+Req* Engine::PostRecv(Op& op, void* buf, size_t bytes, int peer, ucp_tag_t tag) {
+  Req& req = op.reqs.emplace_back();
+  req.op = &op;
+  req.peer = peer;
+  req.bytes = bytes;
+  req.is_recv = true;
+  req.pending = 1;
+  ++op.in_flight;
+  const PeerSlot& slot = *peers_[op.comm->global_ranks[peer]];
+  req.direct = slot.local && bytes >= kDirectMinBytes && !op.control_lane;
+  req.dst = buf;
+  req.tag = tag;
+  // UCX 1.13 leaves recv_info unset when a receive completes at once, so ask for the
+  // callback always (it may run inside ucp_tag_recv_nbx): it checks the length.
+  ucp_request_param_t param{};
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  param.cb.recv = &RecvCallback;
+  param.user_data = &req;
+  void* into = req.direct ? static_cast<void*>(req.desc) : buf;
+  size_t length = req.direct ? sizeof(req.desc) : bytes;
+  ucs_status_ptr_t r = ucp_tag_recv_nbx(worker_, into, length, tag, ~ucp_tag_t{0}, &param);
+  if (UCS_PTR_IS_ERR(r)) {
+    SubComplete(&req, 0, UCS_PTR_STATUS(r));
+  } else if (r != nullptr && !req.done) {
+    req.handles[0] = r;
+  }
+  return &req;
+}
+
+std::vector<uint64_t> Engine::ProbeDirectReads() const {
+  std::vector<uint64_t> ok(world_size_, 0);
+  for (int r = 0; r < world_size_; ++r) {
+    const PeerSlot& slot = *peers_[r];
+    if (r == world_rank_ || !slot.same_boot) continue;
+    uint64_t value = 0;
+    iovec local{&value, sizeof(value)};
+    iovec remote{reinterpret_cast<void*>(static_cast<uintptr_t>(slot.magic_address)),
+                 sizeof(value)};
+    ssize_t n = process_vm_readv(slot.pid, &local, 1, &remote, 1, 0);
+    ok[r] = n == sizeof(value) && value == (kDescriptorMagic ^ static_cast<uint64_t>(r));
+    if (!ok[r]) {
+      LOG_WARN("UCX: rank {} cannot read rank {}'s memory ({}); their messages go through "
+               "UCX's TCP endpoint",
+               world_rank_, r, n < 0 ? std::strerror(errno) : "wrong process");
+    }
+  }
+  return ok;
+}
+
+absl::Status Engine::CreateDataEndpoints(const std::vector<uint64_t>& i_read_them,
+                                         const std::vector<uint64_t>& they_read_me) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int r = 0; r < world_size_; ++r) {
+    PeerSlot& slot = *peers_[r];
+    slot.local = r != world_rank_ && i_read_them[r] != 0 && they_read_me[r] != 0;
+    if (!slot.local) {
+      if (slot.data_ep == nullptr) slot.data_ep = slot.ctl_ep;
+      continue;
+    }
+    if (slot.data_ep != nullptr && slot.data_ep != slot.ctl_ep) continue;  // made in Init
+    ucp_ep_params_t params{};
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    params.address = reinterpret_cast<const ucp_address_t*>(addresses_[r].data());
+    params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    ucs_status_t st = ucp_ep_create(worker_, &params, &slot.data_ep);
+    if (st != UCS_OK) {
+      slot.data_ep = nullptr;
+      return absl::UnavailableError(absl::StrCat("UCX communicator: data endpoint to rank ", r,
+                                                 ": ", ucs_status_string(st)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace colossal::parallel::ucx

@@ -107,6 +107,7 @@ struct Req {
   size_t received = 0;      // receives: length of the matched message
   int pending = 0;          // UCX requests of this Req still in flight
   void* handles[2] = {nullptr, nullptr};  // [0] send or receive, [1] ack receive
+  ucp_worker_h worker = nullptr;  // where its receives are posted
   void* dst = nullptr;      // direct receive: destination
   ucp_tag_t tag = 0;        // direct receive: the tag it came with (to acknowledge)
   uint64_t desc[3] = {0, 0, 0};  // direct: {magic, address, bytes}
@@ -196,6 +197,7 @@ class Op {
   // --- Set by the issuer before Submit. ---
   OpTask task;
   bool control_lane = false;  // sends go through the peers' control endpoints
+  bool urgent = false;        // large: wake a napping progress thread at once
   std::vector<int> watched;  // comm ranks whose failure fails the op (empty: all members)
   uint32_t seq = 0;          // collectives: sequence in the comm (mod 1024 in tags)
 
@@ -312,6 +314,10 @@ class Engine {
   absl::Status Init(Bootstrap& bootstrap, const CommOptions& options);
   static void OnPeerError(void* arg, ucp_ep_h ep, ucs_status_t status);
   void PostAcksLocked();
+  // The endpoint a message to `slot` goes through, and the worker on which a message from
+  // it arrives (control lane: the control endpoint where there is one).
+  ucp_ep_h SendEndpoint(const PeerSlot& slot, bool control) const;
+  ucp_worker_h ReceiveWorker(const PeerSlot& slot, bool control) const;
 
   bool ProgressLocked();
   void AcceptLocked(std::shared_ptr<Op> op);
@@ -331,7 +337,11 @@ class Engine {
   uint64_t magic_ = 0;  // read by peers to prove that direct copies work
   std::vector<std::pair<int, ucp_tag_t>> pending_acks_;  // (global rank, tag) to send
   ucp_context_h context_ = nullptr;
-  ucp_worker_h worker_ = nullptr;
+  ucp_worker_h worker_ = nullptr;      // data endpoints to peers of this machine
+  ucp_worker_h ctl_worker_ = nullptr;  // control endpoints (TCP), also data to other machines
+  int ctl_busy_ = 0;                   // control-lane ops accepted and not finished
+  bool data_on_ctl_ = false;           // some peer's data goes through the control worker
+  Clock::time_point last_ctl_round_;
   std::vector<std::unique_ptr<PeerSlot>> peers_;  // by global rank
   std::vector<std::string> addresses_;           // UCX worker address by global rank
   int failed_peers_ = 0;
@@ -348,6 +358,7 @@ class Engine {
   std::atomic<int> active_ops_{0};
   std::atomic<int> waiters_{0};
   bool stop_ = false;
+  bool deep_sleep_ = false;  // the progress thread sleeps until Submit wakes it
   std::thread progress_thread_;
 };
 

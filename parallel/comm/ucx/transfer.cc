@@ -110,8 +110,9 @@ Req* Engine::PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t
   req.peer = peer;
   req.bytes = bytes;
   PeerSlot& slot = *peers_[op.comm->global_ranks[peer]];
-  ucp_ep_h ep = control && slot.ctl_ep != nullptr ? slot.ctl_ep : slot.data_ep;
+  ucp_ep_h ep = SendEndpoint(slot, control);
   req.direct = !control && slot.local && bytes >= kDirectMinBytes;
+  req.worker = worker_;  // the acknowledgement of a direct send
   req.pending = req.direct ? 2 : 1;
   op.in_flight += req.pending;
   if (slot.failed || ep == nullptr) {
@@ -164,6 +165,7 @@ Req* Engine::PostRecv(Op& op, void* buf, size_t bytes, int peer, ucp_tag_t tag) 
   ++op.in_flight;
   const PeerSlot& slot = *peers_[op.comm->global_ranks[peer]];
   req.direct = slot.local && bytes >= kDirectMinBytes && !op.control_lane;
+  req.worker = ReceiveWorker(slot, op.control_lane);
   req.dst = buf;
   req.tag = tag;
   // UCX 1.13 leaves recv_info unset when a receive completes at once, so ask for the
@@ -175,13 +177,22 @@ Req* Engine::PostRecv(Op& op, void* buf, size_t bytes, int peer, ucp_tag_t tag) 
   param.user_data = &req;
   void* into = req.direct ? static_cast<void*>(req.desc) : buf;
   size_t length = req.direct ? sizeof(req.desc) : bytes;
-  ucs_status_ptr_t r = ucp_tag_recv_nbx(worker_, into, length, tag, ~ucp_tag_t{0}, &param);
+  ucs_status_ptr_t r = ucp_tag_recv_nbx(req.worker, into, length, tag, ~ucp_tag_t{0}, &param);
   if (UCS_PTR_IS_ERR(r)) {
     SubComplete(&req, 0, UCS_PTR_STATUS(r));
   } else if (r != nullptr && !req.done) {
     req.handles[0] = r;
   }
   return &req;
+}
+
+ucp_ep_h Engine::SendEndpoint(const PeerSlot& slot, bool control) const {
+  return control && slot.ctl_ep != nullptr ? slot.ctl_ep : slot.data_ep;
+}
+
+ucp_worker_h Engine::ReceiveWorker(const PeerSlot& slot, bool control) const {
+  ucp_ep_h ep = SendEndpoint(slot, control);
+  return ep != nullptr && ep == slot.ctl_ep ? ctl_worker_ : worker_;
 }
 
 std::vector<uint64_t> Engine::ProbeDirectReads() const {
@@ -209,9 +220,11 @@ absl::Status Engine::CreateDataEndpoints(const std::vector<uint64_t>& i_read_the
   std::lock_guard<std::mutex> lock(mu_);
   for (int r = 0; r < world_size_; ++r) {
     PeerSlot& slot = *peers_[r];
-    slot.local = r != world_rank_ && i_read_them[r] != 0 && they_read_me[r] != 0;
-    if (!slot.local) {
-      if (slot.data_ep == nullptr) slot.data_ep = slot.ctl_ep;
+    const bool self = r == world_rank_;
+    slot.local = !self && i_read_them[r] != 0 && they_read_me[r] != 0;
+    if (!slot.local && !self && slot.data_ep == nullptr) {
+      slot.data_ep = slot.ctl_ep;  // another machine (or no direct copies): TCP, PEER mode
+      data_on_ctl_ = true;
       continue;
     }
     if (slot.data_ep != nullptr && slot.data_ep != slot.ctl_ep) continue;  // made in Init

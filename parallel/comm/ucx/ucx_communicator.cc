@@ -74,7 +74,7 @@ class UcxCommunicator : public Communicator {
     char* data = static_cast<char*>(buf);
     op->task = small ? ucx::RecursiveDoublingAllReduce(*op, data, count, dtype)
                      : ucx::RingAllReduce(*op, data, count, dtype);
-    return Submit(std::move(op));
+    return Submit(std::move(op), bytes);
   }
 
   std::unique_ptr<Work> ReduceScatter(const void* send, void* recv, int64_t count,
@@ -84,7 +84,7 @@ class UcxCommunicator : public Communicator {
                                          std::string(kernels::DTypeName(dtype)), ")"));
     op->task = ucx::RingReduceScatter(*op, static_cast<const char*>(send),
                                       static_cast<char*>(recv), count, dtype);
-    return Submit(std::move(op));
+    return Submit(std::move(op), size() * count * kernels::DTypeSize(dtype));
   }
 
   std::unique_ptr<Work> AllGather(const void* send, void* recv, int64_t count,
@@ -94,7 +94,7 @@ class UcxCommunicator : public Communicator {
                                          std::string(kernels::DTypeName(dtype)), ")"));
     op->task = ucx::RingAllGather(*op, static_cast<const char*>(send), static_cast<char*>(recv),
                                   count * kernels::DTypeSize(dtype));
-    return Submit(std::move(op));
+    return Submit(std::move(op), size() * count * kernels::DTypeSize(dtype));
   }
 
   std::unique_ptr<Work> Broadcast(void* buf, int64_t count, DType dtype, int root) override {
@@ -111,7 +111,7 @@ class UcxCommunicator : public Communicator {
     char* data = static_cast<char*>(buf);
     op->task = small ? ucx::TreeBroadcast(*op, data, bytes, root)
                      : ucx::ChainBroadcast(*op, data, bytes, root);
-    return Submit(std::move(op));
+    return Submit(std::move(op), bytes);
   }
 
   std::unique_ptr<Work> AllToAll(const void* send, void* recv, int64_t count,
@@ -121,7 +121,7 @@ class UcxCommunicator : public Communicator {
                                          std::string(kernels::DTypeName(dtype)), ")"));
     op->task = ucx::PairwiseAllToAll(*op, static_cast<const char*>(send),
                                      static_cast<char*>(recv), count * kernels::DTypeSize(dtype));
-    return Submit(std::move(op));
+    return Submit(std::move(op), size() * count * kernels::DTypeSize(dtype));
   }
 
   std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) override {
@@ -132,7 +132,7 @@ class UcxCommunicator : public Communicator {
     op->watched = {peer};
     op->task = ucx::PointToPointSend(*op, static_cast<const char*>(buf), bytes, peer,
                                      static_cast<uint32_t>(tag));
-    return Submit(std::move(op));
+    return Submit(std::move(op), bytes);
   }
 
   std::unique_ptr<Work> Recv(void* buf, int64_t bytes, int peer, int tag) override {
@@ -143,7 +143,7 @@ class UcxCommunicator : public Communicator {
     op->watched = {peer};
     op->task = ucx::PointToPointRecv(*op, static_cast<char*>(buf), bytes, peer,
                                      static_cast<uint32_t>(tag));
-    return Submit(std::move(op));
+    return Submit(std::move(op), bytes);
   }
 
   std::unique_ptr<Work> Barrier() override {
@@ -247,7 +247,8 @@ class UcxCommunicator : public Communicator {
     return op;
   }
 
-  std::unique_ptr<Work> Submit(std::shared_ptr<Op> op) {
+  std::unique_ptr<Work> Submit(std::shared_ptr<Op> op, int64_t bytes = 0) {
+    op->urgent = bytes >= state_->options.small_bytes && bytes > 0;
     engine_->Submit(op);
     return std::make_unique<UcxWork>(engine_, std::move(op));
   }

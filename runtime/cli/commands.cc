@@ -1,7 +1,6 @@
 // Local commands of the `colossal` CLI.
 #include "runtime/cli/commands.h"
 
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -23,16 +22,11 @@
 #include "runtime/data/tokenizer.h"
 #include "runtime/worker/model.h"
 #include "runtime/worker/sampler.h"
-#include "runtime/worker/trainer.h"
 
 namespace colossal::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::atomic<bool> g_stop{false};
-
-void OnSignal(int) { g_stop.store(true); }
 
 absl::StatusOr<config::JobSpec> LoadJob(const std::string& command, const ParsedArgs& args) {
   if (args.positional.size() != 1) {
@@ -49,30 +43,6 @@ std::string Bytes(double b) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f %s", b, units[u]);
   return buf;
-}
-
-absl::Status RunJob(ParsedArgs args) {
-  if (args.Has("--no-resume")) args.sets.push_back("train.resume=false");
-  if (args.Has("--no-checkpoints")) args.sets.push_back("train.checkpoint.save=false");
-  ASSIGN_OR_RETURN(config::JobSpec spec, LoadJob("run", args));
-  RETURN_IF_ERROR(config::ValidateJobFiles(spec));
-  worker::TrainOptions options;
-  if (args.Has("--threads")) {
-    int threads = 0;
-    if (!absl::SimpleAtoi(args.Get("--threads"), &threads) || threads < 1) {
-      return absl::InvalidArgumentError("--threads must be a positive integer");
-    }
-    options.threads = threads;
-  }
-  options.stop = &g_stop;
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  ASSIGN_OR_RETURN(worker::TrainSummary summary, worker::Train(spec, options));
-  std::printf("%s: %lld steps, loss %.4f%s, checkpoint %s\n", spec.name.c_str(),
-              static_cast<long long>(summary.steps_done), summary.last_loss,
-              summary.val_loss >= 0 ? absl::StrCat(", val_loss ", summary.val_loss).c_str() : "",
-              summary.last_checkpoint.c_str());
-  return absl::OkStatus();
 }
 
 absl::Status Graph(const ParsedArgs& args) {
@@ -191,13 +161,6 @@ absl::Status Generate(const ParsedArgs& args) {
 }
 
 }  // namespace
-
-int RunCommand(const std::vector<std::string>& argv) {
-  auto args = ParseArgs("run", argv, {"--threads"}, {"--no-resume", "--no-checkpoints"});
-  if (!args.ok()) return ReportError("run", args.status());
-  absl::Status s = RunJob(*args);
-  return s.ok() ? 0 : ReportError("run", s);
-}
 
 int GraphCommand(const std::vector<std::string>& argv) {
   auto args = ParseArgs("graph", argv, {"--export"}, {});

@@ -1,6 +1,5 @@
-// The `colossal` commands that work on one machine without a coordinator: run (the
-// training loop in this process), graph (model summary / export), tokenize, generate,
-// validate and kernels. Each returns the process exit code: 0 success, 2 bad input
+// The `colossal` commands that need no coordinator: graph (model summary / export),
+// tokenize, generate, validate and kernels. Each returns the process exit code: 0 success, 2 bad input
 // (with a one-line error on stderr), 1 runtime failure.
 #pragma once
 
@@ -9,7 +8,6 @@
 
 namespace colossal::cli {
 
-int RunCommand(const std::vector<std::string>& args);
 int GraphCommand(const std::vector<std::string>& args);
 int TokenizeCommand(const std::vector<std::string>& args);
 int GenerateCommand(const std::vector<std::string>& args);

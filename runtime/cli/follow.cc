@@ -103,14 +103,18 @@ int FollowJob(JobClient& client, const std::string& job_id, const FollowOptions&
     }
     if (line_open) std::fprintf(stderr, "\n");
     line_open = false;
+    // Beside a progress line these go to the terminal (stderr); otherwise to stdout with
+    // the forwarded log, leaving stderr for the result's error alone.
+    std::FILE* out = progress ? stderr : stdout;
     if (e.has_val()) {
-      std::fprintf(stderr, "%s: step %lld val_loss %.4f\n", job_id.c_str(),
+      std::fprintf(out, "%s: step %lld val_loss %.4f\n", job_id.c_str(),
                    static_cast<long long>(e.val().step()), e.val().val_loss());
     } else {
-      std::fprintf(stderr, "%s: %s (attempt %d)%s%s\n", job_id.c_str(), StateName(e.state()).c_str(),
+      std::fprintf(out, "%s: %s (attempt %d)%s%s\n", job_id.c_str(), StateName(e.state()).c_str(),
                    e.attempt(), e.message().empty() ? "" : ": ",
                    e.message().empty() ? "" : WorkerError(e.message()).c_str());
     }
+    std::fflush(out);
     return true;
   });
   if (line_open) std::fprintf(stderr, "\n");

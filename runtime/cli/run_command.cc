@@ -3,13 +3,17 @@
 // the job submitted and followed like any other.
 #include <unistd.h>
 
+#include <chrono>
 #include <climits>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/base/env.h"
+#include "runtime/base/logging.h"
 #include "runtime/cli/args.h"
 #include "runtime/cli/follow.h"
 #include "runtime/cli/job_commands.h"
@@ -48,10 +52,16 @@ int RunCommand(const std::vector<std::string>& argv) {
   if (!spec.ok()) return ReportError("run", spec.status());
   config::ResolvePaths(*spec, request->base_dir());
 
+  // The embedded services log state changes at info; a terminal user follows the job
+  // instead (COLOSSAL_LOG_LEVEL shows them).
+  if (!base::GetEnv(base::kEnvLogLevel)) spdlog::set_level(spdlog::level::warn);
+
   // Everything the embedded services keep lives under the run directory.
   const fs::path root = fs::path(spec->run_dir) / ".colossal";
+  // The services' state (job store, worker logs) is per invocation: a new run starts
+  // with none (checkpoints and metrics live outside it).
   std::error_code ec;
-  fs::remove_all(root / "coordinator", ec);
+  fs::remove_all(root, ec);
   fs::create_directories(root, ec);
   if (ec) return ReportError("run", absl::PermissionDeniedError(absl::StrCat(root.string(), ": ", ec.message())));
 
@@ -80,6 +90,17 @@ int RunCommand(const std::vector<std::string>& argv) {
   client_options.coordinator = (*coord)->address();
   auto client = JobClient::Connect(client_options);
   if (!client.ok()) return ReportError("run", client.status());
+  // Every embedded daemon registered before the job is placed (a job needing more nodes
+  // than are registered is rejected).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    auto nodes = (*client)->Nodes();
+    if (nodes.ok() && static_cast<int64_t>(nodes->size()) >= spec->resources.nodes) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      return ReportError("run", absl::DeadlineExceededError("embedded node daemons did not register"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   auto response = (*client)->Submit(*request);
   if (!response.ok()) return ReportError("run", response.status());
 

@@ -10,6 +10,7 @@
 #include "runtime/base/logging.h"
 #include "runtime/coordinator/scheduler.h"
 #include "runtime/coordinator/time.h"
+#include "runtime/rpc/rpc.h"
 
 namespace colossal::coordinator {
 namespace {
@@ -302,9 +303,10 @@ void Scheduler::ProcessExit(const std::string& node_id, const v1::WorkerExit& ex
   }
   LOG_INFO("job {}: {} (attempt {})", rec->job.id(), end.why, exit.attempt());
   if (end.outcome != Outcome::kSuccess) {
-    end.tail = !exit.tail().empty()
-                   ? exit.tail()
-                   : logs_->Tail(rec->job.id(), exit.attempt(), exit.rank(), kTailBytes);
+    // Log tails are arbitrary bytes; Job.message and events are proto strings (UTF-8).
+    end.tail = rpc::ValidUtf8(!exit.tail().empty()
+                                  ? exit.tail()
+                                  : logs_->Tail(rec->job.id(), exit.attempt(), exit.rank(), kTailBytes));
   }
   RankDone(*rec, exit.rank(), end);
 }

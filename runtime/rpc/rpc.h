@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <grpcpp/grpcpp.h>
 
@@ -59,6 +60,10 @@ class TokenAuth {
  private:
   std::string token_;
 };
+
+// `bytes` as valid UTF-8 (each invalid sequence replaced by U+FFFD), for proto string
+// fields that carry text from outside, such as worker log tails.
+std::string ValidUtf8(std::string_view bytes);
 
 // Client side: a context with a deadline `timeout` from now and the token (if any).
 std::unique_ptr<grpc::ClientContext> NewContext(std::chrono::milliseconds timeout,

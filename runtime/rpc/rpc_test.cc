@@ -56,5 +56,14 @@ TEST_CASE("token files are trimmed; empty and missing ones are errors") {
   REQUIRE(ReadToken("").value().empty());
 }
 
+TEST_CASE("ValidUtf8 keeps valid text and replaces each invalid byte") {
+  REQUIRE(ValidUtf8("plain, caf\xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80") ==
+          "plain, caf\xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80");
+  REQUIRE(ValidUtf8("a\xFF" "b") == "a\xEF\xBF\xBD" "b");
+  REQUIRE(ValidUtf8("\xC3") == "\xEF\xBF\xBD");                 // truncated
+  REQUIRE(ValidUtf8("\xC0\xAF") == "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
+  REQUIRE(ValidUtf8("\xED\xA0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+}
+
 }  // namespace
 }  // namespace colossal::rpc

@@ -41,6 +41,14 @@ bool BadInput(const absl::Status& s) {
   }
 }
 
+// The worker's last word when it fails: one plain line that the coordinator keeps in the
+// job's message and `colossal run` prints (runtime/cli/follow.cc, WorkerError).
+int Fatal(int code, absl::string_view message) {
+  std::fprintf(stderr, "colossal-worker: error: %.*s\n", static_cast<int>(message.size()), message.data());
+  std::fflush(stderr);
+  return code;
+}
+
 }  // namespace
 
 int WorkerMain(const std::vector<std::string>& args) {
@@ -68,23 +76,17 @@ int WorkerMain(const std::vector<std::string>& args) {
   base::SetLogContext(job_id, rank);
 
   auto spec = config::LoadJobSpec(spec_path);
-  if (!spec.ok()) {
-    LOG_ERROR("{}", spec.status().message());
-    return 2;
-  }
+  if (!spec.ok()) return Fatal(2, spec.status().message());
   if (world != spec->resources.WorldSize()) {
-    LOG_ERROR("WORLD_SIZE {} does not match the job's {} ranks", world, spec->resources.WorldSize());
-    return 2;
+    return Fatal(2, absl::StrCat("WORLD_SIZE ", world, " does not match the job's ",
+                                 spec->resources.WorldSize(), " ranks"));
   }
   if (world > 1) {
     LOG_ERROR("jobs of {} ranks need the collectives of parallel.data (not in this build yet); "
               "run with resources.ranks_per_node: 1 and resources.nodes: 1", world);
     return 2;
   }
-  if (auto status = config::ValidateJobFiles(*spec); !status.ok()) {
-    LOG_ERROR("{}", status.message());
-    return 2;
-  }
+  if (auto status = config::ValidateJobFiles(*spec); !status.ok()) return Fatal(2, status.message());
 
   std::unique_ptr<ProgressReporter> reporter;
   if (auto coordinator = base::GetEnv(base::kEnvCoordinator); coordinator && rank == 0) {
@@ -92,10 +94,7 @@ int WorkerMain(const std::vector<std::string>& args) {
     security.token_file = base::GetEnv(base::kEnvTokenFile).value_or("");
     security.tls_ca = base::GetEnv(base::kEnvTlsCa).value_or("");
     auto created = ProgressReporter::Create(*coordinator, security, job_id, attempt, rank);
-    if (!created.ok()) {
-      LOG_ERROR("{}", created.status().message());
-      return 2;
-    }
+    if (!created.ok()) return Fatal(2, created.status().message());
     reporter = std::move(*created);
   }
 
@@ -104,6 +103,7 @@ int WorkerMain(const std::vector<std::string>& args) {
   TrainOptions options;
   options.threads = EnvInt(base::kEnvThreads, 0);
   options.progress = 0;
+  options.print_sample = false;  // rank 0 writes sample.txt; `colossal run` prints it
   options.stop = &g_stop;
   if (reporter) {
     options.on_step = [&](const StepReport& r) { reporter->Step(r); };
@@ -120,8 +120,7 @@ int WorkerMain(const std::vector<std::string>& args) {
     LOG_INFO("{}", summary.status().message());
     return 143;
   }
-  LOG_ERROR("{}", summary.status().message());
-  return BadInput(summary.status()) ? 2 : 1;
+  return Fatal(BadInput(summary.status()) ? 2 : 1, summary.status().message());
 }
 
 }  // namespace colossal::worker

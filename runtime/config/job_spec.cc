@@ -204,11 +204,13 @@ absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(MapReader p, root.Map("parallel", kExpected));
-  RETURN_IF_ERROR(p.CheckKeys({"auto", "data", "zero", "bucket", "tensor", "pipeline", "sequence"}));
+  RETURN_IF_ERROR(p.CheckKeys({"auto", "data", "zero", "bucket", "timeout_s", "tensor", "pipeline",
+                               "sequence"}));
   RETURN_IF_ERROR(p.Bool("auto", &par.auto_plan));
   RETURN_IF_ERROR(p.Int("data", &par.data));
   RETURN_IF_ERROR(p.Int("zero", &par.zero));
   RETURN_IF_ERROR(ReadByteSize(p, "bucket", &par.bucket_bytes));
+  RETURN_IF_ERROR(p.Int("timeout_s", &par.timeout_s));
   RETURN_IF_ERROR(ParseDegree(p, "tensor", {"size", "mode", "depth"},
                               "an integer or a map {size, mode: 1d|2d|2.5d|3d, depth}",
                               &par.tensor, [&](const MapReader& m) {

@@ -122,6 +122,7 @@ struct ParallelSpec {
   int64_t data = 1;
   int64_t zero = 0;           // 0..3
   int64_t bucket_bytes = 25 << 20;  // parallel.bucket: gradient bucket / ZeRO-3 group size
+  int64_t timeout_s = 60;     // bound of every collective and of the ranks' rendezvous
   int64_t tensor = 1;
   TensorMode tensor_mode = TensorMode::k1d;
   int64_t tensor_depth = 1;   // 2.5d

@@ -145,6 +145,7 @@ void WriteParallel(Writer& w, const ParallelSpec& p) {
   w.Int("data", p.data);
   w.Int("zero", p.zero);
   w.Plain("bucket", FormatBytes(p.bucket_bytes));
+  w.Int("timeout_s", p.timeout_s);
   w.BeginMap("tensor", /*flow=*/true);
   w.Int("size", p.tensor);
   w.Plain("mode", TensorModeName(p.tensor_mode));

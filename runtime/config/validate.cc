@@ -158,6 +158,7 @@ absl::Status ValidateParallel(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(p.data >= 1, "parallel.data", "must be >= 1, got ", p.data);
   ENSURE(p.zero >= 0 && p.zero <= 3, "parallel.zero", "must be 0, 1, 2 or 3, got ", p.zero);
   ENSURE(p.bucket_bytes >= 1024, "parallel.bucket", "must be at least 1KiB, got ", p.bucket_bytes);
+  ENSURE(p.timeout_s >= 1, "parallel.timeout_s", "must be >= 1 (seconds), got ", p.timeout_s);
   ENSURE(p.tensor >= 1, tensor, "must be >= 1, got ", p.tensor);
   ENSURE(p.tensor_depth >= 1, "parallel.tensor.depth", "must be >= 1, got ", p.tensor_depth);
   ENSURE(p.tensor_mode == TensorMode::k2p5d || p.tensor_depth == 1, "parallel.tensor.depth",

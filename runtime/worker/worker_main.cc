@@ -11,7 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/base/env.h"
 #include "runtime/base/logging.h"
+#include "parallel/comm/tcp_store.h"
+#include "parallel/comm/ucx/ucx_communicator.h"
+#include "parallel/mesh.h"
 #include "runtime/config/job_spec.h"
+#include "runtime/worker/rendezvous_bootstrap.h"
 #include "runtime/worker/progress_reporter.h"
 #include "runtime/worker/trainer.h"
 
@@ -81,18 +85,44 @@ int WorkerMain(const std::vector<std::string>& args) {
     return Fatal(2, absl::StrCat("WORLD_SIZE ", world, " does not match the job's ",
                                  spec->resources.WorldSize(), " ranks"));
   }
-  if (world > 1) {
-    LOG_ERROR("jobs of {} ranks need the collectives of parallel.data (not in this build yet); "
-              "run with resources.ranks_per_node: 1 and resources.nodes: 1", world);
-    return 2;
-  }
   if (auto status = config::ValidateJobFiles(*spec); !status.ok()) return Fatal(2, status.message());
 
+  rpc::SecurityOptions security;
+  security.token_file = base::GetEnv(base::kEnvTokenFile).value_or("");
+  security.tls_ca = base::GetEnv(base::kEnvTlsCa).value_or("");
+  const auto coordinator = base::GetEnv(base::kEnvCoordinator);
+
+  // The data-parallel group: every rank of the job (the other axes are not in this build).
+  std::unique_ptr<parallel::Bootstrap> bootstrap;
+  std::unique_ptr<parallel::Communicator> world_comm;
+  if (world > 1) {
+    const config::ParallelSpec& p = spec->parallel;
+    auto mesh = parallel::Mesh::Create({p.data, p.pipeline, p.tensor, p.sequence}, world);
+    if (!mesh.ok()) return Fatal(2, mesh.status().message());
+    if (p.tensor > 1 || p.pipeline > 1 || p.sequence > 1) {
+      return Fatal(2, "tensor, pipeline and sequence parallelism are not in this build: set "
+                      "parallel.tensor, parallel.pipeline and parallel.sequence to 1");
+    }
+    const std::chrono::milliseconds timeout(p.timeout_s * 1000);
+    if (coordinator) {
+      auto b = RendezvousBootstrap::Create(*coordinator, security, job_id, attempt, rank, world, timeout);
+      if (!b.ok()) return Fatal(2, b.status().message());
+      bootstrap = std::move(*b);
+    } else {
+      auto b = parallel::TcpStore::FromEnv(timeout);
+      if (!b.ok()) return Fatal(2, b.status().message());
+      bootstrap = std::move(*b);
+    }
+    parallel::CommOptions comm_options;
+    comm_options.timeout = timeout;
+    auto comm = parallel::CreateUcxCommunicator(*bootstrap, comm_options);
+    if (!comm.ok()) return Fatal(1, comm.status().message());
+    world_comm = std::move(*comm);
+    LOG_INFO("data-parallel group of {} ranks over UCX ({})", world, mesh->ToString());
+  }
+
   std::unique_ptr<ProgressReporter> reporter;
-  if (auto coordinator = base::GetEnv(base::kEnvCoordinator); coordinator && rank == 0) {
-    rpc::SecurityOptions security;
-    security.token_file = base::GetEnv(base::kEnvTokenFile).value_or("");
-    security.tls_ca = base::GetEnv(base::kEnvTlsCa).value_or("");
+  if (coordinator && rank == 0) {
     auto created = ProgressReporter::Create(*coordinator, security, job_id, attempt, rank);
     if (!created.ok()) return Fatal(2, created.status().message());
     reporter = std::move(*created);
@@ -105,6 +135,7 @@ int WorkerMain(const std::vector<std::string>& args) {
   options.progress = 0;
   options.print_sample = false;  // rank 0 writes sample.txt; `colossal run` prints it
   options.stop = &g_stop;
+  options.data_parallel = world_comm.get();
   if (reporter) {
     options.on_step = [&](const StepReport& r) { reporter->Step(r); };
     options.on_val = [&](int64_t step, double val) { reporter->Val(step, val); };

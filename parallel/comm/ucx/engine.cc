@@ -38,30 +38,40 @@ absl::Status UcsError(const std::string& what, ucs_status_t status) {
   return absl::UnavailableError(absl::StrCat(what, ": ", ucs_status_string(status)));
 }
 
-// Spin, then yield, then nap: drivers call Pause() after every round of progress.
+// Spin, then yield, then nap: drivers call Pause() after every round of progress. With a
+// core to itself a waiting rank spins (like MPI) for up to `spin_rounds` idle rounds
+// (≈ 1 ms); with more ranks than cores on the machine it yields from the start, so the
+// rank that has work gets the core. After 2 ms without progress it naps 50 µs a round.
 class Backoff {
  public:
+  explicit Backoff(int spin_rounds) : spin_rounds_(spin_rounds) {}
   void Pause(bool progressed) {
     if (progressed) {
       idle_ = 0;
+      napping_ = false;
       return;
     }
     ++idle_;
-    if (idle_ < 16) {
+    if (idle_ < spin_rounds_) {
       __builtin_ia32_pause();
       return;
     }
-    if (idle_ == 16) idle_start_ = Clock::now();
-    if (Clock::now() - idle_start_ < std::chrono::milliseconds(2)) {
-      sched_yield();
-    } else {
+    if (idle_ == spin_rounds_) idle_start_ = Clock::now();
+    if ((idle_ & 63) == 0 && Clock::now() - idle_start_ > std::chrono::milliseconds(2)) {
+      napping_ = true;
+    }
+    if (napping_) {
       timespec ts{0, 50 * 1000};
       nanosleep(&ts, nullptr);
+    } else {
+      sched_yield();
     }
   }
 
  private:
+  const int spin_rounds_;
   int64_t idle_ = 0;
+  bool napping_ = false;
   Clock::time_point idle_start_;
 };
 
@@ -94,8 +104,8 @@ std::string MachineBootId() {
 
 // ---------------------------------------------------------------------------- Op
 
-Op::Op(std::shared_ptr<CommState> comm_state, OpKind op_kind, std::string op_name)
-    : comm(std::move(comm_state)), kind(op_kind), name(std::move(op_name)) {}
+Op::Op(std::shared_ptr<CommState> comm_state, OpKind op_kind, std::string op_label)
+    : comm(std::move(comm_state)), kind(op_kind), label(std::move(op_label)) {}
 
 Op::~Op() = default;
 
@@ -139,21 +149,19 @@ char* Op::Scratch(size_t bytes) {
 }
 
 bool ReqAwaiter::await_ready() const {
-  if (reqs_.empty()) {
+  if (a_ == nullptr) {
     for (const Req& r : op_->reqs) {
       if (!r.done || r.status != UCS_OK) return false;
     }
     return true;
   }
-  for (const Req* r : reqs_) {
-    if (!r->done || r->status != UCS_OK) return false;
-  }
-  return true;
+  return a_->done && a_->status == UCS_OK && (b_ == nullptr || (b_->done && b_->status == UCS_OK));
 }
 
 void ReqAwaiter::await_suspend(std::coroutine_handle<>) const {
-  op_->awaiting = reqs_;
-  op_->await_all = reqs_.empty();
+  op_->awaiting[0] = a_;
+  op_->awaiting[1] = b_;
+  op_->await_all = a_ == nullptr;
 }
 
 // ------------------------------------------------------------------ set-up / teardown
@@ -381,7 +389,7 @@ void Engine::CloseComm(CommState* comm) {
                       "UCX communicator ", comm->id, " was destroyed with the op pending")));
   std::lock_guard<std::mutex> lock(mu_);
   comm->closed = true;
-  Backoff backoff;
+  Backoff backoff(spin_rounds_);
   while (true) {
     bool idle = comm->collectives.empty() && comm->others.empty();
     if (idle) {
@@ -431,7 +439,7 @@ void Engine::WakeProgressThread() {
 absl::Status Engine::Wait(Op& op) {
   if (!op.done.load(std::memory_order_acquire)) {
     waiters_.fetch_add(1);
-    Backoff backoff;
+    Backoff backoff(spin_rounds_);
     while (!op.done.load(std::memory_order_acquire)) {
       bool progressed = false;
       if (mu_.try_lock()) {
@@ -483,7 +491,7 @@ void Engine::ProgressThreadMain() {
       }
       continue;
     }
-    Backoff backoff;
+    Backoff backoff(spin_rounds_);
     while (true) {
       bool progressed;
       {
@@ -516,10 +524,10 @@ bool Engine::ProgressLocked() {
   for (int i = 0; i < 8 && ucp_worker_progress(worker_) != 0; ++i) progressed = true;
   // The control worker (TCP: an epoll call per progress) every round only while it carries
   // data or control ops, else once per kControlRound, for failure reports.
-  Clock::time_point now_ctl = Clock::now();
-  if (ctl_busy_ > 0 || data_on_ctl_ || now_ctl - last_ctl_round_ >= kControlRound) {
+  const Clock::time_point now = Clock::now();
+  if (ctl_busy_ > 0 || data_on_ctl_ || now - last_ctl_round_ >= kControlRound) {
     for (int i = 0; i < 8 && ucp_worker_progress(ctl_worker_) != 0; ++i) progressed = true;
-    last_ctl_round_ = now_ctl;
+    last_ctl_round_ = now;
   }
   if (!pending_acks_.empty()) PostAcksLocked();
   // Endpoints whose peers failed: force-close them (their requests complete with errors).
@@ -539,7 +547,6 @@ bool Engine::ProgressLocked() {
       progressed = true;
     }
   }
-  const Clock::time_point now = Clock::now();
   for (size_t c = 0; c < comms_.size(); ++c) {
     CommState& comm = *comms_[c];
     while (!comm.collectives.empty()) {
@@ -572,7 +579,7 @@ void Engine::AcceptLocked(std::shared_ptr<Op> op) {
   if (op->control_lane) ++ctl_busy_;
   if (comm.closed) {
     FinishLocked(*op, absl::CancelledError(absl::StrCat(
-                          op->name, ": communicator ", comm.id, " was already destroyed")));
+                          op->Name(), ": communicator ", comm.id, " was already destroyed")));
     return;
   }
   if (op->kind == OpKind::kCollective) {
@@ -588,7 +595,7 @@ std::string Engine::PeerName(const CommState& comm, int comm_rank) const {
 
 static std::string OpContext(const Op& op) {
   return absl::StrCat("UCX comm ", op.comm->id, " rank ", op.comm->rank, "/", op.comm->size,
-                      ": ", op.name);
+                      ": ", op.Name());
 }
 
 std::string Engine::FailedPeersText(const Op& op) const {
@@ -635,6 +642,24 @@ absl::Status Engine::CheckPeersLocked(Op& op, Clock::time_point now) {
                                              "; the process died or became unreachable"));
 }
 
+// Direct messages are copied when the op body waits for them (just before it reduces
+// them, while the copy is in cache), not when their descriptors arrive.
+void Engine::CopyAwaitedLocked(Op& op) {
+  if (op.ready_descriptors.empty()) return;
+  if (op.await_all) {
+    for (Req* r : op.ready_descriptors) {
+      if (!r->done) DirectRead(*r);
+    }
+    op.ready_descriptors.clear();
+    return;
+  }
+  for (Req* r : op.awaiting) {
+    if (r != nullptr && r->direct && r->is_recv && r->descriptor_ready && !r->done) {
+      DirectRead(*r);
+    }
+  }
+}
+
 static bool ReadyToResume(const Op& op) {
   if (op.await_all) {
     for (const Req& r : op.reqs) {
@@ -643,7 +668,7 @@ static bool ReadyToResume(const Op& op) {
     return true;
   }
   for (const Req* r : op.awaiting) {
-    if (!r->done) return false;
+    if (r != nullptr && !r->done) return false;
   }
   return true;
 }
@@ -691,12 +716,26 @@ bool Engine::AdvanceLocked(Op& op, Clock::time_point now) {
     return true;
   }
   if (op.failed_req == nullptr && comm.failed.ok()) {
-    while (!op.task.done() && ReadyToResume(op) && op.failed_req == nullptr) {
-      op.awaiting.clear();
+    while (!op.task.done() && op.failed_req == nullptr) {
+      CopyAwaitedLocked(op);
+      if (!ReadyToResume(op)) break;
+      op.awaiting[0] = op.awaiting[1] = nullptr;
       op.await_all = false;
       op.progressed = false;
       op.last_progress = now;
       op.task.resume();
+    }
+    // Blocked on something else (an acknowledgement, say): copy the oldest waiting
+    // message all the same, so that two ranks waiting for each other's acknowledgements
+    // always move.
+    if (!op.task.done() && op.failed_req == nullptr) {
+      while (!op.ready_descriptors.empty() && op.ready_descriptors.front()->done) {
+        op.ready_descriptors.pop_front();
+      }
+      if (!op.ready_descriptors.empty()) {
+        DirectRead(*op.ready_descriptors.front());
+        op.ready_descriptors.pop_front();
+      }
     }
     if (op.task.done() && op.failed_req == nullptr) {
       absl::Status result = op.task.result();

@@ -101,6 +101,7 @@ struct Req {
   int peer = -1;            // rank in the op's communicator
   bool is_recv = false;
   bool direct = false;
+  bool descriptor_ready = false;  // direct receive: descriptor in, bytes not yet copied
   bool done = false;
   ucs_status_t status = UCS_OK;
   size_t bytes = 0;         // posted size
@@ -149,17 +150,18 @@ class OpTask {
   std::coroutine_handle<promise_type> handle_;
 };
 
-// Awaits every listed request (or every request of the op when the list is empty).
+// Awaits one or two requests, or (both null) every request of the op.
 class ReqAwaiter {
  public:
-  ReqAwaiter(Op* op, std::vector<Req*> reqs) : op_(op), reqs_(std::move(reqs)) {}
+  ReqAwaiter(Op* op, Req* a, Req* b) : op_(op), a_(a), b_(b) {}
   bool await_ready() const;
   void await_suspend(std::coroutine_handle<>) const;
   void await_resume() const {}
 
  private:
   Op* op_;
-  std::vector<Req*> reqs_;
+  Req* a_;
+  Req* b_;
 };
 
 enum class OpKind { kCollective, kPointToPoint, kControl };
@@ -168,7 +170,9 @@ enum class OpKind { kCollective, kPointToPoint, kControl };
 // completed (done) exactly once; Wait()/Done() read `done` and `status`.
 class Op {
  public:
-  Op(std::shared_ptr<CommState> comm, OpKind kind, std::string name);
+  // `label` names the op in errors; ops on the hot path pass none and set `describe`
+  // (formatted only when an error needs it).
+  Op(std::shared_ptr<CommState> comm, OpKind kind, std::string label = "");
   ~Op();
 
   // --- For op bodies (driver thread, engine lock held). ---
@@ -182,14 +186,9 @@ class Op {
   Req* Recv(void* buf, size_t bytes, int peer, uint32_t slot);
   // (No braced lists inside co_await: GCC 12 miscompiles initializer_list temporaries
   // that live across a suspension.)
-  ReqAwaiter Wait(Req* a) { return ReqAwaiter(this, std::vector<Req*>(1, a)); }
-  ReqAwaiter Wait(Req* a, Req* b) {
-    std::vector<Req*> reqs(2);
-    reqs[0] = a;
-    reqs[1] = b;
-    return ReqAwaiter(this, std::move(reqs));
-  }
-  ReqAwaiter WaitAll() { return ReqAwaiter(this, {}); }
+  ReqAwaiter Wait(Req* a) { return ReqAwaiter(this, a, nullptr); }
+  ReqAwaiter Wait(Req* a, Req* b) { return ReqAwaiter(this, a, b); }
+  ReqAwaiter WaitAll() { return ReqAwaiter(this, nullptr, nullptr); }
   // Communicator-owned scratch of at least `bytes` (64-byte aligned), reused by the
   // communicator's collectives (which run one at a time).
   char* Scratch(size_t bytes);
@@ -204,9 +203,13 @@ class Op {
   // --- Engine state (engine lock). ---
   std::shared_ptr<CommState> comm;
   const OpKind kind;
-  const std::string name;
+  std::string label;
+  std::string (*describe)(const Op&) = nullptr;
+  int64_t args[4] = {0, 0, 0, 0};  // for `describe`
+  std::string Name() const { return describe != nullptr ? describe(*this) : label; }
   std::deque<Req> reqs;
-  std::vector<Req*> awaiting;
+  std::deque<Req*> ready_descriptors;  // direct receives whose descriptor came, by arrival
+  Req* awaiting[2] = {nullptr, nullptr};  // what the body waits for (null: nothing)
   bool await_all = false;
   int in_flight = 0;
   Req* failed_req = nullptr;
@@ -290,6 +293,7 @@ class Engine {
   Req* PostRecv(Op& op, void* buf, size_t bytes, int peer, ucp_tag_t tag);
 
   // --- For the request callbacks (transfer.cc; engine lock held). ---
+  // Copies a direct message whose descriptor came, completes `req`, queues the ack.
   void DirectRead(Req& req);
   void QueueAck(int global_rank, ucp_tag_t tag) { pending_acks_.push_back({global_rank, tag}); }
   void MarkPeerFailed(int global_rank, ucs_status_t status);
@@ -314,6 +318,7 @@ class Engine {
   absl::Status Init(Bootstrap& bootstrap, const CommOptions& options);
   static void OnPeerError(void* arg, ucp_ep_h ep, ucs_status_t status);
   void PostAcksLocked();
+  void CopyAwaitedLocked(Op& op);
   // The endpoint a message to `slot` goes through, and the worker on which a message from
   // it arrives (control lane: the control endpoint where there is one).
   ucp_ep_h SendEndpoint(const PeerSlot& slot, bool control) const;
@@ -340,6 +345,7 @@ class Engine {
   ucp_worker_h worker_ = nullptr;      // data endpoints to peers of this machine
   ucp_worker_h ctl_worker_ = nullptr;  // control endpoints (TCP), also data to other machines
   int ctl_busy_ = 0;                   // control-lane ops accepted and not finished
+  int spin_rounds_ = 4096;             // idle rounds a driver spins before yielding
   bool data_on_ctl_ = false;           // some peer's data goes through the control worker
   Clock::time_point last_ctl_round_;
   std::vector<std::unique_ptr<PeerSlot>> peers_;  // by global rank

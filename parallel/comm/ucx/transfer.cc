@@ -1,8 +1,11 @@
 // Engine (engine.h), the message layer: posting tagged sends and receives, their
 // completion callbacks, and the direct-copy path between processes of one machine
 // (descriptor → process_vm_readv → acknowledgement).
+#include <sched.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -41,23 +44,29 @@ void AckCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t*,
 void RecvCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
                   void* user_data) {
   Req* req = static_cast<Req*>(user_data);
+  const size_t length = status == UCS_OK ? info->length : 0;  // info may live in `request`
+  ucp_request_free(request);
   if (status == UCS_OK) {
-    req->received = info->length;
+    req->received = length;
     if (req->direct) {
-      if (info->length != sizeof(req->desc) || req->desc[0] != kDescriptorMagic ||
-          req->desc[2] != req->bytes) {
-        req->received = info->length == sizeof(req->desc) ? req->desc[2] : info->length;
-        status = UCS_ERR_MESSAGE_TRUNCATED;
-      } else {
-        req->op->comm->engine->DirectRead(*req);
-        status = req->status;
+      if (length == sizeof(req->desc) && req->desc[0] == kDescriptorMagic &&
+          req->desc[2] == req->bytes) {
+        // The descriptor is in; the copy waits until the op body needs the bytes.
+        Op* op = req->op;
+        req->handles[0] = nullptr;
+        --op->in_flight;
+        op->progressed = true;
+        req->descriptor_ready = true;
+        op->ready_descriptors.push_back(req);
+        return;
       }
-    } else if (info->length != req->bytes) {
+      req->received = length == sizeof(req->desc) ? req->desc[2] : length;
+      status = UCS_ERR_MESSAGE_TRUNCATED;
+    } else if (length != req->bytes) {
       status = UCS_ERR_MESSAGE_TRUNCATED;
     }
   }
   SubComplete(req, 0, status);
-  ucp_request_free(request);
 }
 
 void AckSentCallback(void* request, ucs_status_t, void*) { ucp_request_free(request); }
@@ -66,6 +75,11 @@ void AckSentCallback(void* request, ucs_status_t, void*) { ucp_request_free(requ
 
 void Engine::DirectRead(Req& req) {
   const PeerSlot& slot = *peers_[req.op->comm->global_ranks[req.peer]];
+  Op* op = req.op;
+  req.descriptor_ready = false;
+  req.pending = 0;
+  req.done = true;
+  op->progressed = true;
   iovec local{req.dst, req.bytes};
   iovec remote{reinterpret_cast<void*>(static_cast<uintptr_t>(req.desc[1])), req.bytes};
   size_t done = 0;
@@ -79,6 +93,7 @@ void Engine::DirectRead(Req& req) {
       const int err = n < 0 ? errno : EIO;
       if (err == EINTR) continue;
       req.status = err == ESRCH ? UCS_ERR_CONNECTION_RESET : UCS_ERR_IO_ERROR;
+      if (op->failed_req == nullptr) op->failed_req = &req;
       if (err == ESRCH) MarkPeerFailed(slot.global_rank, UCS_ERR_CONNECTION_RESET);
       LOG_WARN("UCX: direct copy of {} bytes from global rank {} failed: {}", req.bytes,
                slot.global_rank, std::strerror(err));
@@ -218,6 +233,13 @@ std::vector<uint64_t> Engine::ProbeDirectReads() const {
 absl::Status Engine::CreateDataEndpoints(const std::vector<uint64_t>& i_read_them,
                                          const std::vector<uint64_t>& they_read_me) {
   std::lock_guard<std::mutex> lock(mu_);
+  // More ranks on this machine than cores we may run on: drivers yield at once.
+  int ranks_here = 0;
+  for (int r = 0; r < world_size_; ++r) ranks_here += peers_[r]->same_boot || r == world_rank_;
+  cpu_set_t cpus;
+  const int cores = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  const int machine_cores = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  spin_rounds_ = ranks_here > std::max(cores, machine_cores) ? 16 : 4096;
   for (int r = 0; r < world_size_; ++r) {
     PeerSlot& slot = *peers_[r];
     const bool self = r == world_rank_;

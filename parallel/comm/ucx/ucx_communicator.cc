@@ -39,6 +39,37 @@ class UcxWork : public Work {
   std::shared_ptr<Op> op_;
 };
 
+// Op names for errors, formatted from Op::args only when an error needs them.
+// args: [0] count or bytes, [1] dtype, [2] root / peer / algorithm, [3] tag.
+std::string DtypeArg(const Op& op) {
+  return std::string(kernels::DTypeName(static_cast<DType>(op.args[1])));
+}
+std::string DescribeAllReduce(const Op& op) {
+  return absl::StrCat("AllReduce(count=", op.args[0], ", ", DtypeArg(op), ", ",
+                      op.args[2] ? "recursive doubling" : "ring", ") #", op.seq);
+}
+std::string DescribeReduceScatter(const Op& op) {
+  return absl::StrCat("ReduceScatter(count=", op.args[0], ", ", DtypeArg(op), ") #", op.seq);
+}
+std::string DescribeAllGather(const Op& op) {
+  return absl::StrCat("AllGather(count=", op.args[0], ", ", DtypeArg(op), ") #", op.seq);
+}
+std::string DescribeBroadcast(const Op& op) {
+  return absl::StrCat("Broadcast(count=", op.args[0], ", ", DtypeArg(op), ", root=", op.args[2],
+                      ") #", op.seq);
+}
+std::string DescribeAllToAll(const Op& op) {
+  return absl::StrCat("AllToAll(count=", op.args[0], ", ", DtypeArg(op), ") #", op.seq);
+}
+std::string DescribeBarrier(const Op& op) { return absl::StrCat("Barrier #", op.seq); }
+std::string DescribeSend(const Op& op) {
+  return absl::StrCat("Send(", op.args[0], " bytes to rank ", op.args[2], ", tag ", op.args[3], ")");
+}
+std::string DescribeRecv(const Op& op) {
+  return absl::StrCat("Recv(", op.args[0], " bytes from rank ", op.args[2], ", tag ", op.args[3],
+                      ")");
+}
+
 std::unique_ptr<Work> Invalid(std::string message) {
   return std::make_unique<DoneWork>(absl::InvalidArgumentError(std::move(message)));
 }
@@ -68,9 +99,7 @@ class UcxCommunicator : public Communicator {
     if (auto bad = CheckReduce("AllReduce", buf, buf, count, dtype)) return bad;
     const int64_t bytes = count * kernels::DTypeSize(dtype);
     const bool small = bytes < state_->options.small_bytes || count < size();
-    auto op = NewCollective(absl::StrCat("AllReduce(count=", count, ", ",
-                                         std::string(kernels::DTypeName(dtype)), ", ",
-                                         small ? "recursive doubling" : "ring", ")"));
+    auto op = NewCollective(&DescribeAllReduce, count, dtype, small ? 1 : 0);
     char* data = static_cast<char*>(buf);
     op->task = small ? ucx::RecursiveDoublingAllReduce(*op, data, count, dtype)
                      : ucx::RingAllReduce(*op, data, count, dtype);
@@ -80,8 +109,7 @@ class UcxCommunicator : public Communicator {
   std::unique_ptr<Work> ReduceScatter(const void* send, void* recv, int64_t count,
                                       DType dtype) override {
     if (auto bad = CheckReduce("ReduceScatter", send, recv, count, dtype)) return bad;
-    auto op = NewCollective(absl::StrCat("ReduceScatter(count=", count, ", ",
-                                         std::string(kernels::DTypeName(dtype)), ")"));
+    auto op = NewCollective(&DescribeReduceScatter, count, dtype);
     op->task = ucx::RingReduceScatter(*op, static_cast<const char*>(send),
                                       static_cast<char*>(recv), count, dtype);
     return Submit(std::move(op), size() * count * kernels::DTypeSize(dtype));
@@ -90,8 +118,7 @@ class UcxCommunicator : public Communicator {
   std::unique_ptr<Work> AllGather(const void* send, void* recv, int64_t count,
                                   DType dtype) override {
     if (auto bad = CheckBuffers("AllGather", send, recv, count)) return bad;
-    auto op = NewCollective(absl::StrCat("AllGather(count=", count, ", ",
-                                         std::string(kernels::DTypeName(dtype)), ")"));
+    auto op = NewCollective(&DescribeAllGather, count, dtype);
     op->task = ucx::RingAllGather(*op, static_cast<const char*>(send), static_cast<char*>(recv),
                                   count * kernels::DTypeSize(dtype));
     return Submit(std::move(op), size() * count * kernels::DTypeSize(dtype));
@@ -105,9 +132,7 @@ class UcxCommunicator : public Communicator {
     }
     const int64_t bytes = count * kernels::DTypeSize(dtype);
     const bool small = bytes < state_->options.small_bytes;
-    auto op = NewCollective(absl::StrCat("Broadcast(count=", count, ", ",
-                                         std::string(kernels::DTypeName(dtype)), ", root=", root,
-                                         ")"));
+    auto op = NewCollective(&DescribeBroadcast, count, dtype, root);
     char* data = static_cast<char*>(buf);
     op->task = small ? ucx::TreeBroadcast(*op, data, bytes, root)
                      : ucx::ChainBroadcast(*op, data, bytes, root);
@@ -117,8 +142,7 @@ class UcxCommunicator : public Communicator {
   std::unique_ptr<Work> AllToAll(const void* send, void* recv, int64_t count,
                                  DType dtype) override {
     if (auto bad = CheckBuffers("AllToAll", send, recv, count)) return bad;
-    auto op = NewCollective(absl::StrCat("AllToAll(count=", count, ", ",
-                                         std::string(kernels::DTypeName(dtype)), ")"));
+    auto op = NewCollective(&DescribeAllToAll, count, dtype);
     op->task = ucx::PairwiseAllToAll(*op, static_cast<const char*>(send),
                                      static_cast<char*>(recv), count * kernels::DTypeSize(dtype));
     return Submit(std::move(op), size() * count * kernels::DTypeSize(dtype));
@@ -126,9 +150,11 @@ class UcxCommunicator : public Communicator {
 
   std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) override {
     if (auto bad = CheckPointToPoint("Send", buf, bytes, peer, tag)) return bad;
-    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint,
-                                   absl::StrCat("Send(", bytes, " bytes to rank ", peer,
-                                                ", tag ", tag, ")"));
+    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint);
+    op->describe = &DescribeSend;
+    op->args[0] = bytes;
+    op->args[2] = peer;
+    op->args[3] = tag;
     op->watched = {peer};
     op->task = ucx::PointToPointSend(*op, static_cast<const char*>(buf), bytes, peer,
                                      static_cast<uint32_t>(tag));
@@ -137,9 +163,11 @@ class UcxCommunicator : public Communicator {
 
   std::unique_ptr<Work> Recv(void* buf, int64_t bytes, int peer, int tag) override {
     if (auto bad = CheckPointToPoint("Recv", buf, bytes, peer, tag)) return bad;
-    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint,
-                                   absl::StrCat("Recv(", bytes, " bytes from rank ", peer,
-                                                ", tag ", tag, ")"));
+    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint);
+    op->describe = &DescribeRecv;
+    op->args[0] = bytes;
+    op->args[2] = peer;
+    op->args[3] = tag;
     op->watched = {peer};
     op->task = ucx::PointToPointRecv(*op, static_cast<char*>(buf), bytes, peer,
                                      static_cast<uint32_t>(tag));
@@ -147,7 +175,7 @@ class UcxCommunicator : public Communicator {
   }
 
   std::unique_ptr<Work> Barrier() override {
-    auto op = NewCollective("Barrier");
+    auto op = NewCollective(&DescribeBarrier, 0, DType::kF32);
     op->task = ucx::DisseminationBarrier(*op);
     return Submit(std::move(op));
   }
@@ -239,11 +267,14 @@ class UcxCommunicator : public Communicator {
   }
 
  private:
-  std::shared_ptr<Op> NewCollective(std::string name) {
-    const uint32_t seq = state_->next_seq++;
-    auto op = std::make_shared<Op>(state_, OpKind::kCollective,
-                                   absl::StrCat(name, " #", seq));
-    op->seq = seq;
+  std::shared_ptr<Op> NewCollective(std::string (*describe)(const Op&), int64_t count,
+                                    DType dtype, int64_t arg = 0) {
+    auto op = std::make_shared<Op>(state_, OpKind::kCollective);
+    op->seq = state_->next_seq++;
+    op->describe = describe;
+    op->args[0] = count;
+    op->args[1] = static_cast<int64_t>(dtype);
+    op->args[2] = arg;
     return op;
   }
 

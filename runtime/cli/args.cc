@@ -58,6 +58,7 @@ int ReportError(const std::string& command, const absl::Status& status) {
     case absl::StatusCode::kDataLoss:
     case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kUnauthenticated:
       return 2;
     default:
       return 1;

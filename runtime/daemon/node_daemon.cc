@@ -204,6 +204,8 @@ void NodeDaemon::Run() {
           LOG_WARN("coordinator {} lost: {}; workers keep running, retrying",
                    s.options.coordinator, status.ToString());
           lost_logged = true;
+        } else {
+          LOG_DEBUG("coordinator {} still away: {}", s.options.coordinator, status.ToString());
         }
         connected = false;
         next_call = now + std::chrono::milliseconds(retry_ms);

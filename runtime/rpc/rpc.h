@@ -45,7 +45,8 @@ absl::StatusOr<std::string> ReadToken(const std::string& path);
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const std::string& address, const SecurityOptions& options);
 
-// A channel to `target` with TLS when configured (plaintext otherwise).
+// A channel to `target` with TLS when configured (plaintext otherwise); it reconnects
+// at most a second after its peer comes back.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
                                                            const SecurityOptions& options);
 

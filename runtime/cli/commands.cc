@@ -1,6 +1,7 @@
 // Local commands of the `colossal` CLI.
 #include "runtime/cli/commands.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,8 @@
 #include "kernels/common/dispatch.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/checkpoint/pieces.h"
+#include "runtime/checkpoint/safetensors.h"
 #include "runtime/cli/args.h"
 #include "runtime/config/job_spec.h"
 #include "runtime/data/token_file.h"
@@ -160,7 +163,58 @@ absl::Status Generate(const ParsedArgs& args) {
   return absl::OkStatus();
 }
 
+// The step directory named by `path`: itself, or the newest one in a checkpoint directory.
+absl::StatusOr<std::string> StepDirOf(const std::string& path) {
+  if (fs::exists(fs::path(path) / checkpoint::kStateFile)) return path;
+  ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(path));
+  if (!latest) return absl::NotFoundError(absl::StrCat(path, ": no checkpoint here"));
+  return *latest;
+}
+
+absl::Status Export(const ParsedArgs& args) {
+  if (args.positional.size() != 2) {
+    return absl::InvalidArgumentError("usage: colossal export CHECKPOINT OUT.safetensors");
+  }
+  ASSIGN_OR_RETURN(std::string dir, StepDirOf(args.positional[0]));
+  std::ifstream state_file(fs::path(dir) / checkpoint::kStateFile);
+  std::stringstream ss;
+  ss << state_file.rdbuf();
+  nlohmann::json state = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (state.is_discarded() || !state.contains("param_shapes") || !state["param_shapes"].is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/state.json: no param_shapes"));
+  }
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("model", 0) == 0 && e.path().extension() == ".safetensors") files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  ASSIGN_OR_RETURN(checkpoint::PieceReader reader, checkpoint::PieceReader::Open(files));
+  std::vector<std::vector<float>> data;
+  std::vector<checkpoint::TensorView> views;
+  for (const auto& [name, shape_json] : state["param_shapes"].items()) {
+    std::vector<int64_t> shape = shape_json.get<std::vector<int64_t>>();
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    data.emplace_back(n);
+    absl::Status s = reader.ReadF32(name, 0, n, data.back().data());
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(dir, ": ", s.message()));
+    views.push_back({name, "F32", shape, nullptr});
+  }
+  for (size_t i = 0; i < views.size(); ++i) views[i].data = data[i].data();
+  RETURN_IF_ERROR(checkpoint::WriteSafetensors(args.positional[1], views, {{"format", "pt"}}));
+  std::printf("wrote %s (%zu tensors from %s)\n", args.positional[1].c_str(), views.size(), dir.c_str());
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+int ExportCommand(const std::vector<std::string>& argv) {
+  auto args = ParseArgs("export", argv, {}, {});
+  if (!args.ok()) return ReportError("export", args.status());
+  absl::Status s = Export(*args);
+  return s.ok() ? 0 : ReportError("export", s);
+}
 
 int GraphCommand(const std::vector<std::string>& argv) {
   auto args = ParseArgs("graph", argv, {"--export"}, {});

@@ -1,5 +1,5 @@
 // The `colossal` commands that need no coordinator: graph (model summary / export),
-// tokenize, generate, validate and kernels. Each returns the process exit code: 0 success, 2 bad input
+// tokenize, generate, validate, export (a checkpoint as one Hugging Face file) and kernels. Each returns the process exit code: 0 success, 2 bad input
 // (with a one-line error on stderr), 1 runtime failure.
 #pragma once
 
@@ -9,6 +9,7 @@
 namespace colossal::cli {
 
 int GraphCommand(const std::vector<std::string>& args);
+int ExportCommand(const std::vector<std::string>& args);
 int TokenizeCommand(const std::vector<std::string>& args);
 int GenerateCommand(const std::vector<std::string>& args);
 int ValidateCommand(const std::vector<std::string>& args);

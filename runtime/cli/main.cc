@@ -33,6 +33,8 @@ constexpr char kUsage[] =
     "  tokenize IN OUT [--tokenizer bytes]   write a token file\n"
     "  generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
     "                       sample text from a checkpoint\n"
+    "  export CHECKPOINT OUT.safetensors   one Hugging Face file from any checkpoint\n"
+    "                       (sharded ZeRO checkpoints included)\n"
     "  kernels              list the kernels and their twins\n"
     "  worker --spec FILE   run one rank (what node daemons start)\n"
     "\n"
@@ -81,6 +83,7 @@ int main(int argc, char** argv) {
   if (command == "cancel") return CancelCommand(client, rest);
   if (command == "nodes") return NodesCommand(client, rest);
   if (command == "graph") return GraphCommand(rest);
+  if (command == "export") return ExportCommand(rest);
   if (command == "tokenize") return TokenizeCommand(rest);
   if (command == "generate") return GenerateCommand(rest);
   if (command == "validate") return ValidateCommand(rest);

@@ -318,6 +318,11 @@ std::string Run::StateJson(int64_t steps_done) const {
   state["tokenizer"] = spec_.data.tokenizer;
   state["data_parallel"] = ranks_;
   state["zero"] = spec_.parallel.zero;
+  // Every parameter's shape: a ZeRO-3 checkpoint stores parameters in pieces, and
+  // `colossal export` consolidates them from this.
+  nlohmann::json shapes = nlohmann::json::object();
+  for (const memory::ParamInfo& info : model_->params->infos()) shapes[info.name] = info.shape;
+  state["param_shapes"] = shapes;
   if (model_->is_gpt) {
     state["model"] = {{"type", "gpt"},
                       {"n_layer", model_->gpt.n_layer},

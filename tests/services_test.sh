@@ -54,11 +54,12 @@ step_at_least() { [ "$(field_of "$1" step)" -ge "$2" ]; }
 
 start_coordinator() {  # DIR LISTEN [extra flags]
   local dir=$1 listen=$2; shift 2
-  "$COLOSSALD" --coordinator --listen "$listen" --state-dir "$dir" "$@" >>"$dir.log" 2>&1 &
+  local log="$dir.$(date +%s%N).log"  # one log per start: a restart must not read the old one
+  "$COLOSSALD" --coordinator --listen "$listen" --state-dir "$dir" "$@" >"$log" 2>&1 &
   PIDS+=($!)
   COORD_PID=$!
-  wait_for 20 grep -q "coordinator listening on" "$dir.log" || { fail "coordinator did not start: $(tail -3 "$dir.log")"; exit 1; }
-  ADDR=$(grep -o "coordinator listening on [0-9.:]*" "$dir.log" | tail -1 | awk '{print $4}')
+  wait_for 20 grep -q "coordinator listening on" "$log" || { fail "coordinator did not start: $(tail -3 "$log")"; exit 1; }
+  ADDR=$(grep -o "coordinator listening on [0-9.:]*" "$log" | tail -1 | awk '{print $4}')
 }
 
 start_daemon() {  # NAME [extra flags]

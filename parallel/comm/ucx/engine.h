@@ -28,8 +28,9 @@
 //     handshake and reports the peer's death (its connection resets when the process dies;
 //     UCX keepalive, set to min(1 s, timeout/4), covers a vanished host);
 //   * a data endpoint for the collectives: UCP_ERR_HANDLING_MODE_NONE for a peer on the
-//     same machine (same /proc boot_id), so UCX picks shared memory and cma; the control
-//     endpoint itself for a peer on another machine (TCP either way).
+//     same machine (same /proc boot_id, memory readable with process_vm_readv) when UCX
+//     puts it on shared memory; else the control endpoint itself (another machine, or
+//     UCX_TLS without shared memory: a NONE endpoint over TCP would abort on a dead peer).
 // Failure: an op fails when a peer it needs has been reported failed (after a short grace,
 // since a peer that finished and exited may have left its last messages in our queues), or
 // when none of its requests completed for `timeout` (the error names the peer it waits
@@ -305,9 +306,10 @@ class Engine {
     bool same_boot = false;      // same machine (equal /proc boot_id)
     pid_t pid = 0;               // its process id (meaningful when same_boot)
     uint64_t magic_address = 0;  // where its engine keeps its magic (direct-read probe)
-    bool local = false;          // direct copies both ways; data_ep is a NONE-mode ep
-    ucp_ep_h data_ep = nullptr;  // collectives and point-to-point
-    ucp_ep_h ctl_ep = nullptr;   // PEER mode: wire-up and failure reports (== data_ep if remote)
+    bool local = false;          // direct copies work both ways
+    ucp_ep_h data_ep = nullptr;  // collectives and point-to-point: NONE mode on shared
+                                 // memory, else == ctl_ep
+    ucp_ep_h ctl_ep = nullptr;   // PEER mode (TCP): wire-up and failure reports
     bool failed = false;
     bool close_pending = false;
     ucs_status_t failure = UCS_OK;

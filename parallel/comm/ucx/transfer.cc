@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -71,6 +74,33 @@ void RecvCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t*
 
 void AckSentCallback(void* request, ucs_status_t, void*) { ucp_request_free(request); }
 
+// Whether UCX put the active-message lane of `ep` on shared memory (posix, sysv, self),
+// read from its own description of the endpoint (UCX 1.13 has no query for it).
+bool ActiveMessagesOnSharedMemory(ucp_ep_h ep) {
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* out = open_memstream(&text, &size);
+  if (out == nullptr) return false;
+  ucp_ep_print_info(ep, out);
+  std::fclose(out);
+  bool shared = false;
+  std::string info(text, size);
+  std::free(text);
+  size_t start = 0;
+  while (start < info.size()) {
+    size_t end = info.find('\n', start);
+    if (end == std::string::npos) end = info.size();
+    const std::string line = info.substr(start, end - start);
+    if (line.find("lane[") != std::string::npos && line.find(" am") != std::string::npos &&
+        (line.find("posix/") != std::string::npos || line.find("sysv/") != std::string::npos ||
+         line.find("self/") != std::string::npos)) {
+      shared = true;
+    }
+    start = end + 1;
+  }
+  return shared;
+}
+
 }  // namespace
 
 void Engine::DirectRead(Req& req) {
@@ -127,7 +157,7 @@ Req* Engine::PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t
   PeerSlot& slot = *peers_[op.comm->global_ranks[peer]];
   ucp_ep_h ep = SendEndpoint(slot, control);
   req.direct = !control && slot.local && bytes >= kDirectMinBytes;
-  req.worker = worker_;  // the acknowledgement of a direct send
+  req.worker = ReceiveWorker(slot, control);  // the acknowledgement of a direct send
   req.pending = req.direct ? 2 : 1;
   op.in_flight += req.pending;
   if (slot.failed || ep == nullptr) {
@@ -142,7 +172,7 @@ Req* Engine::PostSend(Op& op, const void* buf, size_t bytes, int peer, ucp_tag_t
         UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
     ack.cb.recv = &AckCallback;
     ack.user_data = &req;
-    ucs_status_ptr_t a = ucp_tag_recv_nbx(worker_, nullptr, 0, AckTag(tag, peer),
+    ucs_status_ptr_t a = ucp_tag_recv_nbx(req.worker, nullptr, 0, AckTag(tag, peer),
                                           ~ucp_tag_t{0}, &ack);
     if (UCS_PTR_IS_ERR(a)) {
       SubComplete(&req, 1, UCS_PTR_STATUS(a));
@@ -254,12 +284,26 @@ absl::Status Engine::CreateDataEndpoints(const std::vector<uint64_t>& i_read_the
     params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
     params.address = reinterpret_cast<const ucp_address_t*>(addresses_[r].data());
     params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-    ucs_status_t st = ucp_ep_create(worker_, &params, &slot.data_ep);
+    ucp_ep_h ep = nullptr;
+    ucs_status_t st = ucp_ep_create(worker_, &params, &ep);
     if (st != UCS_OK) {
-      slot.data_ep = nullptr;
       return absl::UnavailableError(absl::StrCat("UCX communicator: data endpoint to rank ", r,
                                                  ": ", ucs_status_string(st)));
     }
+    // A NONE-mode endpoint is only safe on shared memory: over TCP (UCX_TLS without sm) a
+    // dead peer would make UCX abort the process. Then the PEER-mode endpoint carries the
+    // data (the direct copies still work: only their small messages change lanes).
+    if (!self && slot.ctl_ep != nullptr && !ActiveMessagesOnSharedMemory(ep)) {
+      ucp_request_param_t close{};
+      close.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      close.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      ucs_status_ptr_t req = ucp_ep_close_nbx(ep, &close);
+      if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
+      slot.data_ep = slot.ctl_ep;
+      data_on_ctl_ = true;
+      continue;
+    }
+    slot.data_ep = ep;
   }
   return absl::OkStatus();
 }

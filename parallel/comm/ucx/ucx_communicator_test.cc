@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -185,6 +186,19 @@ TEST_CASE("UCX collectives equal the reference on 2, 3 and 4 ranks") {
     INFO("size " << size);
     CHECK(Failures(exits) == "");
   }
+}
+
+TEST_CASE("UCX collectives over TCP only (UCX_TLS=tcp,self), as between machines") {
+  auto exits = ForkRanks(3, [](int rank, int size, TcpStore& store) -> absl::Status {
+    setenv("UCX_TLS", "tcp,self", 1);  // read by UCX itself when the communicator starts
+    auto comm = CreateUcxCommunicator(store, Options());
+    if (!comm.ok()) return comm.status();
+    for (int64_t count : {int64_t{7}, int64_t{100003}}) {
+      RETURN_IF_ERROR_T(CheckCollectives(**comm, "tcp", count, DType::kF32));
+    }
+    return absl::OkStatus();
+  });
+  CHECK(Failures(exits) == "");
 }
 
 TEST_CASE("UCX all-reduce, reduce-scatter and all-gather of 64 MiB through the chunked ring") {

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -100,6 +101,29 @@ TEST_CASE("A rank killed mid-all-reduce fails the others' Wait() within the time
     INFO("size " << size);
     CheckSurvivors(exits, victim);
   }
+}
+
+TEST_CASE("Over TCP only (UCX_TLS=tcp,self), a rank killed mid-all-reduce is an error, not an abort") {
+  const int victim = 2;
+  auto exits = ForkRanks(3, [victim](int rank, int, TcpStore& store) -> absl::Status {
+    setenv("UCX_TLS", "tcp,self", 1);  // read by UCX itself when the communicator starts
+    auto comm = CreateUcxCommunicator(store, ShortTimeout());
+    if (!comm.ok()) return comm.status();
+    std::vector<float> buf(4 << 20, 1.0f);
+    absl::Status warm = (*comm)->AllReduce(buf.data(), 1024, DType::kF32)->Wait();
+    if (!warm.ok() || buf[0] != 3.0f) return absl::InternalError("warm-up: " + warm.ToString());
+    const auto start = Clock::now();
+    auto work = (*comm)->AllReduce(buf.data(), static_cast<int64_t>(buf.size()), DType::kF32);
+    if (rank == victim) {
+      std::this_thread::sleep_for(milliseconds(3));
+      raise(SIGKILL);
+    }
+    absl::Status check = ExpectFailure(work->Wait(), MillisSince(start), victim, kTimeout.count());
+    if (!check.ok()) return check;
+    std::this_thread::sleep_for(milliseconds(1500));
+    return absl::OkStatus();
+  });
+  CheckSurvivors(exits, victim);
 }
 
 TEST_CASE("A rank killed between collectives fails the next one; sub-communicators without it go on") {

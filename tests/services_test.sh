@@ -10,6 +10,9 @@
 #   - cancel stops every worker process of a two-rank (data-parallel) job
 #   - 500 concurrent validate_only submits and 20 small real jobs are all accounted for
 #   - token auth rejects a missing or wrong token (CLI and daemon)
+#   - TLS: a job runs end to end over TLS (CLI, daemon and worker verify the coordinator's
+#     certificate); a client without the CA fails; listening beyond loopback without
+#     TLS is refused before anything binds
 # Prints the figures (submit latency, jobs/s, submit→first step, restart time).
 # Every process started here is killed by pid on exit; every wait is bounded.
 set -uo pipefail
@@ -190,6 +193,23 @@ wait_for 20 bash -c "\"$COLOSSAL\" --coordinator $ADDR --token-file $T/token nod
 sleep 1
 "$COLOSSAL" --coordinator "$ADDR" --token-file "$T/token" nodes --json | grep -q intruder &&
   fail "daemon with a wrong token registered"
+
+# --- TLS ------------------------------------------------------------------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 \
+  -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >/dev/null 2>&1 ||
+  fail "openssl could not make a certificate"
+start_coordinator "$T/tls" 127.0.0.1:0 --tls-cert "$T/cert.pem" --tls-key "$T/key.pem" --token-file "$T/token"
+TLS_CLI=(--coordinator "$ADDR" --tls-ca "$T/cert.pem" --token-file "$T/token")
+"$COLOSSAL" "${TLS_CLI[@]}" status >/dev/null || fail "TLS client with the CA rejected"
+"$COLOSSAL" --coordinator "$ADDR" --token-file "$T/token" status >/dev/null 2>&1 && fail "plaintext client reached a TLS coordinator"
+start_daemon tlsnode --tls-ca "$T/cert.pem" --token-file "$T/token"
+wait_for 20 bash -c "\"$COLOSSAL\" ${TLS_CLI[*]} nodes --json | grep -q tlsnode" || fail "daemon did not join over TLS"
+TID=$("$COLOSSAL" "${TLS_CLI[@]}" submit quick.yaml --set "run_dir=$T/runs/tls" | tail -1)
+wait_for 60 bash -c "\"$COLOSSAL\" ${TLS_CLI[*]} status $TID --json | grep -q SUCCEEDED" ||
+  fail "job over TLS did not succeed: $("$COLOSSAL" "${TLS_CLI[@]}" status "$TID" --json)"
+"$COLOSSAL" "${TLS_CLI[@]}" status "$TID" --json | grep -q '"step":20' || fail "TLS job progress did not reach the coordinator"
+"$COLOSSALD" --coordinator --listen 0.0.0.0:0 --state-dir "$T/open" >open.txt 2>&1; rc=$?
+[ $rc = 2 ] && grep -q "TLS\|token" open.txt || fail "an open listener without TLS was not refused (rc $rc): $(cat open.txt)"
 
 echo "figures: submit (CLI, one job) ${submit_ms} ms; restart after kill -9 (kill -> attempt 2 RUNNING) ${restart_ms} ms"
 echo "figures: $(cat load.json)"

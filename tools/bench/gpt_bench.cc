@@ -19,7 +19,10 @@
 // Usage (from the repository root, after tools/setup.sh):
 //   bazel run -c opt //tools/bench:gpt_bench -- [--models 124m,small] [--threads 1,2]
 //       [--steps 5] [--warmup 2] [--rounds 2] [--torch-cores auto,SkylakeX,Haswell]
-//       [--no-torch]
+//       [--no-torch] [--dp]
+// --dp adds the data-parallel table: the small model on 1 rank × 1 and 2 threads and on
+// 2 ranks × 1 thread (ZeRO 0 and 1), with the efficiency of the 2-rank step against the
+// 1-rank × 2-thread one (same cores).
 #include <dnnl.h>
 #include <omp.h>
 #include <sys/wait.h>
@@ -35,6 +38,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -119,10 +123,11 @@ double SgemmPeak(int threads) {
   return 2.0 * n * n * n / best;
 }
 
-// One colossal round: median step ms of the timed steps, or NaN.
+// One colossal round: median step ms of the timed steps, or NaN. `ranks` > 1 runs
+// data-parallel ranks (one process each, UCX between them) with `threads` each.
 double RunColossal(const std::string& binary, const std::string& corpus, const fs::path& work,
-                   const Model& m, int threads, int warmup, int steps) {
-  const fs::path run_dir = work / ("run-" + m.key + "-" + std::to_string(threads));
+                   const Model& m, int threads, int warmup, int steps, int ranks = 1, int zero = 0) {
+  const fs::path run_dir = work / ("run-" + m.key + "-" + std::to_string(threads) + "-" + std::to_string(ranks));
   fs::remove_all(run_dir);
   const fs::path job = work / ("job-" + m.key + ".yaml");
   std::ofstream(job) << "name: bench-" << m.key << "\n"
@@ -132,9 +137,11 @@ double RunColossal(const std::string& binary, const std::string& corpus, const f
                      << ", vocab: " << m.vocab << "}\n"
                      << "data: {train: " << corpus << ", val_fraction: 0.0}\n"
                      << "train:\n  steps: " << warmup + steps << "\n  global_batch: " << m.batch
-                     << "\n  micro_batch: " << m.batch
+                     << "\n  micro_batch: " << m.batch / ranks
                      << "\n  optimizer: {type: adamw, lr: 6.0e-4, weight_decay: 0.1, no_decay: [bias, ln_]}"
-                     << "\n  grad_clip: 1.0\n";
+                     << "\n  grad_clip: 1.0\n"
+                     << "parallel: {data: " << ranks << ", zero: " << zero << "}\n"
+                     << "resources: {ranks_per_node: " << ranks << "}\n";
   auto [rc, out] = RunChild({binary, "run", job.string(), "--threads", std::to_string(threads),
                              "--no-resume", "--no-checkpoints"},
                             {{"COLOSSAL_PROGRESS", "0"}, {"COLOSSAL_LOG_LEVEL", "warn"}});
@@ -183,7 +190,7 @@ double RunTorch(const std::string& script, const Model& m, int threads, int warm
 int main(int argc, char** argv) {
   std::string models = "124m,small", thread_list = "1,2", cores = "auto,SkylakeX,Haswell";
   int steps = 5, warmup = 2, rounds = 2;
-  bool torch = true;
+  bool torch = true, dp = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -200,6 +207,7 @@ int main(int argc, char** argv) {
     else if (a == "--rounds") rounds = std::atoi(next().c_str());
     else if (a == "--torch-cores") cores = next();
     else if (a == "--no-torch") torch = false;
+    else if (a == "--dp") dp = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -258,7 +266,26 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
-  fs::remove_all(work);
   std::printf("ratio = colossal step time / PyTorch step time (lower is better; goal at 2 threads)\n");
+  if (dp) {
+    const Model& m = kModels[1];
+    std::printf("\ndata parallel, %s (global batch %d), best of %d rounds\n", m.label.c_str(), m.batch, rounds);
+    std::printf("%-24s | %9s %9s | %s\n", "ranks x threads", "step ms", "tok/s", "efficiency vs 1x2");
+    const double tokens = static_cast<double>(m.batch) * m.seq_len;
+    double base = NAN;
+    for (auto [ranks, threads, zero] : {std::tuple{1, 1, 0}, std::tuple{1, 2, 0}, std::tuple{2, 1, 0},
+                                        std::tuple{2, 1, 1}}) {
+      double best = INFINITY;
+      for (int r = 0; r < rounds; ++r) {
+        best = std::min(best, RunColossal(binary, corpus, work, m, threads, warmup, steps, ranks, zero));
+      }
+      if (ranks == 1 && threads == 2) base = best;
+      std::printf("%-24s | %9.1f %9.0f | %s\n",
+                  (std::to_string(ranks) + " x " + std::to_string(threads) + (ranks > 1 ? " zero " + std::to_string(zero) : "")).c_str(),
+                  best, tokens / (best * 1e-3),
+                  ranks > 1 && std::isfinite(base) ? std::to_string(base / best).substr(0, 5).c_str() : "-");
+    }
+  }
+  fs::remove_all(work);
   return 0;
 }

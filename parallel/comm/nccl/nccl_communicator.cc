@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -39,8 +40,6 @@ static_assert(kSplitOffset + kSplitBytes <= kScratchBytes);
 
 // Creation blob: magic, NCCL version, id count, ids, then "host pci-bus-id".
 constexpr uint32_t kHelloMagic = 0x4c43434e;  // "NCCL"
-
-enum class Grouped { kNo, kYes };
 
 // Yields first (an op of a few microseconds), then sleeps up to 1 ms between polls.
 void Backoff(int spin) {
@@ -248,11 +247,11 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   // Enqueues `call` (nullptr: count 0, nothing to enqueue) on the collective lane.
-  std::unique_ptr<Work> Collective(const std::string& name, const Call* call, Grouped grouped) {
+  std::unique_ptr<Work> Collective(const std::string& name, const Call* call) {
     auto op = std::make_shared<Op>();
     std::unique_lock<std::mutex> lock(mu_);
     op->name = absl::StrCat(name, " #", next_seq_++);
-    IssueCollectiveLocked(lock, op, call, grouped);
+    IssueCollectiveLocked(lock, op, call);
     return std::make_unique<NcclWork>(shared_from_this(), std::move(op));
   }
 
@@ -261,7 +260,7 @@ class Core : public std::enable_shared_from_this<Core> {
     const Call call = [this](ncclComm_t comm, cudaStream_t stream) {
       return ncclAllReduce(scratch_, scratch_, 1, ncclFloat32, ncclSum, comm, stream);
     };
-    return Collective("Barrier", &call, Grouped::kNo);
+    return Collective("Barrier", &call);
   }
 
   // Queues a Send or Recv; launched with every queued one by the first Wait/Done/StreamWaitFor.
@@ -306,7 +305,7 @@ class Core : public std::enable_shared_from_this<Core> {
     const Clock::time_point deadline = Clock::now() + options_.timeout;
     std::unique_lock<std::mutex> lock(mu_);
     for (int spin = 0;; ++spin) {
-      if (PollLocked(lock, op)) return op.status;
+      if (PollLocked(lock, op, deadline)) return op.status;
       if (Clock::now() >= deadline) {
         FailLocked(absl::DeadlineExceededError(absl::StrCat(
             op.name, ": not complete after ", options_.timeout.count(), " ms; ", Where(),
@@ -321,8 +320,9 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   bool Done(Op& op) {
+    const Clock::time_point deadline = Clock::now() + options_.timeout;
     std::unique_lock<std::mutex> lock(mu_);
-    return PollLocked(lock, op);
+    return PollLocked(lock, op, deadline);
   }
 
   absl::Status SetComputeStream(cudaStream_t stream) {
@@ -348,7 +348,7 @@ class Core : public std::enable_shared_from_this<Core> {
     std::unique_lock<std::mutex> lock(mu_);
     for (int spin = 0; !op.settled && !op.launched; ++spin) {
       if (!error_.ok()) return error_;
-      TryLaunchLocked(lock, op);
+      TryLaunchLocked(lock, op, deadline);
       if (op.settled || op.launched) break;
       if (Clock::now() >= deadline) {  // another thread is launching it and stuck
         FailLocked(absl::DeadlineExceededError(absl::StrCat(
@@ -415,7 +415,7 @@ class Core : public std::enable_shared_from_this<Core> {
       auto op = std::make_shared<Op>();
       std::unique_lock<std::mutex> lock(mu_);
       op->name = absl::StrCat(name, ": id exchange");
-      IssueCollectiveLocked(lock, op, &exchange, Grouped::kYes, /*wait_compute=*/false);
+      IssueCollectiveLocked(lock, op, &exchange, /*wait_compute=*/false);
       lock.unlock();
       RETURN_IF_ERROR(Wait(*op));
     }
@@ -460,13 +460,14 @@ class Core : public std::enable_shared_from_this<Core> {
   absl::Status AllocScratchLocked() {
     int pools = 0;
     if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device_) == cudaSuccess &&
-        pools != 0 &&
-        cudaMallocAsync(&scratch_, kScratchBytes, coll_.stream) == cudaSuccess) {
-      scratch_pooled_ = true;
-      return absl::OkStatus();
+        pools != 0) {
+      if (cudaMallocAsync(&scratch_, kScratchBytes, coll_.stream) == cudaSuccess) {
+        scratch_pooled_ = true;
+        return absl::OkStatus();
+      }
+      cudaGetLastError();  // clear the failed cudaMallocAsync; fall back to cudaMalloc
+      scratch_ = nullptr;
     }
-    cudaGetLastError();  // clear a failed cudaMallocAsync
-    scratch_ = nullptr;
     return Context(CudaCheck(cudaMalloc(&scratch_, kScratchBytes), "cudaMalloc(scratch)"));
   }
 
@@ -536,19 +537,15 @@ class Core : public std::enable_shared_from_this<Core> {
     return absl::OkStatus();
   }
 
-  // Makes the NCCL call(s) on an acquired lane and waits out ncclInProgress. A failure
-  // poisons the communicator, except an invalid argument or usage of a single call (NCCL
-  // guarantees such a call had no effect).
+  // Makes the NCCL call(s) on an acquired lane and waits out ncclInProgress. Any failure
+  // poisons the communicator: a non-blocking NCCL communicator keeps even an argument
+  // error as its asynchronous error (the common bad arguments are caught before NCCL).
   absl::Status CallLocked(std::unique_lock<std::mutex>& lock, Lane& lane, Clock::time_point deadline,
-                          const std::string& what, Grouped grouped, const Call& call) {
+                          const std::string& what, const Call& call) {
     ncclResult_t r = call(lane.comm, lane.stream);
     if (r == ncclSuccess) return absl::OkStatus();
     if (r == ncclInProgress) return AwaitLocked(lock, lane, deadline, what);
-    absl::Status status = Context(NcclCheck(r, what.c_str()));
-    if (grouped == Grouped::kNo && (r == ncclInvalidArgument || r == ncclInvalidUsage)) {
-      return status;
-    }
-    FailLocked(status);
+    FailLocked(Context(NcclCheck(r, what.c_str())));
     return error_;
   }
 
@@ -560,7 +557,7 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   void IssueCollectiveLocked(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Op>& op_ptr,
-                             const Call* call, Grouped grouped, bool wait_compute = true) {
+                             const Call* call, bool wait_compute = true) {
     Op& op = *op_ptr;
     if (!error_.ok()) return Settle(op, error_);
     DeviceGuard guard(device_);
@@ -575,7 +572,7 @@ class Core : public std::enable_shared_from_this<Core> {
       FailLocked(Context(status));
       status = error_;
     } else if (call != nullptr) {
-      status = CallLocked(lock, coll_, deadline, op.name, grouped, *call);
+      status = CallLocked(lock, coll_, deadline, op.name, *call);
     }
     if (status.ok() && error_.ok()) {
       status = CudaCheck(cudaEventRecord(op.done, coll_.stream), "cudaEventRecord");
@@ -592,7 +589,7 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   // Launches every queued Send/Recv as one NCCL group on the send/recv lane.
-  absl::Status LaunchPendingLocked(std::unique_lock<std::mutex>& lock) {
+  absl::Status LaunchPendingLocked(std::unique_lock<std::mutex>& lock, Clock::time_point deadline) {
     if (pending_.empty()) return absl::OkStatus();
     std::vector<std::shared_ptr<Op>> batch;
     batch.swap(pending_);
@@ -601,7 +598,6 @@ class Core : public std::enable_shared_from_this<Core> {
                                           batch.size() > 1 ? " more Send/Recv" : "");
     DeviceGuard guard(device_);
     absl::Status status = Context(guard.status());
-    const Clock::time_point deadline = Clock::now() + options_.timeout;
     bool acquired = false;
     if (status.ok()) {
       status = AcquireLocked(lock, p2p_, deadline, what);
@@ -630,7 +626,7 @@ class Core : public std::enable_shared_from_this<Core> {
         ncclResult_t end = ncclGroupEnd();
         return first != ncclSuccess ? first : end;
       };
-      status = CallLocked(lock, p2p_, deadline, what, Grouped::kYes, group);
+      status = CallLocked(lock, p2p_, deadline, what, group);
     }
     for (size_t i = 0; status.ok() && error_.ok() && i < batch.size(); ++i) {
       status = CudaCheck(cudaEventRecord(batch[i]->done, p2p_.stream), "cudaEventRecord");
@@ -653,20 +649,20 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   // One attempt to launch `op` if it is a queued Send/Recv; settles it on failure.
-  void TryLaunchLocked(std::unique_lock<std::mutex>& lock, Op& op) {
+  void TryLaunchLocked(std::unique_lock<std::mutex>& lock, Op& op, Clock::time_point deadline) {
     if (op.settled || op.launched) return;
-    absl::Status status = LaunchPendingLocked(lock);
+    absl::Status status = LaunchPendingLocked(lock, deadline);
     if (!status.ok()) Settle(op, status);
   }
 
   // True once `op` is settled: complete, failed, or failed by the communicator's error.
-  bool PollLocked(std::unique_lock<std::mutex>& lock, Op& op) {
+  bool PollLocked(std::unique_lock<std::mutex>& lock, Op& op, Clock::time_point deadline) {
     if (op.settled) return true;
     if (!error_.ok()) {
       Settle(op, error_);
       return true;
     }
-    TryLaunchLocked(lock, op);
+    TryLaunchLocked(lock, op, deadline);
     if (op.settled) return true;
     if (!op.launched) return false;  // another thread is launching its group
     cudaError_t query = cudaEventQuery(op.done);
@@ -805,7 +801,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
       return ncclAllReduce(buf, buf, static_cast<size_t>(count), NcclType(dtype), ncclSum, comm,
                            stream);
     };
-    return core_->Collective(name, count > 0 ? &call : nullptr, Grouped::kNo);
+    return core_->Collective(name, count > 0 ? &call : nullptr);
   }
 
   std::unique_ptr<Work> ReduceScatter(const void* send, void* recv, int64_t count,
@@ -817,7 +813,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
       return ncclReduceScatter(send, recv, static_cast<size_t>(count), NcclType(dtype), ncclSum,
                                comm, stream);
     };
-    return core_->Collective(name, count > 0 ? &call : nullptr, Grouped::kNo);
+    return core_->Collective(name, count > 0 ? &call : nullptr);
   }
 
   std::unique_ptr<Work> AllGather(const void* send, void* recv, int64_t count,
@@ -827,7 +823,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
     const Call call = [=](ncclComm_t comm, cudaStream_t stream) {
       return ncclAllGather(send, recv, static_cast<size_t>(count), NcclType(dtype), comm, stream);
     };
-    return core_->Collective(name, count > 0 ? &call : nullptr, Grouped::kNo);
+    return core_->Collective(name, count > 0 ? &call : nullptr);
   }
 
   std::unique_ptr<Work> Broadcast(void* buf, int64_t count, DType dtype, int root) override {
@@ -843,7 +839,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
       return ncclBroadcast(buf, buf, static_cast<size_t>(count), NcclType(dtype), root, comm,
                            stream);
     };
-    return core_->Collective(name, count > 0 ? &call : nullptr, Grouped::kNo);
+    return core_->Collective(name, count > 0 ? &call : nullptr);
   }
 
   // One NCCL group of a Send and a Recv per member (self included), on the collective lane.
@@ -868,7 +864,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
       ncclResult_t end = ncclGroupEnd();
       return first != ncclSuccess ? first : end;
     };
-    return core_->Collective(name, count > 0 ? &call : nullptr, Grouped::kYes);
+    return core_->Collective(name, count > 0 ? &call : nullptr);
   }
 
   std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) override {
@@ -1006,13 +1002,21 @@ absl::StatusOr<Hello> DecodeHello(const std::string& blob, int from) {
   return hello;
 }
 
+// "host pci-bus-id boot-id": equal for two ranks only on the same GPU of one machine (the
+// kernel's boot id tells apart machines that share a host name; containers share it).
 absl::StatusOr<std::string> Location(int device) {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "?");
   char bus[64] = {};
   RETURN_IF_ERROR(CudaCheck(cudaDeviceGetPCIBusId(bus, sizeof(bus), device),
                             "cudaDeviceGetPCIBusId"));
-  return absl::StrCat(host, " ", bus);
+  std::string boot_id = "?";
+  if (std::FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char line[64] = {};
+    if (std::fgets(line, sizeof(line), f) != nullptr) boot_id = std::string(line, std::strcspn(line, "\n"));
+    std::fclose(f);
+  }
+  return absl::StrCat(host, " ", bus, " ", boot_id);
 }
 
 }  // namespace

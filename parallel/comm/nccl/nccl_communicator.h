@@ -4,8 +4,10 @@
 // memory NCCL accepts) nor the caller's streams. CPU ranks use the UCX backend instead.
 //
 // Bootstrap: rank 0 creates the NCCL unique ids and hands them to the others through
-// the Bootstrap's AllGather (the coordinator's Rendezvous or a TCP store; the other ranks
-// send an empty blob), then every rank joins with ncclCommInitRankConfig on its device.
+// the Bootstrap's AllGather (the coordinator's Rendezvous or a TCP store); every rank adds
+// its NCCL version and its GPU's place (host, PCI bus id, kernel boot id), so different
+// NCCL versions fail with FAILED_PRECONDITION and two ranks on one GPU with
+// INVALID_ARGUMENT. Then every rank joins with ncclCommInitRankConfig on its device.
 // Communicators are non-blocking NCCL communicators (config.blocking = 0), so joining,
 // NCCL's lazy connection set-up and tear-down are all bounded by options.timeout.
 //
@@ -34,12 +36,17 @@
 //   * AllReduce and ReduceScatter sum kF32 or kBF16 (NCCL accumulates bf16 in fp32 and
 //     rounds once per hop); AllGather, Broadcast and AllToAll move any dtype. A count of
 //     zero is a no-op that still completes in order.
+//   * Barrier is an all-reduce of one float in a 1 KiB device scratch buffer the
+//     communicator owns (from the stream-ordered allocator where the device has one).
 //   * Point-to-point: NCCL has no tags. Messages between two ranks match in issue order:
 //     the i-th Send from a to b meets b's i-th Recv from a. The tag must lie in [0, 2^31)
 //     but is not sent or checked, and sizes must match exactly (NCCL does not check them
 //     either: a mismatch corrupts data or hangs until the timeout).
 //   * Failure: a Wait() that reaches options.timeout, an asynchronous NCCL error (a peer's
-//     socket closed, a network error) or a CUDA error aborts the NCCL communicators
+//     socket closed, a network error), an NCCL call's error (a non-blocking NCCL
+//     communicator keeps even argument errors, so the usual bad arguments — negative
+//     counts, null buffers, dtypes, roots, peers, tags — are refused before NCCL with
+//     INVALID_ARGUMENT, which poisons nothing) or a CUDA error aborts the NCCL communicators
 //     (ncclCommAbort) and poisons this communicator: the op and every later op fail with the
 //     same error (DEADLINE_EXCEEDED, UNAVAILABLE or INTERNAL). Ops seen complete before the
 //     failure still succeed. NCCL does not say which peer died or stalled, so the error
@@ -52,7 +59,8 @@
 //   * Split(ranks): only the members call it (as communicator.h says), so it cannot be
 //     ncclCommSplit, which every rank of the parent must call. The lowest member makes new
 //     unique ids and sends them to the other members over the parent's collective stream
-//     (ordered like a collective among the members), then the members join a new NCCL
+//     (ordered like a collective among the members; a member whose rank list differs from
+//     the lowest member's fails with INVALID_ARGUMENT), then the members join a new NCCL
 //     communicator pair. The child has its own streams, inherits the parent's compute
 //     stream and options, and is independent of the parent afterwards.
 //   * Destruction: pending Send/Recv not yet launched are cancelled (Wait(): CANCELLED). If

@@ -429,7 +429,7 @@ TEST_CASE("NCCL Abort poisons, keeps completed ops, and destruction cancels what
     {
       ASSIGN_OR_RETURN(auto comm, CreateNcclCommunicator(store, Options(), 0));
       done_before = comm->AllReduce(buf.get(), 1024, DType::kF32);
-      while (!done_before->Done()) std::this_thread::yield();
+      RETURN_IF_ERROR(done_before->Wait());
       comm->Abort(absl::DataLossError("test abort"));
       auto after = comm->AllReduce(buf.get(), 1024, DType::kF32);
       if (after->Wait().code() != absl::StatusCode::kDataLoss ||

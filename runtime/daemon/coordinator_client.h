@@ -26,25 +26,28 @@ class CoordinatorClient {
   absl::StatusOr<v1::RegisterNodeResponse> Register(const v1::RegisterNodeRequest& request);
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
 
-  // Lets the next call try to connect at once instead of waiting out gRPC's own
-  // reconnect backoff (which grows to minutes); the daemon paces retries itself.
-  void ResetBackoff();
+  // Drops the channel and makes a new one, so the next call connects at once instead of
+  // waiting out the old channel's reconnect schedule (gRPC 1.51 spaces attempts of a
+  // failed subchannel by its connect timeout, and ChannelResetConnectionBackoff does not
+  // shorten that); the daemon paces its retries itself.
+  void Reconnect();
   // Cancels the call in flight and fails every later call with CANCELLED.
   void Cancel();
 
  private:
-  CoordinatorClient(std::shared_ptr<grpc::Channel> channel, std::string token,
+  CoordinatorClient(std::string address, rpc::SecurityOptions security, std::string token,
                     std::chrono::milliseconds timeout);
   // Runs `call` with a fresh context that Cancel can reach.
   template <typename Call>
   grpc::Status Run(Call&& call);
 
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::NodeService::Stub> stub_;
+  const std::string address_;
+  const rpc::SecurityOptions security_;
   const std::string token_;
   const std::chrono::milliseconds timeout_;
 
   std::mutex mu_;
+  std::shared_ptr<v1::NodeService::Stub> stub_;  // guarded by mu_ (Reconnect swaps it)
   grpc::ClientContext* in_flight_ = nullptr;  // guarded by mu_
   bool cancelled_ = false;                    // guarded by mu_
 };

@@ -210,7 +210,7 @@ void NodeDaemon::Run() {
         connected = false;
         next_call = now + std::chrono::milliseconds(retry_ms);
         retry_ms = std::min(retry_ms * 2, kMaxRetryMs);
-        s.client->ResetBackoff();
+        s.client->Reconnect();
       }
     }
     std::unique_lock<std::mutex> lock(mu_);

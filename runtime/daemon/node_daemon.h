@@ -42,7 +42,7 @@ struct DaemonOptions {
 // Most log bytes one heartbeat carries.
 inline constexpr size_t kLogBytesPerHeartbeat = 1 << 20;
 // Longest wait between two tries to reach an unreachable coordinator.
-inline constexpr int64_t kMaxRetryMs = 2000;
+inline constexpr int64_t kMaxRetryMs = 1000;
 
 class NodeDaemon {
  public:

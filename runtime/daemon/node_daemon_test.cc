@@ -275,7 +275,11 @@ TEST_CASE("a coordinator down for a while: workers keep running, everything is r
   REQUIRE(restarted);
   restarted->RequireRegistration();  // it does not know the node until it registers again
   restarted->SeedLog(key, before);
-  REQUIRE(restarted->WaitFor([](const Received& r) { return !r.registers.empty(); }, 5000ms));
+  // Back within one retry interval (plus a connect), not on gRPC's own reconnect schedule
+  // for the channel that failed (seconds apart in gRPC 1.51): the coordinator gives nodes
+  // one lease to re-register after it restarts.
+  REQUIRE(restarted->WaitFor([](const Received& r) { return !r.registers.empty(); },
+                             std::chrono::milliseconds(kMaxRetryMs) + 1500ms));
   REQUIRE(restarted->WaitFor([](const Received& r) { return !r.exits.empty(); }, 3000ms));
   REQUIRE(restarted->WaitFor(
       [&](const Received& r) { return r.logs.at(key).size() > before.size() + 100; }, 3000ms));

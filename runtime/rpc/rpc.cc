@@ -127,11 +127,17 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  // Reconnect within a second of a restarted peer (gRPC's default backoff grows to two
-  // minutes, during which calls fail fast with the stale error).
+  // Reconnect within about a second of a restarted peer (gRPC's default backoff grows to
+  // two minutes, during which calls fail fast with the stale error). MIN_RECONNECT_BACKOFF
+  // is gRPC's minimum *connect timeout*: the TCP + HTTP/2 (+ TLS) handshake gets that long,
+  // and in gRPC 1.51 a failed subchannel's next attempt waits for it too; 1 s is ample on
+  // a loaded machine (a refused connect fails at once anyway). Each channel has its own
+  // subchannels, so a new channel (the daemon's Reconnect) is a fresh connection attempt
+  // rather than the shared subchannel's retry schedule.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(target, creds, args);
 }
 

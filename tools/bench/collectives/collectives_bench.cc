@@ -1,8 +1,10 @@
 // Collectives benchmark: colossal's UCX communicator against OpenMPI on this machine, in
 // the same run. For each rank count it forks the colossal ranks itself (loopback TCP store,
 // UCX shared memory), then runs the MPI twin (mpi_collectives_bench) under mpirun, and
-// alternates the two `--repeats` times, keeping each side's best time per size. Prints one
-// markdown table per (collective, ranks): latency, algbw, busbw of both and the busbw ratio.
+// alternates the two `--repeats` times, keeping each side's best time per size. Both
+// sides check each size once for correct sums (sweep.h CheckResult) before timing it; a
+// wrong result fails the run. Prints one markdown table per (collective, ranks): latency,
+// algbw, busbw of both and the busbw ratio.
 //
 //   bazel run //tools/bench/collectives:collectives_bench -- [--ranks=2,4]
 //       [--max_bytes=268435456] [--target_s=0.25] [--repeats=2] [--chunk_bytes=N]
@@ -13,6 +15,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +28,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/comm/tcp_store.h"
 #include "parallel/comm/testing/fork_ranks.h"
@@ -92,6 +96,18 @@ absl::Status UcxRank(const Flags& flags, int rank, int n, TcpStore& store, FILE*
   for (Collective c : kCollectives) {
     for (int64_t bytes : Sizes(4096, flags.max_bytes)) {
       const int64_t count = CountPerCall(c, bytes, n);
+      // Correctness once, on rank-dependent inputs, then back to the timing inputs.
+      FillForCheck(c, rank, n, count, send.data(), recv.data());
+      absl::Status check = Call(comm, c, send.data(), recv.data(), count);
+      if (!check.ok()) return check;
+      const int64_t wrong = CheckResult(c, rank, n, count, recv.data(), recv.data());
+      if (wrong >= 0) {
+        return absl::InternalError(absl::StrCat("colossal ", Name(c), ", ", n, " ranks, ", bytes,
+                                                " bytes: rank ", rank, " wrong at element ",
+                                                wrong));
+      }
+      std::fill(send.begin(), send.end(), 1.0f);
+      std::fill(recv.begin(), recv.begin() + count, 1.0f);
       for (int i = 0; i < 2; ++i) {
         absl::Status st = Call(comm, c, send.data(), recv.data(), count);
         if (!st.ok()) return st;

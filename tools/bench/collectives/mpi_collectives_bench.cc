@@ -1,11 +1,15 @@
 // The OpenMPI twin of the collectives benchmark: the same sweep (sweep.h) through
 // MPI_Allreduce (in place), MPI_Reduce_scatter_block and MPI_Allgather. Run by
-// collectives_bench under mpirun; prints "result ..." lines from rank 0.
-//   mpirun --allow-run-as-root --oversubscribe -np N --mca btl self,vader \
-//       mpi_collectives_bench [MAX_BYTES] [TARGET_SECONDS]
+// collectives_bench under mpirun; prints "result ..." lines from rank 0. Each size is
+// checked once for correct sums (sweep.h CheckResult) before it is timed; a wrong result
+// aborts the run.
+//   mpirun --allow-run-as-root --oversubscribe -np N --mca btl self,vader
+//       mpi_collectives_bench [MAX_BYTES] [TARGET_SECONDS]   (one command line)
 #define OMPI_SKIP_MPICXX 1
 #include <openmpi/mpi.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -42,6 +46,18 @@ int Main(int argc, char** argv) {
   for (Collective c : kCollectives) {
     for (int64_t bytes : Sizes(4096, max_bytes)) {
       const int64_t count = CountPerCall(c, bytes, n);
+      // Correctness once, on rank-dependent inputs, then back to the timing inputs.
+      FillForCheck(c, rank, n, count, send.data(), buf.data());
+      Call(c, send.data(), recv.data(), buf.data(), count);
+      const int64_t wrong = CheckResult(c, rank, n, count, recv.data(), buf.data());
+      if (wrong >= 0) {
+        std::fprintf(stderr, "OpenMPI %s, %d ranks, %lld bytes: rank %d wrong at element %lld\n",
+                     Name(c), n, static_cast<long long>(bytes), rank,
+                     static_cast<long long>(wrong));
+        MPI_Abort(MPI_COMM_WORLD, 3);
+      }
+      std::fill(send.begin(), send.end(), 1.0f);
+      std::fill(buf.begin(), buf.begin() + count, 1.0f);
       for (int i = 0; i < 2; ++i) Call(c, send.data(), recv.data(), buf.data(), count);
       MPI_Barrier(MPI_COMM_WORLD);
       double t0 = MPI_Wtime();

@@ -46,6 +46,50 @@ inline int64_t CountPerCall(Collective c, int64_t bytes, int n) {
   return c == Collective::kAllReduce ? bytes / 4 : bytes / 4 / n;
 }
 
+// One-time correctness check before each size is timed (both sides, every rank): the
+// inputs are small integers that depend on rank and index, so every expected fp32 sum is
+// exact. FillForCheck writes this rank's input of one call (all-reduce: `buf`, count
+// elements; reduce-scatter: `send`, n·count; all-gather: `send`, count); CheckResult
+// compares this rank's output (all-reduce: `buf`; otherwise `recv`) and returns the first
+// wrong index, or -1 when every element is right.
+inline float CheckInput(int rank, int64_t i) {
+  return static_cast<float>((rank + 1) * (i % 5 + 1));
+}
+
+inline void FillForCheck(Collective c, int rank, int n, int64_t count, float* send, float* buf) {
+  if (c == Collective::kAllReduce) {
+    for (int64_t i = 0; i < count; ++i) buf[i] = CheckInput(rank, i);
+  } else {
+    const int64_t elems = c == Collective::kReduceScatter ? count * n : count;
+    for (int64_t i = 0; i < elems; ++i) send[i] = CheckInput(rank, i);
+  }
+}
+
+inline int64_t CheckResult(Collective c, int rank, int n, int64_t count, const float* recv,
+                           const float* buf) {
+  const float rank_sum = static_cast<float>(n * (n + 1) / 2);  // Σ (r+1)
+  switch (c) {
+    case Collective::kAllReduce:
+      for (int64_t i = 0; i < count; ++i) {
+        if (buf[i] != rank_sum * static_cast<float>(i % 5 + 1)) return i;
+      }
+      return -1;
+    case Collective::kReduceScatter:
+      for (int64_t i = 0; i < count; ++i) {
+        if (recv[i] != rank_sum * static_cast<float>((rank * count + i) % 5 + 1)) return i;
+      }
+      return -1;
+    case Collective::kAllGather:
+      for (int r = 0; r < n; ++r) {
+        for (int64_t i = 0; i < count; ++i) {
+          if (recv[r * count + i] != CheckInput(r, i)) return r * count + i;
+        }
+      }
+      return -1;
+  }
+  return 0;
+}
+
 // Iterations so that one timed batch lasts about `target_s`, from one trial run.
 inline int Iterations(double trial_s, double target_s) {
   double iters = target_s / std::max(trial_s, 1e-7);

@@ -226,6 +226,78 @@ OpTask RingAllGather(Op& op, const char* send, char* recv, int64_t bytes_per_ran
   co_return absl::OkStatus();
 }
 
+// Direct ("flat") schedules for ranks that all share a machine: every rank exchanges with
+// every other at once, so a message never waits on a forwarding hop (n-1 hops in the
+// ring). Same bytes per rank as the ring; no pipelining (messages ≤ chunk_bytes).
+// Peers are visited in the order r+1, r+2, ... so that n ranks do not all start with the
+// same one.
+
+OpTask FlatAllGather(Op& op, const char* send, char* recv, int64_t bytes_per_rank) {
+  const int n = op.size(), r = op.rank();
+  const int64_t b = bytes_per_rank;
+  if (b == 0) co_return absl::OkStatus();
+  for (int j = 1; j < n; ++j) {
+    const int k = Mod(r + j, n);
+    op.Recv(recv + k * b, b, k, 0);
+    op.Send(send, b, k, 0);
+  }
+  if (recv + r * b != send) std::memcpy(recv + r * b, send, b);
+  co_await op.WaitAll();
+  co_return absl::OkStatus();
+}
+
+OpTask FlatReduceScatter(Op& op, const char* send, char* recv, int64_t count,
+                         kernels::DType dtype) {
+  const int n = op.size(), r = op.rank();
+  const int64_t es = kernels::DTypeSize(dtype);
+  const int64_t bytes = count * es;
+  if (count == 0) co_return absl::OkStatus();
+  // One scratch slot per peer, 64-byte aligned.
+  const int64_t slot_bytes = (bytes + 63) / 64 * 64;
+  char* slots = op.Scratch(static_cast<size_t>((n - 1) * slot_bytes));
+  std::vector<Req*> recvs(n, nullptr);
+  for (int j = 1; j < n; ++j) {
+    const int k = Mod(r + j, n);
+    recvs[j] = op.Recv(slots + (j - 1) * slot_bytes, bytes, k, 0);
+    op.Send(send + k * bytes, bytes, k, 0);
+  }
+  // Sum in a fixed order (own part, then r+1, r+2, ...), each addend as it comes in.
+  for (int j = 1; j < n; ++j) {
+    co_await op.Wait(recvs[j]);
+    SumInto(recv, j == 1 ? send + r * bytes : recv, slots + (j - 1) * slot_bytes, count, dtype);
+  }
+  co_await op.WaitAll();
+  co_return absl::OkStatus();
+}
+
+OpTask FlatAllReduce(Op& op, char* buf, int64_t count, kernels::DType dtype) {
+  const int n = op.size(), r = op.rank();
+  if (n == 1 || count == 0) co_return absl::OkStatus();
+  const int64_t es = kernels::DTypeSize(dtype);
+  const Segments seg(count, n);
+  const int64_t slot_bytes = (seg.Count(0) * es + 63) / 64 * 64;
+  char* slots = op.Scratch(static_cast<size_t>((n - 1) * slot_bytes));
+  char* mine = buf + seg.Offset(r) * es;
+  // Reduce-scatter (slot 0): peer k reads our part of segment k, we read theirs of
+  // segment r. All-gather (slot 1): peer k's sum of segment k lands in place. Its receive
+  // may be posted now: peer k sends that sum only after it has taken in our part of
+  // segment k, so nothing lands there while our slot-0 message still reads it.
+  std::vector<Req*> recvs(n, nullptr);
+  for (int j = 1; j < n; ++j) {
+    const int k = Mod(r + j, n);
+    recvs[j] = op.Recv(slots + (j - 1) * slot_bytes, seg.Count(r) * es, k, 0);
+    op.Send(buf + seg.Offset(k) * es, seg.Count(k) * es, k, 0);
+    op.Recv(buf + seg.Offset(k) * es, seg.Count(k) * es, k, 1);
+  }
+  for (int j = 1; j < n; ++j) {
+    co_await op.Wait(recvs[j]);
+    SumInto(mine, mine, slots + (j - 1) * slot_bytes, seg.Count(r), dtype);
+  }
+  for (int j = 1; j < n; ++j) op.Send(mine, seg.Count(r) * es, Mod(r + j, n), 1);
+  co_await op.WaitAll();
+  co_return absl::OkStatus();
+}
+
 OpTask TreeBroadcast(Op& op, char* buf, int64_t bytes, int root) {
   const int n = op.size(), r = op.rank();
   if (n == 1 || bytes == 0) co_return absl::OkStatus();

@@ -13,6 +13,11 @@
 //                      for small messages.
 //   RingReduceScatter  n-1 steps; partial sums are staged in `recv` itself.
 //   RingAllGather      n-1 steps, received chunks land in place and are forwarded.
+//   FlatAllReduce / FlatReduceScatter / FlatAllGather   every rank exchanges with every
+//                      other at once (AllReduce: a flat reduce-scatter, then a flat
+//                      all-gather): one step (two for AllReduce) instead of the ring's n-1
+//                      forwarding hops, for ranks of one machine (direct copies) and
+//                      messages up to chunk_bytes; scratch (n-1) messages.
 //   TreeBroadcast      binomial tree (small); ChainBroadcast pipelined chain (large).
 //   PairwiseAllToAll   every pair exchanges at once; DisseminationBarrier log2(n) rounds.
 // Every rank ends with bit-identical sums: each element's sum is formed by one rank
@@ -32,6 +37,10 @@ OpTask RecursiveDoublingAllReduce(Op& op, char* buf, int64_t count, kernels::DTy
 OpTask RingReduceScatter(Op& op, const char* send, char* recv, int64_t count,
                          kernels::DType dtype);
 OpTask RingAllGather(Op& op, const char* send, char* recv, int64_t bytes_per_rank);
+OpTask FlatAllReduce(Op& op, char* buf, int64_t count, kernels::DType dtype);
+OpTask FlatReduceScatter(Op& op, const char* send, char* recv, int64_t count,
+                         kernels::DType dtype);
+OpTask FlatAllGather(Op& op, const char* send, char* recv, int64_t bytes_per_rank);
 OpTask TreeBroadcast(Op& op, char* buf, int64_t bytes, int root);
 OpTask ChainBroadcast(Op& op, char* buf, int64_t bytes, int root);
 OpTask PairwiseAllToAll(Op& op, const char* send, char* recv, int64_t bytes_per_rank);

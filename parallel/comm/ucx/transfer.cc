@@ -260,6 +260,15 @@ std::vector<uint64_t> Engine::ProbeDirectReads() const {
   return ok;
 }
 
+bool Engine::AllLocal(CommState& comm) const {
+  if (comm.all_local < 0) {
+    bool all = true;
+    for (int g : comm.global_ranks) all &= g == world_rank_ || peers_[g]->local;
+    comm.all_local = all ? 1 : 0;
+  }
+  return comm.all_local == 1;
+}
+
 absl::Status Engine::CreateDataEndpoints(const std::vector<uint64_t>& i_read_them,
                                          const std::vector<uint64_t>& they_read_me) {
   std::lock_guard<std::mutex> lock(mu_);

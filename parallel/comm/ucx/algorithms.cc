@@ -68,8 +68,12 @@ OpTask RingAllReduce(Op& op, char* buf, int64_t count, kernels::DType dtype) {
   std::vector<Req*> recvs(tasks.size(), nullptr);
   auto post_recv = [&](size_t i) {
     const Task& task = tasks[i];
-    char* dst = task.t < n - 1 ? slots + (i % kRecvWindow) * ce * es : buf + task.off * es;
-    recvs[i] = op.Recv(dst, task.len * es, left, Slot(task.t, task.chunk, chunks_per_step));
+    char* mine = buf + task.off * es;
+    const uint32_t slot = Slot(task.t, task.chunk, chunks_per_step);
+    recvs[i] = task.t < n - 1
+                   ? op.RecvReduce(mine, mine, slots + (i % kRecvWindow) * ce * es,
+                                   task.len * es, left, slot, dtype)
+                   : op.Recv(mine, task.len * es, left, slot);
   };
   // Step 0 sends segment r-1 as it is.
   {
@@ -84,9 +88,7 @@ OpTask RingAllReduce(Op& op, char* buf, int64_t count, kernels::DType dtype) {
     co_await op.Wait(recvs[i]);
     const Task& task = tasks[i];
     char* mine = buf + task.off * es;
-    if (task.t < n - 1) {
-      SumInto(mine, mine, slots + (i % kRecvWindow) * ce * es, task.len, dtype);
-    }
+    if (task.t < n - 1) op.FinishReduce(recvs[i]);
     if (i + kRecvWindow < tasks.size()) post_recv(i + kRecvWindow);
     if (task.t + 1 < steps) {
       op.Send(mine, task.len * es, right, Slot(task.t + 1, task.chunk, chunks_per_step));
@@ -159,8 +161,9 @@ OpTask RingReduceScatter(Op& op, const char* send, char* recv, int64_t count,
   std::vector<Req*> chunk_send(chunks, nullptr);
   auto post_recv = [&](size_t i) {
     const Task& task = tasks[i];
-    recvs[i] = op.Recv(slots + (i % kRecvWindow) * ce * es, task.len * es, left,
-                       Slot(task.t, task.chunk, chunks));
+    recvs[i] = op.RecvReduce(recv + task.chunk * ce * es, send + task.off * es,
+                             slots + (i % kRecvWindow) * ce * es, task.len * es, left,
+                             Slot(task.t, task.chunk, chunks), dtype);
   };
   {
     const int k = Mod(r - 1, n);
@@ -171,14 +174,16 @@ OpTask RingReduceScatter(Op& op, const char* send, char* recv, int64_t count,
   }
   for (size_t i = 0; i < tasks.size() && i < kRecvWindow; ++i) post_recv(i);
   for (size_t i = 0; i < tasks.size(); ++i) {
-    co_await op.Wait(recvs[i]);
     const Task& task = tasks[i];
     char* out = recv + task.chunk * ce * es;
+    // The chunk's previous send must have ended before its sum is rewritten (awaiting
+    // the receive may form the sum at once: RecvReduce).
     if (chunk_send[task.chunk] != nullptr) {
       co_await op.Wait(chunk_send[task.chunk]);
       chunk_send[task.chunk] = nullptr;
     }
-    SumInto(out, send + task.off * es, slots + (i % kRecvWindow) * ce * es, task.len, dtype);
+    co_await op.Wait(recvs[i]);
+    op.FinishReduce(recvs[i]);
     if (i + kRecvWindow < tasks.size()) post_recv(i + kRecvWindow);
     if (task.t + 1 < n - 1) {
       chunk_send[task.chunk] =
@@ -258,13 +263,14 @@ OpTask FlatReduceScatter(Op& op, const char* send, char* recv, int64_t count,
   std::vector<Req*> recvs(n, nullptr);
   for (int j = 1; j < n; ++j) {
     const int k = Mod(r + j, n);
-    recvs[j] = op.Recv(slots + (j - 1) * slot_bytes, bytes, k, 0);
+    recvs[j] = op.RecvReduce(recv, j == 1 ? send + r * bytes : recv,
+                             slots + (j - 1) * slot_bytes, bytes, k, 0, dtype);
     op.Send(send + k * bytes, bytes, k, 0);
   }
   // Sum in a fixed order (own part, then r+1, r+2, ...), each addend as it comes in.
   for (int j = 1; j < n; ++j) {
     co_await op.Wait(recvs[j]);
-    SumInto(recv, j == 1 ? send + r * bytes : recv, slots + (j - 1) * slot_bytes, count, dtype);
+    op.FinishReduce(recvs[j]);
   }
   co_await op.WaitAll();
   co_return absl::OkStatus();
@@ -285,13 +291,14 @@ OpTask FlatAllReduce(Op& op, char* buf, int64_t count, kernels::DType dtype) {
   std::vector<Req*> recvs(n, nullptr);
   for (int j = 1; j < n; ++j) {
     const int k = Mod(r + j, n);
-    recvs[j] = op.Recv(slots + (j - 1) * slot_bytes, seg.Count(r) * es, k, 0);
+    recvs[j] = op.RecvReduce(mine, mine, slots + (j - 1) * slot_bytes, seg.Count(r) * es, k, 0,
+                             dtype);
     op.Send(buf + seg.Offset(k) * es, seg.Count(k) * es, k, 0);
     op.Recv(buf + seg.Offset(k) * es, seg.Count(k) * es, k, 1);
   }
   for (int j = 1; j < n; ++j) {
     co_await op.Wait(recvs[j]);
-    SumInto(mine, mine, slots + (j - 1) * slot_bytes, seg.Count(r), dtype);
+    op.FinishReduce(recvs[j]);
   }
   for (int j = 1; j < n; ++j) op.Send(mine, seg.Count(r) * es, Mod(r + j, n), 1);
   co_await op.WaitAll();

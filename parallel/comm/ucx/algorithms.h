@@ -6,7 +6,10 @@
 //   RingAllReduce      reduce-scatter + all-gather around the ring in 2(n-1) steps,
 //                      pipelined in chunks of options().chunk_bytes: the receive of the
 //                      next chunks is posted before the current chunk is reduced, into a
-//                      small ring of L2-sized scratch slots; sums are in place in `buf`.
+//                      small ring of scratch slots; sums are in place in `buf`. Reductions
+//                      receive with Op::RecvReduce: a direct copy is read in 256 KiB
+//                      pieces, each summed while in cache (also the reduce-scatters and
+//                      FlatAllReduce).
 //                      Bus traffic 2(n-1)/n · bytes per rank (bandwidth-optimal).
 //   RecursiveDoublingAllReduce   log2(p) exchange steps of the whole buffer (p the largest
 //                      power of two ≤ n; the other ranks fold in and out): latency-optimal

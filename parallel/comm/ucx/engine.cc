@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "parallel/comm/ucx/reduce.h"
 #include "runtime/base/check.h"
 #include "runtime/base/logging.h"
 #include "runtime/base/status_macros.h"
@@ -136,6 +137,24 @@ Req* Op::Send(const void* buf, size_t bytes, int peer, uint32_t slot) {
 Req* Op::Recv(void* buf, size_t bytes, int peer, uint32_t slot) {
   return comm->engine->PostRecv(*this, buf, bytes, peer,
                                 MakeTag(comm->id, peer, KindOf(kind), Payload(*this, slot)));
+}
+
+Req* Op::RecvReduce(void* dst, const void* a, void* staging, size_t bytes, int peer,
+                    uint32_t slot, kernels::DType dtype) {
+  Req* req = Recv(staging, bytes, peer, slot);
+  req->reduce = true;
+  req->reduce_dtype = dtype;
+  req->sum_dst = dst;
+  req->sum_a = a;
+  return req;
+}
+
+void Op::FinishReduce(Req* req) {
+  if (req->reduced) return;
+  SumInto(req->sum_dst, req->sum_a, req->dst,
+          static_cast<int64_t>(req->bytes) / kernels::DTypeSize(req->reduce_dtype),
+          req->reduce_dtype);
+  req->reduced = true;
 }
 
 char* Op::Scratch(size_t bytes) {
@@ -349,8 +368,43 @@ void Engine::MarkPeerFailed(int global_rank, ucs_status_t status) {
   slot.failed_at = Clock::now();
   slot.close_pending = slot.ctl_ep != nullptr;
   ++failed_peers_;
-  LOG_WARN("UCX: rank {} lost global rank {}: {}", world_rank_, global_rank,
-           ucs_status_string(status));
+  // A peer that leaves while nothing here needs it (the normal end of a job: it finished
+  // its last op and exited) is no alarm; ops that need it still fail, naming it.
+  if (PeerNeededLocked(global_rank)) {
+    LOG_WARN("UCX: rank {} lost global rank {}: {}", world_rank_, global_rank,
+             ucs_status_string(status));
+  } else {
+    LOG_DEBUG("UCX: rank {}: peer {} disconnected ({})", world_rank_, global_rank,
+              ucs_status_string(status));
+  }
+}
+
+bool Engine::PeerNeededLocked(int global_rank) {
+  auto needs = [&](const Op& op) {
+    const CommState& comm = *op.comm;
+    if (op.done.load(std::memory_order_acquire)) return false;
+    if (op.watched.empty()) {
+      return std::find(comm.global_ranks.begin(), comm.global_ranks.end(), global_rank) !=
+             comm.global_ranks.end();
+    }
+    for (int r : op.watched) {
+      if (comm.global_ranks[r] == global_rank) return true;
+    }
+    return false;
+  };
+  for (const auto& comm : comms_) {
+    for (const auto& op : comm->collectives) {
+      if (needs(*op)) return true;
+    }
+    for (const auto& op : comm->others) {
+      if (needs(*op)) return true;
+    }
+  }
+  std::lock_guard<std::mutex> lock(queue_mu_);  // lock order: mu_, then queue_mu_
+  for (const auto& op : incoming_) {
+    if (needs(*op)) return true;
+  }
+  return false;
 }
 
 // ------------------------------------------------------------------------ comms
@@ -648,14 +702,14 @@ void Engine::CopyAwaitedLocked(Op& op) {
   if (op.ready_descriptors.empty()) return;
   if (op.await_all) {
     for (Req* r : op.ready_descriptors) {
-      if (!r->done) DirectRead(*r);
+      if (!r->done) DirectRead(*r, /*fuse=*/true);
     }
     op.ready_descriptors.clear();
     return;
   }
   for (Req* r : op.awaiting) {
     if (r != nullptr && r->direct && r->is_recv && r->descriptor_ready && !r->done) {
-      DirectRead(*r);
+      DirectRead(*r, /*fuse=*/true);
     }
   }
 }

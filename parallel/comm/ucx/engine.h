@@ -38,6 +38,8 @@
 // still stuck (a send to a dead peer on a NONE endpoint never completes) are abandoned to
 // a zombie list and the peer is marked failed, with its control endpoint force-closed so
 // that the peer learns of it. Wait() thus returns within the timeout plus a short grace.
+// A lost peer is a warning only while an op in flight or queued depends on it; one that
+// leaves while nothing needs it (the normal end of a job) is logged at debug level.
 #pragma once
 
 #include <atomic>
@@ -113,9 +115,16 @@ struct Req {
   int pending = 0;          // UCX requests of this Req still in flight
   void* handles[2] = {nullptr, nullptr};  // [0] send or receive, [1] ack receive
   ucp_worker_h worker = nullptr;  // where its receives are posted
-  void* dst = nullptr;      // direct receive: destination
+  void* dst = nullptr;      // direct receive: destination (RecvReduce: the staging area)
   ucp_tag_t tag = 0;        // direct receive: the tag it came with (to acknowledge)
   uint64_t desc[3] = {0, 0, 0};  // direct: {magic, address, bytes}
+  // Op::RecvReduce: sum_dst = sum_a + the message. `reduced`: the engine formed the sum
+  // itself while copying (direct message copied when the body awaited it).
+  bool reduce = false;
+  bool reduced = false;
+  kernels::DType reduce_dtype = kernels::DType::kF32;
+  void* sum_dst = nullptr;
+  const void* sum_a = nullptr;
 };
 
 // The coroutine type of an op body. co_return the op's status.
@@ -188,6 +197,17 @@ class Op {
   Req* Send(const void* buf, size_t bytes, int peer, uint32_t slot);
   // Posts a receive of exactly `bytes` into `buf` from `peer`.
   Req* Recv(void* buf, size_t bytes, int peer, uint32_t slot);
+  // Posts a receive of `bytes` (count elements of `dtype`) from `peer` to be added:
+  // after the body awaited it and called FinishReduce, dst = a + message (dst may alias
+  // a). A direct message is copied in L2-sized pieces into `staging`, each summed into
+  // dst as soon as it lands (one pass over cache-hot data instead of copy, then sum);
+  // that happens only once the body awaits this request (Wait on it, or WaitAll), so dst
+  // and a must be ready then. Otherwise the message lands whole in `staging` (`bytes`
+  // of it) and FinishReduce sums it.
+  Req* RecvReduce(void* dst, const void* a, void* staging, size_t bytes, int peer,
+                  uint32_t slot, kernels::DType dtype);
+  // After awaiting a RecvReduce request: forms the sum unless the copy already did.
+  void FinishReduce(Req* req);
   // (No braced lists inside co_await: GCC 12 miscompiles initializer_list temporaries
   // that live across a suspension.)
   ReqAwaiter Wait(Req* a) { return ReqAwaiter(this, a, nullptr); }
@@ -304,8 +324,11 @@ class Engine {
 
   // --- For the request callbacks (transfer.cc; engine lock held). ---
   // Copies a direct message whose descriptor came, completes `req`, queues the ack.
-  void DirectRead(Req& req);
+  // `fuse`: a RecvReduce request is summed piece by piece during the copy (only when
+  // the op body awaits it).
+  void DirectRead(Req& req, bool fuse = false);
   void QueueAck(int global_rank, ucp_tag_t tag) { pending_acks_.push_back({global_rank, tag}); }
+  // Logs a warning only when an op in flight or queued needs the peer (else, info).
   void MarkPeerFailed(int global_rank, ucs_status_t status);
 
  private:
@@ -329,6 +352,9 @@ class Engine {
   absl::Status Init(Bootstrap& bootstrap, const CommOptions& options);
   static void OnPeerError(void* arg, ucp_ep_h ep, ucs_status_t status);
   void PostAcksLocked();
+  // Whether an op in flight or queued depends on `global_rank` (its comm's members, or
+  // its watched ranks).
+  bool PeerNeededLocked(int global_rank);
   void CopyAwaitedLocked(Op& op);
   // The endpoint a message to `slot` goes through, and the worker on which a message from
   // it arrives (control lane: the control endpoint where there is one).

@@ -210,7 +210,7 @@ TEST_CASE("a failed rank restarts the job: StopAttempt, then attempt 2 once ever
   CHECK(job.restarts() == 1);
 }
 
-TEST_CASE("exit code 2 fails the job without a restart, quoting the rank's log tail") {
+TEST_CASE("exit code 2 (or 126/127) fails the job without a restart, quoting the rank's log tail") {
   auto coordinator = Coordinator::Start(TestOptions("coord_bad_input")).value();
   Client client(coordinator->address());
   FakeDaemon node(&client, "node-a", 1);
@@ -229,6 +229,22 @@ TEST_CASE("exit code 2 fails the job without a restart, quoting the rank's log t
     CHECK(job.message() ==
           "rank 0 on node node-a exited with code 2 (bad input: not restarted); last log lines:\n"
           "job.yaml:3:7: model.n_layer: must be >= 1");
+    REQUIRE(node.Heartbeat().ok());
+    CHECK(node.starts.empty());
+  }
+  SECTION("exit 127 (the daemon could not start the worker) is not restarted either") {
+    const std::string id = client.Submit(JobYaml("nostart", 1, 1))->job_id();
+    node.AwaitStarts();
+    node.Exit(id, 1, 0, 127, 0, "colossald: cannot start worker: /opt/x/colossal-worker: No such file");
+    REQUIRE(node.Heartbeat().ok());
+    v1::Job job = client.Get(id).value();
+    CHECK(job.state() == v1::FAILED);
+    CHECK(job.restarts() == 0);
+    CHECK(job.exit_code() == 127);
+    CHECK(job.message() ==
+          "rank 0 on node node-a exited with code 127 (the worker could not be started: not "
+          "restarted); last log lines:\ncolossald: cannot start worker: /opt/x/colossal-worker: "
+          "No such file");
     REQUIRE(node.Heartbeat().ok());
     CHECK(node.starts.empty());
   }

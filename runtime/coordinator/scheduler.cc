@@ -496,6 +496,10 @@ void Scheduler::RankDone(JobRecord& rec, int rank, const RankEnd& end) {
   if (end.outcome == Outcome::kBadInput) {
     job.set_exit_code(end.exit_code);
     SetState(rec, v1::FAILED, absl::StrCat(end.why, " (bad input: not restarted)", log_lines));
+  } else if (end.outcome == Outcome::kCannotStart) {
+    job.set_exit_code(end.exit_code);
+    SetState(rec, v1::FAILED,
+             absl::StrCat(end.why, " (the worker could not be started: not restarted)", log_lines));
   } else if (job.restarts() < max_restarts) {
     SetState(rec, v1::RESTARTING,
              absl::StrCat(end.why, "; restart ", job.restarts() + 1, " of ", max_restarts));

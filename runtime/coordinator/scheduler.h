@@ -110,7 +110,9 @@ class Scheduler {
 
  private:
   enum class RankPhase { kAssigned, kRunning, kDone };
-  enum class Outcome { kSuccess, kBadInput, kFailure };
+  // kCannotStart: exit 126/127, the daemon could not exec the worker (or its shell could
+  // not find it): another attempt would fail the same way, so it is not restarted.
+  enum class Outcome { kSuccess, kBadInput, kCannotStart, kFailure };
   struct RankSlot {
     v1::RankPlacement placement;
     RankPhase phase = RankPhase::kAssigned;

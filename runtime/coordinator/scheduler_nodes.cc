@@ -296,9 +296,11 @@ void Scheduler::ProcessExit(const std::string& node_id, const v1::WorkerExit& ex
   } else {
     end.state = absl::StrCat("exited(", exit.exit_code(), ")");
     end.why = absl::StrCat(where, " exited with code ", exit.exit_code());
-    end.outcome = exit.exit_code() == 0   ? Outcome::kSuccess
-                  : exit.exit_code() == 2 ? Outcome::kBadInput
-                                          : Outcome::kFailure;
+    const int code = exit.exit_code();
+    end.outcome = code == 0                 ? Outcome::kSuccess
+                  : code == 2               ? Outcome::kBadInput
+                  : code == 126 || code == 127 ? Outcome::kCannotStart
+                                            : Outcome::kFailure;
     end.exit_code = exit.exit_code();
   }
   LOG_INFO("job {}: {} (attempt {})", rec->job.id(), end.why, exit.attempt());

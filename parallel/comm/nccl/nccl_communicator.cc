@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "parallel/comm/nccl/nccl_check.h"
 #include "runtime/base/logging.h"
+#include "runtime/base/rng.h"
 #include "runtime/base/status_macros.h"
 
 namespace colossal::parallel {
@@ -84,17 +85,6 @@ ncclDataType_t NcclType(DType dtype) {
 }
 
 std::string DtypeName(DType dtype) { return std::string(kernels::DTypeName(dtype)); }
-
-uint64_t HashRanks(const std::vector<int>& ranks) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the ranks' little-endian bytes
-  for (int r : ranks) {
-    for (int i = 0; i < 4; ++i) {
-      h ^= (static_cast<uint32_t>(r) >> (8 * i)) & 0xff;
-      h *= 1099511628211ull;
-    }
-  }
-  return h;
-}
 
 enum class OpKind { kCollective, kSend, kRecv };
 
@@ -381,7 +371,7 @@ class Core : public std::enable_shared_from_this<Core> {
       std::lock_guard<std::mutex> lock(mu_);
       if (!error_.ok()) return error_;  // a poisoned parent splits nothing
     }
-    const uint64_t hash = HashRanks(ranks);
+    const uint64_t hash = base::HashName(absl::StrJoin(ranks, ","));
     const bool lowest = ranks[0] == rank_;
     std::string blob(kSplitBytes, '\0');
     UniqueIds ids;

@@ -254,15 +254,14 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   // Queues a Send or Recv; launched with every queued one by the first Wait/Done/StreamWaitFor.
-  std::unique_ptr<Work> PointToPoint(OpKind kind, void* buf, int64_t bytes, int peer, int tag) {
+  std::unique_ptr<Work> PointToPoint(OpKind kind, std::string name, void* buf, int64_t bytes,
+                                     int peer) {
     auto op = std::make_shared<Op>();
     op->kind = kind;
     op->buf = buf;
     op->bytes = bytes;
     op->peer = peer;
-    op->name = kind == OpKind::kSend
-                   ? absl::StrCat("Send(", bytes, " bytes to rank ", peer, ", tag ", tag, ")")
-                   : absl::StrCat("Recv(", bytes, " bytes from rank ", peer, ", tag ", tag, ")");
+    op->name = std::move(name);
     std::unique_lock<std::mutex> lock(mu_);
     if (!error_.ok()) {
       Settle(*op, error_);
@@ -858,15 +857,16 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
   }
 
   std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) override {
-    const std::string name = absl::StrCat("Send(", bytes, " bytes to rank ", peer, ")");
+    std::string name = absl::StrCat("Send(", bytes, " bytes to rank ", peer, ", tag ", tag, ")");
     if (auto bad = CheckPointToPoint(name, buf, bytes, peer, tag)) return bad;
-    return core_->PointToPoint(OpKind::kSend, const_cast<void*>(buf), bytes, peer, tag);
+    return core_->PointToPoint(OpKind::kSend, std::move(name), const_cast<void*>(buf), bytes,
+                               peer);
   }
 
   std::unique_ptr<Work> Recv(void* buf, int64_t bytes, int peer, int tag) override {
-    const std::string name = absl::StrCat("Recv(", bytes, " bytes from rank ", peer, ")");
+    std::string name = absl::StrCat("Recv(", bytes, " bytes from rank ", peer, ", tag ", tag, ")");
     if (auto bad = CheckPointToPoint(name, buf, bytes, peer, tag)) return bad;
-    return core_->PointToPoint(OpKind::kRecv, buf, bytes, peer, tag);
+    return core_->PointToPoint(OpKind::kRecv, std::move(name), buf, bytes, peer);
   }
 
   std::unique_ptr<Work> Barrier() override { return core_->Barrier(); }

@@ -280,11 +280,11 @@ class Core : public std::enable_shared_from_this<Core> {
                              "cudaEventRecord(compute stream)");
         }
       }
+      status = PoisonLocked(status);
       if (status.ok()) {
         pending_.push_back(op);
       } else {
-        FailLocked(Context(status));
-        Settle(*op, error_);
+        Settle(*op, status);
       }
     }
     return std::make_unique<NcclWork>(shared_from_this(), std::move(op));
@@ -420,10 +420,7 @@ class Core : public std::enable_shared_from_this<Core> {
                                     cudaMemcpyDeviceToHost, coll_.stream),
                     "cudaMemcpyAsync(Split ids)");
       if (status.ok()) status = CudaCheck(cudaStreamSynchronize(coll_.stream), "cudaStreamSynchronize");
-      if (!status.ok()) {
-        FailLocked(Context(status));
-        return error_;
-      }
+      RETURN_IF_ERROR(PoisonLocked(status));
     }
     uint64_t their_hash = 0;
     std::memcpy(&their_hash, blob.data() + 2 * NCCL_UNIQUE_ID_BYTES, 8);
@@ -444,6 +441,14 @@ class Core : public std::enable_shared_from_this<Core> {
   absl::Status Context(const absl::Status& status) const {
     if (status.ok()) return status;
     return absl::Status(status.code(), absl::StrCat(Where(), ": ", status.message()));
+  }
+
+  // OK for OK; else fails the communicator with `status` (in context) and returns its
+  // error (the first failure, which may be an earlier one).
+  absl::Status PoisonLocked(const absl::Status& status) {
+    if (status.ok()) return status;
+    FailLocked(Context(status));
+    return error_;
   }
 
   absl::Status AllocScratchLocked() {
@@ -470,8 +475,7 @@ class Core : public std::enable_shared_from_this<Core> {
     if (r == ncclSuccess || r == ncclInProgress) {
       status = AwaitLocked(lock, lane, deadline, "ncclCommInitRankConfig");
     } else {
-      FailLocked(Context(NcclCheck(r, "ncclCommInitRankConfig")));
-      status = error_;
+      status = PoisonLocked(NcclCheck(r, "ncclCommInitRankConfig"));
     }
     lane.busy = false;
     return status;
@@ -485,15 +489,9 @@ class Core : public std::enable_shared_from_this<Core> {
       if (!error_.ok()) return error_;
       ncclResult_t state = ncclSuccess;
       ncclResult_t r = ncclCommGetAsyncError(lane.comm, &state);
-      if (r != ncclSuccess) {
-        FailLocked(Context(NcclCheck(r, "ncclCommGetAsyncError")));
-        return error_;
-      }
+      if (r != ncclSuccess) return PoisonLocked(NcclCheck(r, "ncclCommGetAsyncError"));
       if (state == ncclSuccess) return absl::OkStatus();
-      if (state != ncclInProgress) {
-        FailLocked(Context(NcclCheck(state, what.c_str())));
-        return error_;
-      }
+      if (state != ncclInProgress) return PoisonLocked(NcclCheck(state, what.c_str()));
       if (Clock::now() >= deadline) {
         FailLocked(absl::DeadlineExceededError(
             absl::StrCat(what, ": still in progress after ", options_.timeout.count(), " ms; ",
@@ -534,8 +532,7 @@ class Core : public std::enable_shared_from_this<Core> {
     ncclResult_t r = call(lane.comm, lane.stream);
     if (r == ncclSuccess) return absl::OkStatus();
     if (r == ncclInProgress) return AwaitLocked(lock, lane, deadline, what);
-    FailLocked(Context(NcclCheck(r, what.c_str())));
-    return error_;
+    return PoisonLocked(NcclCheck(r, what.c_str()));
   }
 
   absl::Status WaitComputeLocked(cudaStream_t stream) {
@@ -557,18 +554,10 @@ class Core : public std::enable_shared_from_this<Core> {
     status = CudaCheck(cudaEventCreateWithFlags(&op.done, cudaEventDisableTiming),
                        "cudaEventCreateWithFlags");
     if (status.ok() && wait_compute) status = WaitComputeLocked(coll_.stream);
-    if (!status.ok()) {
-      FailLocked(Context(status));
-      status = error_;
-    } else if (call != nullptr) {
-      status = CallLocked(lock, coll_, deadline, op.name, *call);
-    }
+    status = PoisonLocked(status);
+    if (status.ok() && call != nullptr) status = CallLocked(lock, coll_, deadline, op.name, *call);
     if (status.ok() && error_.ok()) {
-      status = CudaCheck(cudaEventRecord(op.done, coll_.stream), "cudaEventRecord");
-      if (!status.ok()) {
-        FailLocked(Context(status));
-        status = error_;
-      }
+      status = PoisonLocked(CudaCheck(cudaEventRecord(op.done, coll_.stream), "cudaEventRecord"));
     }
     coll_.busy = false;
     if (!status.ok()) return Settle(op, status);
@@ -594,11 +583,8 @@ class Core : public std::enable_shared_from_this<Core> {
     }
     for (size_t i = 0; status.ok() && i < batch.size(); ++i) {
       if (batch[i]->ready == nullptr) continue;
-      status = CudaCheck(cudaStreamWaitEvent(p2p_.stream, batch[i]->ready, 0), "cudaStreamWaitEvent");
-      if (!status.ok()) {
-        FailLocked(Context(status));
-        status = error_;
-      }
+      status = PoisonLocked(
+          CudaCheck(cudaStreamWaitEvent(p2p_.stream, batch[i]->ready, 0), "cudaStreamWaitEvent"));
     }
     if (status.ok()) {
       const Call group = [&batch](ncclComm_t comm, cudaStream_t stream) -> ncclResult_t {
@@ -618,11 +604,7 @@ class Core : public std::enable_shared_from_this<Core> {
       status = CallLocked(lock, p2p_, deadline, what, group);
     }
     for (size_t i = 0; status.ok() && error_.ok() && i < batch.size(); ++i) {
-      status = CudaCheck(cudaEventRecord(batch[i]->done, p2p_.stream), "cudaEventRecord");
-      if (!status.ok()) {
-        FailLocked(Context(status));
-        status = error_;
-      }
+      status = PoisonLocked(CudaCheck(cudaEventRecord(batch[i]->done, p2p_.stream), "cudaEventRecord"));
     }
     if (acquired) p2p_.busy = false;
     if (status.ok() && !error_.ok()) status = error_;

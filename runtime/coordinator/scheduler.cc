@@ -72,9 +72,18 @@ absl::Status Scheduler::Restore() {
       rec.seq = stored.seq;
       rec.job = std::move(stored.job);
       rec.progress_saved_ms = UnixMs();
-      absl::StatusOr<config::JobSpec> spec =
-          config::ParseJobSpec(rec.job.spec_yaml(), rec.job.id());
-      if (spec.ok()) rec.spec = *std::move(spec);
+      // Only jobs that may still run need their spec; finished ones (the bulk of a long
+      // history) are never parsed.
+      absl::Status spec_status;
+      if (!IsTerminal(rec.job.state())) {
+        absl::StatusOr<config::JobSpec> spec =
+            config::ParseJobSpec(rec.job.spec_yaml(), rec.job.id());
+        if (spec.ok()) {
+          rec.spec = *std::move(spec);
+        } else {
+          spec_status = spec.status();
+        }
+      }
       if (stored.attempt) {
         rec.master_addr = stored.attempt->master_addr;
         rec.master_port = stored.attempt->master_port;
@@ -103,9 +112,9 @@ absl::Status Scheduler::Restore() {
       }
       if (!IsTerminal(rec.job.state()) || outstanding) live_.insert(rec.seq);
       jobs_[rec.seq] = std::move(record);
-      if (!spec.ok() && !IsTerminal(rec.job.state())) {
+      if (!spec_status.ok()) {
         SetState(rec, v1::FAILED,
-                 absl::StrCat("its stored spec no longer parses: ", spec.status().message()));
+                 absl::StrCat("its stored spec no longer parses: ", spec_status.message()));
         StopAttemptRanks(rec);
       }
     }

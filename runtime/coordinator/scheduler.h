@@ -122,7 +122,7 @@ class Scheduler {
   struct JobRecord {
     int64_t seq = 0;
     v1::Job job;  // `ranks` left empty: `ranks` below is the truth
-    config::JobSpec spec;
+    config::JobSpec spec;  // default for a terminal job restored from the store (unused)
     std::vector<RankSlot> ranks;  // the current attempt's
     std::string master_addr;
     int master_port = 0;

@@ -100,9 +100,7 @@ absl::Status Scheduler::Restore() {
         }
       }
       next_seq_ = std::max(next_seq_, rec.seq + 1);
-      const bool outstanding =
-          std::any_of(rec.ranks.begin(), rec.ranks.end(),
-                      [](const RankSlot& s) { return s.phase != RankPhase::kDone; });
+      const bool outstanding = rec.HasOutstandingRanks();
       if (IsTerminal(rec.job.state())) {
         rendezvous_->Close(rec.job.id());
         if (!outstanding) rec.settled_ms = 0;
@@ -349,33 +347,31 @@ void Scheduler::SaveAttempt(JobRecord& rec) {
   row.master_addr = rec.master_addr;
   row.master_port = rec.master_port;
   row.scheduled_ms = rec.scheduled_ms;
-  bool outstanding = false;
-  for (const RankSlot& slot : rec.ranks) {
-    row.ranks.push_back(slot.placement);
-    outstanding |= slot.phase != RankPhase::kDone;
-  }
-  if (!outstanding && rec.ended_ms == 0) rec.ended_ms = UnixMs();
+  for (const RankSlot& slot : rec.ranks) row.ranks.push_back(slot.placement);
+  if (!rec.HasOutstandingRanks() && rec.ended_ms == 0) rec.ended_ms = UnixMs();
   row.ended_ms = rec.ended_ms;
   store_->PutAttempt(row);
   UpdateSettled(rec);
 }
 
 void Scheduler::UpdateSettled(JobRecord& rec) {
-  if (!IsTerminal(rec.job.state()) || rec.settled_ms >= 0) return;
-  for (const RankSlot& slot : rec.ranks) {
-    if (slot.phase != RankPhase::kDone) return;
-  }
+  if (!IsTerminal(rec.job.state()) || rec.settled_ms >= 0 || rec.HasOutstandingRanks()) return;
   rec.settled_ms = SteadyMs();
   live_.erase(rec.seq);
 }
 
-std::vector<NodeCapacity> Scheduler::LiveNodes() const {
+std::map<std::string, int> Scheduler::SlotsUsed() const {
   std::map<std::string, int> used;
   for (int64_t seq : live_) {
     for (const RankSlot& slot : jobs_.at(seq)->ranks) {
       if (slot.phase != RankPhase::kDone) ++used[slot.placement.node_id()];
     }
   }
+  return used;
+}
+
+std::vector<NodeCapacity> Scheduler::LiveNodes() const {
+  std::map<std::string, int> used = SlotsUsed();
   std::vector<NodeCapacity> live;
   for (const auto& [id, node] : nodes_) {
     if (!node.registered || !node.row.alive) continue;
@@ -389,11 +385,8 @@ void Scheduler::Schedule() {
   for (int64_t seq : live_) {
     JobRecord& rec = *jobs_.at(seq);
     const v1::JobState state = rec.job.state();
-    const bool waiting = state == v1::PENDING ||
-                         (state == v1::RESTARTING &&
-                          std::none_of(rec.ranks.begin(), rec.ranks.end(), [](const RankSlot& s) {
-                            return s.phase != RankPhase::kDone;
-                          }));
+    const bool waiting =
+        state == v1::PENDING || (state == v1::RESTARTING && !rec.HasOutstandingRanks());
     if (!waiting) continue;
     const int64_t nodes = rec.spec.resources.nodes;
     const int64_t rpn = rec.spec.resources.ranks_per_node;

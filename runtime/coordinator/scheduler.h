@@ -19,6 +19,7 @@
 // again; daemons ignore a repeated (job, attempt, rank).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -131,6 +132,12 @@ class Scheduler {
     int64_t progress_saved_ms = 0;
     bool progress_dirty = false;
     int64_t settled_ms = -1;  // steady ms since terminal with no rank outstanding
+
+    // Whether a rank of the current attempt has not finished.
+    bool HasOutstandingRanks() const {
+      return std::any_of(ranks.begin(), ranks.end(),
+                         [](const RankSlot& s) { return s.phase != RankPhase::kDone; });
+    }
   };
   struct NodeRecord {
     NodeRow row;
@@ -149,6 +156,8 @@ class Scheduler {
   void SetState(JobRecord& record, v1::JobState state, const std::string& message);
   void SaveAttempt(JobRecord& record);
   void SaveNode(NodeRecord& node);
+  // Ranks of unfinished attempts per node id.
+  std::map<std::string, int> SlotsUsed() const;
   std::vector<NodeCapacity> LiveNodes() const;
   void Schedule();
   void PlaceAttempt(JobRecord& record, const std::vector<NodeCapacity>& live,

@@ -201,12 +201,7 @@ void Scheduler::SaveAll() {
 
 v1::ListNodesResponse Scheduler::ListNodes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  std::map<std::string, int> used;
-  for (int64_t seq : live_) {
-    for (const RankSlot& slot : jobs_.at(seq)->ranks) {
-      if (slot.phase != RankPhase::kDone) ++used[slot.placement.node_id()];
-    }
-  }
+  std::map<std::string, int> used = SlotsUsed();
   v1::ListNodesResponse response;
   for (const auto& [id, node] : nodes_) {
     v1::NodeInfo* info = response.add_nodes();

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 packages=(
   # build
   bazel-bootstrap g++ pkg-config
+  # tests: services_test reaps leftover workers with pkill (not in Debian's minimal images)
+  procps
   # libraries wrapped in third_party/system
   libyaml-cpp-dev libspdlog-dev libfmt-dev libabsl-dev catch2 nlohmann-json3-dev
   libdnnl-dev libopenblas-dev

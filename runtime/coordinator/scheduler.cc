@@ -288,13 +288,8 @@ absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
     return absl::OkStatus();
   }
   events_->Publish(event);
-  if (event.unix_ms() - rec->progress_saved_ms >= 1000) {
-    store_->PutProgress(job);  // committed by the next Sync (Tick, at the latest)
-    rec->progress_saved_ms = event.unix_ms();
-    rec->progress_dirty = false;
-  } else {
-    rec->progress_dirty = true;
-  }
+  rec->progress_dirty = true;
+  SaveProgressIfDue(*rec, event.unix_ms());
   return absl::OkStatus();
 }
 
@@ -352,6 +347,13 @@ void Scheduler::SaveAttempt(JobRecord& rec) {
   row.ended_ms = rec.ended_ms;
   store_->PutAttempt(row);
   UpdateSettled(rec);
+}
+
+void Scheduler::SaveProgressIfDue(JobRecord& rec, int64_t unix_now) {
+  if (!rec.progress_dirty || unix_now - rec.progress_saved_ms < kProgressSaveMs) return;
+  store_->PutProgress(rec.job);  // committed by the next Sync (Tick, at the latest)
+  rec.progress_saved_ms = unix_now;
+  rec.progress_dirty = false;
 }
 
 void Scheduler::UpdateSettled(JobRecord& rec) {

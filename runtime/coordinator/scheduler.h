@@ -149,12 +149,16 @@ class Scheduler {
     std::map<std::pair<std::string, int>, int64_t> stop_sent_ms;  // (job, attempt) → steady ms
   };
   using WorkerKey = std::tuple<std::string, int, int>;  // job, attempt, rank
+  static constexpr int64_t kProgressSaveMs = 1000;
 
   // Everything below requires mu_.
   JobRecord* FindLocked(const std::string& job_id) const;
   v1::Job Snapshot(const JobRecord& record) const;
   void SetState(JobRecord& record, v1::JobState state, const std::string& message);
   void SaveAttempt(JobRecord& record);
+  // Queues the job's progress when it changed and kProgressSaveMs passed since it was
+  // last written (reports arrive every step; the store need not see each one).
+  void SaveProgressIfDue(JobRecord& record, int64_t unix_now);
   void SaveNode(NodeRecord& node);
   // Ranks of unfinished attempts per node id.
   std::map<std::string, int> SlotsUsed() const;

@@ -172,14 +172,7 @@ void Scheduler::Tick() {
       }
     }
     const int64_t unix_now = UnixMs();
-    for (int64_t seq : live_) {
-      JobRecord& rec = *jobs_.at(seq);
-      if (rec.progress_dirty && unix_now - rec.progress_saved_ms >= 1000) {
-        store_->PutProgress(rec.job);
-        rec.progress_saved_ms = unix_now;
-        rec.progress_dirty = false;
-      }
-    }
+    for (int64_t seq : live_) SaveProgressIfDue(*jobs_.at(seq), unix_now);
     if (lost) Schedule();
   }
   if (store_->HasPending()) store_->Sync().IgnoreError();  // Sync logs its errors

@@ -101,8 +101,8 @@ absl::Status Scheduler::Restore() {
       }
       next_seq_ = std::max(next_seq_, rec.seq + 1);
       const bool outstanding = rec.HasOutstandingRanks();
+      // A finished job needs no RendezvousTable::Close: CheckJoin refuses its joins.
       if (IsTerminal(rec.job.state())) {
-        rendezvous_->Close(rec.job.id());
         if (!outstanding) rec.settled_ms = 0;
       } else {
         ++active;

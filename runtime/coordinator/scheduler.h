@@ -1,7 +1,7 @@
 // Scheduler: the coordinator's in-memory truth: jobs, nodes, the FIFO queue and the job
 // state machine (PENDING → SCHEDULED → RUNNING → SUCCEEDED | FAILED | CANCELLED, with
 // RESTARTING), placement of ranks, the restart policy, node leases and re-attachment
-// after a coordinator restart. The gRPC services (job_service.h, node_service.h) are
+// after a coordinator restart. The gRPC services (services.h) are
 // thin shells over it. It owns no I/O format: SQLite lives in JobStore, log files in
 // LogStore, the rendezvous barrier in RendezvousTable, watch streams in EventHub.
 //

@@ -44,6 +44,12 @@ ParamStore::ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel, b
   }
 }
 
+std::vector<ParamStore::Spec> ParamStore::specs() const {
+  std::vector<Spec> out;
+  for (const ParamInfo& info : infos_) out.push_back({info.name, info.shape});
+  return out;
+}
+
 std::vector<ParamSegment> ParamStore::WholeTensors() const {
   std::vector<ParamSegment> out;
   for (int i = 0; i < size(); ++i) out.push_back({i, 0, infos_[i].numel, infos_[i].offset});
@@ -57,6 +63,18 @@ std::vector<ParamSegment> ParamStore::SegmentsIn(int64_t begin, int64_t end) con
     const int64_t hi = std::min(end, infos_[i].offset + infos_[i].numel);
     if (lo < hi) out.push_back({i, lo - infos_[i].offset, hi - lo, lo});
   }
+  return out;
+}
+
+std::vector<float*> ParamStore::SegmentData(const std::vector<ParamSegment>& segments) {
+  std::vector<float*> out;
+  for (const ParamSegment& s : segments) out.push_back(flat_data() + s.flat_offset);
+  return out;
+}
+
+std::vector<const float*> ParamStore::SegmentGrads(const std::vector<ParamSegment>& segments) {
+  std::vector<const float*> out;
+  for (const ParamSegment& s : segments) out.push_back(flat_grad() + s.flat_offset);
   return out;
 }
 

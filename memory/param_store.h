@@ -48,6 +48,9 @@ class ParamStore {
 
   // The flat size the specs need without extra padding (each tensor 64-byte aligned).
   static int64_t FlatNumel(const std::vector<Spec>& specs);
+  // The specs of this store's tensors, in store order (for a store with the same tensors,
+  // e.g. a whole copy of a sharded one).
+  std::vector<Spec> specs() const;
 
   int size() const { return static_cast<int>(infos_.size()); }
   const ParamInfo& info(int i) const { return infos_[i]; }
@@ -71,6 +74,9 @@ class ParamStore {
   std::vector<ParamSegment> WholeTensors() const;
   // The parts of tensors inside the flat range [begin, end), in flat order.
   std::vector<ParamSegment> SegmentsIn(int64_t begin, int64_t end) const;
+  // Where `segments` lie in the flat buffers: flat_data() / flat_grad() + flat_offset each.
+  std::vector<float*> SegmentData(const std::vector<ParamSegment>& segments);
+  std::vector<const float*> SegmentGrads(const std::vector<ParamSegment>& segments);
 
  private:
   std::vector<ParamInfo> infos_;

@@ -42,6 +42,10 @@ TEST_CASE("segments cut tensors at range boundaries and cover the range's parame
   REQUIRE(whole.size() == 3);
   REQUIRE(whole[2].length == 40);
   REQUIRE(ParamStore::FlatNumel({{"a", {20}}, {"b", {5}}, {"c", {40}}}) == 96);
+  REQUIRE(ParamStore::FlatNumel(store.specs()) == 96);
+  REQUIRE(store.specs()[2].name == "c");
+  REQUIRE(store.SegmentData(segs)[2] == store.flat_data() + 48);
+  REQUIRE(store.SegmentGrads(segs)[0] == store.flat_grad() + 10);
 }
 
 }  // namespace

@@ -14,12 +14,6 @@
 namespace colossal::parallel {
 namespace {
 
-std::vector<memory::ParamStore::Spec> Specs(const memory::ParamStore& params) {
-  std::vector<memory::ParamStore::Spec> specs;
-  for (const memory::ParamInfo& i : params.infos()) specs.push_back({i.name, i.shape});
-  return specs;
-}
-
 absl::Status WaitAll(std::vector<std::unique_ptr<Work>>& works) {
   absl::Status status;
   for (auto& w : works) {
@@ -102,9 +96,7 @@ class Replicated : public DataParallel {
   }
 
   std::vector<float*> OptimizerWeights() const override {
-    std::vector<float*> w;
-    for (const memory::ParamSegment& s : OptimizerSegments()) w.push_back(params_->flat_data() + s.flat_offset);
-    return w;
+    return params_->SegmentData(OptimizerSegments());
   }
 
   std::vector<const float*> OptimizerGrads() const override {
@@ -160,7 +152,7 @@ class Replicated : public DataParallel {
   HeldParams Held() override {
     HeldParams h;
     h.segments = params_->WholeTensors();
-    for (const auto& s : h.segments) h.data.push_back(params_->flat_data() + s.flat_offset);
+    h.data = params_->SegmentData(h.segments);
     return h;
   }
 
@@ -227,7 +219,7 @@ absl::StatusOr<std::unique_ptr<DataParallel>> CreateReplicated(Communicator* dp,
                                                                const DataParallelOptions& options) {
   auto d = std::make_unique<Replicated>(
       dp, params, options,
-      BucketLayout(memory::ParamStore::FlatNumel(Specs(*params)), dp->size(), options.bucket_bytes / 4));
+      BucketLayout(memory::ParamStore::FlatNumel(params->specs()), dp->size(), options.bucket_bytes / 4));
   absl::Status s = d->Init(graph);
   if (!s.ok()) return s;
   return std::unique_ptr<DataParallel>(std::move(d));

@@ -58,7 +58,7 @@ parallel::HeldParams Held(const TrainState& state) {
   if (state.dp) return state.dp->Held();
   parallel::HeldParams h;
   h.segments = state.params->WholeTensors();
-  for (const auto& s : h.segments) h.data.push_back(state.params->flat_data() + s.flat_offset);
+  h.data = state.params->SegmentData(h.segments);
   return h;
 }
 

@@ -115,10 +115,8 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
 }
 
 void InitParams(Model& model, uint64_t seed) {
-  std::vector<float*> data;
   const std::vector<memory::ParamSegment> whole = model.params->WholeTensors();
-  for (const auto& s : whole) data.push_back(model.params->flat_data() + s.flat_offset);
-  InitParams(model, whole, data, seed);
+  InitParams(model, whole, model.params->SegmentData(whole), seed);
 }
 
 absl::Status LoadParams(memory::ParamStore& params, const std::string& path) {

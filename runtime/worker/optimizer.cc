@@ -10,20 +10,6 @@
 namespace colossal::worker {
 namespace {
 
-std::vector<const float*> StoreGrads(memory::ParamStore* params,
-                                     const std::vector<memory::ParamSegment>& segments) {
-  std::vector<const float*> grads;
-  for (const auto& s : segments) grads.push_back(params->flat_grad() + s.flat_offset);
-  return grads;
-}
-
-std::vector<float*> StoreWeights(memory::ParamStore* params,
-                                 const std::vector<memory::ParamSegment>& segments) {
-  std::vector<float*> weights;
-  for (const auto& s : segments) weights.push_back(params->flat_data() + s.flat_offset);
-  return weights;
-}
-
 bool Adam(config::OptimizerType t) {
   return t == config::OptimizerType::kAdamW || t == config::OptimizerType::kLamb;
 }
@@ -31,8 +17,8 @@ bool Adam(config::OptimizerType t) {
 }  // namespace
 
 Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params)
-    : Optimizer(spec, params, params->WholeTensors(), StoreWeights(params, params->WholeTensors()),
-                StoreGrads(params, params->WholeTensors())) {}
+    : Optimizer(spec, params, params->WholeTensors(), params->SegmentData(params->WholeTensors()),
+                params->SegmentGrads(params->WholeTensors())) {}
 
 Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* params,
                      std::vector<memory::ParamSegment> segments, std::vector<float*> weights,

@@ -212,9 +212,7 @@ absl::Status Run::Restore() {
       RETURN_IF_ERROR(LoadParams(*model_->params, spec_.model.init_from));
     } else {
       // Sharded parameters: load whole into a transient store, keep this rank's pieces.
-      std::vector<memory::ParamStore::Spec> specs;
-      for (const memory::ParamInfo& i : model_->params->infos()) specs.push_back({i.name, i.shape});
-      memory::ParamStore full(specs);
+      memory::ParamStore full(model_->params->specs());
       RETURN_IF_ERROR(LoadParams(full, spec_.model.init_from));
       for (size_t i = 0; i < held.segments.size(); ++i) {
         const memory::ParamSegment& seg = held.segments[i];
@@ -346,9 +344,7 @@ std::string Run::Sample() {
   std::unique_ptr<memory::ParamStore> full;
   const memory::ParamStore* params = model_->params.get();
   if (dp_ && dp_->params_sharded()) {
-    std::vector<memory::ParamStore::Spec> specs;
-    for (const memory::ParamInfo& i : model_->params->infos()) specs.push_back({i.name, i.shape});
-    full = std::make_unique<memory::ParamStore>(specs);
+    full = std::make_unique<memory::ParamStore>(model_->params->specs());
     if (!dp_->GatherAll(*full).ok()) return "";
     params = full.get();
   }

@@ -114,27 +114,14 @@ class Replicated : public DataParallel {
     return grads;
   }
 
-  std::function<void(std::vector<double>&)> SumReducer() override {
-    if (zero_stage() == 0) return {};
-    return [this](std::vector<double>& values) {
-      auto summed = Sum(values);
-      // A failed collective leaves the per-rank values; the parameter all-gather that
-      // follows in the same step reports the error.
-      if (summed.ok()) values = std::move(*summed);
-    };
-  }
-
   absl::StatusOr<double> GradSumSquares() override {
-    double sum = 0;
-    if (zero_stage() < 2) {
-      // Every rank holds the whole reduced gradient.
-      kernels::SumSquares(params_->flat_grad(), layout_.padded_numel(), &sum);
-      return sum;
+    if (zero_stage() == 2) {
+      return ShardedSumSquares(shard_grad_.as<float>(), layout_.padded_numel() / size());
     }
-    kernels::SumSquares(shard_grad_.as<float>(), layout_.padded_numel() / size(), &sum);
-    auto total = Sum({sum});
-    if (!total.ok()) return total.status();
-    return (*total)[0];
+    // Every rank holds the whole reduced gradient.
+    double sum = 0;
+    kernels::SumSquares(params_->flat_grad(), layout_.padded_numel(), &sum);
+    return sum;
   }
 
   absl::Status AfterOptimizerStep() override {
@@ -252,5 +239,23 @@ absl::StatusOr<std::vector<double>> DataParallel::Sum(std::vector<double> values
 }
 
 absl::Status DataParallel::Barrier() { return dp_->Barrier()->Wait(); }
+
+std::function<void(std::vector<double>&)> DataParallel::SumReducer() {
+  if (zero_stage() == 0) return {};
+  return [this](std::vector<double>& values) {
+    auto summed = Sum(values);
+    // A failed collective leaves the per-rank values; the collectives that follow in the
+    // same step report the error.
+    if (summed.ok()) values = std::move(*summed);
+  };
+}
+
+absl::StatusOr<double> DataParallel::ShardedSumSquares(const float* shard, int64_t n) {
+  double sum = 0;
+  kernels::SumSquares(shard, n, &sum);
+  auto total = Sum({sum});
+  if (!total.ok()) return total.status();
+  return (*total)[0];
+}
 
 }  // namespace colossal::parallel

@@ -76,8 +76,9 @@ class DataParallel {
   virtual std::vector<memory::ParamSegment> OptimizerSegments() const = 0;
   virtual std::vector<float*> OptimizerWeights() const = 0;
   virtual std::vector<const float*> OptimizerGrads() const = 0;
-  // Sums per-tensor values across ranks (empty when every rank holds whole tensors).
-  virtual std::function<void(std::vector<double>&)> SumReducer() = 0;
+  // Sums per-tensor values across ranks (empty when every rank holds whole tensors:
+  // ZeRO 0).
+  std::function<void(std::vector<double>&)> SumReducer();
   // Σ g² of the reduced gradient over every parameter; identical on every rank.
   virtual absl::StatusOr<double> GradSumSquares() = 0;
   virtual absl::Status AfterOptimizerStep() = 0;
@@ -103,6 +104,9 @@ class DataParallel {
  protected:
   DataParallel(Communicator* dp, memory::ParamStore* params, const DataParallelOptions& options)
       : dp_(dp), params_(params), options_(options) {}
+  // Σ g² of a gradient spread over the ranks as shards: this rank's `n` elements at
+  // `shard`, summed across the group.
+  absl::StatusOr<double> ShardedSumSquares(const float* shard, int64_t n);
   Communicator* dp_;
   memory::ParamStore* params_;
   DataParallelOptions options_;

@@ -12,7 +12,6 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/optim/grad_norm.h"
 #include "memory/host_buffer.h"
 #include "parallel/data_parallel/data_parallel.h"
 #include "runtime/base/check.h"
@@ -173,19 +172,8 @@ class Zero3 : public DataParallel {
     return g;
   }
 
-  std::function<void(std::vector<double>&)> SumReducer() override {
-    return [this](std::vector<double>& values) {
-      auto summed = Sum(values);
-      if (summed.ok()) values = std::move(*summed);
-    };
-  }
-
   absl::StatusOr<double> GradSumSquares() override {
-    double sum = 0;
-    kernels::SumSquares(shard_grad_.as<float>(), shard_numel_, &sum);
-    auto total = Sum({sum});
-    if (!total.ok()) return total.status();
-    return (*total)[0];
+    return ShardedSumSquares(shard_grad_.as<float>(), shard_numel_);
   }
 
   absl::Status AfterOptimizerStep() override {

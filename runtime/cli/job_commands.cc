@@ -64,7 +64,8 @@ absl::StatusOr<std::unique_ptr<JobClient>> Client(const ClientOptions& options) 
 }  // namespace
 
 absl::StatusOr<v1::SubmitJobRequest> MakeSubmitRequest(const std::string& path,
-                                                       const std::vector<std::string>& sets) {
+                                                       const std::vector<std::string>& sets,
+                                                       config::JobSpec* spec_out) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open job file"));
   std::stringstream ss;
@@ -80,6 +81,7 @@ absl::StatusOr<v1::SubmitJobRequest> MakeSubmitRequest(const std::string& path,
   for (const std::string& s : sets) request.add_overrides(s);
   request.set_base_dir(cwd);
   request.set_source(path);
+  if (spec_out != nullptr) *spec_out = std::move(spec);
   return request;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/cli/job_client.h"
+#include "runtime/config/job_spec.h"
 
 namespace colossal::cli {
 
@@ -19,8 +20,10 @@ int NodesCommand(const ClientOptions& client, const std::vector<std::string>& ar
 int RunCommand(const std::vector<std::string>& args);
 
 // Reads a job file and builds the SubmitJob request (base_dir = the working directory);
-// checks the job's files locally first (they must exist where the job runs).
+// checks the job's files locally first (they must exist where the job runs). `spec`, when
+// given, receives the parsed job with its paths resolved against base_dir.
 absl::StatusOr<v1::SubmitJobRequest> MakeSubmitRequest(const std::string& path,
-                                                       const std::vector<std::string>& sets);
+                                                       const std::vector<std::string>& sets,
+                                                       config::JobSpec* spec = nullptr);
 
 }  // namespace colossal::cli

@@ -46,18 +46,16 @@ int RunCommand(const std::vector<std::string>& argv) {
   if (args->Has("--no-resume")) sets.push_back("train.resume=false");
   if (args->Has("--no-checkpoints")) sets.push_back("train.checkpoint.save=false");
   if (args->Has("--threads")) sets.push_back("resources.threads_per_rank=" + args->Get("--threads"));
-  auto request = MakeSubmitRequest(args->positional[0], sets);
+  config::JobSpec spec;
+  auto request = MakeSubmitRequest(args->positional[0], sets, &spec);
   if (!request.ok()) return ReportError("run", request.status());
-  auto spec = config::ParseJobSpec(request->yaml(), request->source(), sets);
-  if (!spec.ok()) return ReportError("run", spec.status());
-  config::ResolvePaths(*spec, request->base_dir());
 
   // The embedded services log state changes at info; a terminal user follows the job
   // instead (COLOSSAL_LOG_LEVEL shows them).
   if (!base::GetEnv(base::kEnvLogLevel)) spdlog::set_level(spdlog::level::warn);
 
   // Everything the embedded services keep lives under the run directory.
-  const fs::path root = fs::path(spec->run_dir) / ".colossal";
+  const fs::path root = fs::path(spec.run_dir) / ".colossal";
   // The services' state (job store, worker logs) is per invocation: a new run starts
   // with none (checkpoints and metrics live outside it).
   std::error_code ec;
@@ -73,10 +71,10 @@ int RunCommand(const std::vector<std::string>& argv) {
   if (!coord.ok()) return ReportError("run", coord.status());
 
   std::vector<std::unique_ptr<daemon::NodeDaemon>> daemons;
-  for (int64_t i = 0; i < spec->resources.nodes; ++i) {
+  for (int64_t i = 0; i < spec.resources.nodes; ++i) {
     daemon::DaemonOptions d;
     d.coordinator = (*coord)->address();
-    d.slots = static_cast<int>(spec->resources.ranks_per_node);
+    d.slots = static_cast<int>(spec.resources.ranks_per_node);
     d.node_id = absl::StrCat("local-", i);
     d.state_dir = (root / d.node_id).string();
     d.worker_command = {SelfExe(), "worker"};
@@ -95,7 +93,7 @@ int RunCommand(const std::vector<std::string>& argv) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (;;) {
     auto nodes = (*client)->Nodes();
-    if (nodes.ok() && static_cast<int64_t>(nodes->size()) >= spec->resources.nodes) break;
+    if (nodes.ok() && static_cast<int64_t>(nodes->size()) >= spec.resources.nodes) break;
     if (std::chrono::steady_clock::now() > deadline) {
       return ReportError("run", absl::DeadlineExceededError("embedded node daemons did not register"));
     }
@@ -107,16 +105,16 @@ int RunCommand(const std::vector<std::string>& argv) {
   v1::Job job;
   const int code = FollowJob(**client, response->job_id(), FollowOptions(), &job);
   if (code == 0) {
-    std::ifstream sample(fs::path(spec->run_dir) / "sample.txt");
+    std::ifstream sample(fs::path(spec.run_dir) / "sample.txt");
     if (sample) {
       std::stringstream ss;
       ss << sample.rdbuf();
       std::printf("--- sample ---\n%s--------------\n", ss.str().c_str());
     }
-    std::printf("%s: %lld steps, loss %.4f%s, run directory %s\n", spec->name.c_str(),
+    std::printf("%s: %lld steps, loss %.4f%s, run directory %s\n", spec.name.c_str(),
                 static_cast<long long>(job.step()), job.loss(),
                 job.val_loss() >= 0 ? absl::StrCat(", val_loss ", job.val_loss()).c_str() : "",
-                spec->run_dir.c_str());
+                spec.run_dir.c_str());
   }
   std::fflush(stdout);
   for (auto& d : daemons) d->Stop(/*kill_workers=*/true);

@@ -42,12 +42,17 @@ class JobClient {
   // Ends the streams in progress (from another thread).
   void CancelStreams();
 
-  const std::string& coordinator() const { return options_.coordinator; }
-
  private:
   JobClient() = default;
-  std::unique_ptr<grpc::ClientContext> Context() const;
-  std::unique_ptr<grpc::ClientContext> StreamContext();
+  // One unary call with the deadline and the token.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(
+      grpc::Status (v1::JobService::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+      const Request& request);
+  // Reads the stream that `open` starts (with the token, no deadline) into `on_message`,
+  // as Watch and Logs describe; CancelStreams reaches it.
+  template <typename Open, typename Message>
+  absl::Status ReadStream(Open open, const std::function<bool(const Message&)>& on_message);
 
   ClientOptions options_;
   std::string token_;
@@ -59,6 +64,5 @@ class JobClient {
 
 // "PENDING", "RUNNING", ... (the proto enum names).
 std::string StateName(v1::JobState state);
-bool IsTerminal(v1::JobState state);
 
 }  // namespace colossal::cli

@@ -1,8 +1,6 @@
 // submit, status, logs, cancel, nodes.
 #include "runtime/cli/job_commands.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -57,10 +55,6 @@ std::string Age(int64_t unix_ms) {
   return absl::StrCat(s / 3600, "h");
 }
 
-absl::StatusOr<std::unique_ptr<JobClient>> Client(const ClientOptions& options) {
-  return JobClient::Connect(options);
-}
-
 }  // namespace
 
 absl::StatusOr<v1::SubmitJobRequest> MakeSubmitRequest(const std::string& path,
@@ -95,7 +89,7 @@ int SubmitCommand(const ClientOptions& options, const std::vector<std::string>& 
   auto request = MakeSubmitRequest(args->positional[0], args->sets);
   if (!request.ok()) return ReportError("submit", request.status());
   request->set_validate_only(args->Has("--validate-only"));
-  auto client = Client(options);
+  auto client = JobClient::Connect(options);
   if (!client.ok()) return ReportError("submit", client.status());
   auto response = (*client)->Submit(*request);
   if (!response.ok()) return ReportError("submit", response.status());
@@ -104,11 +98,8 @@ int SubmitCommand(const ClientOptions& options, const std::vector<std::string>& 
     return 0;
   }
   const std::string id = response->job_id();
-  if (!args->Has("--follow")) {
-    std::printf("%s\n", id.c_str());
-    return 0;
-  }
   std::printf("%s\n", id.c_str());
+  if (!args->Has("--follow")) return 0;
   std::fflush(stdout);
   FollowOptions follow;
   follow.command = "submit";
@@ -120,7 +111,7 @@ int SubmitCommand(const ClientOptions& options, const std::vector<std::string>& 
 int StatusCommand(const ClientOptions& options, const std::vector<std::string>& argv) {
   auto args = ParseArgs("status", argv, {"--limit"}, {"--json", "--active"});
   if (!args.ok()) return ReportError("status", args.status());
-  auto client = Client(options);
+  auto client = JobClient::Connect(options);
   if (!client.ok()) return ReportError("status", client.status());
   const bool json = args->Has("--json");
   if (args->positional.size() == 1) {
@@ -180,7 +171,7 @@ int LogsCommand(const ClientOptions& options, const std::vector<std::string>& ar
   if (args->Has("--rank") && (!absl::SimpleAtoi(args->Get("--rank"), &rank) || rank < 0)) {
     return ReportError("logs", absl::InvalidArgumentError("--rank must be a rank number"));
   }
-  auto client = Client(options);
+  auto client = JobClient::Connect(options);
   if (!client.ok()) return ReportError("logs", client.status());
   // With every rank, prefix complete lines with their rank (partial lines wait).
   std::map<std::pair<int, int>, std::string> partial;
@@ -213,7 +204,7 @@ int CancelCommand(const ClientOptions& options, const std::vector<std::string>& 
   if (args->positional.size() != 1) {
     return ReportError("cancel", absl::InvalidArgumentError("usage: colossal cancel JOB"));
   }
-  auto client = Client(options);
+  auto client = JobClient::Connect(options);
   if (!client.ok()) return ReportError("cancel", client.status());
   auto job = (*client)->Cancel(args->positional[0]);
   if (!job.ok()) return ReportError("cancel", job.status());
@@ -224,7 +215,7 @@ int CancelCommand(const ClientOptions& options, const std::vector<std::string>& 
 int NodesCommand(const ClientOptions& options, const std::vector<std::string>& argv) {
   auto args = ParseArgs("nodes", argv, {}, {"--json"});
   if (!args.ok()) return ReportError("nodes", args.status());
-  auto client = Client(options);
+  auto client = JobClient::Connect(options);
   if (!client.ok()) return ReportError("nodes", client.status());
   auto nodes = (*client)->Nodes();
   if (!nodes.ok()) return ReportError("nodes", nodes.status());

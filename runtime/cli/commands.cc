@@ -111,22 +111,31 @@ absl::Status Tokenize(const ParsedArgs& args) {
   return absl::OkStatus();
 }
 
+// The step directory named by `path`: itself, or the newest one in a checkpoint directory.
+absl::StatusOr<std::string> StepDirOf(const std::string& path) {
+  if (fs::exists(fs::path(path) / checkpoint::kStateFile)) return path;
+  ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(path));
+  if (!latest) return absl::NotFoundError(absl::StrCat(path, ": no checkpoint here"));
+  return *latest;
+}
+
+// The state.json of step directory `dir`; discarded (is_discarded()) when unreadable or
+// not JSON.
+nlohmann::json ReadStateJson(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / checkpoint::kStateFile);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return nlohmann::json::parse(ss.str(), nullptr, false);
+}
+
 absl::Status Generate(const ParsedArgs& args) {
   if (args.positional.size() != 1) {
     return absl::InvalidArgumentError(
         "usage: colossal generate CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] "
         "[--top-k K] [--seed S]");
   }
-  std::string dir = args.positional[0];
-  if (!fs::exists(fs::path(dir) / checkpoint::kStateFile)) {
-    ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(dir));
-    if (!latest) return absl::NotFoundError(absl::StrCat(dir, ": no checkpoint here"));
-    dir = *latest;
-  }
-  std::ifstream state_file(fs::path(dir) / checkpoint::kStateFile);
-  std::stringstream ss;
-  ss << state_file.rdbuf();
-  nlohmann::json state = nlohmann::json::parse(ss.str(), nullptr, false);
+  ASSIGN_OR_RETURN(std::string dir, StepDirOf(args.positional[0]));
+  nlohmann::json state = ReadStateJson(dir);
   if (state.is_discarded() || !state.contains("model") || state["model"].value("type", "") != "gpt") {
     return absl::InvalidArgumentError(
         absl::StrCat(dir, "/state.json: no GPT model description (generate supports GPT models)"));
@@ -163,23 +172,12 @@ absl::Status Generate(const ParsedArgs& args) {
   return absl::OkStatus();
 }
 
-// The step directory named by `path`: itself, or the newest one in a checkpoint directory.
-absl::StatusOr<std::string> StepDirOf(const std::string& path) {
-  if (fs::exists(fs::path(path) / checkpoint::kStateFile)) return path;
-  ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(path));
-  if (!latest) return absl::NotFoundError(absl::StrCat(path, ": no checkpoint here"));
-  return *latest;
-}
-
 absl::Status Export(const ParsedArgs& args) {
   if (args.positional.size() != 2) {
     return absl::InvalidArgumentError("usage: colossal export CHECKPOINT OUT.safetensors");
   }
   ASSIGN_OR_RETURN(std::string dir, StepDirOf(args.positional[0]));
-  std::ifstream state_file(fs::path(dir) / checkpoint::kStateFile);
-  std::stringstream ss;
-  ss << state_file.rdbuf();
-  nlohmann::json state = nlohmann::json::parse(ss.str(), nullptr, false);
+  nlohmann::json state = ReadStateJson(dir);
   if (state.is_discarded() || !state.contains("param_shapes") || !state["param_shapes"].is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(dir, "/state.json: no param_shapes"));
   }

@@ -87,7 +87,7 @@ bool Supervisor::Start(const v1::Assignment& a) {
     return true;
   }
   const std::string log_path = dir + "/worker.log";
-  logs_[key] = Log{log_path, next_seq_, 0, -1};
+  logs_[key] = Log{log_path, next_seq_++, 0, -1};
   const std::string spec_path = dir + "/job.yaml";
   {
     std::ofstream spec(spec_path, std::ios::binary | std::ios::trunc);
@@ -128,7 +128,7 @@ bool Supervisor::Start(const v1::Assignment& a) {
     FailStart(key, log_path, std::string(pid.status().message()));
     return true;
   }
-  workers_[*pid] = Worker{key, *pid, next_seq_++, std::nullopt};
+  workers_[*pid] = Worker{key, std::nullopt};
   LOG_INFO("worker started: job {} attempt {} rank {} pid {}", a.job_id(), a.attempt(), a.rank(),
            *pid);
   return true;

@@ -88,13 +88,11 @@ class Supervisor {
   using Clock = std::chrono::steady_clock;
   struct Worker {
     Key key;
-    pid_t pid = 0;
-    uint64_t seq = 0;  // start order
     std::optional<Clock::time_point> kill_at;  // SIGKILL when still alive then
   };
   struct Log {
     std::string path;
-    uint64_t seq = 0;
+    uint64_t seq = 0;         // start order
     int64_t shipped = 0;      // bytes acknowledged by the coordinator
     int64_t final_size = -1;  // size when the worker ended; -1 while it runs
   };

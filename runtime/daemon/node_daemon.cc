@@ -142,16 +142,16 @@ absl::StatusOr<std::unique_ptr<NodeDaemon>> NodeDaemon::Start(const DaemonOption
   impl->supervisor = std::make_unique<Supervisor>(std::move(sup));
 
   std::unique_ptr<NodeDaemon> daemon(new NodeDaemon(std::move(impl)));
-  LOG_INFO("node daemon {} starting: coordinator {}, {} slots, state dir {}", daemon->node_id_,
-           options.coordinator, options.slots, daemon->state_dir_);
+  LOG_INFO("node daemon {} starting: coordinator {}, {} slots, state dir {}", daemon->node_id(),
+           options.coordinator, options.slots, daemon->state_dir());
   daemon->thread_ = std::thread([d = daemon.get()] { d->Run(); });
   return daemon;
 }
 
-NodeDaemon::NodeDaemon(std::unique_ptr<Impl> impl)
-    : impl_(std::move(impl)),
-      node_id_(impl_->options.node_id),
-      state_dir_(impl_->options.state_dir) {}
+NodeDaemon::NodeDaemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+const std::string& NodeDaemon::node_id() const { return impl_->options.node_id; }
+const std::string& NodeDaemon::state_dir() const { return impl_->options.state_dir; }
 
 NodeDaemon::~NodeDaemon() { Stop(/*kill_workers=*/true); }
 
@@ -247,8 +247,7 @@ void NodeDaemon::Stop(bool kill_workers, int64_t grace_ms) {
     if (thread_.joinable()) thread_.join();
     return;
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return loop_stopped_; });
+  Wait();
 }
 
 void NodeDaemon::Wait() {

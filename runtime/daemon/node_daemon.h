@@ -54,8 +54,8 @@ class NodeDaemon {
   NodeDaemon& operator=(const NodeDaemon&) = delete;
   ~NodeDaemon();  // Stop(true)
 
-  const std::string& node_id() const { return node_id_; }
-  const std::string& state_dir() const { return state_dir_; }
+  const std::string& node_id() const;
+  const std::string& state_dir() const;
 
   // Stops the heartbeat loop (cancelling an RPC in flight) and returns once it has
   // stopped. With kill_workers, also SIGTERMs every worker's process group, SIGKILLs
@@ -71,8 +71,6 @@ class NodeDaemon {
   void Run();
 
   std::unique_ptr<Impl> impl_;
-  std::string node_id_;
-  std::string state_dir_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -166,8 +166,8 @@ PIDS_X=$(status_json "$XID" | json '" ".join(str(r["pid"]) for r in d["ranks"])'
 [ "$(echo $PIDS_X | wc -w)" = 2 ] || fail "expected 2 worker pids, got '$PIDS_X'"
 "$COLOSSAL" --coordinator "$ADDR" cancel "$XID" >/dev/null || fail "cancel"
 wait_for 30 is_state "$XID" CANCELLED || fail "job not CANCELLED"
-alive() { for p in $PIDS_X; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
-wait_for 20 bash -c "! ( for p in $PIDS_X; do kill -0 \$p 2>/dev/null && exit 0; done; exit 1 )" ||
+workers_gone() { for p in $PIDS_X; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+wait_for 20 workers_gone ||
   fail "workers still alive after cancel: $PIDS_X"
 "$COLOSSAL" --coordinator "$ADDR" cancel "$XID" 2>err.txt; [ $? = 2 ] && grep -q -i "finished\|terminal\|precondition\|already" err.txt ||
   fail "cancelling a finished job: $(cat err.txt)"

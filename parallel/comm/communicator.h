@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -43,6 +44,18 @@ class Work {
   virtual absl::Status Wait() = 0;
   // Non-blocking completion check.
   virtual bool Done() = 0;
+};
+
+// A Work complete from the start with `status`: a call rejected before it began, or a
+// backend that finishes the operation inside the call.
+class DoneWork : public Work {
+ public:
+  explicit DoneWork(absl::Status status) : status_(std::move(status)) {}
+  absl::Status Wait() override { return status_; }
+  bool Done() override { return true; }
+
+ private:
+  absl::Status status_;
 };
 
 struct CommOptions {

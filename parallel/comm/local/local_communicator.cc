@@ -9,16 +9,6 @@
 namespace colossal::parallel {
 namespace {
 
-class DoneWork : public Work {
- public:
-  explicit DoneWork(absl::Status s) : status_(std::move(s)) {}
-  absl::Status Wait() override { return status_; }
-  bool Done() override { return true; }
-
- private:
-  absl::Status status_;
-};
-
 float Bf16ToFloat(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
   float f;

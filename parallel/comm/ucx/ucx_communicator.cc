@@ -17,16 +17,6 @@ using ucx::Engine;
 using ucx::Op;
 using ucx::OpKind;
 
-class DoneWork : public Work {
- public:
-  explicit DoneWork(absl::Status status) : status_(std::move(status)) {}
-  absl::Status Wait() override { return status_; }
-  bool Done() override { return true; }
-
- private:
-  absl::Status status_;
-};
-
 class UcxWork : public Work {
  public:
   UcxWork(std::shared_ptr<Engine> engine, std::shared_ptr<Op> op)

@@ -152,12 +152,7 @@ class UcxCommunicator : public Communicator {
 
   std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) override {
     if (auto bad = CheckPointToPoint("Send", buf, bytes, peer, tag)) return bad;
-    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint);
-    op->describe = &DescribeSend;
-    op->args[0] = bytes;
-    op->args[2] = peer;
-    op->args[3] = tag;
-    op->watched = {peer};
+    auto op = NewPointToPoint(&DescribeSend, bytes, peer, tag);
     op->task = ucx::PointToPointSend(*op, static_cast<const char*>(buf), bytes, peer,
                                      static_cast<uint32_t>(tag));
     return Submit(std::move(op), bytes);
@@ -165,12 +160,7 @@ class UcxCommunicator : public Communicator {
 
   std::unique_ptr<Work> Recv(void* buf, int64_t bytes, int peer, int tag) override {
     if (auto bad = CheckPointToPoint("Recv", buf, bytes, peer, tag)) return bad;
-    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint);
-    op->describe = &DescribeRecv;
-    op->args[0] = bytes;
-    op->args[2] = peer;
-    op->args[3] = tag;
-    op->watched = {peer};
+    auto op = NewPointToPoint(&DescribeRecv, bytes, peer, tag);
     op->task = ucx::PointToPointRecv(*op, static_cast<char*>(buf), bytes, peer,
                                      static_cast<uint32_t>(tag));
     return Submit(std::move(op), bytes);
@@ -298,6 +288,18 @@ class UcxCommunicator : public Communicator {
     op->args[0] = count;
     op->args[1] = static_cast<int64_t>(dtype);
     op->args[2] = arg;
+    return op;
+  }
+
+  // Send or Recv of `bytes` with `peer`, which alone can fail it.
+  std::shared_ptr<Op> NewPointToPoint(std::string (*describe)(const Op&), int64_t bytes,
+                                      int peer, int tag) {
+    auto op = std::make_shared<Op>(state_, OpKind::kPointToPoint);
+    op->describe = describe;
+    op->args[0] = bytes;
+    op->args[2] = peer;
+    op->args[3] = tag;
+    op->watched = {peer};
     return op;
   }
 

@@ -17,6 +17,7 @@
 #include "parallel/comm/tcp_store.h"
 #include "parallel/comm/testing/fork_ranks.h"
 #include "parallel/comm/ucx/reduce.h"
+#include "runtime/base/status_macros.h"
 
 namespace colossal::parallel {
 namespace {
@@ -25,12 +26,6 @@ using kernels::DType;
 using testing::Failures;
 using testing::ForkRanks;
 using Clock = std::chrono::steady_clock;
-
-#define RETURN_IF_ERROR_T(expr)              \
-  do {                                       \
-    absl::Status s_ = (expr);                \
-    if (!s_.ok()) return s_;                 \
-  } while (0)
 
 // Element i of rank r's input. f32: small integers (sums exact in any order); bf16:
 // fractions that need rounding.
@@ -90,7 +85,7 @@ absl::Status CheckIdentical(Communicator& comm, const std::string& what, const c
   uint64_t h = 1469598103934665603ull;
   for (int64_t i = 0; i < bytes; ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 1099511628211ull;
   std::vector<uint64_t> all(comm.size());
-  RETURN_IF_ERROR_T(comm.AllGather(&h, all.data(), 2, DType::kF32)->Wait());
+  RETURN_IF_ERROR(comm.AllGather(&h, all.data(), 2, DType::kF32)->Wait());
   for (int r = 0; r < comm.size(); ++r) {
     if (all[r] != h) return absl::InternalError(absl::StrCat(what, ": rank ", r, " holds different bits"));
   }
@@ -106,18 +101,18 @@ absl::Status CheckCollectives(Communicator& comm, const std::string& label, int6
   // AllReduce (in place).
   std::vector<char> buf(count * es + 1);
   Fill(dtype, r, 0, count, buf.data());
-  RETURN_IF_ERROR_T(comm.AllReduce(buf.data(), count, dtype)->Wait());
-  RETURN_IF_ERROR_T(CheckSum("AllReduce " + what, dtype, n, 0, count, buf.data()));
-  RETURN_IF_ERROR_T(CheckIdentical(comm, "AllReduce " + what, buf.data(), count * es));
+  RETURN_IF_ERROR(comm.AllReduce(buf.data(), count, dtype)->Wait());
+  RETURN_IF_ERROR(CheckSum("AllReduce " + what, dtype, n, 0, count, buf.data()));
+  RETURN_IF_ERROR(CheckIdentical(comm, "AllReduce " + what, buf.data(), count * es));
   // ReduceScatter: rank r's input is the (rank, index) pattern over n·count elements.
   std::vector<char> send(n * count * es + 1), recv(count * es + 1);
   Fill(dtype, r, 0, n * count, send.data());
-  RETURN_IF_ERROR_T(comm.ReduceScatter(send.data(), recv.data(), count, dtype)->Wait());
-  RETURN_IF_ERROR_T(CheckSum("ReduceScatter " + what, dtype, n, r * count, count, recv.data()));
+  RETURN_IF_ERROR(comm.ReduceScatter(send.data(), recv.data(), count, dtype)->Wait());
+  RETURN_IF_ERROR(CheckSum("ReduceScatter " + what, dtype, n, r * count, count, recv.data()));
   // AllGather.
   std::vector<char> mine(count * es + 1), all(n * count * es + 1);
   Fill(dtype, r, 0, count, mine.data());
-  RETURN_IF_ERROR_T(comm.AllGather(mine.data(), all.data(), count, dtype)->Wait());
+  RETURN_IF_ERROR(comm.AllGather(mine.data(), all.data(), count, dtype)->Wait());
   for (int q = 0; q < n; ++q) {
     std::vector<char> want(count * es + 1);
     Fill(dtype, q, 0, count, want.data());
@@ -129,7 +124,7 @@ absl::Status CheckCollectives(Communicator& comm, const std::string& label, int6
   const int root = static_cast<int>(count % n);
   std::vector<char> b(count * es + 1);
   Fill(dtype, r, 0, count, b.data());
-  RETURN_IF_ERROR_T(comm.Broadcast(b.data(), count, dtype, root)->Wait());
+  RETURN_IF_ERROR(comm.Broadcast(b.data(), count, dtype, root)->Wait());
   std::vector<char> want_b(count * es + 1);
   Fill(dtype, root, 0, count, want_b.data());
   if (std::memcmp(b.data(), want_b.data(), count * es) != 0) {
@@ -138,7 +133,7 @@ absl::Status CheckCollectives(Communicator& comm, const std::string& label, int6
   // AllToAll: block q of rank r's send is Fill(r, q·count ...).
   std::vector<char> a_send(n * count * es + 1), a_recv(n * count * es + 1);
   Fill(dtype, r, 0, n * count, a_send.data());
-  RETURN_IF_ERROR_T(comm.AllToAll(a_send.data(), a_recv.data(), count, dtype)->Wait());
+  RETURN_IF_ERROR(comm.AllToAll(a_send.data(), a_recv.data(), count, dtype)->Wait());
   for (int q = 0; q < n; ++q) {
     std::vector<char> want(count * es + 1);
     Fill(dtype, q, r * count, count, want.data());
@@ -178,11 +173,11 @@ TEST_CASE("UCX collectives equal the reference on 2, 3 and 4 ranks") {
       for (int64_t count : {int64_t{1}, int64_t{7}, int64_t{1000}, int64_t{size - 1},
                             int64_t{0}, int64_t{40000}, int64_t{1000003}}) {
         for (DType dtype : {DType::kF32, DType::kBF16}) {
-          RETURN_IF_ERROR_T(CheckCollectives(**comm, "default", count, dtype));
-          if (count <= 1000) RETURN_IF_ERROR_T(CheckCollectives(**ring, "ring", count, dtype));
+          RETURN_IF_ERROR(CheckCollectives(**comm, "default", count, dtype));
+          if (count <= 1000) RETURN_IF_ERROR(CheckCollectives(**ring, "ring", count, dtype));
         }
       }
-      RETURN_IF_ERROR_T(CheckCollectives(**ring, "ring", 100003, DType::kF32));
+      RETURN_IF_ERROR(CheckCollectives(**ring, "ring", 100003, DType::kF32));
       return absl::OkStatus();
     });
     INFO("size " << size);
@@ -196,7 +191,7 @@ TEST_CASE("UCX collectives over TCP only (UCX_TLS=tcp,self), as between machines
     auto comm = CreateUcxCommunicator(store, Options());
     if (!comm.ok()) return comm.status();
     for (int64_t count : {int64_t{7}, int64_t{100003}}) {
-      RETURN_IF_ERROR_T(CheckCollectives(**comm, "tcp", count, DType::kF32));
+      RETURN_IF_ERROR(CheckCollectives(**comm, "tcp", count, DType::kF32));
     }
     return absl::OkStatus();
   });
@@ -210,23 +205,23 @@ TEST_CASE("UCX all-reduce, reduce-scatter and all-gather of 64 MiB through the c
     const int64_t count = int64_t{16} << 20;  // 64 MiB of f32 per rank
     std::vector<char> buf(count * 4);
     Fill(DType::kF32, rank, 0, count, buf.data());
-    RETURN_IF_ERROR_T((*comm)->AllReduce(buf.data(), count, DType::kF32)->Wait());
-    RETURN_IF_ERROR_T(CheckSum("AllReduce 64 MiB", DType::kF32, size, 0, count, buf.data()));
+    RETURN_IF_ERROR((*comm)->AllReduce(buf.data(), count, DType::kF32)->Wait());
+    RETURN_IF_ERROR(CheckSum("AllReduce 64 MiB", DType::kF32, size, 0, count, buf.data()));
     // Reduce-scatter of 64 MiB (16 MiB per rank) and all-gather back to 64 MiB.
     std::vector<char> part(count / size * 4);
     Fill(DType::kF32, rank, 0, count, buf.data());
-    RETURN_IF_ERROR_T((*comm)->ReduceScatter(buf.data(), part.data(), count / size, DType::kF32)->Wait());
-    RETURN_IF_ERROR_T(CheckSum("ReduceScatter 64 MiB", DType::kF32, size, rank * (count / size),
+    RETURN_IF_ERROR((*comm)->ReduceScatter(buf.data(), part.data(), count / size, DType::kF32)->Wait());
+    RETURN_IF_ERROR(CheckSum("ReduceScatter 64 MiB", DType::kF32, size, rank * (count / size),
                                count / size, part.data()));
-    RETURN_IF_ERROR_T((*comm)->AllGather(part.data(), buf.data(), count / size, DType::kF32)->Wait());
-    RETURN_IF_ERROR_T(CheckSum("AllGather after ReduceScatter 64 MiB", DType::kF32, size, 0, count,
+    RETURN_IF_ERROR((*comm)->AllGather(part.data(), buf.data(), count / size, DType::kF32)->Wait());
+    RETURN_IF_ERROR(CheckSum("AllGather after ReduceScatter 64 MiB", DType::kF32, size, 0, count,
                                buf.data()));
     // bf16 all-reduce of 64 MiB.
     const int64_t half = count * 2;
     std::vector<char> h(half * 2);
     Fill(DType::kBF16, rank, 0, half, h.data());
-    RETURN_IF_ERROR_T((*comm)->AllReduce(h.data(), half, DType::kBF16)->Wait());
-    RETURN_IF_ERROR_T(CheckSum("AllReduce bf16 64 MiB", DType::kBF16, size, 0, half, h.data()));
+    RETURN_IF_ERROR((*comm)->AllReduce(h.data(), half, DType::kBF16)->Wait());
+    RETURN_IF_ERROR(CheckSum("AllReduce bf16 64 MiB", DType::kBF16, size, 0, half, h.data()));
     return CheckIdentical(**comm, "AllReduce bf16 64 MiB", h.data(), half * 2);
   });
   CHECK(Failures(exits) == "");
@@ -268,11 +263,11 @@ TEST_CASE("UCX Split: sub-groups run collectives concurrently with the parent") 
       auto aw = (*all)->AllReduce(a.data(), count, DType::kF32);
       auto nw = (*nested)->AllReduce(nn.data(), count, DType::kF32);
       auto sw = (*solo)->AllReduce(s.data(), count, DType::kF32);
-      RETURN_IF_ERROR_T(pw->Wait());
-      RETURN_IF_ERROR_T(nw->Wait());
-      RETURN_IF_ERROR_T(sw->Wait());
-      RETURN_IF_ERROR_T(aw->Wait());
-      RETURN_IF_ERROR_T(ww->Wait());
+      RETURN_IF_ERROR(pw->Wait());
+      RETURN_IF_ERROR(nw->Wait());
+      RETURN_IF_ERROR(sw->Wait());
+      RETURN_IF_ERROR(aw->Wait());
+      RETURN_IF_ERROR(ww->Wait());
       for (int64_t i = 0; i < count; ++i) {
         float want_w = 0, want_p = 0;
         for (int q = 0; q < size; ++q) want_w += static_cast<float>((q + i) % 5);
@@ -300,15 +295,15 @@ TEST_CASE("UCX Send/Recv match by tag and peer; both directions at once do not d
       std::vector<int32_t> five(100, 5), nine(big / 4, 9);
       auto a = c.Send(five.data(), 400, 1, 5);
       auto b = c.Send(nine.data(), big, 1, 9);
-      RETURN_IF_ERROR_T(a->Wait());
-      RETURN_IF_ERROR_T(b->Wait());
+      RETURN_IF_ERROR(a->Wait());
+      RETURN_IF_ERROR(b->Wait());
     } else if (rank == 1) {
       std::vector<int32_t> five(100, 0), nine(big / 4, 0);
       // Posted in the other order: matching is by tag.
       auto b = c.Recv(nine.data(), big, 0, 9);
       auto a = c.Recv(five.data(), 400, 0, 5);
-      RETURN_IF_ERROR_T(b->Wait());
-      RETURN_IF_ERROR_T(a->Wait());
+      RETURN_IF_ERROR(b->Wait());
+      RETURN_IF_ERROR(a->Wait());
       if (five[99] != 5 || nine[0] != 9 || nine.back() != 9) {
         return absl::InternalError("Recv got the wrong message");
       }
@@ -319,8 +314,8 @@ TEST_CASE("UCX Send/Recv match by tag and peer; both directions at once do not d
       std::vector<int32_t> out(1 << 18, rank * 100 + peer), in(1 << 18, -1);
       auto s = c.Send(out.data(), out.size() * 4, peer, 77);
       auto r = c.Recv(in.data(), in.size() * 4, peer, 77);
-      RETURN_IF_ERROR_T(s->Wait());
-      RETURN_IF_ERROR_T(r->Wait());
+      RETURN_IF_ERROR(s->Wait());
+      RETURN_IF_ERROR(r->Wait());
       if (in.front() != peer * 100 + rank || in.back() != peer * 100 + rank) {
         return absl::InternalError(absl::StrCat("exchange with ", peer, " got ", in.front()));
       }
@@ -342,12 +337,12 @@ TEST_CASE("UCX Barrier releases no rank before the last one arrives") {
     auto comm = CreateUcxCommunicator(store, Options());
     if (!comm.ok()) return comm.status();
     for (int round = 0; round < 3; ++round) {
-      RETURN_IF_ERROR_T((*comm)->Barrier()->Wait());
+      RETURN_IF_ERROR((*comm)->Barrier()->Wait());
       const auto start = Clock::now();
       // The late rank changes each round.
       const int late = (round + 1) % size;
       if (rank == late) std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      RETURN_IF_ERROR_T((*comm)->Barrier()->Wait());
+      RETURN_IF_ERROR((*comm)->Barrier()->Wait());
       const auto waited = Clock::now() - start;
       if (waited < std::chrono::milliseconds(280)) {
         return absl::InternalError(absl::StrCat("round ", round, ": left the barrier after ",

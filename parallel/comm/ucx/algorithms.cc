@@ -237,18 +237,25 @@ OpTask RingAllGather(Op& op, const char* send, char* recv, int64_t bytes_per_ran
 // Peers are visited in the order r+1, r+2, ... so that n ranks do not all start with the
 // same one.
 
-OpTask FlatAllGather(Op& op, const char* send, char* recv, int64_t bytes_per_rank) {
+// Every rank sends the block at send + k·send_stride to each peer k and receives peer k's
+// block into recv + k·b; its own block is copied. All-gather: send_stride 0; all-to-all: b.
+static OpTask ExchangeWithAll(Op& op, const char* send, int64_t send_stride, char* recv,
+                              int64_t b) {
   const int n = op.size(), r = op.rank();
-  const int64_t b = bytes_per_rank;
   if (b == 0) co_return absl::OkStatus();
   for (int j = 1; j < n; ++j) {
     const int k = Mod(r + j, n);
     op.Recv(recv + k * b, b, k, 0);
-    op.Send(send, b, k, 0);
+    op.Send(send + k * send_stride, b, k, 0);
   }
-  if (recv + r * b != send) std::memcpy(recv + r * b, send, b);
+  const char* own = send + r * send_stride;
+  if (recv + r * b != own) std::memmove(recv + r * b, own, b);
   co_await op.WaitAll();
   co_return absl::OkStatus();
+}
+
+OpTask FlatAllGather(Op& op, const char* send, char* recv, int64_t bytes_per_rank) {
+  return ExchangeWithAll(op, send, 0, recv, bytes_per_rank);
 }
 
 OpTask FlatReduceScatter(Op& op, const char* send, char* recv, int64_t count,
@@ -351,17 +358,7 @@ OpTask ChainBroadcast(Op& op, char* buf, int64_t bytes, int root) {
 }
 
 OpTask PairwiseAllToAll(Op& op, const char* send, char* recv, int64_t bytes_per_rank) {
-  const int n = op.size(), r = op.rank();
-  const int64_t b = bytes_per_rank;
-  if (b == 0) co_return absl::OkStatus();
-  for (int k = 1; k < n; ++k) {
-    const int src = Mod(r - k, n), dst = Mod(r + k, n);
-    op.Recv(recv + src * b, b, src, 0);
-    op.Send(send + dst * b, b, dst, 0);
-  }
-  if (recv + r * b != send + r * b) std::memmove(recv + r * b, send + r * b, b);
-  co_await op.WaitAll();
-  co_return absl::OkStatus();
+  return ExchangeWithAll(op, send, bytes_per_rank, recv, bytes_per_rank);
 }
 
 OpTask DisseminationBarrier(Op& op) {

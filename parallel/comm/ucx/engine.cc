@@ -379,18 +379,23 @@ void Engine::MarkPeerFailed(int global_rank, ucs_status_t status) {
   }
 }
 
+// Calls f(comm_rank) for every member whose failure fails `op`: its watched ranks, or
+// (none watched) every member of its communicator.
+template <typename F>
+static void ForEachNeededRank(const Op& op, F f) {
+  if (op.watched.empty()) {
+    for (int r = 0; r < op.comm->size; ++r) f(r);
+  } else {
+    for (int r : op.watched) f(r);
+  }
+}
+
 bool Engine::PeerNeededLocked(int global_rank) {
   auto needs = [&](const Op& op) {
-    const CommState& comm = *op.comm;
     if (op.done.load(std::memory_order_acquire)) return false;
-    if (op.watched.empty()) {
-      return std::find(comm.global_ranks.begin(), comm.global_ranks.end(), global_rank) !=
-             comm.global_ranks.end();
-    }
-    for (int r : op.watched) {
-      if (comm.global_ranks[r] == global_rank) return true;
-    }
-    return false;
+    bool needed = false;
+    ForEachNeededRank(op, [&](int r) { needed |= op.comm->global_ranks[r] == global_rank; });
+    return needed;
   };
   for (const auto& comm : comms_) {
     for (const auto& op : comm->collectives) {
@@ -656,14 +661,9 @@ std::string Engine::FailedPeersText(const Op& op) const {
   if (failed_peers_ == 0) return "";
   const CommState& comm = *op.comm;
   std::vector<int> failed;
-  auto consider = [&](int comm_rank) {
+  ForEachNeededRank(op, [&](int comm_rank) {
     if (peers_[comm.global_ranks[comm_rank]]->failed) failed.push_back(comm_rank);
-  };
-  if (op.watched.empty()) {
-    for (int r = 0; r < comm.size; ++r) consider(r);
-  } else {
-    for (int r : op.watched) consider(r);
-  }
+  });
   if (failed.empty()) return "";
   std::stable_sort(failed.begin(), failed.end(), [&](int a, int b) {
     return peers_[comm.global_ranks[a]]->failed_at < peers_[comm.global_ranks[b]]->failed_at;
@@ -682,15 +682,10 @@ absl::Status Engine::CheckPeersLocked(Op& op, Clock::time_point now) {
   if (failed_peers_ == 0) return absl::OkStatus();
   const CommState& comm = *op.comm;
   bool expired = false;
-  auto check = [&](int comm_rank) {
+  ForEachNeededRank(op, [&](int comm_rank) {
     const PeerSlot& slot = *peers_[comm.global_ranks[comm_rank]];
     expired |= slot.failed && now - slot.failed_at >= kPeerFailureGrace;
-  };
-  if (op.watched.empty()) {
-    for (int r = 0; r < comm.size; ++r) check(r);
-  } else {
-    for (int r : op.watched) check(r);
-  }
+  });
   if (!expired) return absl::OkStatus();
   return absl::UnavailableError(absl::StrCat(OpContext(op), ": ", FailedPeersText(op),
                                              "; the process died or became unreachable"));

@@ -293,11 +293,7 @@ absl::Status Engine::Init(Bootstrap& bootstrap, const CommOptions& options) {
       warned = true;
     }
     // Without a control endpoint, the wire-up needs the data endpoint now.
-    ucp_ep_params_t data_params{};
-    data_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-    data_params.address = reinterpret_cast<const ucp_address_t*>(addresses_[r].data());
-    data_params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-    st = ucp_ep_create(worker_, &data_params, &slot.data_ep);
+    st = CreateDataEndpoint(r, &slot.data_ep);
     if (st != UCS_OK) {
       slot.data_ep = nullptr;
       return UcsError(absl::StrCat("UCX communicator: endpoint to rank ", r), st);
@@ -305,6 +301,22 @@ absl::Status Engine::Init(Bootstrap& bootstrap, const CommOptions& options) {
   }
   progress_thread_ = std::thread([this] { ProgressThreadMain(); });
   return absl::OkStatus();
+}
+
+ucs_status_t Engine::CreateDataEndpoint(int global_rank, ucp_ep_h* ep) {
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  params.address = reinterpret_cast<const ucp_address_t*>(addresses_[global_rank].data());
+  params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+  return ucp_ep_create(worker_, &params, ep);
+}
+
+void Engine::ForceClose(ucp_ep_h ep) {
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  ucs_status_ptr_t req = ucp_ep_close_nbx(ep, &param);
+  if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
 }
 
 Engine::~Engine() {
@@ -594,13 +606,9 @@ bool Engine::ProgressLocked() {
     for (auto& slot : peers_) {
       if (!slot->close_pending) continue;
       slot->close_pending = false;
-      ucp_request_param_t param{};
-      param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      param.flags = UCP_EP_CLOSE_FLAG_FORCE;
       // The PEER-mode control endpoint only: force-closing a NONE-mode endpoint is not
       // defined; its stuck requests are abandoned instead (see the header).
-      ucs_status_ptr_t req = ucp_ep_close_nbx(slot->ctl_ep, &param);
-      if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
+      ForceClose(slot->ctl_ep);
       if (slot->data_ep == slot->ctl_ep) slot->data_ep = nullptr;
       slot->ctl_ep = nullptr;
       progressed = true;

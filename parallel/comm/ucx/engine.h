@@ -360,6 +360,10 @@ class Engine {
   // it arrives (control lane: the control endpoint where there is one).
   ucp_ep_h SendEndpoint(const PeerSlot& slot, bool control) const;
   ucp_worker_h ReceiveWorker(const PeerSlot& slot, bool control) const;
+  // A UCP_ERR_HANDLING_MODE_NONE endpoint of the data worker to `global_rank`.
+  ucs_status_t CreateDataEndpoint(int global_rank, ucp_ep_h* ep);
+  // Closes `ep` without flushing: its requests complete with errors.
+  static void ForceClose(ucp_ep_h ep);
 
   bool ProgressLocked();
   void AcceptLocked(std::shared_ptr<Op> op);

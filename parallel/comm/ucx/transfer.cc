@@ -319,12 +319,8 @@ absl::Status Engine::CreateDataEndpoints(const std::vector<uint64_t>& i_read_the
       continue;
     }
     if (slot.data_ep != nullptr && slot.data_ep != slot.ctl_ep) continue;  // made in Init
-    ucp_ep_params_t params{};
-    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-    params.address = reinterpret_cast<const ucp_address_t*>(addresses_[r].data());
-    params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
     ucp_ep_h ep = nullptr;
-    ucs_status_t st = ucp_ep_create(worker_, &params, &ep);
+    ucs_status_t st = CreateDataEndpoint(r, &ep);
     if (st != UCS_OK) {
       return absl::UnavailableError(absl::StrCat("UCX communicator: data endpoint to rank ", r,
                                                  ": ", ucs_status_string(st)));
@@ -333,11 +329,7 @@ absl::Status Engine::CreateDataEndpoints(const std::vector<uint64_t>& i_read_the
     // dead peer would make UCX abort the process. Then the PEER-mode endpoint carries the
     // data (the direct copies still work: only their small messages change lanes).
     if (!self && slot.ctl_ep != nullptr && !ActiveMessagesOnSharedMemory(ep)) {
-      ucp_request_param_t close{};
-      close.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      close.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      ucs_status_ptr_t req = ucp_ep_close_nbx(ep, &close);
-      if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
+      ForceClose(ep);
       slot.data_ep = slot.ctl_ep;
       data_on_ctl_ = true;
       continue;

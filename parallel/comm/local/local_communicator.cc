@@ -4,24 +4,14 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "parallel/comm/ucx/reduce.h"
 #include "runtime/base/check.h"
 
 namespace colossal::parallel {
 namespace {
 
-float Bf16ToFloat(uint16_t v) {
-  uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-uint16_t FloatToBf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  bits += 0x7FFF + ((bits >> 16) & 1);  // round to nearest even
-  return static_cast<uint16_t>(bits >> 16);
-}
+using ucx::Bf16ToFloat;
+using ucx::FloatToBf16;
 
 // out[i] = Σ_r in_r[offset + i] in rank order.
 void SumInto(const std::vector<LocalGroup::Post>& all, int64_t offset, int64_t count, DType dtype,

@@ -14,13 +14,13 @@ using ucx::Bf16ToFloat;
 using ucx::FloatToBf16;
 
 // out[i] = Σ_r in_r[offset + i] in rank order.
-void SumInto(const std::vector<LocalGroup::Post>& all, int64_t offset, int64_t count, DType dtype,
+void SumInto(const std::vector<const void*>& all, int64_t offset, int64_t count, DType dtype,
              void* out) {
   if (dtype == DType::kF32) {
     float* o = static_cast<float*>(out);
     for (int64_t i = 0; i < count; ++i) {
       float s = 0;
-      for (const auto& p : all) s += static_cast<const float*>(p.send)[offset + i];
+      for (const void* p : all) s += static_cast<const float*>(p)[offset + i];
       o[i] = s;
     }
   } else {
@@ -28,7 +28,7 @@ void SumInto(const std::vector<LocalGroup::Post>& all, int64_t offset, int64_t c
     uint16_t* o = static_cast<uint16_t*>(out);
     for (int64_t i = 0; i < count; ++i) {
       float s = 0;
-      for (const auto& p : all) s += Bf16ToFloat(static_cast<const uint16_t*>(p.send)[offset + i]);
+      for (const void* p : all) s += Bf16ToFloat(static_cast<const uint16_t*>(p)[offset + i]);
       o[i] = FloatToBf16(s);
     }
   }
@@ -43,65 +43,43 @@ class LocalCommunicator : public Communicator {
   const std::vector<int>& global_ranks() const override { return group_->global_ranks(); }
 
   std::unique_ptr<Work> AllReduce(void* buf, int64_t count, DType dtype) override {
-    std::vector<char> tmp(count * kernels::DTypeSize(dtype));
-    std::vector<LocalGroup::Post> all;
-    absl::Status s = group_->Exchange(rank_, {buf, nullptr}, &all);
-    if (s.ok()) SumInto(all, 0, count, dtype, tmp.data());
-    // Everyone has read every input before anyone overwrites its own.
-    if (s.ok()) s = group_->Exchange(rank_, {}, &all);
-    if (s.ok()) std::memcpy(buf, tmp.data(), tmp.size());
-    return std::make_unique<DoneWork>(s);
+    return Run(buf, count * kernels::DTypeSize(dtype), buf,
+               [&](const std::vector<const void*>& all, char* out) {
+                 SumInto(all, 0, count, dtype, out);
+               });
   }
 
   std::unique_ptr<Work> ReduceScatter(const void* send, void* recv, int64_t count,
                                       DType dtype) override {
-    std::vector<LocalGroup::Post> all;
-    absl::Status s = group_->Exchange(rank_, {send, recv}, &all);
-    std::vector<char> tmp(count * kernels::DTypeSize(dtype));
-    if (s.ok()) SumInto(all, rank_ * count, count, dtype, tmp.data());
-    if (s.ok()) s = group_->Exchange(rank_, {}, &all);
-    if (s.ok()) std::memcpy(recv, tmp.data(), tmp.size());
-    return std::make_unique<DoneWork>(s);
+    return Run(send, count * kernels::DTypeSize(dtype), recv,
+               [&](const std::vector<const void*>& all, char* out) {
+                 SumInto(all, rank_ * count, count, dtype, out);
+               });
   }
 
   std::unique_ptr<Work> AllGather(const void* send, void* recv, int64_t count,
                                   DType dtype) override {
     const int64_t bytes = count * kernels::DTypeSize(dtype);
-    std::vector<LocalGroup::Post> all;
-    absl::Status s = group_->Exchange(rank_, {send, recv}, &all);
-    std::vector<char> tmp(bytes * size());
-    if (s.ok()) {
-      for (int r = 0; r < size(); ++r) std::memcpy(tmp.data() + r * bytes, all[r].send, bytes);
-      s = group_->Exchange(rank_, {}, &all);
-    }
-    if (s.ok()) std::memcpy(recv, tmp.data(), tmp.size());
-    return std::make_unique<DoneWork>(s);
+    return Run(send, bytes * size(), recv, [&](const std::vector<const void*>& all, char* out) {
+      for (int r = 0; r < size(); ++r) std::memcpy(out + r * bytes, all[r], bytes);
+    });
   }
 
   std::unique_ptr<Work> Broadcast(void* buf, int64_t count, DType dtype, int root) override {
     const int64_t bytes = count * kernels::DTypeSize(dtype);
-    std::vector<LocalGroup::Post> all;
-    absl::Status s = group_->Exchange(rank_, {buf, buf}, &all);
-    std::vector<char> tmp(bytes);
-    if (s.ok()) std::memcpy(tmp.data(), all[root].send, bytes);
-    if (s.ok()) s = group_->Exchange(rank_, {}, &all);
-    if (s.ok() && rank_ != root) std::memcpy(buf, tmp.data(), bytes);
-    return std::make_unique<DoneWork>(s);
+    return Run(buf, bytes, rank_ == root ? nullptr : buf,
+               [&](const std::vector<const void*>& all, char* out) {
+                 std::memcpy(out, all[root], bytes);
+               });
   }
 
   std::unique_ptr<Work> AllToAll(const void* send, void* recv, int64_t count, DType dtype) override {
     const int64_t bytes = count * kernels::DTypeSize(dtype);
-    std::vector<LocalGroup::Post> all;
-    absl::Status s = group_->Exchange(rank_, {send, recv}, &all);
-    std::vector<char> tmp(bytes * size());
-    if (s.ok()) {
+    return Run(send, bytes * size(), recv, [&](const std::vector<const void*>& all, char* out) {
       for (int r = 0; r < size(); ++r) {
-        std::memcpy(tmp.data() + r * bytes, static_cast<const char*>(all[r].send) + rank_ * bytes, bytes);
+        std::memcpy(out + r * bytes, static_cast<const char*>(all[r]) + rank_ * bytes, bytes);
       }
-      s = group_->Exchange(rank_, {}, &all);
-    }
-    if (s.ok()) std::memcpy(recv, tmp.data(), tmp.size());
-    return std::make_unique<DoneWork>(s);
+    });
   }
 
   std::unique_ptr<Work> Send(const void*, int64_t, int, int) override {
@@ -112,8 +90,8 @@ class LocalCommunicator : public Communicator {
   }
 
   std::unique_ptr<Work> Barrier() override {
-    std::vector<LocalGroup::Post> all;
-    return std::make_unique<DoneWork>(group_->Exchange(rank_, {}, &all));
+    std::vector<const void*> all;
+    return std::make_unique<DoneWork>(group_->Exchange(rank_, nullptr, &all));
   }
 
   absl::StatusOr<std::unique_ptr<Communicator>> Split(const std::vector<int>& ranks) override {
@@ -128,6 +106,22 @@ class LocalCommunicator : public Communicator {
   void Abort(const absl::Status& status) override { group_->Abort(status); }
 
  private:
+  // One collective: every member posts `send`; `fill` forms this rank's `bytes` of result
+  // from every member's input, into a scratch buffer; once every member has read every
+  // input (a second exchange), the result is copied to `out` (null: nothing to copy).
+  template <typename Fill>
+  std::unique_ptr<Work> Run(const void* send, int64_t bytes, void* out, Fill fill) {
+    std::vector<const void*> all;
+    std::vector<char> tmp(bytes);
+    absl::Status s = group_->Exchange(rank_, send, &all);
+    if (s.ok()) {
+      fill(all, tmp.data());
+      s = group_->Exchange(rank_, nullptr, &all);
+    }
+    if (s.ok() && out != nullptr) std::memcpy(out, tmp.data(), tmp.size());
+    return std::make_unique<DoneWork>(s);
+  }
+
   std::shared_ptr<LocalGroup> group_;
   int rank_;
 };
@@ -153,11 +147,11 @@ std::unique_ptr<Communicator> LocalGroup::Member(int rank) {
   return std::make_unique<LocalCommunicator>(shared_from_this(), rank);
 }
 
-absl::Status LocalGroup::Exchange(int rank, Post post, std::vector<Post>* all) {
+absl::Status LocalGroup::Exchange(int rank, const void* send, std::vector<const void*>* all) {
   std::unique_lock<std::mutex> lock(mu_);
   if (!aborted_.ok()) return aborted_;
   const int64_t gen = generation_;
-  posts_[rank] = post;
+  posts_[rank] = send;
   present_[rank] = true;
   if (++arrived_ == size_) {
     // The posts of this generation, kept until every member has copied them (the next

@@ -28,13 +28,9 @@ class LocalGroup : public std::enable_shared_from_this<LocalGroup> {
 
   int size() const { return size_; }
 
-  // Internal: one collective step. Every member posts its arguments; returns when all
-  // have (or the timeout passes).
-  struct Post {
-    const void* send = nullptr;
-    void* recv = nullptr;
-  };
-  absl::Status Exchange(int rank, Post post, std::vector<Post>* all);
+  // Internal: one collective step. Every member posts its input buffer; returns when all
+  // have (or the timeout passes), with every member's input by rank in `all`.
+  absl::Status Exchange(int rank, const void* send, std::vector<const void*>* all);
   std::shared_ptr<LocalGroup> SubGroup(const std::vector<int>& members_local);
   const std::vector<int>& global_ranks() const { return global_ranks_; }
   void Abort(const absl::Status& status);
@@ -48,8 +44,8 @@ class LocalGroup : public std::enable_shared_from_this<LocalGroup> {
   std::condition_variable cv_;
   int64_t generation_ = 0;
   int arrived_ = 0;
-  std::vector<Post> posts_;
-  std::vector<Post> snapshot_;
+  std::vector<const void*> posts_;
+  std::vector<const void*> snapshot_;
   std::vector<bool> present_;
   absl::Status aborted_;
   std::map<std::vector<int>, std::shared_ptr<LocalGroup>> subgroups_;

@@ -229,7 +229,7 @@ absl::Status Engine::Init(Bootstrap& bootstrap, const CommOptions& options) {
   // Blob: boot id (36 characters, blanks if unknown), pid (8 bytes), the address of
   // magic_ (8 bytes), the data worker's address length (8 bytes) and address, then the
   // control worker's address.
-  magic_ = 0xc01055a1d1ec7ull ^ static_cast<uint64_t>(world_rank_);
+  magic_ = kDescriptorMagic ^ static_cast<uint64_t>(world_rank_);
   const std::string boot_id = MachineBootId();
   std::string blob = boot_id;
   AppendU64(blob, static_cast<uint64_t>(getpid()));

@@ -81,6 +81,9 @@ inline constexpr uint32_t kWireupPayload = (1u << 26) - 1;
 // all-reduce 8.2 → 4.9 µs, 4-rank 16 KiB 36-39 → 21-24 µs; from 32 KiB the direct copy wins,
 // e.g. 2-rank 64 KiB all-gather 5 µs direct, 7.5 µs eager.)
 inline constexpr size_t kDirectMinBytes = 32 << 10;
+// First word of a direct message's descriptor; XOR the rank, the word each engine keeps for
+// peers to read when they probe whether direct copies work (Engine::ProbeDirectReads).
+inline constexpr uint64_t kDescriptorMagic = 0xc01055a1d1ec7ull;
 
 constexpr ucp_tag_t MakeTag(uint32_t comm_id, int src, TagKind kind, uint32_t payload,
                             bool ack = false) {

@@ -20,7 +20,6 @@
 namespace colossal::parallel::ucx {
 namespace {
 
-constexpr uint64_t kDescriptorMagic = 0xc01055a1d1ec7ull;
 // Piece of a direct message summed while in cache (Op::RecvReduce; a multiple of 64).
 // 2-rank A/B, same build, 64 / 128 / 256 KiB: 4 MiB all-reduce 601-617 / 574-589 /
 // 578-595 µs (whole-message copy, then sum: 647-654), 16 MiB reduce-scatter 1726-1805 /

@@ -89,11 +89,9 @@ Result Train(const std::string& yaml, int ranks, const std::vector<std::string>&
   REQUIRE(latest.ok());
   if (*latest) {
     // Whole tensors, or pieces in every rank's model file (ZeRO 3).
-    std::vector<std::string> files;
-    for (const auto& e : fs::directory_iterator(**latest)) {
-      if (e.path().filename().string().rfind("model", 0) == 0) files.push_back(e.path().string());
-    }
-    auto model = checkpoint::PieceReader::Open(files);
+    auto files = checkpoint::StepFiles(**latest, "model");
+    REQUIRE(files.ok());
+    auto model = checkpoint::PieceReader::Open(*files);
     REQUIRE(model.ok());
     for (const std::string& name : model->Names()) {
       std::vector<float> v(model->CoveredElements(name));

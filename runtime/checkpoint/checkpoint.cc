@@ -200,6 +200,28 @@ std::string StagingDir(const std::string& dir, int64_t step) {
   return absl::StrCat(dir, "/.step-", step, ".shards");
 }
 
+std::string ShardFile(const std::string& dir, std::string_view kind, int rank) {
+  return absl::StrCat(dir, "/", std::string(kind), "-", rank, ".safetensors");
+}
+
+absl::StatusOr<std::vector<std::string>> StepFiles(const std::string& step_dir,
+                                                   std::string_view kind) {
+  const std::string whole = std::string(kind) + ".safetensors";
+  const std::string shard_prefix = std::string(kind) + "-";
+  std::vector<std::string> out;
+  std::error_code ec;
+  fs::directory_iterator it(step_dir, ec);
+  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == whole || (name.starts_with(shard_prefix) && name.ends_with(".safetensors"))) {
+      out.push_back(it->path().string());
+    }
+  }
+  if (ec) return ErrnoError(ec.value(), absl::StrCat("list checkpoint ", step_dir));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 absl::Status WriteCheckpoint(const std::string& dir, int64_t step,
                              std::span<const TensorView> model,
                              std::span<const TensorView> optimizer,

@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -65,6 +66,17 @@ absl::Status WriteCheckpoint(const std::string& dir, int64_t step,
 // "<dir>/.step-<step>.shards": where ranks write their shard files for rank 0 to move
 // into the checkpoint (readers ignore dot directories; pruning removes stale ones).
 std::string StagingDir(const std::string& dir, int64_t step);
+
+// "<dir>/<kind>-<rank>.safetensors", kind "model" or "optimizer": the shard file of rank
+// `rank` > 0 of a sharded checkpoint (rank 0's shard is the step's kModelFile /
+// kOptimizerFile).
+std::string ShardFile(const std::string& dir, std::string_view kind, int rank);
+
+// The files of step directory `step_dir` holding `kind` ("model" or "optimizer")
+// tensors: "<kind>.safetensors" and every shard file "<kind>-<rank>.safetensors",
+// sorted by path. Errors only when the directory cannot be listed.
+absl::StatusOr<std::vector<std::string>> StepFiles(const std::string& step_dir,
+                                                   std::string_view kind);
 
 // The path of the complete step directory with the highest step under `dir`, or
 // nullopt when there is none (including when `dir` does not exist). Incomplete step

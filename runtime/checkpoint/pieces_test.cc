@@ -70,10 +70,17 @@ TEST_CASE("shard files staged by other ranks move into the published step direct
   std::vector<TensorView> opt0 = {{PieceName("m.exp_avg", 0), "F32", {1}, &x}};
   const std::string staging = StagingDir(dir.string(), 3);
   fs::create_directories(staging);
-  const std::string shard = staging + "/optimizer-1.safetensors";
+  const std::string shard = ShardFile(staging, "optimizer", 1);
   REQUIRE(WriteSafetensors(shard, opt0, {}).ok());
   REQUIRE(WriteCheckpoint(dir.string(), 3, model, opt0, "{}", 0, std::vector<std::string>{shard}).ok());
   REQUIRE(fs::exists(StepDir(dir.string(), 3) + "/optimizer-1.safetensors"));
+  auto model_files = StepFiles(StepDir(dir.string(), 3), "model");
+  REQUIRE(model_files.ok());
+  REQUIRE(*model_files == std::vector<std::string>{StepDir(dir.string(), 3) + "/model.safetensors"});
+  auto optimizer_files = StepFiles(StepDir(dir.string(), 3), "optimizer");
+  REQUIRE(optimizer_files.ok());
+  REQUIRE(*optimizer_files == std::vector<std::string>{StepDir(dir.string(), 3) + "/optimizer-1.safetensors",
+                                                       StepDir(dir.string(), 3) + "/optimizer.safetensors"});
   REQUIRE_FALSE(fs::exists(staging));  // staging of a published step is pruned
   auto latest = LatestCheckpoint(dir.string());
   REQUIRE(latest.ok());

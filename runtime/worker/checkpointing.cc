@@ -24,21 +24,6 @@ std::vector<checkpoint::TensorView> Views(const std::vector<StateTensor>& tensor
   return views;
 }
 
-// Files of `step_dir` whose names start with `prefix` and end in .safetensors.
-std::vector<std::string> FilesWithPrefix(const std::string& step_dir, const std::string& prefix) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(step_dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind(prefix, 0) == 0 && name.size() > 12 &&
-        name.compare(name.size() - 12, 12, ".safetensors") == 0) {
-      out.push_back(e.path().string());
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 std::vector<checkpoint::TensorView> PieceViews(const memory::ParamStore& params,
                                               const parallel::HeldParams& held) {
   std::vector<checkpoint::TensorView> views;
@@ -78,17 +63,17 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
     fs::create_directories(staging, ec);
     if (ec) return absl::PermissionDeniedError(absl::StrCat(staging, ": ", ec.message()));
     const std::map<std::string, std::string> meta = {{"colossal_step", std::to_string(steps_done)}};
-    RETURN_IF_ERROR(checkpoint::WriteSafetensors(
-        absl::StrCat(staging, "/optimizer-", rank, ".safetensors"), Views(optimizer), meta));
+    RETURN_IF_ERROR(checkpoint::WriteSafetensors(checkpoint::ShardFile(staging, "optimizer", rank),
+                                                 Views(optimizer), meta));
     if (params_sharded) {
-      RETURN_IF_ERROR(checkpoint::WriteSafetensors(
-          absl::StrCat(staging, "/model-", rank, ".safetensors"), PieceViews(*state.params, held), meta));
+      RETURN_IF_ERROR(checkpoint::WriteSafetensors(checkpoint::ShardFile(staging, "model", rank),
+                                                   PieceViews(*state.params, held), meta));
     }
   }
   if (sharded) {
     for (int r = 1; r < ranks; ++r) {
-      extras.push_back(absl::StrCat(staging, "/optimizer-", r, ".safetensors"));
-      if (params_sharded) extras.push_back(absl::StrCat(staging, "/model-", r, ".safetensors"));
+      extras.push_back(checkpoint::ShardFile(staging, "optimizer", r));
+      if (params_sharded) extras.push_back(checkpoint::ShardFile(staging, "model", r));
     }
   }
   // Every shard is on disk before rank 0 publishes; rank 0 has published before anyone
@@ -110,13 +95,15 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
 absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
   ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(state.spec->train.checkpoint.dir));
   if (!latest) return std::optional<Restored>();
-  ASSIGN_OR_RETURN(std::string state_text, checkpoint::ReadFile(absl::StrCat(*latest, "/state.json")));
+  ASSIGN_OR_RETURN(std::string state_text,
+                   checkpoint::ReadFile(absl::StrCat(*latest, "/", std::string(checkpoint::kStateFile))));
   nlohmann::json json = nlohmann::json::parse(state_text, nullptr, false);
   if (json.is_discarded() || !json.contains("optimizer_step") || !json.contains("step") ||
       !json["step"].is_number_integer() || !json["optimizer_step"].is_number_integer()) {
     return absl::DataLossError(absl::StrCat(*latest, "/state.json: not a colossal checkpoint state"));
   }
-  ASSIGN_OR_RETURN(auto model, checkpoint::PieceReader::Open(FilesWithPrefix(*latest, "model")));
+  ASSIGN_OR_RETURN(std::vector<std::string> model_files, checkpoint::StepFiles(*latest, "model"));
+  ASSIGN_OR_RETURN(auto model, checkpoint::PieceReader::Open(model_files));
   for (int i = 0; i < state.params->size(); ++i) {
     const memory::ParamInfo& info = state.params->info(i);
     const std::vector<int64_t>* shape = model.WholeShape(info.name);
@@ -133,7 +120,8 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
     absl::Status s = model.ReadF32(state.params->info(seg.param).name, seg.offset, seg.length, held.data[i]);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
   }
-  ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(FilesWithPrefix(*latest, "optimizer")));
+  ASSIGN_OR_RETURN(std::vector<std::string> optimizer_files, checkpoint::StepFiles(*latest, "optimizer"));
+  ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(optimizer_files));
   absl::Status s = state.optimizer->LoadState(optimizer);
   if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
   Restored r;

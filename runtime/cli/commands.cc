@@ -1,11 +1,9 @@
 // Local commands of the `colossal` CLI.
 #include "runtime/cli/commands.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +15,7 @@
 #include "kernels/common/dispatch.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/checkpoint/file_io.h"
 #include "runtime/checkpoint/pieces.h"
 #include "runtime/checkpoint/safetensors.h"
 #include "runtime/cli/args.h"
@@ -119,13 +118,14 @@ absl::StatusOr<std::string> StepDirOf(const std::string& path) {
   return *latest;
 }
 
-// The state.json of step directory `dir`; discarded (is_discarded()) when unreadable or
-// not JSON.
-nlohmann::json ReadStateJson(const std::string& dir) {
-  std::ifstream in(fs::path(dir) / checkpoint::kStateFile);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return nlohmann::json::parse(ss.str(), nullptr, false);
+// The state.json of step directory `dir`, parsed; an error names the file when it cannot
+// be read or is not JSON.
+absl::StatusOr<nlohmann::json> ReadStateJson(const std::string& dir) {
+  const std::string path = (fs::path(dir) / checkpoint::kStateFile).string();
+  ASSIGN_OR_RETURN(std::string text, checkpoint::ReadFile(path));
+  nlohmann::json state = nlohmann::json::parse(text, nullptr, false);
+  if (state.is_discarded()) return absl::DataLossError(absl::StrCat(path, ": not JSON"));
+  return state;
 }
 
 absl::Status Generate(const ParsedArgs& args) {
@@ -135,8 +135,8 @@ absl::Status Generate(const ParsedArgs& args) {
         "[--top-k K] [--seed S]");
   }
   ASSIGN_OR_RETURN(std::string dir, StepDirOf(args.positional[0]));
-  nlohmann::json state = ReadStateJson(dir);
-  if (state.is_discarded() || !state.contains("model") || state["model"].value("type", "") != "gpt") {
+  ASSIGN_OR_RETURN(nlohmann::json state, ReadStateJson(dir));
+  if (!state.contains("model") || state["model"].value("type", "") != "gpt") {
     return absl::InvalidArgumentError(
         absl::StrCat(dir, "/state.json: no GPT model description (generate supports GPT models)"));
   }
@@ -177,16 +177,11 @@ absl::Status Export(const ParsedArgs& args) {
     return absl::InvalidArgumentError("usage: colossal export CHECKPOINT OUT.safetensors");
   }
   ASSIGN_OR_RETURN(std::string dir, StepDirOf(args.positional[0]));
-  nlohmann::json state = ReadStateJson(dir);
-  if (state.is_discarded() || !state.contains("param_shapes") || !state["param_shapes"].is_object()) {
+  ASSIGN_OR_RETURN(nlohmann::json state, ReadStateJson(dir));
+  if (!state.contains("param_shapes") || !state["param_shapes"].is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(dir, "/state.json: no param_shapes"));
   }
-  std::vector<std::string> files;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("model", 0) == 0 && e.path().extension() == ".safetensors") files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
+  ASSIGN_OR_RETURN(std::vector<std::string> files, checkpoint::StepFiles(dir, "model"));
   ASSIGN_OR_RETURN(checkpoint::PieceReader reader, checkpoint::PieceReader::Open(files));
   std::vector<std::vector<float>> data;
   std::vector<checkpoint::TensorView> views;

@@ -145,7 +145,8 @@ class Zero3 : public DataParallel {
       auto next = std::upper_bound(uses.begin(), uses.end(), node);
       if (next == uses.end() || *next > node + kReleaseSlack) ReleaseData(static_cast<int>(g));
     }
-    CompleteReduces(/*wait=*/false);
+    // A failure stays in status_ and is returned by FinishReduction.
+    CompleteReduces(/*wait=*/false).IgnoreError();
   }
 
   absl::Status FinishReduction() override { return CompleteReduces(/*wait=*/true); }

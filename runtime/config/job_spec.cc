@@ -308,7 +308,7 @@ void FillDerivedDefaults(const YamlContext& ctx, JobSpec& spec) {
 }
 
 absl::StatusOr<JobSpec> ParseTree(YAML::Node root, YamlContext& ctx,
-                                  const std::vector<std::string>& overrides) {
+                                  const std::vector<std::string>& overrides, Unbuilt unbuilt) {
   constexpr absl::string_view kTopLevel =
       "a map of keys (name, model, data, train, parallel, memory, resources, sample, env)";
   if (!root.IsMap()) {
@@ -335,7 +335,7 @@ absl::StatusOr<JobSpec> ParseTree(YAML::Node root, YamlContext& ctx,
   RETURN_IF_ERROR(ParseEnv(top, spec));
   RETURN_IF_ERROR(ParseSample(top, spec));
   FillDerivedDefaults(ctx, spec);
-  RETURN_IF_ERROR(internal::ValidateJobSpec(spec, ctx));
+  RETURN_IF_ERROR(internal::ValidateJobSpec(spec, ctx, unbuilt));
   return spec;
 }
 
@@ -378,7 +378,7 @@ absl::Status CheckReadable(const JobSpec& spec, absl::string_view key, const std
 }  // namespace
 
 absl::StatusOr<JobSpec> ParseJobSpec(std::string_view yaml, std::string_view source,
-                                     const std::vector<std::string>& overrides) {
+                                     const std::vector<std::string>& overrides, Unbuilt unbuilt) {
   YamlContext ctx{std::string(source)};
   std::vector<YAML::Node> docs;
   try {
@@ -395,7 +395,7 @@ absl::StatusOr<JobSpec> ParseJobSpec(std::string_view yaml, std::string_view sou
   }
   YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
   try {
-    return ParseTree(root, ctx, overrides);
+    return ParseTree(root, ctx, overrides, unbuilt);
   } catch (const YAML::Exception& e) {
     // Not expected (reads check node kinds first); kept so no exception escapes.
     return absl::InvalidArgumentError(

@@ -42,16 +42,19 @@ std::string Replace(std::string text, const std::string& from, const std::string
   return text;
 }
 
+// These helpers test the parser and the rules, so they accept features this build does
+// not run yet; "refused until built" has its own test case (ParseJobSpec's default).
 JobSpec Parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-  absl::StatusOr<JobSpec> spec = ParseJobSpec(yaml, "job.yaml", overrides);
+  absl::StatusOr<JobSpec> spec = ParseJobSpec(yaml, "job.yaml", overrides, Unbuilt::kAccept);
   INFO(spec.status().message());
   REQUIRE(spec.ok());
   return *spec;
 }
 
 // The InvalidArgument message of a parse that must fail; checks it is one line.
-std::string ErrorOf(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-  absl::StatusOr<JobSpec> spec = ParseJobSpec(yaml, "job.yaml", overrides);
+std::string ErrorOf(const std::string& yaml, const std::vector<std::string>& overrides = {},
+                    Unbuilt unbuilt = Unbuilt::kAccept) {
+  absl::StatusOr<JobSpec> spec = ParseJobSpec(yaml, "job.yaml", overrides, unbuilt);
   REQUIRE_FALSE(spec.ok());
   REQUIRE(spec.status().code() == absl::StatusCode::kInvalidArgument);
   std::string message(spec.status().message());
@@ -226,6 +229,57 @@ TEST_CASE("defaults fill every field the YAML leaves out") {
     CHECK(e.memory == MemorySpec{});
     CHECK(e.sample == SampleSpec{});
   }
+}
+
+TEST_CASE("features this build does not run are refused, naming the key") {
+  const std::string b = kBase;
+  const Unbuilt refuse = Unbuilt::kRefuse;
+  CHECK(ErrorOf(b + "resources: {device: cuda}\n", {}, refuse) ==
+        "job.yaml:14:21: resources.device: cuda is not available yet: this build trains on the "
+        "CPU backend only; use device: cpu");
+  CHECK(ErrorOf(b + "  precision: bf16\nresources: {device: cuda}\n", {}, refuse) ==
+        "job.yaml:15:21: resources.device: cuda is not available yet: this build trains on the "
+        "CPU backend only; use device: cpu");
+  CHECK(ErrorOf(b, {"train.precision=fp16", "resources.device=cuda"}, refuse) ==
+        "--set 'resources.device=cuda': resources.device: cuda is not available yet: this build "
+        "trains on the CPU backend only; use device: cpu");
+  CHECK(ErrorOf(b + "parallel: auto\n", {}, refuse) ==
+        "job.yaml:14:11: parallel: auto is not available yet: the auto-parallel planner is not "
+        "built; give the degrees as a map {data, zero, tensor, pipeline, sequence}");
+  CHECK(ErrorOf(b + "parallel: {tensor: 2}\nresources: {ranks_per_node: 2}\n", {}, refuse) ==
+        "job.yaml:14:20: parallel.tensor: tensor parallelism is not available yet; set it to 1, "
+        "got 2");
+  CHECK(ErrorOf(b + "parallel: {pipeline: {size: 2}}\nresources: {ranks_per_node: 2}\n", {},
+                refuse) ==
+        "job.yaml:14:29: parallel.pipeline.size: pipeline parallelism is not available yet; set "
+        "it to 1, got 2");
+  CHECK(ErrorOf(b + "parallel: {sequence: 2}\nresources: {ranks_per_node: 2}\n", {}, refuse) ==
+        "job.yaml:14:22: parallel.sequence: sequence parallelism is not available yet; set it to "
+        "1, got 2");
+  CHECK(ErrorOf(b + "memory: {placement: auto}\n", {}, refuse) ==
+        "job.yaml:14:21: memory.placement: placement auto is not available yet: the Gemini "
+        "memory manager is not built (model state stays in host memory); remove the key");
+  CHECK_THAT(ErrorOf(b + "memory: {device_budget: 8GiB}\n", {}, refuse),
+             Catch::StartsWith("job.yaml:14:25: memory.device_budget: a device budget is not "
+                               "available yet"));
+  CHECK_THAT(ErrorOf(b + "memory: {host_budget: 8GiB}\n", {}, refuse),
+             Catch::StartsWith("job.yaml:14:23: memory.host_budget: a host budget is not "
+                               "available yet"));
+  CHECK_THAT(ErrorOf(b + "memory: {nvme_dir: /scratch}\n", {}, refuse),
+             Catch::StartsWith("job.yaml:14:20: memory.nvme_dir: NVMe offload is not available yet"));
+  CHECK(ErrorOf(b + "memory: {activation_checkpointing: true}\n", {}, refuse) ==
+        "job.yaml:14:36: memory.activation_checkpointing: activation checkpointing is not "
+        "available yet; set it to false or remove the key");
+  // What the defaults describe (and what ToYaml writes for them) is what this build runs.
+  auto plain = ParseJobSpec(b + "memory: {placement: static, activation_checkpointing: false}\n"
+                                "parallel: {tensor: {size: 1, mode: 2d}}\n",
+                            "job.yaml");
+  INFO(plain.status().message());
+  REQUIRE(plain.ok());
+  CHECK(ParseJobSpec(ToYaml(*plain), "again.yaml").ok());
+  // A rule that any build enforces still comes first.
+  CHECK_THAT(ErrorOf(b + "  precision: bf16\n", {}, refuse),
+             Catch::Contains("train.precision: bf16 needs resources.device: cuda"));
 }
 
 TEST_CASE("graph models, parallel: auto and the degree shorthands") {
@@ -572,7 +626,7 @@ TEST_CASE("overrides apply before validation and are named in errors") {
 void CheckRoundTrip(const JobSpec& spec) {
   std::string yaml = ToYaml(spec);
   INFO(yaml);
-  absl::StatusOr<JobSpec> again = ParseJobSpec(yaml, spec.source);
+  absl::StatusOr<JobSpec> again = ParseJobSpec(yaml, spec.source, {}, Unbuilt::kAccept);
   INFO(again.status().message());
   REQUIRE(again.ok());
   // Field by field first (a failure names the part that differs), then the whole.

@@ -249,16 +249,53 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
   return absl::OkStatus();
 }
 
+// Features a spec can describe that this build does not run: refused, so that no job
+// silently trains something other than what it asked for. Each entry goes when its
+// feature lands (and the test that it is refused becomes a test that it runs).
+absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
+  const MemorySpec memory_defaults;
+  const ParallelSpec& p = s.parallel;
+  ENSURE(s.resources.device == DeviceKind::kCpu, "resources.device",
+         "cuda is not available yet: this build trains on the CPU backend only; use device: cpu");
+  ENSURE(s.train.precision == Precision::kFp32, "train.precision",
+         Sv(PrecisionName(s.train.precision)),
+         " is not available yet: this build trains in fp32 only; use precision: fp32");
+  ENSURE(!p.auto_plan, "parallel",
+         "auto is not available yet: the auto-parallel planner is not built; give the degrees "
+         "as a map {data, zero, tensor, pipeline, sequence}");
+  ENSURE(p.tensor == 1, DegreePath(ctx, "tensor"),
+         "tensor parallelism is not available yet; set it to 1, got ", p.tensor);
+  ENSURE(p.pipeline == 1, DegreePath(ctx, "pipeline"),
+         "pipeline parallelism is not available yet; set it to 1, got ", p.pipeline);
+  ENSURE(p.sequence == 1, DegreePath(ctx, "sequence"),
+         "sequence parallelism is not available yet; set it to 1, got ", p.sequence);
+  const std::string gemini =
+      " is not available yet: the Gemini memory manager is not built (model state stays in "
+      "host memory); remove the key";
+  ENSURE(s.memory.placement == memory_defaults.placement, "memory.placement", "placement ",
+         Sv(PlacementName(s.memory.placement)), gemini);
+  ENSURE(s.memory.device_budget == memory_defaults.device_budget, "memory.device_budget",
+         "a device budget", gemini);
+  ENSURE(s.memory.host_budget == memory_defaults.host_budget, "memory.host_budget",
+         "a host budget", gemini);
+  ENSURE(s.memory.nvme_dir == memory_defaults.nvme_dir, "memory.nvme_dir", "NVMe offload",
+         gemini);
+  ENSURE(s.memory.activation_checkpointing == memory_defaults.activation_checkpointing,
+         "memory.activation_checkpointing",
+         "activation checkpointing is not available yet; set it to false or remove the key");
+  return absl::OkStatus();
+}
+
 #undef ENSURE
 
 }  // namespace
 
-absl::Status ValidateJobSpec(const JobSpec& spec, const YamlContext& ctx) {
+absl::Status ValidateJobSpec(const JobSpec& spec, const YamlContext& ctx, Unbuilt unbuilt) {
   for (auto check : {ValidateTop, ValidateModel, ValidateData, ValidateTrain, ValidateParallel,
                      ValidateMemoryResourcesSample, ValidateConsistency}) {
     if (absl::Status status = check(spec, ctx); !status.ok()) return status;
   }
-  return absl::OkStatus();
+  return unbuilt == Unbuilt::kRefuse ? ValidateBuilt(spec, ctx) : absl::OkStatus();
 }
 
 }  // namespace colossal::config::internal

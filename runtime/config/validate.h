@@ -13,6 +13,8 @@ namespace colossal::config::internal {
 
 // The first violated rule, as InvalidArgument "WHERE: dotted.key: what, what is right";
 // OK when the spec is valid.
-absl::Status ValidateJobSpec(const JobSpec& spec, const YamlContext& ctx);
+// With Unbuilt::kRefuse, a valid spec that asks for a feature this build lacks fails
+// last, naming the key: "KEY: ... not available yet; ...".
+absl::Status ValidateJobSpec(const JobSpec& spec, const YamlContext& ctx, Unbuilt unbuilt);
 
 }  // namespace colossal::config::internal

@@ -12,7 +12,15 @@ namespace colossal::graph {
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
                                                            memory::ParamStore* params,
                                                            kernels::Stream stream) {
+  return Create(graph, params, DefaultSchedule(*graph), stream);
+}
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
+                                                           memory::ParamStore* params,
+                                                           Schedule schedule,
+                                                           kernels::Stream stream) {
   std::unique_ptr<Executor> ex(new Executor());
+  ex->schedule_ = std::move(schedule);
   ex->graph_ = graph;
   ex->params_ = params;
   ex->stream_ = stream;
@@ -20,7 +28,7 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
     return absl::InvalidArgumentError(absl::StrCat("graph has ", graph->params().size(),
                                                    " parameters, store has ", params->size()));
   }
-  auto plan = PlanMemory(*graph);
+  auto plan = PlanMemory(*graph, ex->schedule_);
   if (!plan.ok()) return plan.status();
   ex->plan_ = std::move(*plan);
   ex->arena_ = memory::HostBuffer(ex->plan_.arena_bytes);
@@ -53,7 +61,6 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
   ex->node_seconds_.assign(num_nodes, 0.0);
   for (int n = 0; n < num_nodes; ++n) {
     const Node& node = graph->node(n);
-    if (!node.backward) ex->num_forward_ = n + 1;
     ex->node_ops_[n] = FindOp(node.op);
     if (ex->node_ops_[n] == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("node ", n, ": unknown op '", node.op, "'"));
@@ -125,7 +132,8 @@ void Executor::RunNode(int n, int micro_step) {
 }
 
 void Executor::Forward() {
-  for (int n = 0; n < num_forward_; ++n) {
+  for (int t = 0; t < schedule_.num_forward; ++t) {
+    const int n = schedule_.entries[t].node;
     if (before_) before_(n);
     RunNode(n, 0);
     if (after_) after_(n);
@@ -133,8 +141,9 @@ void Executor::Forward() {
 }
 
 void Executor::Backward(int micro_step) {
-  const int num_nodes = static_cast<int>(graph_->nodes().size());
-  for (int n = num_forward_; n < num_nodes; ++n) {
+  const int num_entries = static_cast<int>(schedule_.entries.size());
+  for (int t = schedule_.num_forward; t < num_entries; ++t) {
+    const int n = schedule_.entries[t].node;
     if (before_) before_(n);
     RunNode(n, micro_step);
     if (after_) after_(n);

@@ -3,7 +3,9 @@
 // store index i). Every node's input/output pointers are resolved once at creation, so
 // a run is a loop of kernel calls with no allocation and no lookups.
 //
-// Forward() runs the forward nodes, Backward(micro_step) the backward ones. Parameter
+// The order is a Schedule (schedule.h), DefaultSchedule unless one is given: Forward()
+// runs its forward part, Backward(micro_step) the rest; the memory plan's lifetimes are
+// over the same schedule. Parameter
 // gradients are overwritten by their first writer on micro_step 0 and accumulated on
 // later micro-steps (see autodiff.h), so a step of M micro-batches is
 //   for m in 0..M-1: fill inputs; Forward(); Backward(m)
@@ -21,6 +23,7 @@
 #include "graph/ir.h"
 #include "graph/memory_plan.h"
 #include "graph/op_registry.h"
+#include "graph/schedule.h"
 #include "memory/host_buffer.h"
 #include "memory/param_store.h"
 
@@ -34,6 +37,11 @@ class Executor {
   static absl::StatusOr<std::unique_ptr<Executor>> Create(const Graph* graph,
                                                           memory::ParamStore* params,
                                                           kernels::Stream stream = {});
+  // Runs `schedule` (validated: InvalidArgument naming the bad entry).
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const Graph* graph,
+                                                          memory::ParamStore* params,
+                                                          Schedule schedule,
+                                                          kernels::Stream stream = {});
 
   // Storage of any value (arena, parameter or parameter gradient).
   void* Data(int value) { return ptr_[value]; }
@@ -45,7 +53,7 @@ class Executor {
   void Forward();
   void Backward(int micro_step);
 
-  // Called before / after every node (forward and backward) with its index: data
+  // Called before / after every node (forward and backward) with its node id: data
   // parallelism launches gradient reductions after backward nodes, ZeRO 3 gathers and
   // releases parameters around nodes. Empty functions remove them.
   void SetHooks(std::function<void(int node)> before, std::function<void(int node)> after) {
@@ -64,6 +72,7 @@ class Executor {
   void SetParamGradsAccumulate(bool across_micro_steps) { accumulate_param_grads_ = across_micro_steps; }
 
   const MemoryPlan& plan() const { return plan_; }
+  const Schedule& schedule() const { return schedule_; }
   const Graph& graph() const { return *graph_; }
 
   // Per-node wall time accumulated over runs when profiling is on (for `--profile`).
@@ -77,6 +86,7 @@ class Executor {
   const Graph* graph_ = nullptr;
   memory::ParamStore* params_ = nullptr;
   kernels::Stream stream_;
+  Schedule schedule_;
   MemoryPlan plan_;
   memory::HostBuffer arena_;
   std::vector<void*> ptr_;                       // per value
@@ -84,7 +94,6 @@ class Executor {
   std::vector<std::vector<void*>> node_outputs_;
   std::vector<const OpDef*> node_ops_;
   std::vector<std::vector<bool>> param_grad_first_;  // per node, per output
-  int num_forward_ = 0;
   bool profile_ = false;
   bool accumulate_param_grads_ = true;
   std::function<void(int)> before_, after_;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -12,6 +13,7 @@
 #include "graph/executor.h"
 #include "graph/graph_file.h"
 #include "graph/memory_plan.h"
+#include "graph/schedule.h"
 #include "graph/models/gpt.h"
 #include "kernels/testing/kernel_testing.h"
 
@@ -161,18 +163,129 @@ TEST_CASE("two accumulated micro-batches give the gradient of one batch of both"
   }
 }
 
+// Every backward-input node first, then every backward-weight node (each part keeping
+// the default order): zero-bubble's split, taken blindly.
+Schedule AllWeightsLast(const Graph& g) {
+  Schedule s = DefaultSchedule(g);
+  std::stable_partition(s.entries.begin() + s.num_forward, s.entries.end(),
+                        [](const ScheduleEntry& e) { return e.phase != Phase::kBackwardWeight; });
+  return s;
+}
+
+// Each backward-weight node as late as its dependencies allow: it waits until a later
+// node would write what it reads or touch what it writes.
+Schedule WeightsDeferred(const Graph& g) {
+  const Schedule base = DefaultSchedule(g);
+  Schedule s;
+  s.num_forward = base.num_forward;
+  s.entries.assign(base.entries.begin(), base.entries.begin() + base.num_forward);
+  std::vector<ScheduleEntry> pending;
+  auto touches = [&](const Node& later, const Node& w) {
+    for (int v : later.outputs) {
+      for (int r : w.inputs) if (r == v) return true;
+      for (int o : w.outputs) if (o == v) return true;
+    }
+    for (int v : later.inputs) {
+      for (int o : w.outputs) if (o == v) return true;
+    }
+    return false;
+  };
+  for (size_t t = base.num_forward; t < base.entries.size(); ++t) {
+    const ScheduleEntry& e = base.entries[t];
+    std::vector<ScheduleEntry> still;
+    for (const ScheduleEntry& p : pending) {
+      (touches(g.node(e.node), g.node(p.node)) ? s.entries : still).push_back(p);
+    }
+    pending = std::move(still);
+    (e.phase == Phase::kBackwardWeight ? pending : s.entries).push_back(e);
+  }
+  s.entries.insert(s.entries.end(), pending.begin(), pending.end());
+  return s;
+}
+
+TEST_CASE("schedules: phases, validation, and a reordered backward computes the same") {
+  Setup a = Make(kTiny, 2, kernels::Backend::kCpu);
+  const Schedule deferred = WeightsDeferred(a.graph);
+  int weights = 0, inputs = 0;
+  for (const ScheduleEntry& e : deferred.entries) {
+    weights += e.phase == Phase::kBackwardWeight;
+    inputs += e.phase == Phase::kBackwardInput;
+  }
+  REQUIRE(weights > 0);
+  REQUIRE(inputs > 0);
+  REQUIRE(deferred.entries.back().phase == Phase::kBackwardWeight);
+  const absl::Status valid = ValidateSchedule(a.graph, deferred);
+  INFO(valid.message());
+  REQUIRE(valid.ok());
+  // Some weight gradient did move (the schedule differs from the default).
+  const Schedule plain = DefaultSchedule(a.graph);
+  bool moved = false;
+  for (size_t t = 0; t < plain.entries.size(); ++t) moved |= plain.entries[t].node != deferred.entries[t].node;
+  REQUIRE(moved);
+  // Taken blindly, the split breaks a dependency: a weight gradient would read an
+  // activation gradient after a later node accumulated into it.
+  CHECK_THAT(std::string(ValidateSchedule(a.graph, AllWeightsLast(a.graph)).message()),
+             Catch::Contains("run in the opposite order of their dependency"));
+
+  // The same step under the reordered schedule: the W nodes keep their order among
+  // themselves, so every gradient is bitwise the default schedule's.
+  Setup b = Make(kTiny, 2, kernels::Backend::kCpu);
+  auto ex = Executor::Create(&b.graph, b.params.get(), deferred);
+  REQUIRE(ex.ok());
+  b.ex = std::move(*ex);
+  FillPositions(b.ex->Data<int32_t>(b.graph.Find("positions")), 2, kTiny.seq_len);
+  for (Setup* s : {&a, &b}) {
+    s->ex->Data<float>(s->graph.loss_seed())[0] = 1.0f;
+    for (int m = 0; m < 2; ++m) {
+      FillTokens(*s, 2, kTiny.seq_len, kTiny.vocab, 2 * m, 5);
+      s->ex->Forward();
+      s->ex->Backward(m);
+    }
+  }
+  for (int i = 0; i < a.params->size(); ++i) {
+    INFO(a.params->info(i).name);
+    REQUIRE(std::memcmp(a.params->grad(i), b.params->grad(i),
+                        a.params->info(i).numel * sizeof(float)) == 0);
+  }
+
+  // Bad schedules are named.
+  Schedule twice = DefaultSchedule(a.graph);
+  twice.entries.push_back(twice.entries.back());
+  CHECK_THAT(std::string(ValidateSchedule(a.graph, twice).message()),
+             Catch::Contains("runs a second time"));
+  Schedule early = DefaultSchedule(a.graph);
+  std::swap(early.entries[0], early.entries[2]);  // the add before the embeddings
+  CHECK_THAT(std::string(ValidateSchedule(a.graph, early).message()),
+             Catch::Contains("before any node writes it"));
+  Schedule missing = DefaultSchedule(a.graph);
+  missing.entries.pop_back();
+  CHECK_THAT(std::string(ValidateSchedule(a.graph, missing).message()),
+             Catch::Contains("is never run"));
+  Schedule mixed = DefaultSchedule(a.graph);
+  --mixed.num_forward;
+  CHECK_THAT(std::string(ValidateSchedule(a.graph, mixed).message()),
+             Catch::Contains("a forward node in the backward part"));
+  CHECK(Executor::Create(&a.graph, a.params.get(), missing).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
+
 TEST_CASE("memory plan never overlaps two values that are live at once") {
   auto g = BuildGpt({3, 4, 32, 16, 50}, 2);
   REQUIRE(g.ok());
   REQUIRE(BuildBackward(*g).ok());
-  auto plan = PlanMemory(*g);
+  const bool deferred = GENERATE(false, true);
+  INFO((deferred ? "weights-deferred schedule" : "default schedule"));
+  const Schedule schedule = deferred ? WeightsDeferred(*g) : DefaultSchedule(*g);
+  auto plan = PlanMemory(*g, schedule);
   REQUIRE(plan.ok());
-  const int n_nodes = static_cast<int>(g->nodes().size());
+  // Lifetimes recomputed here over schedule positions.
+  const int n_nodes = static_cast<int>(schedule.entries.size());
   const int n_values = static_cast<int>(g->values().size());
   std::vector<int> first(n_values, -1), last(n_values, -1);
   for (int n = 0; n < n_nodes; ++n) {
-    for (int v : g->node(n).inputs) last[v] = std::max(last[v], n);
-    for (int v : g->node(n).outputs) {
+    const Node& node = g->node(schedule.entries[n].node);
+    for (int v : node.inputs) last[v] = std::max(last[v], n);
+    for (int v : node.outputs) {
       if (first[v] < 0) first[v] = n;
       last[v] = std::max(last[v], n);
     }

@@ -21,11 +21,17 @@ bool InArena(const Value& v) {
 }
 
 absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph) {
+  return PlanMemory(graph, DefaultSchedule(graph));
+}
+
+absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedule) {
+  if (absl::Status s = ValidateSchedule(graph, schedule); !s.ok()) return s;
   const int num_values = static_cast<int>(graph.values().size());
-  const int num_nodes = static_cast<int>(graph.nodes().size());
+  // Times are positions in the schedule, not node ids.
+  const int num_nodes = static_cast<int>(schedule.entries.size());
   std::vector<int> first(num_values, -1), last(num_values, -1);
   for (int n = 0; n < num_nodes; ++n) {
-    const Node& node = graph.node(n);
+    const Node& node = graph.node(schedule.entries[n].node);
     for (int v : node.inputs) last[v] = std::max(last[v], n);
     for (int v : node.outputs) {
       if (first[v] < 0) first[v] = n;
@@ -52,7 +58,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph) {
   for (int v : graph.outputs()) pinned[v] = true;
 
   for (int n = 0; n < num_nodes; ++n) {
-    const Node& node = graph.node(n);
+    const Node& node = graph.node(schedule.entries[n].node);
     const OpDef* def = FindOp(node.op);
     for (auto [o, i] : def->in_place) {
       if (o >= static_cast<int>(node.outputs.size()) || i >= static_cast<int>(node.inputs.size()))
@@ -122,10 +128,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph) {
     if (InArena(graph.value(v)) && first[v] >= 0) plan.offset[v] = root_offset[plan.storage[v]];
   }
 
-  // Peak live bytes over the forward nodes.
-  int num_forward = 0;
-  while (num_forward < num_nodes && !graph.node(num_forward).backward) ++num_forward;
-  for (int n = 0; n < num_forward; ++n) {
+  // Peak live bytes over the forward part of the schedule.
+  for (int n = 0; n < schedule.num_forward; ++n) {
     int64_t live = 0;
     for (const Block& b : blocks) {
       if (b.first <= n && b.last >= n) live += b.bytes;

@@ -3,8 +3,8 @@
 // lifetimes do not overlap sharing bytes. Ops may declare in-place (output, input)
 // pairs; when the input dies at that node the output takes over its storage.
 //
-// Lifetime of a value over the node schedule [0, N): from its first writer to its last
-// reader or writer; inputs (filled before a run, possibly once for many runs) and graph
+// Lifetime of a value over a schedule's positions [0, N) (schedule.h; not node ids):
+// from its first writer to its last reader or writer; inputs (filled before a run, possibly once for many runs) and graph
 // outputs live for the whole schedule. Offsets are assigned
 // greedily, largest first, at the lowest gap free for the whole lifetime (the
 // "greedy by size" planner of TFLite), aligned to 64 bytes.
@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "graph/ir.h"
+#include "graph/schedule.h"
 
 namespace colossal::graph {
 
@@ -26,13 +27,16 @@ struct MemoryPlan {
   std::vector<int64_t> offset;
   // Per value: the value whose storage it shares (itself when none).
   std::vector<int> storage;
-  // Peak bytes live at once during the forward nodes only (activation memory held
+  // Peak bytes live at once during the schedule's forward part only (activation memory held
   // between forward and backward, plus the forward working set).
   int64_t forward_peak_bytes = 0;
 };
 
 bool InArena(const Value& v);
 
+// Plans over `schedule` (validated first: InvalidArgument naming the entry).
+absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedule);
+// Plans over DefaultSchedule(graph).
 absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph);
 
 }  // namespace colossal::graph

@@ -1,0 +1,55 @@
+// Execution order as data: the nodes one training step runs, in order, each with its
+// phase, kept apart from node ids. The memory plan computes lifetimes over a schedule and
+// the executor runs it; node ids only name nodes. Today's order (every forward node by
+// id, then every backward node by id) is DefaultSchedule; recompute, pipeline and
+// zero-bubble orders are other schedules over the same graph. Does not own what a node
+// computes (op_registry.h) or where its bytes live (memory_plan.h).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "graph/ir.h"
+
+namespace colossal::graph {
+
+enum class Phase : uint8_t {
+  kForward,         // a forward node
+  kBackwardInput,   // backward node producing activation gradients (the B of zero-bubble)
+  kBackwardWeight,  // backward node whose outputs are all parameter gradients (the W)
+  kRecompute,       // a forward node run again before its block's backward
+  kComm,            // a communication node
+};
+std::string_view PhaseName(Phase phase);
+
+struct ScheduleEntry {
+  int node = -1;
+  Phase phase = Phase::kForward;
+};
+
+struct Schedule {
+  std::vector<ScheduleEntry> entries;
+  // entries[0, num_forward) are the forward pass (run by Executor::Forward, also alone
+  // for validation); the rest the backward pass of a micro-batch.
+  int num_forward = 0;
+};
+
+// The phase a node has in any schedule that runs it once: kForward for forward nodes;
+// kBackwardWeight for backward nodes that write parameter gradients only; else
+// kBackwardInput.
+Phase NodePhase(const Graph& graph, int node);
+
+// Forward nodes in id order, then backward nodes in id order.
+Schedule DefaultSchedule(const Graph& graph);
+
+// Checks that `schedule` runs every node of `graph` exactly once, that every forward
+// node is in the forward part and every backward node after it, and that every value a
+// node reads was written earlier in the schedule (inputs and parameters are written
+// before a run), and that a node reading or writing a value stays on the same side of
+// each other writer of that value as in id order (accumulated gradients are written
+// several times). InvalidArgument naming the node otherwise.
+absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule);
+
+}  // namespace colossal::graph

@@ -13,7 +13,7 @@
 #include "runtime/base/logging.h"
 #include "parallel/comm/tcp_store.h"
 #include "parallel/comm/ucx/ucx_communicator.h"
-#include "parallel/mesh.h"
+#include "parallel/plan.h"
 #include "runtime/config/job_spec.h"
 #include "runtime/worker/rendezvous_bootstrap.h"
 #include "runtime/worker/progress_reporter.h"
@@ -47,6 +47,22 @@ bool BadInput(const absl::Status& s) {
 
 // The worker's last word when it fails: one plain line that the coordinator keeps in the
 // job's message and `colossal run` prints (runtime/cli/follow.cc, WorkerError).
+// The job's parallel layout as the one Plan the worker logs and (next) builds its groups
+// from; JobSpec validation has already checked every rule Plan::Create checks again.
+parallel::PlanOptions PlanOptionsOf(const config::ParallelSpec& p) {
+  parallel::PlanOptions o;
+  o.dims = {p.data, p.pipeline, p.tensor, p.sequence};
+  switch (p.tensor_mode) {
+    case config::TensorMode::k1d: o.tensor_mode = parallel::TensorMode::k1d; break;
+    case config::TensorMode::k2d: o.tensor_mode = parallel::TensorMode::k2d; break;
+    case config::TensorMode::k2p5d: o.tensor_mode = parallel::TensorMode::k2p5d; break;
+    case config::TensorMode::k3d: o.tensor_mode = parallel::TensorMode::k3d; break;
+  }
+  o.tensor_depth = p.tensor_depth;
+  o.zero_stage = static_cast<int>(p.zero);
+  return o;
+}
+
 int Fatal(int code, absl::string_view message) {
   std::fprintf(stderr, "colossal-worker: error: %.*s\n", static_cast<int>(message.size()), message.data());
   std::fflush(stderr);
@@ -95,10 +111,11 @@ int WorkerMain(const std::vector<std::string>& args) {
   // The data-parallel group: every rank of the job (the other axes are not in this build).
   std::unique_ptr<parallel::Bootstrap> bootstrap;
   std::unique_ptr<parallel::Communicator> world_comm;
+  const config::ParallelSpec& p = spec->parallel;
+  auto plan = parallel::Plan::Create(PlanOptionsOf(p), world);
+  if (!plan.ok()) return Fatal(2, plan.status().message());
+  LOG_INFO("plan: {}", plan->ToString());
   if (world > 1) {
-    const config::ParallelSpec& p = spec->parallel;
-    auto mesh = parallel::Mesh::Create({p.data, p.pipeline, p.tensor, p.sequence}, world);
-    if (!mesh.ok()) return Fatal(2, mesh.status().message());
     if (p.tensor > 1 || p.pipeline > 1 || p.sequence > 1) {
       return Fatal(2, "tensor, pipeline and sequence parallelism are not in this build: set "
                       "parallel.tensor, parallel.pipeline and parallel.sequence to 1");
@@ -118,7 +135,7 @@ int WorkerMain(const std::vector<std::string>& args) {
     auto comm = parallel::CreateUcxCommunicator(*bootstrap, comm_options);
     if (!comm.ok()) return Fatal(1, comm.status().message());
     world_comm = std::move(*comm);
-    LOG_INFO("data-parallel group of {} ranks over UCX ({})", world, mesh->ToString());
+    LOG_INFO("data-parallel group of {} ranks over UCX", world);
   }
 
   std::unique_ptr<ProgressReporter> reporter;

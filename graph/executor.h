@@ -71,6 +71,14 @@ class Executor {
   // afresh (ZeRO 3 reduces each micro-step's gradients into shards itself).
   void SetParamGradsAccumulate(bool across_micro_steps) { accumulate_param_grads_ = across_micro_steps; }
 
+  // Binds the process group `name` (the "group" attribute of communication ops) to
+  // `comm`, which must outlive the executor. Running a communication op whose group is
+  // unbound is a programmer error.
+  void SetGroup(const std::string& name, parallel::Communicator* comm);
+  // Ok, or the first failure of a communication op; once failed, every later node is
+  // skipped (the caller reports the error and stops).
+  const absl::Status& status() const { return status_; }
+
   const MemoryPlan& plan() const { return plan_; }
   const Schedule& schedule() const { return schedule_; }
   const Graph& graph() const { return *graph_; }
@@ -106,6 +114,8 @@ class Executor {
   };
   std::vector<std::vector<Ref>> refs_;
   std::vector<double> node_seconds_;
+  std::vector<parallel::Communicator*> node_comm_;  // per node, communication ops only
+  absl::Status status_;
 };
 
 }  // namespace colossal::graph

@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "graph/layout.h"
 #include "kernels/common/kernel.h"
 
 namespace colossal::graph {
@@ -53,6 +54,8 @@ struct Value {
   int grad_of = -1;     // kParamGrad / kGrad: the value it is the gradient of
   int param_grad = -1;  // kParam: its kParamGrad value (after autodiff)
   ParamInit init;       // kParam only
+  // Which part of a global tensor this rank's `shape` is (layout.h); not split by default.
+  Layout layout;
 
   int64_t numel() const { return NumElements(shape); }
   int64_t bytes() const { return numel() * kernels::DTypeSize(dtype); }

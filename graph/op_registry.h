@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "graph/ir.h"
 #include "kernels/common/kernel.h"
+#include "parallel/comm/communicator.h"
 
 namespace colossal::graph {
 
@@ -33,6 +34,17 @@ struct KernelContext {
   const std::vector<void*>* outputs = nullptr;
   std::vector<Accumulate> accumulate;  // per output
   kernels::Stream stream;
+  // Communication ops: the communicator of the node's "group" attribute (bound by
+  // Executor::SetGroup), and where a failed collective reports (the run then stops).
+  parallel::Communicator* comm = nullptr;
+  absl::Status* status = nullptr;
+  // Waits for `work`; false (with *status set) when it failed.
+  bool Wait(std::unique_ptr<parallel::Work> work) const {
+    absl::Status s = work->Wait();
+    if (s.ok()) return true;
+    if (status->ok()) *status = s;
+    return false;
+  }
 
   template <typename T = float>
   const T* in(size_t i) const {
@@ -62,6 +74,8 @@ struct OpDef {
   std::function<void(const KernelContext& ctx)> run;
   // (output, input) pairs whose storage may be shared when the input dies at this node.
   std::vector<std::pair<int, int>> in_place;
+  // Runs collectives over the communicator named by the node's "group" attribute.
+  bool communicates = false;
 };
 
 // Registers `def`; duplicate names are a programmer error.

@@ -30,14 +30,35 @@ class Builder {
 
 }  // namespace
 
-absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch) {
+absl::Status CheckGptTensorParallel(const GptConfig& cfg, int64_t size) {
+  if (size < 1) return absl::InvalidArgumentError("tensor-parallel size must be >= 1");
+  if (cfg.n_head % size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.n_head (", cfg.n_head, ") must be a multiple of parallel.tensor.size (", size,
+        "): tensor parallelism gives every rank n_head / size whole heads"));
+  }
+  if (cfg.vocab % size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.vocab (", cfg.vocab, ") must be a multiple of parallel.tensor.size (", size,
+        "): the vocab-parallel embedding splits wte by rows (pad the vocabulary up to one)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
   if (cfg.n_layer < 1 || cfg.n_head < 1 || cfg.d_model < 1 || cfg.seq_len < 1 || cfg.vocab < 1 ||
       batch < 1 || cfg.d_model % cfg.n_head != 0) {
     return absl::InvalidArgumentError("invalid GPT configuration");
   }
+  RETURN_IF_ERROR(CheckGptTensorParallel(cfg, tp.size));
+  if (tp.rank < 0 || tp.rank >= tp.size) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel rank ", tp.rank, " of ", tp.size));
+  }
   Graph g;
   Builder b(g);
   const int64_t B = batch, T = cfg.seq_len, C = cfg.d_model, V = cfg.vocab, L = cfg.n_layer;
+  const int64_t P = tp.size;
+  const bool split = P > 1;
   g.dims()["batch"] = B;
   g.dims()["seq"] = T;
   const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
@@ -45,54 +66,96 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch) {
   const ParamInit zeros{ParamInit::Kind::kConstant, 0.0};
   const ParamInit ones{ParamInit::Kind::kConstant, 1.0};
   const Attrs ln = {{"eps", static_cast<double>(cfg.ln_eps)}};
+  const Attrs group = {{"group", tp.group}};
+
+  // A parameter whose global shape is `global`, split along `dim` (-1: whole) into P
+  // parts (each of `interleave` blocks split separately).
+  auto param = [&](const std::string& name, Shape global, ParamInit init, int dim = -1,
+                   int64_t interleave = 1) -> absl::StatusOr<int> {
+    std::vector<DimSplit> splits;
+    if (split && dim >= 0) splits.push_back({dim, P, tp.rank, interleave, "tensor"});
+    ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, std::move(splits)));
+    const int id = g.AddParam(name, LocalShape(layout), init);
+    g.mutable_value(id).layout = std::move(layout);
+    return id;
+  };
+  auto to_group = [&](int x, const std::string& name) -> absl::StatusOr<int> {
+    if (!split) return x;
+    return b.One("copy_to_group", {x}, group, {name});
+  };
+  // A row-parallel linear: partial products summed over the group, then the bias once.
+  auto row_linear = [&](int x, int w, int bias, const std::string& name) -> absl::StatusOr<int> {
+    if (!split) return b.One("matmul", {x, w, bias}, {}, {name});
+    ASSIGN_OR_RETURN(int partial, b.One("matmul", {x, w}, {}, {name + ".partial"}));
+    ASSIGN_OR_RETURN(int sum, b.One("reduce_from_group", {partial}, group, {name + ".sum"}));
+    return b.One("bias_add", {sum, bias}, {}, {name});
+  };
 
   int ids = g.AddInput("ids", {B, T}, DType::kI32);
   int targets = g.AddInput("targets", {B, T}, DType::kI32);
   int positions = g.AddInput("positions", {B, T}, DType::kI32);
-  int wte = g.AddParam("wte.weight", {V, C}, normal);
-  int wpe = g.AddParam("wpe.weight", {T, C}, normal);
+  ASSIGN_OR_RETURN(int wte, param("wte.weight", {V, C}, normal, 0));
+  ASSIGN_OR_RETURN(int wpe, param("wpe.weight", {T, C}, normal));
+  const Attrs shard = {{"start", tp.rank * (V / P)}, {"size", V / P}};
 
-  ASSIGN_OR_RETURN(int tok, b.One("embedding", {ids, wte}, {}, {"tok_emb"}));
+  int tok = -1, local_targets = targets;
+  if (split) {
+    ASSIGN_OR_RETURN(int local_ids, b.One("vocab_shard_ids", {ids}, shard, {"ids.local"}));
+    ASSIGN_OR_RETURN(local_targets, b.One("vocab_shard_ids", {targets}, shard, {"targets.local"}));
+    ASSIGN_OR_RETURN(int partial, b.One("embedding", {local_ids, wte}, {}, {"tok_emb.partial"}));
+    ASSIGN_OR_RETURN(tok, b.One("reduce_from_group", {partial}, group, {"tok_emb"}));
+  } else {
+    ASSIGN_OR_RETURN(tok, b.One("embedding", {ids, wte}, {}, {"tok_emb"}));
+  }
   ASSIGN_OR_RETURN(int pos, b.One("embedding", {positions, wpe}, {}, {"pos_emb"}));
   ASSIGN_OR_RETURN(int x, b.One("add", {tok, pos}, {}, {"h.in"}));
 
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = absl::StrCat("h.", l, ".");
-    int ln1_w = g.AddParam(p + "ln_1.weight", {C}, ones);
-    int ln1_b = g.AddParam(p + "ln_1.bias", {C}, zeros);
-    int attn_w = g.AddParam(p + "attn.c_attn.weight", {C, 3 * C}, normal);
-    int attn_b = g.AddParam(p + "attn.c_attn.bias", {3 * C}, zeros);
-    int aproj_w = g.AddParam(p + "attn.c_proj.weight", {C, C}, proj);
-    int aproj_b = g.AddParam(p + "attn.c_proj.bias", {C}, zeros);
-    int ln2_w = g.AddParam(p + "ln_2.weight", {C}, ones);
-    int ln2_b = g.AddParam(p + "ln_2.bias", {C}, zeros);
-    int fc_w = g.AddParam(p + "mlp.c_fc.weight", {C, 4 * C}, normal);
-    int fc_b = g.AddParam(p + "mlp.c_fc.bias", {4 * C}, zeros);
-    int mproj_w = g.AddParam(p + "mlp.c_proj.weight", {4 * C, C}, proj);
-    int mproj_b = g.AddParam(p + "mlp.c_proj.bias", {C}, zeros);
+    ASSIGN_OR_RETURN(int ln1_w, param(p + "ln_1.weight", {C}, ones));
+    ASSIGN_OR_RETURN(int ln1_b, param(p + "ln_1.bias", {C}, zeros));
+    ASSIGN_OR_RETURN(int attn_w, param(p + "attn.c_attn.weight", {C, 3 * C}, normal, 1, 3));
+    ASSIGN_OR_RETURN(int attn_b, param(p + "attn.c_attn.bias", {3 * C}, zeros, 0, 3));
+    ASSIGN_OR_RETURN(int aproj_w, param(p + "attn.c_proj.weight", {C, C}, proj, 0));
+    ASSIGN_OR_RETURN(int aproj_b, param(p + "attn.c_proj.bias", {C}, zeros));
+    ASSIGN_OR_RETURN(int ln2_w, param(p + "ln_2.weight", {C}, ones));
+    ASSIGN_OR_RETURN(int ln2_b, param(p + "ln_2.bias", {C}, zeros));
+    ASSIGN_OR_RETURN(int fc_w, param(p + "mlp.c_fc.weight", {C, 4 * C}, normal, 1));
+    ASSIGN_OR_RETURN(int fc_b, param(p + "mlp.c_fc.bias", {4 * C}, zeros, 0));
+    ASSIGN_OR_RETURN(int mproj_w, param(p + "mlp.c_proj.weight", {4 * C, C}, proj, 0));
+    ASSIGN_OR_RETURN(int mproj_b, param(p + "mlp.c_proj.bias", {C}, zeros));
 
     ASSIGN_OR_RETURN(auto ln1, b.Many("layer_norm", {x, ln1_w, ln1_b}, ln,
                                       {p + "ln_1.out", p + "ln_1.mean", p + "ln_1.rstd"}));
-    ASSIGN_OR_RETURN(int qkv, b.One("matmul", {ln1[0], attn_w, attn_b}, {}, {p + "attn.qkv"}));
-    ASSIGN_OR_RETURN(auto att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head}},
+    ASSIGN_OR_RETURN(int attn_in, to_group(ln1[0], p + "attn.in"));
+    ASSIGN_OR_RETURN(int qkv, b.One("matmul", {attn_in, attn_w, attn_b}, {}, {p + "attn.qkv"}));
+    ASSIGN_OR_RETURN(auto att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head / P}},
                                       {p + "attn.out", p + "attn.probs"}));
-    ASSIGN_OR_RETURN(int ao, b.One("matmul", {att[0], aproj_w, aproj_b}, {}, {p + "attn.proj"}));
+    ASSIGN_OR_RETURN(int ao, row_linear(att[0], aproj_w, aproj_b, p + "attn.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, ao}, {}, {p + "res_1"}));
     ASSIGN_OR_RETURN(auto ln2, b.Many("layer_norm", {x, ln2_w, ln2_b}, ln,
                                       {p + "ln_2.out", p + "ln_2.mean", p + "ln_2.rstd"}));
-    ASSIGN_OR_RETURN(int fc, b.One("matmul", {ln2[0], fc_w, fc_b}, {}, {p + "mlp.fc"}));
+    ASSIGN_OR_RETURN(int mlp_in, to_group(ln2[0], p + "mlp.in"));
+    ASSIGN_OR_RETURN(int fc, b.One("matmul", {mlp_in, fc_w, fc_b}, {}, {p + "mlp.fc"}));
     ASSIGN_OR_RETURN(int act, b.One("gelu", {fc}, {}, {p + "mlp.act"}));
-    ASSIGN_OR_RETURN(int mo, b.One("matmul", {act, mproj_w, mproj_b}, {}, {p + "mlp.proj"}));
+    ASSIGN_OR_RETURN(int mo, row_linear(act, mproj_w, mproj_b, p + "mlp.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, mo}, {}, {p + "res_2"}));
   }
-  int lnf_w = g.AddParam("ln_f.weight", {C}, ones);
-  int lnf_b = g.AddParam("ln_f.bias", {C}, zeros);
+  ASSIGN_OR_RETURN(int lnf_w, param("ln_f.weight", {C}, ones));
+  ASSIGN_OR_RETURN(int lnf_b, param("ln_f.bias", {C}, zeros));
   ASSIGN_OR_RETURN(auto lnf, b.Many("layer_norm", {x, lnf_w, lnf_b}, ln,
                                     {"ln_f.out", "ln_f.mean", "ln_f.rstd"}));
-  ASSIGN_OR_RETURN(int logits, b.One("matmul", {lnf[0], wte}, {{"transpose_w", int64_t{1}}},
+  ASSIGN_OR_RETURN(int head_in, to_group(lnf[0], "head.in"));
+  ASSIGN_OR_RETURN(int logits, b.One("matmul", {head_in, wte}, {{"transpose_w", int64_t{1}}},
                                      {"logits"}));
-  ASSIGN_OR_RETURN(auto xent, b.Many("softmax_xent", {logits, targets}, {},
-                                     {"token_loss", "token_lse"}));
+  std::vector<int> xent;
+  if (split) {
+    Attrs a = group;
+    ASSIGN_OR_RETURN(xent, b.Many("vocab_parallel_xent", {logits, local_targets}, a,
+                                  {"token_loss", "token_lse"}));
+  } else {
+    ASSIGN_OR_RETURN(xent, b.Many("softmax_xent", {logits, targets}, {}, {"token_loss", "token_lse"}));
+  }
   ASSIGN_OR_RETURN(int loss, b.One("mean", {xent[0]}, {}, {"loss"}));
   g.SetLoss(loss);
   g.MarkOutput(xent[0]);

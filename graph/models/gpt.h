@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "graph/ir.h"
@@ -23,8 +24,30 @@ struct GptConfig {
   float ln_eps = 1e-5f;
 };
 
+// Megatron tensor parallelism (1D): which rank of a tensor group of `size` ranks the
+// graph is built for. That rank holds 1/size of every matrix and of the vocabulary —
+//   c_attn, c_fc (weight and bias)  split by output columns (c_attn's q, k and v thirds
+//                                   each: this rank's heads of all three)
+//   attn.c_proj, mlp.c_proj weight  split by input rows; their bias whole, added once
+//                                   after the all-reduce
+//   wte                             split by vocabulary rows (embedding and tied head)
+//   wpe, layer norms                whole (replicated, identical gradients on every rank)
+// with copy_to_group / reduce_from_group around each attention and MLP block, the
+// embedding reduced over the group and vocab_parallel_xent for the loss; every
+// parameter's Value::layout names its part. size 1 is the plain model.
+struct GptTensorParallel {
+  int64_t size = 1;
+  int64_t rank = 0;
+  std::string group = "tensor";  // the "group" attribute of the communication ops
+};
+
+// InvalidArgument naming the field and the divisibility when `config` cannot be split
+// over `size` ranks (n_head and vocab must be multiples of size).
+absl::Status CheckGptTensorParallel(const GptConfig& config, int64_t size);
+
 // Builds the forward graph for micro-batch `batch` (the loss is marked, autodiff not run).
-absl::StatusOr<Graph> BuildGpt(const GptConfig& config, int64_t batch);
+absl::StatusOr<Graph> BuildGpt(const GptConfig& config, int64_t batch,
+                               const GptTensorParallel& tp = {});
 
 // Parameter counts; `non_embedding_pos` is the N of the 6·N FLOPs-per-token formula
 // (every parameter but wpe, as in the field notes and the PaLM/nanoGPT MFU convention).

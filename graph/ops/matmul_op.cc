@@ -1,9 +1,11 @@
 // matmul: y = x · W (+ b), the Hugging Face Conv1D layout (W [K, N]), or y = x · Wᵀ
 // with transpose_w = 1 (W [N, K]: the tied LM head over wte). Backward ops:
 // matmul_grad_input (dx = dy · op(W)ᵀ), matmul_grad_weight (dW = xᵀ dy, or dyᵀ x when
-// transposed) and bias_grad (db = Σ_rows dy).
+// transposed) and bias_grad (db = Σ_rows dy). bias_add: y = x + b over the last
+// dimension (the bias of a row-parallel linear, added once after its all-reduce).
 #include "graph/autodiff.h"
 #include "graph/ops/op_helpers.h"
+#include "kernels/elementwise/elementwise.h"
 #include "kernels/matmul/matmul.h"
 
 namespace colossal::graph::ops {
@@ -109,11 +111,6 @@ const OpRegistrar kMatmul(OpDef{
         },
 });
 
-absl::StatusOr<std::vector<TensorType>> EmittedOnly(const std::vector<TensorType>&,
-                                                    const Attrs&) {
-  return absl::InvalidArgumentError("backward ops are emitted by autodiff only");
-}
-
 // dx [M, K] = dy [M, N] · op(W)ᵀ.
 const OpRegistrar kMatmulGradInput(OpDef{
     .name = "matmul_grad_input",
@@ -190,6 +187,45 @@ const OpRegistrar kBiasGrad(OpDef{
           kernels::BiasGrad(c.in(0), Rows(c.in_value(0).shape), n, n, c.out(0), c.accumulate[0],
                             c.stream);
         },
+});
+
+const OpRegistrar kBiasAdd(OpDef{
+    .name = "bias_add",
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs&) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "bias_add";
+      RETURN_IF_ERROR(ExpectDType(op, "x", in[0], DType::kF32));
+      RETURN_IF_ERROR(ExpectDType(op, "bias", in[1], DType::kF32));
+      RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
+      if (in[1].shape != Shape{in[0].shape.back()}) {
+        return ShapeError(op, absl::StrCat("bias must be [", in[0].shape.back(), "], got ",
+                                           ShapeString(in[1].shape)));
+      }
+      return std::vector<TensorType>{in[0]};
+    },
+    .backward =
+        [](GradBuilder& b) {
+          const int dy = b.OutputGrad(0);
+          if (dy < 0) return;
+          if (b.NeedsGrad(1)) {
+            GradSlot s = b.Slot(1);
+            b.Emit("bias_grad", {dy}, {s.value}, {}, {s.accumulate});
+          }
+          if (b.NeedsGrad(0)) b.PassThrough(0, dy);
+        },
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      return static_cast<double>(NumElements(in[0].shape));
+    },
+    .run =
+        [](const KernelContext& c) {
+          const int64_t n = c.in_value(1).numel(), rows = Rows(c.in_value(0).shape);
+          for (int64_t r = 0; r < rows; ++r) {
+            kernels::Add(c.in(0) + r * n, c.in(1), c.out(0) + r * n, n, c.stream);
+          }
+        },
+    .in_place = {{0, 0}},
 });
 
 }  // namespace

@@ -12,13 +12,6 @@
 namespace colossal::graph::ops {
 namespace {
 
-absl::StatusOr<std::vector<TensorType>> EmittedOnly(const std::vector<TensorType>&,
-                                                    const Attrs&) {
-  return absl::InvalidArgumentError("backward ops are emitted by autodiff only");
-}
-
-double Zero(const std::vector<TensorType>&, const Attrs&) { return 0.0; }
-
 // ---------------------------------------------------------------- layer_norm
 // inputs x [.., C], weight [C], bias [C]; attr eps; outputs y, mean [rows], rstd [rows].
 const OpRegistrar kLayerNorm(OpDef{
@@ -226,7 +219,7 @@ const OpRegistrar kEmbedding(OpDef{
     .run =
         [](const KernelContext& c) {
           kernels::EmbeddingForward(c.in<int32_t>(0), c.in(1), c.out(0), c.in_value(0).numel(),
-                                    c.in_value(1).shape[1], c.stream);
+                                    c.in_value(1).shape[0], c.in_value(1).shape[1], c.stream);
         },
 });
 

@@ -35,4 +35,22 @@ inline Shape Leading(const Shape& s) { return Shape(s.begin(), s.end() - 1); }
 
 inline int64_t Rows(const Shape& s) { return NumElements(Leading(s)); }
 
+// The infer of ops only autodiff emits (backward ops): a graph file may not name them.
+inline absl::StatusOr<std::vector<TensorType>> EmittedOnly(const std::vector<TensorType>&,
+                                                           const Attrs&) {
+  return absl::InvalidArgumentError("backward ops are emitted by autodiff only");
+}
+
+inline double Zero(const std::vector<TensorType>&, const Attrs&) { return 0.0; }
+
+// The "group" attribute of a communication op: a non-empty string.
+inline absl::StatusOr<std::string> GetGroupAttr(const Attrs& attrs, const std::string& op) {
+  auto it = attrs.find("group");
+  if (it == attrs.end() || !std::holds_alternative<std::string>(it->second) ||
+      std::get<std::string>(it->second).empty()) {
+    return ShapeError(op, "needs a string attribute 'group' (the process group it runs over)");
+  }
+  return std::get<std::string>(it->second);
+}
+
 }  // namespace colossal::graph::ops

@@ -2,8 +2,9 @@
 //   forward:  out[i, :] = table[ids[i], :]                       for i < n (overwrite)
 //   backward: dtable (=|+=) scatter: dtable[ids[i], :] += dout[i, :]
 // With Accumulate::kNo the whole dtable [rows, c] is zeroed first, so rows that no id
-// references end at 0. Ids must lie in [0, rows): the data loader guarantees it
-// (a violation is a caller bug, caught by COL_DCHECK).
+// references end at 0. An id >= rows names a row outside this block of a table split by
+// rows over ranks (the vocab-parallel embedding): its output row is 0 and it contributes
+// no gradient. Negative ids are a caller bug (caught by COL_DCHECK).
 // The CPU backward partitions columns across threads, so it is deterministic and the
 // sum order per element is the order of i (bit-identical to the reference's order).
 // Tolerance against the reference: forward exact; backward atol = rtol = 1e-6 · n_dup
@@ -18,7 +19,7 @@
 namespace colossal::kernels {
 
 using EmbeddingForwardFn = void(const int32_t* ids, const float* table, float* out, int64_t n,
-                                int64_t c, Stream stream);
+                                int64_t rows, int64_t c, Stream stream);
 Dispatch<EmbeddingForwardFn>& EmbeddingForwardTable();
 
 using EmbeddingBackwardFn = void(const int32_t* ids, const float* dout, float* dtable,
@@ -27,14 +28,15 @@ using EmbeddingBackwardFn = void(const int32_t* ids, const float* dout, float* d
 Dispatch<EmbeddingBackwardFn>& EmbeddingBackwardTable();
 
 template <typename T>
-void EmbeddingForwardRef(const int32_t* ids, const T* table, T* out, int64_t n, int64_t c);
+void EmbeddingForwardRef(const int32_t* ids, const T* table, T* out, int64_t n, int64_t rows,
+                         int64_t c);
 template <typename T>
 void EmbeddingBackwardRef(const int32_t* ids, const T* dout, T* dtable, int64_t n, int64_t rows,
                           int64_t c, Accumulate accumulate);
 
 inline void EmbeddingForward(const int32_t* ids, const float* table, float* out, int64_t n,
-                             int64_t c, Stream stream = {}) {
-  EmbeddingForwardTable().Get(stream.backend, DType::kF32)(ids, table, out, n, c, stream);
+                             int64_t rows, int64_t c, Stream stream = {}) {
+  EmbeddingForwardTable().Get(stream.backend, DType::kF32)(ids, table, out, n, rows, c, stream);
 }
 inline void EmbeddingBackward(const int32_t* ids, const float* dout, float* dtable, int64_t n,
                               int64_t rows, int64_t c, Accumulate accumulate,

@@ -42,7 +42,7 @@ int main() {
     std::vector<float> table(s.rows * s.c, 0.5f), out(s.n * s.c), dtable(s.rows * s.c, 0.0f);
     const double row_gb = 4e-9 * s.c;
     const double t_fwd =
-        BestSeconds([&] { EmbeddingForward(ids.data(), table.data(), out.data(), s.n, s.c); }, 5);
+        BestSeconds([&] { EmbeddingForward(ids.data(), table.data(), out.data(), s.n, s.rows, s.c); }, 5);
     const double t_acc = BestSeconds([&] {
       EmbeddingBackward(ids.data(), out.data(), dtable.data(), s.n, s.rows, s.c,
                         Accumulate::kYes);

@@ -25,13 +25,17 @@ bool UseThreads(int64_t work) {
 }
 
 void EmbeddingForwardCpu(const int32_t* ids, const float* table, float* out, int64_t n,
-                         int64_t c, Stream) {
-  COL_CHECK(n >= 0 && c >= 0);
+                         int64_t rows, int64_t c, Stream) {
+  COL_CHECK(n >= 0 && rows >= 0 && c >= 0);
   if (c == 0) return;
 #pragma omp parallel for schedule(static) if (UseThreads(n * c))
   for (int64_t i = 0; i < n; ++i) {
     COL_DCHECK(ids[i] >= 0);
-    std::memcpy(out + i * c, table + static_cast<int64_t>(ids[i]) * c, c * sizeof(float));
+    if (ids[i] < rows) {
+      std::memcpy(out + i * c, table + static_cast<int64_t>(ids[i]) * c, c * sizeof(float));
+    } else {
+      std::memset(out + i * c, 0, c * sizeof(float));  // a row of another rank's block
+    }
   }
 }
 
@@ -53,7 +57,8 @@ void EmbeddingBackwardCpu(const int32_t* ids, const float* dout, float* dtable, 
         part == parts - 1 ? c : (c * (part + 1) / parts) / kColumnGrain * kColumnGrain;
     const int64_t width = j1 - j0;
     for (int64_t i = 0; i < n; ++i) {
-      COL_DCHECK(ids[i] >= 0 && ids[i] < rows);
+      COL_DCHECK(ids[i] >= 0);
+      if (ids[i] >= rows) continue;  // a row of another rank's block
       float* dst = dtable + static_cast<int64_t>(ids[i]) * c + j0;
       const float* src = dout + i * c + j0;
 #pragma omp simd

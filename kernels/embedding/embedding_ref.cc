@@ -19,11 +19,13 @@ Dispatch<EmbeddingBackwardFn>& EmbeddingBackwardTable() {
 }
 
 template <typename T>
-void EmbeddingForwardRef(const int32_t* ids, const T* table, T* out, int64_t n, int64_t c) {
-  COL_CHECK(n >= 0 && c >= 0);
+void EmbeddingForwardRef(const int32_t* ids, const T* table, T* out, int64_t n, int64_t rows,
+                         int64_t c) {
+  COL_CHECK(n >= 0 && rows >= 0 && c >= 0);
   for (int64_t i = 0; i < n; ++i) {
     COL_CHECK(ids[i] >= 0);
-    for (int64_t j = 0; j < c; ++j) out[i * c + j] = table[ids[i] * c + j];
+    const bool here = ids[i] < rows;
+    for (int64_t j = 0; j < c; ++j) out[i * c + j] = here ? table[ids[i] * c + j] : T(0);
   }
 }
 
@@ -34,12 +36,14 @@ void EmbeddingBackwardRef(const int32_t* ids, const T* dout, T* dtable, int64_t 
   // Positions i grouped by id, each group in increasing i (a stable counting sort).
   std::vector<int64_t> start(rows + 1, 0);
   for (int64_t i = 0; i < n; ++i) {
-    COL_CHECK(ids[i] >= 0 && ids[i] < rows);
-    ++start[ids[i] + 1];
+    COL_CHECK(ids[i] >= 0);
+    if (ids[i] < rows) ++start[ids[i] + 1];
   }
   for (int64_t r = 0; r < rows; ++r) start[r + 1] += start[r];
   std::vector<int64_t> order(n), next(start.begin(), start.end() - 1);
-  for (int64_t i = 0; i < n; ++i) order[next[ids[i]]++] = i;
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < rows) order[next[ids[i]]++] = i;
+  }
 
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < c; ++j) {
@@ -52,18 +56,19 @@ void EmbeddingBackwardRef(const int32_t* ids, const T* dout, T* dtable, int64_t 
   }
 }
 
-template void EmbeddingForwardRef<float>(const int32_t*, const float*, float*, int64_t, int64_t);
+template void EmbeddingForwardRef<float>(const int32_t*, const float*, float*, int64_t, int64_t,
+                                         int64_t);
 template void EmbeddingForwardRef<double>(const int32_t*, const double*, double*, int64_t,
-                                          int64_t);
+                                          int64_t, int64_t);
 template void EmbeddingBackwardRef<float>(const int32_t*, const float*, float*, int64_t, int64_t,
                                           int64_t, Accumulate);
 template void EmbeddingBackwardRef<double>(const int32_t*, const double*, double*, int64_t,
                                            int64_t, int64_t, Accumulate);
 
 namespace {
-void ForwardRefTwin(const int32_t* ids, const float* table, float* out, int64_t n, int64_t c,
-                    Stream) {
-  EmbeddingForwardRef(ids, table, out, n, c);
+void ForwardRefTwin(const int32_t* ids, const float* table, float* out, int64_t n, int64_t rows,
+                    int64_t c, Stream) {
+  EmbeddingForwardRef(ids, table, out, n, rows, c);
 }
 void BackwardRefTwin(const int32_t* ids, const float* dout, float* dtable, int64_t n,
                      int64_t rows, int64_t c, Accumulate accumulate, Stream) {

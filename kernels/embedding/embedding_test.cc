@@ -59,8 +59,8 @@ TEST_CASE("embedding forward cpu is an exact gather") {
       const auto ids = Ids(k.n, k.rows, k.distinct, 10 + k.n);
       const auto table = Random<float>(k.rows * k.c, 20 + k.c);
       std::vector<float> ref(k.n * k.c), out(k.n * k.c, -9.0f);
-      EmbeddingForwardRef(ids.data(), table.data(), ref.data(), k.n, k.c);
-      EmbeddingForward(ids.data(), table.data(), out.data(), k.n, k.c);
+      EmbeddingForwardRef(ids.data(), table.data(), ref.data(), k.n, k.rows, k.c);
+      EmbeddingForward(ids.data(), table.data(), out.data(), k.n, k.rows, k.c);
       REQUIRE(out == ref);
       for (int64_t i = 0; i < k.n; ++i) {  // and the reference is the gather
         for (int64_t j = 0; j < k.c; ++j) REQUIRE(ref[i * k.c + j] == table[ids[i] * k.c + j]);
@@ -117,6 +117,47 @@ TEST_CASE("embedding backward cpu matches the reference, deterministically") {
   }
 }
 
+TEST_CASE("embedding ids past the block's rows give zero rows and no gradient (vocab-parallel)") {
+  // A table of 6 rows split in two blocks of 3: rank 1 sees ids remapped to id - 3, and
+  // ids of rank 0's block as >= 3. Forward and backward of both blocks rebuild the whole.
+  const int64_t rows = 6, c = 20, n = 40, half = 3;
+  const auto ids = Ids(n, rows, rows, 7);
+  const auto table = Random<float>(rows * c, 8);
+  const auto dout = Random<float>(n * c, 9);
+  std::vector<float> whole(n * c), whole_grad(rows * c);
+  EmbeddingForwardRef(ids.data(), table.data(), whole.data(), n, rows, c);
+  EmbeddingBackwardRef(ids.data(), dout.data(), whole_grad.data(), n, rows, c, Accumulate::kNo);
+  for (bool cpu : {false, true}) {
+    CAPTURE(cpu);
+    std::vector<float> sum(n * c, 0.0f), grad(rows * c, 0.0f);
+    for (int64_t block = 0; block < 2; ++block) {
+      std::vector<int32_t> local(n);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t id = ids[i] - block * half;
+        local[i] = static_cast<int32_t>(id >= 0 && id < half ? id : half + 5);
+      }
+      std::vector<float> out(n * c, -1.0f), dtable(half * c, 7.0f);
+      if (cpu) {
+        EmbeddingForward(local.data(), table.data() + block * half * c, out.data(), n, half, c);
+        EmbeddingBackward(local.data(), dout.data(), dtable.data(), n, half, c, Accumulate::kNo);
+      } else {
+        EmbeddingForwardRef(local.data(), table.data() + block * half * c, out.data(), n, half, c);
+        EmbeddingBackwardRef(local.data(), dout.data(), dtable.data(), n, half, c,
+                             Accumulate::kNo);
+      }
+      for (int64_t i = 0; i < n * c; ++i) {
+        if (local[i / c] >= half) REQUIRE(out[i] == 0.0f);
+        sum[i] += out[i];
+      }
+      std::copy(dtable.begin(), dtable.end(), grad.begin() + block * half * c);
+    }
+    REQUIRE(sum == whole);
+    auto r = AllClose(grad, whole_grad, 1e-5, 1e-5);
+    INFO(r.message);
+    REQUIRE(r.ok);
+  }
+}
+
 TEST_CASE("embedding reference backward sums repeated ids (hand-computed)") {
   // ids = [2, 0, 2], c = 2, rows = 3.
   const std::vector<int32_t> ids = {2, 0, 2};
@@ -135,7 +176,7 @@ TEST_CASE("embedding reference backward matches finite differences") {
   const auto g = Random<double>(n * c, 61);
   std::vector<double> out(n * c);
   auto loss = [&] {
-    EmbeddingForwardRef(ids.data(), table.data(), out.data(), n, c);
+    EmbeddingForwardRef(ids.data(), table.data(), out.data(), n, rows, c);
     return testing::Dot(g, out);
   };
   const auto numeric = testing::FiniteDifference(table, loss);

@@ -5,7 +5,9 @@
 //   dlogits[i, j] (=|+=) dloss_i · (exp(logits[i, j] − lse_i) − [j == t_i])
 // dlogits may alias logits (exactly: same pointer and ld), which is how the training
 // graph turns the logits buffer into its gradient in place.
-// A target < 0 marks a row to ignore: loss 0, gradient 0. Targets >= v are a caller bug.
+// A target < 0 marks a row to ignore: loss 0, gradient 0. A target >= v names a class
+// outside this block of a vocabulary split over ranks (vocab-parallel cross-entropy):
+// loss_i = lse_i and the gradient has no one-hot term.
 //
 // Tolerance against the reference: loss and lse atol = rtol = Fp32ReductionRtol(v) · 4
 // (a v-long fp32 sum of exponentials); dlogits atol = 1e-6 · max|dloss|, rtol = 1e-5.

@@ -140,11 +140,12 @@ void SoftmaxXentForwardCpu(const float* logits, int64_t ld, const int32_t* targe
     const double log_sum = std::log(row_sum_exp(x, v, &shift));
     lse[i] = static_cast<float>(static_cast<double>(shift) + log_sum);
     const int32_t t = targets[i];
-    COL_DCHECK(t < v);
-    // (shift − x[t]) + log Σ in double: no cancellation against a rounded lse.
-    loss[i] = t < 0 ? 0.0f
-                    : static_cast<float>(static_cast<double>(shift) -
-                                         static_cast<double>(x[t]) + log_sum);
+    // (shift − x[t]) + log Σ in double: no cancellation against a rounded lse. A target
+    // past v is in another rank's block of the vocabulary: no target term here.
+    loss[i] = t < 0    ? 0.0f
+              : t >= v ? lse[i]
+                       : static_cast<float>(static_cast<double>(shift) -
+                                            static_cast<double>(x[t]) + log_sum);
   }
 }
 
@@ -158,12 +159,15 @@ void BackwardRows(const float* logits, int64_t ld, const float* lse, const int32
     const float* x = logits + i * ld;
     float* dx = dlogits + i * ld;
     const int32_t t = targets[i];
-    COL_DCHECK(t < v);
     if (t < 0) {
       if constexpr (!kAccumulate) std::fill(dx, dx + v, 0.0f);
       continue;
     }
     const float d = dloss[i];
+    if (t >= v) {  // the target is in another rank's block: no one-hot term
+      row_backward(x, dx, v, lse[i], d);
+      continue;
+    }
     // Read before the row loop overwrites them when dlogits aliases logits.
     const float x_t = x[t];
     const float dx_t = kAccumulate ? dx[t] : 0.0f;

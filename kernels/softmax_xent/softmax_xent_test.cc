@@ -33,12 +33,14 @@ double GradAtol(const std::vector<float>& dloss) {
   return 1e-6 * m;
 }
 
-// Targets in [0, v) with every `ignore_every`-th row set to -1 (ignored).
+// Targets in [0, v) with every `ignore_every`-th row set to -1 (ignored) and every 7th
+// row to a class past v (in another rank's block of the vocabulary).
 std::vector<int32_t> Targets(int64_t n, int64_t v, uint64_t seed, int ignore_every) {
   std::mt19937_64 rng(seed);
   std::vector<int32_t> t(n);
   for (int64_t i = 0; i < n; ++i) {
     t[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(v));
+    if (i % 7 == 3) t[i] = static_cast<int32_t>(v + i % 2);
     if (ignore_every > 0 && i % ignore_every == ignore_every - 1) t[i] = -1;
   }
   return t;
@@ -239,6 +241,55 @@ TEST_CASE("softmax_xent: reference backward matches finite differences of Σ dlo
   auto r = AllClose(analytic, numeric, 1e-8, 1e-6);
   INFO(r.message);
   REQUIRE(r.ok);
+}
+
+TEST_CASE("softmax_xent over vocabulary blocks: combined lse and target terms equal the whole") {
+  // The vocab-parallel decomposition: each block b of the columns gives lse_b and, where
+  // the target is in b, loss_b = lse_b - x[t]; lse = logsumexp_b(lse_b) and
+  // loss = lse - x[t]. The backward of each block from the combined lse is the matching
+  // columns of the whole backward.
+  const int64_t n = 23, v = 48, blocks = 3, w = v / blocks;
+  const auto x = Cast<double>(Logits(n, v, v, 91, -4.0, 4.0));
+  const auto targets = Targets(n, v, 92, 0);  // rows 3, 10, ... are past v: no term at all
+  const auto dloss = Cast<double>(Random<float>(n, 93, -2.0, 2.0));
+  std::vector<double> loss(n), lse(n), dx(n * v);
+  SoftmaxXentForwardRef(x.data(), v, targets.data(), loss.data(), lse.data(), n, v);
+  SoftmaxXentBackwardRef(x.data(), v, lse.data(), targets.data(), dloss.data(), dx.data(), n, v,
+                         Accumulate::kNo);
+  std::vector<std::vector<double>> block_lse(blocks, std::vector<double>(n));
+  std::vector<double> target_term(n, 0.0);
+  std::vector<std::vector<int32_t>> local(blocks, std::vector<int32_t>(n));
+  for (int64_t b = 0; b < blocks; ++b) {
+    std::vector<double> block_loss(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = targets[i] - b * w;
+      local[b][i] = static_cast<int32_t>(t >= 0 && t < w ? t : w);
+    }
+    SoftmaxXentForwardRef(x.data() + b * w, v, local[b].data(), block_loss.data(),
+                          block_lse[b].data(), n, w);
+    for (int64_t i = 0; i < n; ++i) {
+      if (local[b][i] < w) target_term[i] += block_lse[b][i] - block_loss[i];
+      else REQUIRE(block_loss[i] == block_lse[b][i]);
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    double m = -1e300, sum = 0;
+    for (int64_t b = 0; b < blocks; ++b) m = std::max(m, block_lse[b][i]);
+    for (int64_t b = 0; b < blocks; ++b) sum += std::exp(block_lse[b][i] - m);
+    const double combined = m + std::log(sum);
+    REQUIRE(combined == Approx(lse[i]).epsilon(1e-12));
+    if (targets[i] < v) REQUIRE(combined - target_term[i] == Approx(loss[i]).epsilon(1e-12));
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    std::vector<double> block_dx(n * v, 0.0);
+    SoftmaxXentBackwardRef(x.data() + b * w, v, lse.data(), local[b].data(), dloss.data(),
+                           block_dx.data() + b * w, n, w, Accumulate::kNo);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = b * w; j < (b + 1) * w; ++j) {
+        REQUIRE(block_dx[i * v + j] == Approx(dx[i * v + j]).margin(1e-12));
+      }
+    }
+  }
 }
 
 }  // namespace

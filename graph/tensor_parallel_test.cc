@@ -1,0 +1,212 @@
+// Tensor parallelism in the graph: the layout mapping (local elements to global runs)
+// against a direct index computation, and the 1D (Megatron) GPT of 2 and 4 ranks —
+// forked processes over UCX on loopback — against the whole model built in the same
+// process: the loss of every rank and every rank's parameter gradients, element by
+// element through its layout, equal the single-rank values.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "graph/autodiff.h"
+#include "graph/executor.h"
+#include "graph/layout.h"
+#include "graph/models/gpt.h"
+#include "parallel/comm/testing/fork_ranks.h"
+#include "parallel/comm/ucx/ucx_communicator.h"
+
+namespace colossal::graph {
+namespace {
+
+// Global flat index of every local element, computed coordinate by coordinate.
+std::vector<int64_t> DirectMap(const Layout& layout) {
+  const Shape local = LocalShape(layout);
+  const int64_t n = NumElements(local);
+  std::vector<int64_t> out(n);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t rem = i, g = 0, stride = 1;
+    std::vector<int64_t> idx(local.size());
+    for (int d = static_cast<int>(local.size()) - 1; d >= 0; --d) {
+      idx[d] = rem % local[d];
+      rem /= local[d];
+    }
+    for (int d = static_cast<int>(local.size()) - 1; d >= 0; --d) {
+      int64_t x = idx[d];
+      for (const DimSplit& s : layout.splits) {
+        if (s.dim != d) continue;
+        const int64_t block = local[d] / s.interleave;
+        x = (x / block) * (layout.global[d] / s.interleave) + s.part * block + x % block;
+      }
+      g += x * stride;
+      stride *= layout.global[d];
+    }
+    out[i] = g;
+  }
+  return out;
+}
+
+TEST_CASE("layout: global runs of any local range match the direct index map") {
+  struct Case {
+    Shape global;
+    std::vector<DimSplit> splits;
+  };
+  const std::vector<Case> cases = {
+      {{12, 18}, {{1, 2, 1, 3, "tensor"}}},               // packed q|k|v columns
+      {{12, 18}, {{0, 3, 2, 1, "tensor"}}},               // rows
+      {{8, 6, 10}, {{0, 2, 1, 1, "row"}, {2, 5, 3, 1, "col"}}},  // two axes
+      {{30}, {{0, 3, 1, 2, "tensor"}}},                    // a bias in two blocks
+  };
+  for (const Case& c : cases) {
+    auto layout = MakeLayout(c.global, c.splits);
+    REQUIRE(layout.ok());
+    const Shape local = LocalShape(*layout);
+    const std::vector<int64_t> expect = DirectMap(*layout);
+    const int64_t n = NumElements(local);
+    for (int64_t offset : {int64_t{0}, int64_t{1}, n / 3, n - 1}) {
+      for (int64_t count : {int64_t{1}, n - offset, (n - offset) / 2}) {
+        if (count < 1) continue;
+        CAPTURE(LayoutString(*layout), offset, count);
+        int64_t covered = 0, next_local = offset;
+        for (const ElementRun& r : GlobalRuns(local, *layout, offset, count)) {
+          REQUIRE(r.local == next_local);
+          for (int64_t k = 0; k < r.count; ++k) REQUIRE(expect[r.local + k] == r.global + k);
+          next_local += r.count;
+          covered += r.count;
+        }
+        REQUIRE(covered == count);
+      }
+    }
+  }
+  // Not divisible: named.
+  auto bad = MakeLayout({10, 6}, {{1, 4, 0, 1, "tensor"}});
+  REQUIRE(!bad.ok());
+  REQUIRE(std::string(bad.status().message()).find("dimension 1 (6) is not divisible by 4") !=
+          std::string::npos);
+  // Whole: one run.
+  auto whole = MakeLayout({4, 4}, {});
+  REQUIRE(whole.ok());
+  REQUIRE(GlobalRuns({4, 4}, *whole, 3, 9).size() == 1);
+}
+
+struct Built {
+  Graph graph;
+  std::unique_ptr<memory::ParamStore> params;
+  std::unique_ptr<Executor> executor;
+};
+
+// Heap-held: the executor points at the graph and the store.
+absl::StatusOr<std::unique_ptr<Built>> Build(const GptConfig& cfg, int64_t batch,
+                                             const GptTensorParallel& tp) {
+  auto owned = std::make_unique<Built>();
+  Built& b = *owned;
+  auto g = BuildGpt(cfg, batch, tp);
+  if (!g.ok()) return g.status();
+  b.graph = std::move(*g);
+  if (absl::Status s = BuildBackward(b.graph); !s.ok()) return s;
+  std::vector<memory::ParamStore::Spec> specs;
+  for (int p : b.graph.params()) specs.push_back({b.graph.value(p).name, b.graph.value(p).shape});
+  b.params = std::make_unique<memory::ParamStore>(specs);
+  auto ex = Executor::Create(&b.graph, b.params.get());
+  if (!ex.ok()) return ex.status();
+  b.executor = std::move(*ex);
+  return owned;
+}
+
+// The global tensor of parameter `name`: values from a per-name stream.
+std::vector<float> GlobalValues(const std::string& name, int64_t n) {
+  std::mt19937 rng(static_cast<uint32_t>(std::hash<std::string>()(name)));
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store) {
+  const GptConfig cfg{2, 4, 32, 8, 64};
+  const int64_t batch = 2, T = cfg.seq_len;
+  parallel::CommOptions options;
+  options.timeout = std::chrono::milliseconds(20000);
+  auto comm = parallel::CreateUcxCommunicator(store, options);
+  if (!comm.ok()) return comm.status();
+  auto whole = Build(cfg, batch, {});
+  if (!whole.ok()) return whole.status();
+  auto part = Build(cfg, batch, {size, rank, "tensor"});
+  if (!part.ok()) return part.status();
+  (*part)->executor->SetGroup("tensor", comm->get());
+
+  std::vector<int32_t> ids(batch * T), targets(batch * T);
+  for (int64_t i = 0; i < batch * T; ++i) {
+    ids[i] = static_cast<int32_t>((i * 37 + 5) % cfg.vocab);
+    targets[i] = static_cast<int32_t>((i * 11 + 3) % cfg.vocab);
+  }
+  for (Built* b : {whole->get(), part->get()}) {
+    Graph& g = b->graph;
+    for (size_t i = 0; i < g.params().size(); ++i) {
+      const Value& v = g.value(g.params()[i]);
+      const Shape global = v.layout.split() ? v.layout.global : v.shape;
+      const std::vector<float> values = GlobalValues(v.name, NumElements(global));
+      float* data = b->params->data(static_cast<int>(i));
+      for (const ElementRun& r : GlobalRuns(v.shape, v.layout, 0, v.numel())) {
+        std::copy(values.begin() + r.global, values.begin() + r.global + r.count, data + r.local);
+      }
+    }
+    Executor& ex = *b->executor;
+    std::copy(ids.begin(), ids.end(), ex.Data<int32_t>(g.Find("ids")));
+    std::copy(targets.begin(), targets.end(), ex.Data<int32_t>(g.Find("targets")));
+    FillPositions(ex.Data<int32_t>(g.Find("positions")), batch, T);
+    ex.Data<float>(g.loss_seed())[0] = 1.0f;
+    // Two micro-steps: the second accumulates into the parameter gradients.
+    for (int m = 0; m < 2; ++m) {
+      ex.Forward();
+      ex.Backward(m);
+    }
+    if (!ex.status().ok()) return ex.status();
+  }
+  const float loss = (*whole)->executor->Data<float>((*whole)->graph.loss())[0];
+  const float tp_loss = (*part)->executor->Data<float>((*part)->graph.loss())[0];
+  if (std::fabs(loss - tp_loss) > 1e-5f * std::fabs(loss)) {
+    return absl::InternalError(absl::StrCat("loss ", tp_loss, " but the whole model's is ", loss));
+  }
+  const Graph& g = (*part)->graph;
+  for (size_t i = 0; i < g.params().size(); ++i) {
+    const Value& v = g.value(g.params()[i]);
+    const int w = (*whole)->params->Find(v.name);
+    const float* ref = (*whole)->params->grad(w);
+    const float* got = (*part)->params->grad(static_cast<int>(i));
+    for (const ElementRun& r : GlobalRuns(v.shape, v.layout, 0, v.numel())) {
+      for (int64_t k = 0; k < r.count; ++k) {
+        const float a = got[r.local + k], e = ref[r.global + k];
+        if (std::fabs(a - e) > 2e-6f + 1e-4f * std::fabs(e)) {
+          return absl::InternalError(absl::StrCat("gradient of ", v.name, " element ", r.global + k,
+                                                  ": ", a, " but the whole model's is ", e));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+TEST_CASE("1D tensor-parallel GPT over 2 and 4 ranks equals the whole model") {
+  for (int size : {2, 4}) {
+    CAPTURE(size);
+    auto exits = parallel::testing::ForkRanks(size, RunTensorParallel);
+    INFO(parallel::testing::Failures(exits));
+    for (const auto& e : exits) REQUIRE(e.ok());
+  }
+}
+
+TEST_CASE("tensor parallelism refuses a model that does not divide, naming the field") {
+  const GptConfig cfg{1, 6, 48, 8, 64};
+  auto bad_heads = BuildGpt(cfg, 1, {4, 0, "tensor"});
+  REQUIRE(!bad_heads.ok());
+  REQUIRE(std::string(bad_heads.status().message()).find("model.n_head (6) must be a multiple") !=
+          std::string::npos);
+  auto bad_vocab = BuildGpt({1, 4, 32, 8, 50}, 1, {4, 0, "tensor"});
+  REQUIRE(!bad_vocab.ok());
+  REQUIRE(std::string(bad_vocab.status().message()).find("model.vocab (50)") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace colossal::graph

@@ -9,6 +9,7 @@
 #include "kernels/optim/grad_norm.h"
 #include "memory/host_buffer.h"
 #include "parallel/data_parallel/bucket_layout.h"
+#include "parallel/process_groups.h"
 #include "runtime/base/check.h"
 
 namespace colossal::parallel {
@@ -223,19 +224,7 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
 }
 
 absl::StatusOr<std::vector<double>> DataParallel::Sum(std::vector<double> values) {
-  // (hi, lo) float pairs: each rank's value to ~1e-14; the float sums of the hi parts
-  // round at ~6e-8 of the total, ample for norms and losses.
-  std::vector<float> pairs(2 * values.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    pairs[2 * i] = static_cast<float>(values[i]);
-    pairs[2 * i + 1] = static_cast<float>(values[i] - static_cast<double>(pairs[2 * i]));
-  }
-  absl::Status s = dp_->AllReduce(pairs.data(), static_cast<int64_t>(pairs.size()), DType::kF32)->Wait();
-  if (!s.ok()) return s;
-  for (size_t i = 0; i < values.size(); ++i) {
-    values[i] = static_cast<double>(pairs[2 * i]) + static_cast<double>(pairs[2 * i + 1]);
-  }
-  return values;
+  return SumDoubles(*dp_, std::move(values));
 }
 
 absl::Status DataParallel::Barrier() { return dp_->Barrier()->Wait(); }

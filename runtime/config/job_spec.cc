@@ -211,13 +211,14 @@ absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
   RETURN_IF_ERROR(p.Int("zero", &par.zero));
   RETURN_IF_ERROR(ReadByteSize(p, "bucket", &par.bucket_bytes));
   RETURN_IF_ERROR(p.Int("timeout_s", &par.timeout_s));
-  RETURN_IF_ERROR(ParseDegree(p, "tensor", {"size", "mode", "depth"},
-                              "an integer or a map {size, mode: 1d|2d|2.5d|3d, depth}",
-                              &par.tensor, [&](const MapReader& m) {
-                                RETURN_IF_ERROR(
-                                    m.Enum("mode", internal::kTensorModeNames, &par.tensor_mode));
-                                return m.Int("depth", &par.tensor_depth);
-                              }));
+  RETURN_IF_ERROR(ParseDegree(
+      p, "tensor", {"size", "mode", "depth", "sequence_parallel"},
+      "an integer or a map {size, mode: 1d|2d|2.5d|3d, depth, sequence_parallel}", &par.tensor,
+      [&](const MapReader& m) {
+        RETURN_IF_ERROR(m.Enum("mode", internal::kTensorModeNames, &par.tensor_mode));
+        RETURN_IF_ERROR(m.Int("depth", &par.tensor_depth));
+        return m.Bool("sequence_parallel", &par.tensor_sequence_parallel);
+      }));
   RETURN_IF_ERROR(ParseDegree(
       p, "pipeline", {"size", "schedule", "microbatches"},
       "an integer or a map {size, schedule: gpipe|1f1b|interleaved, microbatches}", &par.pipeline,

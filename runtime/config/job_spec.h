@@ -126,6 +126,7 @@ struct ParallelSpec {
   int64_t tensor = 1;
   TensorMode tensor_mode = TensorMode::k1d;
   int64_t tensor_depth = 1;   // 2.5d
+  bool tensor_sequence_parallel = false;  // Megatron sequence parallelism (1d)
   int64_t pipeline = 1;
   PipelineSchedule pipeline_schedule = PipelineSchedule::k1f1b;
   int64_t pipeline_microbatches = 1;

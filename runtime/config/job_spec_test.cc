@@ -13,55 +13,13 @@
 #include <vector>
 
 #include "runtime/base/env.h"
+#include "runtime/config/job_spec_testing.h"
 
 namespace colossal::config {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Line numbers below are 1-based lines of this text.
-constexpr const char* kBase = R"(name: tiny
-model:
-  type: gpt
-  n_layer: 2
-  n_head: 2
-  d_model: 64
-  seq_len: 32
-  vocab: 256
-data:
-  train: data/tiny.txt
-train:
-  steps: 10
-  global_batch: 4
-)";
-
-std::string Replace(std::string text, const std::string& from, const std::string& to) {
-  size_t at = text.find(from);
-  REQUIRE(at != std::string::npos);
-  text.replace(at, from.size(), to);
-  return text;
-}
-
-// These helpers test the parser and the rules, so they accept features this build does
-// not run yet; "refused until built" has its own test case (ParseJobSpec's default).
-JobSpec Parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-  absl::StatusOr<JobSpec> spec = ParseJobSpec(yaml, "job.yaml", overrides, Unbuilt::kAccept);
-  INFO(spec.status().message());
-  REQUIRE(spec.ok());
-  return *spec;
-}
-
-// The InvalidArgument message of a parse that must fail; checks it is one line.
-std::string ErrorOf(const std::string& yaml, const std::vector<std::string>& overrides = {},
-                    Unbuilt unbuilt = Unbuilt::kAccept) {
-  absl::StatusOr<JobSpec> spec = ParseJobSpec(yaml, "job.yaml", overrides, unbuilt);
-  REQUIRE_FALSE(spec.ok());
-  REQUIRE(spec.status().code() == absl::StatusCode::kInvalidArgument);
-  std::string message(spec.status().message());
-  REQUIRE(message.find('\n') == std::string::npos);
-  return message;
-}
-
+using namespace colossal::config::testing;  // kBase, Parse, ErrorOf, Replace
 std::string TmpDir() {
   std::optional<std::string> dir = base::GetEnv(base::kEnvTestTmpDir);
   return dir ? *dir : fs::temp_directory_path().string();
@@ -231,57 +189,6 @@ TEST_CASE("defaults fill every field the YAML leaves out") {
   }
 }
 
-TEST_CASE("features this build does not run are refused, naming the key") {
-  const std::string b = kBase;
-  const Unbuilt refuse = Unbuilt::kRefuse;
-  CHECK(ErrorOf(b + "resources: {device: cuda}\n", {}, refuse) ==
-        "job.yaml:14:21: resources.device: cuda is not available yet: this build trains on the "
-        "CPU backend only; use device: cpu");
-  CHECK(ErrorOf(b + "  precision: bf16\nresources: {device: cuda}\n", {}, refuse) ==
-        "job.yaml:15:21: resources.device: cuda is not available yet: this build trains on the "
-        "CPU backend only; use device: cpu");
-  CHECK(ErrorOf(b, {"train.precision=fp16", "resources.device=cuda"}, refuse) ==
-        "--set 'resources.device=cuda': resources.device: cuda is not available yet: this build "
-        "trains on the CPU backend only; use device: cpu");
-  CHECK(ErrorOf(b + "parallel: auto\n", {}, refuse) ==
-        "job.yaml:14:11: parallel: auto is not available yet: the auto-parallel planner is not "
-        "built; give the degrees as a map {data, zero, tensor, pipeline, sequence}");
-  CHECK(ErrorOf(b + "parallel: {tensor: 2}\nresources: {ranks_per_node: 2}\n", {}, refuse) ==
-        "job.yaml:14:20: parallel.tensor: tensor parallelism is not available yet; set it to 1, "
-        "got 2");
-  CHECK(ErrorOf(b + "parallel: {pipeline: {size: 2}}\nresources: {ranks_per_node: 2}\n", {},
-                refuse) ==
-        "job.yaml:14:29: parallel.pipeline.size: pipeline parallelism is not available yet; set "
-        "it to 1, got 2");
-  CHECK(ErrorOf(b + "parallel: {sequence: 2}\nresources: {ranks_per_node: 2}\n", {}, refuse) ==
-        "job.yaml:14:22: parallel.sequence: sequence parallelism is not available yet; set it to "
-        "1, got 2");
-  CHECK(ErrorOf(b + "memory: {placement: auto}\n", {}, refuse) ==
-        "job.yaml:14:21: memory.placement: placement auto is not available yet: the Gemini "
-        "memory manager is not built (model state stays in host memory); remove the key");
-  CHECK_THAT(ErrorOf(b + "memory: {device_budget: 8GiB}\n", {}, refuse),
-             Catch::StartsWith("job.yaml:14:25: memory.device_budget: a device budget is not "
-                               "available yet"));
-  CHECK_THAT(ErrorOf(b + "memory: {host_budget: 8GiB}\n", {}, refuse),
-             Catch::StartsWith("job.yaml:14:23: memory.host_budget: a host budget is not "
-                               "available yet"));
-  CHECK_THAT(ErrorOf(b + "memory: {nvme_dir: /scratch}\n", {}, refuse),
-             Catch::StartsWith("job.yaml:14:20: memory.nvme_dir: NVMe offload is not available yet"));
-  CHECK(ErrorOf(b + "memory: {activation_checkpointing: true}\n", {}, refuse) ==
-        "job.yaml:14:36: memory.activation_checkpointing: activation checkpointing is not "
-        "available yet; set it to false or remove the key");
-  // What the defaults describe (and what ToYaml writes for them) is what this build runs.
-  auto plain = ParseJobSpec(b + "memory: {placement: static, activation_checkpointing: false}\n"
-                                "parallel: {tensor: {size: 1, mode: 2d}}\n",
-                            "job.yaml");
-  INFO(plain.status().message());
-  REQUIRE(plain.ok());
-  CHECK(ParseJobSpec(ToYaml(*plain), "again.yaml").ok());
-  // A rule that any build enforces still comes first.
-  CHECK_THAT(ErrorOf(b + "  precision: bf16\n", {}, refuse),
-             Catch::Contains("train.precision: bf16 needs resources.device: cuda"));
-}
-
 TEST_CASE("graph models, parallel: auto and the degree shorthands") {
   JobSpec g = Parse("name: g\nmodel: {graph: m.graph.yaml, init_from: w.safetensors}\n"
                     "data: {train: t.txt}\ntrain: {steps: 1, global_batch: 1}\n");
@@ -402,7 +309,7 @@ TEST_CASE("wrong types name the key, where, what was found and what is expected"
         "sequence}, got 'everything'");
   CHECK(ErrorOf(b + "parallel: {tensor: [4]}\n") ==
         "job.yaml:14:20: parallel.tensor: expected an integer or a map {size, mode: "
-        "1d|2d|2.5d|3d, depth}, got a list");
+        "1d|2d|2.5d|3d, depth, sequence_parallel}, got a list");
   CHECK(ErrorOf(b + "parallel: {tensor: {size: 4, mode: 2D}}\n") ==
         "job.yaml:14:36: parallel.tensor.mode: unknown value '2D'; did you mean '2d'? (one of "
         "1d|2d|2.5d|3d)");

@@ -150,6 +150,7 @@ void WriteParallel(Writer& w, const ParallelSpec& p) {
   w.Int("size", p.tensor);
   w.Plain("mode", TensorModeName(p.tensor_mode));
   w.Int("depth", p.tensor_depth);
+  w.Bool("sequence_parallel", p.tensor_sequence_parallel);
   w.EndMap();
   w.BeginMap("pipeline", /*flow=*/true);
   w.Int("size", p.pipeline);

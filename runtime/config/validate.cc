@@ -245,6 +245,19 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
            p.pipeline);
     ENSURE(s.model.gpt.seq_len % p.sequence == 0, DegreePath(ctx, "sequence"),
            "must divide model.seq_len (", s.model.gpt.seq_len, "), got ", p.sequence);
+    if (p.tensor > 1 && p.tensor_mode == TensorMode::k1d) {
+      ENSURE(s.model.gpt.n_head % p.tensor == 0, "model.n_head", "must be a multiple of ",
+             DegreePath(ctx, "tensor"), " (", p.tensor, ") in mode 1d, which gives every rank ",
+             "n_head / ", p.tensor, " whole heads; got ", s.model.gpt.n_head);
+      ENSURE(s.model.gpt.vocab % p.tensor == 0, "model.vocab", "must be a multiple of ",
+             DegreePath(ctx, "tensor"), " (", p.tensor, ") in mode 1d, which splits wte by ",
+             "rows; pad it up to ", (s.model.gpt.vocab + p.tensor - 1) / p.tensor * p.tensor,
+             ", got ", s.model.gpt.vocab);
+    }
+  } else {
+    ENSURE(p.tensor == 1, DegreePath(ctx, "tensor"),
+           "tensor parallelism needs a GPT model (model.type: gpt): a graph file says nothing "
+           "of how its tensors split; got ", p.tensor);
   }
   return absl::OkStatus();
 }
@@ -263,8 +276,12 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(!p.auto_plan, "parallel",
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");
-  ENSURE(p.tensor == 1, DegreePath(ctx, "tensor"),
-         "tensor parallelism is not available yet; set it to 1, got ", p.tensor);
+  ENSURE(p.tensor == 1 || p.tensor_mode == TensorMode::k1d, "parallel.tensor.mode",
+         "tensor parallelism ", Sv(TensorModeName(p.tensor_mode)),
+         " is not available yet: this build splits tensors in mode 1d (Megatron) only");
+  ENSURE(!p.tensor_sequence_parallel, "parallel.tensor.sequence_parallel",
+         "sequence parallelism of the layer-norm regions is not available yet; set it to false "
+         "or remove the key");
   ENSURE(p.pipeline == 1, DegreePath(ctx, "pipeline"),
          "pipeline parallelism is not available yet; set it to 1, got ", p.pipeline);
   ENSURE(p.sequence == 1, DegreePath(ctx, "sequence"),

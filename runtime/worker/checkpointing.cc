@@ -12,6 +12,8 @@
 #include "runtime/checkpoint/file_io.h"
 #include "runtime/checkpoint/pieces.h"
 #include "runtime/checkpoint/safetensors.h"
+#include "graph/ir.h"
+#include "runtime/worker/stored_pieces.h"
 
 namespace colossal::worker {
 namespace {
@@ -24,17 +26,34 @@ std::vector<checkpoint::TensorView> Views(const std::vector<StateTensor>& tensor
   return views;
 }
 
-std::vector<checkpoint::TensorView> PieceViews(const memory::ParamStore& params,
+const graph::Layout& LayoutOf(const TrainState& state, int param) {
+  static const graph::Layout kWhole;
+  return state.layouts ? (*state.layouts)[param] : kWhole;
+}
+
+// Whether this rank stores the tensors every rank of its tensor group holds whole.
+bool StoresReplicated(const TrainState& state) {
+  return state.groups == nullptr || state.groups->index(parallel::Axis::kTensor) == 0;
+}
+
+std::vector<checkpoint::TensorView> PieceViews(const TrainState& state,
                                               const parallel::HeldParams& held) {
   std::vector<checkpoint::TensorView> views;
   for (size_t i = 0; i < held.segments.size(); ++i) {
     const memory::ParamSegment& s = held.segments[i];
-    const memory::ParamInfo& info = params.info(s.param);
-    const bool whole = s.offset == 0 && s.length == info.numel;
-    views.push_back({whole ? info.name : checkpoint::PieceName(info.name, s.offset), "F32",
-                     whole ? info.shape : std::vector<int64_t>{s.length}, held.data[i]});
+    if (!StoresReplicated(state) && !LayoutOf(state, s.param).split()) continue;
+    const memory::ParamInfo& info = state.params->info(s.param);
+    for (const StoredPiece& p :
+         StoredPieces(info.name, info.shape, LayoutOf(state, s.param), s.offset, s.length)) {
+      views.push_back({p.name, "F32", p.shape, held.data[i] + p.local});
+    }
   }
   return views;
+}
+
+absl::Status WorldBarrier(const TrainState& state) {
+  if (state.groups == nullptr || state.groups->world() == nullptr) return absl::OkStatus();
+  return state.groups->world()->Barrier()->Wait();
 }
 
 }  // namespace
@@ -50,42 +69,50 @@ parallel::HeldParams Held(const TrainState& state) {
 absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t steps_done,
                                            const std::string& state_json) {
   const config::CheckpointSpec& c = state.spec->train.checkpoint;
-  const int rank = state.dp ? state.dp->rank() : 0;
-  const int ranks = state.dp ? state.dp->size() : 1;
-  const bool sharded = state.dp && state.dp->zero_stage() >= 1;
-  const bool params_sharded = state.dp && state.dp->params_sharded();
-  std::vector<std::string> extras;
-  std::vector<StateTensor> optimizer = state.optimizer->StateTensors();
+  const int rank = state.groups ? state.groups->rank() : 0;
+  const int ranks = state.groups ? state.groups->world_size() : 1;
+  const int zero = state.dp ? state.dp->zero_stage() : 0;
+  // Which world ranks write which kind of file (the same answer on every rank).
+  auto data_index = [&](int r) {
+    return state.groups ? state.groups->plan().mesh().CoordOf(r)[parallel::Axis::kData] : 0;
+  };
+  auto writes_model = [&](int r) { return zero == 3 || data_index(r) == 0; };
+  auto writes_optimizer = [&](int r) { return zero >= 1 || data_index(r) == 0; };
+  std::vector<StateTensor> optimizer = state.optimizer->StateTensors(StoresReplicated(state));
   const parallel::HeldParams held = Held(state);
   const std::string staging = checkpoint::StagingDir(c.dir, steps_done);
-  if (sharded && rank != 0) {
+  absl::Status written = absl::OkStatus();
+  if (rank != 0 && (writes_model(rank) || writes_optimizer(rank))) {
     std::error_code ec;
     fs::create_directories(staging, ec);
     if (ec) return absl::PermissionDeniedError(absl::StrCat(staging, ": ", ec.message()));
     const std::map<std::string, std::string> meta = {{"colossal_step", std::to_string(steps_done)}};
-    RETURN_IF_ERROR(checkpoint::WriteSafetensors(checkpoint::ShardFile(staging, "optimizer", rank),
-                                                 Views(optimizer), meta));
-    if (params_sharded) {
-      RETURN_IF_ERROR(checkpoint::WriteSafetensors(checkpoint::ShardFile(staging, "model", rank),
-                                                   PieceViews(*state.params, held), meta));
+    if (writes_optimizer(rank)) {
+      written = checkpoint::WriteSafetensors(checkpoint::ShardFile(staging, "optimizer", rank),
+                                             Views(optimizer), meta);
+    }
+    if (written.ok() && writes_model(rank)) {
+      written = checkpoint::WriteSafetensors(checkpoint::ShardFile(staging, "model", rank),
+                                             PieceViews(state, held), meta);
     }
   }
-  if (sharded) {
-    for (int r = 1; r < ranks; ++r) {
-      extras.push_back(checkpoint::ShardFile(staging, "optimizer", r));
-      if (params_sharded) extras.push_back(checkpoint::ShardFile(staging, "model", r));
-    }
+  std::vector<std::string> extras;
+  for (int r = 1; r < ranks; ++r) {
+    if (writes_optimizer(r)) extras.push_back(checkpoint::ShardFile(staging, "optimizer", r));
+    if (writes_model(r)) extras.push_back(checkpoint::ShardFile(staging, "model", r));
   }
   // Every shard is on disk before rank 0 publishes; rank 0 has published before anyone
   // moves on (a later checkpoint or the end of the job).
-  if (state.dp) RETURN_IF_ERROR(state.dp->Barrier());
-  absl::Status written = absl::OkStatus();
-  if (rank == 0) {
-    written = checkpoint::WriteCheckpoint(c.dir, steps_done, PieceViews(*state.params, held),
+  {
+    absl::Status barrier = WorldBarrier(state);
+    if (written.ok()) written = barrier;
+  }
+  if (rank == 0 && written.ok()) {
+    written = checkpoint::WriteCheckpoint(c.dir, steps_done, PieceViews(state, held),
                                           Views(optimizer), state_json, c.keep, extras);
   }
-  if (state.dp) {
-    absl::Status barrier = state.dp->Barrier();
+  {
+    absl::Status barrier = WorldBarrier(state);
     if (written.ok()) written = barrier;
   }
   RETURN_IF_ERROR(written);
@@ -106,19 +133,25 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
   ASSIGN_OR_RETURN(auto model, checkpoint::PieceReader::Open(model_files));
   for (int i = 0; i < state.params->size(); ++i) {
     const memory::ParamInfo& info = state.params->info(i);
+    const graph::Layout& layout = LayoutOf(state, i);
+    const std::vector<int64_t>& global = layout.split() ? layout.global : info.shape;
     const std::vector<int64_t>* shape = model.WholeShape(info.name);
-    if ((shape != nullptr && *shape != info.shape) ||
-        (shape == nullptr && model.CoveredElements(info.name) != info.numel)) {
+    if ((shape != nullptr && *shape != global) ||
+        (shape == nullptr && model.CoveredElements(info.name) != graph::NumElements(global))) {
       return absl::InvalidArgumentError(absl::StrCat(
           *latest, ": tensor '", info.name, "' does not match the model's ",
-          checkpoint::ShapeString(info.shape)));
+          checkpoint::ShapeString(global), " (its pieces do not tile it, or the shape differs)"));
     }
   }
   const parallel::HeldParams held = Held(state);
   for (size_t i = 0; i < held.segments.size(); ++i) {
     const memory::ParamSegment& seg = held.segments[i];
-    absl::Status s = model.ReadF32(state.params->info(seg.param).name, seg.offset, seg.length, held.data[i]);
-    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
+    const memory::ParamInfo& info = state.params->info(seg.param);
+    for (const StoredPiece& p :
+         StoredPieces(info.name, info.shape, LayoutOf(state, seg.param), seg.offset, seg.length)) {
+      absl::Status s = model.ReadF32(info.name, p.global, p.count, held.data[i] + p.local);
+      if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
+    }
   }
   ASSIGN_OR_RETURN(std::vector<std::string> optimizer_files, checkpoint::StepFiles(*latest, "optimizer"));
   ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(optimizer_files));

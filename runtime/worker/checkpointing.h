@@ -1,24 +1,28 @@
 // Saving and restoring a rank's training state: parameters and optimizer state through
-// runtime/checkpoint, single-rank or data-parallel.
-//   one rank, or ZeRO 0:  rank 0 writes model.safetensors and optimizer.safetensors
-//                         whole (Hugging Face names), as a single process would;
-//   ZeRO 1, 2:            rank 0 writes model.safetensors whole; every rank writes its
-//                         optimizer pieces (optimizer.safetensors for rank 0,
-//                         optimizer-<r>.safetensors staged and moved in by rank 0);
-//   ZeRO 3:               parameters too are pieces (model.safetensors of rank 0 and
-//                         model-<r>.safetensors): `colossal export` consolidates them;
-// all behind barriers, published atomically by rank 0. Restoring reads whole tensors or
-// pieces from every model*/optimizer* file of the step (pieces.h), so a checkpoint
-// resumes under any data-parallel degree or ZeRO stage.
+// runtime/checkpoint, for any (data, tensor, ZeRO) layout. Every tensor is stored whole
+// under its Hugging Face name when one rank holds it whole and unsplit (a single
+// process, or ZeRO 0 without tensor parallelism), else as pieces of the global tensor
+// (stored_pieces.h):
+//   parameters       written by the ranks of data index 0 (every rank under ZeRO 3),
+//   optimizer state  by the ranks of data index 0 (every rank under ZeRO 1–3),
+// world rank 0 into model.safetensors / optimizer.safetensors, rank r into
+// model-<r>.safetensors / optimizer-<r>.safetensors staged and moved in by rank 0; all
+// behind world barriers, published atomically by rank 0. Restoring reads each held
+// element range by its global offsets from every model*/optimizer* file of the step
+// (pieces.h), so a checkpoint resumes under any other layout, and `colossal export`
+// consolidates the pieces into one Hugging Face file.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "memory/param_store.h"
+#include "graph/layout.h"
 #include "parallel/data_parallel/data_parallel.h"
+#include "parallel/process_groups.h"
 #include "runtime/config/job_spec.h"
 #include "runtime/worker/optimizer.h"
 
@@ -28,7 +32,10 @@ struct TrainState {
   const config::JobSpec* spec = nullptr;
   memory::ParamStore* params = nullptr;
   Optimizer* optimizer = nullptr;
-  parallel::DataParallel* dp = nullptr;  // null: one rank
+  parallel::DataParallel* dp = nullptr;  // null: one data-parallel rank
+  const parallel::ProcessGroups* groups = nullptr;  // null: one rank
+  // Per parameter (store index), which part of the global tensor this rank holds.
+  const std::vector<graph::Layout>* layouts = nullptr;
 };
 
 // Where this rank holds parameter values: dp->Held(), or every tensor of the store.

@@ -30,17 +30,32 @@ double GraphFlops(const graph::Graph& g) {
   return total;
 }
 
+std::vector<memory::ParamStore::Spec> Model::GlobalSpecs() const {
+  std::vector<memory::ParamStore::Spec> specs;
+  for (size_t i = 0; i < graph.params().size(); ++i) {
+    const graph::Value& v = graph.value(graph.params()[i]);
+    specs.push_back({v.name, layouts[i].split() ? layouts[i].global : v.shape});
+  }
+  return specs;
+}
+
 absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, int64_t batch,
                                                    const std::function<int64_t(int64_t)>& flat_numel,
-                                                   bool allocate_params) {
+                                                   bool allocate_params,
+                                                   const graph::GptTensorParallel& tp) {
   auto model = std::make_unique<Model>();
   model->batch = batch;
+  model->tensor_parallel = tp.size;
   if (spec.model.kind == config::ModelSpec::Kind::kGpt) {
     const config::GptModelSpec& m = spec.model.gpt;
     model->gpt = {m.n_layer, m.n_head, m.d_model, m.seq_len, m.vocab};
     model->is_gpt = true;
-    ASSIGN_OR_RETURN(model->graph, graph::BuildGpt(model->gpt, batch));
+    ASSIGN_OR_RETURN(model->graph, graph::BuildGpt(model->gpt, batch, tp));
   } else {
+    if (tp.size != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(spec.model.graph_path, ": tensor parallelism needs a GPT model"));
+    }
     ASSIGN_OR_RETURN(model->graph, graph::LoadGraphFile(spec.model.graph_path, batch));
   }
   graph::Graph& g = model->graph;
@@ -81,7 +96,10 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   model->flops_per_micro_batch = GraphFlops(g);
 
   std::vector<memory::ParamStore::Spec> specs;
-  for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
+  for (int p : g.params()) {
+    specs.push_back({g.value(p).name, g.value(p).shape});
+    model->layouts.push_back(g.value(p).layout);
+  }
   const int64_t flat = memory::ParamStore::FlatNumel(specs);
   model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat,
                                                        allocate_params);
@@ -101,7 +119,7 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
     const memory::ParamSegment& s = segments[i];
     const graph::Value& v = g.value(g.params()[s.param]);
     if (generated != s.param) {
-      values.resize(v.numel());
+      values.resize(v.layout.split() ? graph::NumElements(v.layout.global) : v.numel());
       if (v.init.kind == graph::ParamInit::Kind::kConstant) {
         std::fill(values.begin(), values.end(), static_cast<float>(v.init.value));
       } else {
@@ -110,8 +128,49 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
       }
       generated = s.param;
     }
-    std::copy(values.begin() + s.offset, values.begin() + s.offset + s.length, data[i]);
+    for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
+      std::copy(values.begin() + r.global, values.begin() + r.global + r.count,
+                data[i] + (r.local - s.offset));
+    }
   }
+}
+
+void TakeHeld(const Model& model, const memory::ParamStore& whole,
+              const std::vector<memory::ParamSegment>& segments, const std::vector<float*>& data) {
+  const graph::Graph& g = model.graph;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const memory::ParamSegment& s = segments[i];
+    const graph::Value& v = g.value(g.params()[s.param]);
+    const float* src = whole.data(s.param);
+    for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
+      std::copy(src + r.global, src + r.global + r.count, data[i] + (r.local - s.offset));
+    }
+  }
+}
+
+absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
+                         parallel::Communicator* tensor, memory::ParamStore& whole) {
+  const graph::Graph& g = model.graph;
+  std::vector<float> all;
+  for (int i = 0; i < local.size(); ++i) {
+    const graph::Value& v = g.value(g.params()[i]);
+    const int64_t n = v.numel();
+    if (!v.layout.split() || tensor == nullptr) {
+      std::copy(local.data(i), local.data(i) + n, whole.data(i));
+      continue;
+    }
+    all.resize(n * tensor->size());
+    RETURN_IF_ERROR(tensor->AllGather(local.data(i), all.data(), n, graph::DType::kF32)->Wait());
+    for (int r = 0; r < tensor->size(); ++r) {
+      graph::Layout at = v.layout;  // rank r's part
+      for (graph::DimSplit& d : at.splits) d.part = r;
+      for (const graph::ElementRun& run : graph::GlobalRuns(v.shape, at, 0, n)) {
+        std::copy(all.begin() + r * n + run.local, all.begin() + r * n + run.local + run.count,
+                  whole.data(i) + run.global);
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 void InitParams(Model& model, uint64_t seed) {

@@ -8,12 +8,14 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "graph/executor.h"
 #include "graph/ir.h"
 #include "graph/models/gpt.h"
 #include "memory/param_store.h"
+#include "parallel/comm/communicator.h"
 #include "runtime/config/job_spec.h"
 
 namespace colossal::worker {
@@ -34,6 +36,13 @@ struct Model {
 
   // Model FLOPs of one forward+backward over the micro-batch (sum over the graph's ops).
   double flops_per_micro_batch = 0;
+
+  // Tensor parallelism: the ranks of the group and every parameter's layout (store index
+  // i is graph.params()[i]; not split when tensor_parallel is 1).
+  int64_t tensor_parallel = 1;
+  std::vector<graph::Layout> layouts;
+  // The whole (global) shape of every parameter, as a store spec.
+  std::vector<memory::ParamStore::Spec> GlobalSpecs() const;
 };
 
 // Builds graph + autodiff + parameter store + executor for micro-batch `batch`.
@@ -41,13 +50,16 @@ struct Model {
 // the parameters need to the size to allocate (data parallelism pads it).
 // With `allocate_params` false the store keeps the layout only (ZeRO 3 holds parameters
 // in shards).
+// `tp` builds this rank's part of a tensor-parallel GPT (graph models: size 1 only).
 absl::StatusOr<std::unique_ptr<Model>> BuildModel(
     const config::JobSpec& spec, int64_t batch,
-    const std::function<int64_t(int64_t)>& flat_numel = {}, bool allocate_params = true);
+    const std::function<int64_t(int64_t)>& flat_numel = {}, bool allocate_params = true,
+    const graph::GptTensorParallel& tp = {});
 
 // GPT-2 style initialisation from each parameter's ParamInit, seeded by (seed, name):
 // every parameter whole, or just `segments` (held at data[i]) of them — the values are
-// the same either way.
+// the same either way, and a tensor-parallel part holds exactly the elements of the
+// whole tensor its layout names (the numbers of the single-rank run).
 void InitParams(Model& model, uint64_t seed);
 void InitParams(const Model& model, const std::vector<memory::ParamSegment>& segments,
                 const std::vector<float*>& data, uint64_t seed);
@@ -59,6 +71,17 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
 // its first seq_len rows. Errors name the file and the tensor; a missing tensor, a
 // wrong shape or any other extra tensor is an error.
 absl::Status LoadParams(memory::ParamStore& params, const std::string& path);
+
+// Copies the elements of `whole` (every parameter at its global shape) that this rank
+// holds (segments at data[i], through the layouts) into place.
+void TakeHeld(const Model& model, const memory::ParamStore& whole,
+              const std::vector<memory::ParamSegment>& segments, const std::vector<float*>& data);
+
+// Gathers every parameter of `local` (this rank's parts, the model's local shapes) whole
+// into `whole` (GlobalSpecs()) over the tensor group `tensor` (null: not split, a copy).
+// Collective over the group.
+absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
+                         parallel::Communicator* tensor, memory::ParamStore& whole);
 
 // Sum of forward + backward FLOPs of every node of the graph.
 double GraphFlops(const graph::Graph& graph);

@@ -6,6 +6,7 @@
 #include "kernels/optim/lars.h"
 #include "kernels/optim/sgd.h"
 #include "runtime/base/check.h"
+#include "runtime/worker/stored_pieces.h"
 
 namespace colossal::worker {
 namespace {
@@ -127,18 +128,19 @@ void Optimizer::Step(double lr, float grad_scale) {
   }
 }
 
-std::vector<StateTensor> Optimizer::StateTensors() {
+std::vector<StateTensor> Optimizer::StateTensors(bool replicated) {
   std::vector<StateTensor> out;
   const bool adam = state2_.data() != nullptr;
+  const graph::Layout whole;
   for (size_t i = 0; i < segments_.size(); ++i) {
     const memory::ParamSegment& s = segments_[i];
     const memory::ParamInfo& info = params_->info(s.param);
-    const bool whole = s.offset == 0 && s.length == info.numel;
+    const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
+    if (!replicated && !layout.split()) continue;
     auto add = [&](const char* suffix, memory::HostBuffer& buf) {
-      const std::string base = info.name + suffix;
-      out.push_back({whole ? base : checkpoint::PieceName(base, s.offset),
-                     whole ? info.shape : std::vector<int64_t>{s.length},
-                     buf.as<float>() + state_offset_[i]});
+      for (const StoredPiece& p : StoredPieces(info.name + suffix, info.shape, layout, s.offset, s.length)) {
+        out.push_back({p.name, p.shape, buf.as<float>() + state_offset_[i] + p.local});
+      }
     };
     if (adam) {
       add(".exp_avg", state1_);
@@ -152,20 +154,25 @@ std::vector<StateTensor> Optimizer::StateTensors() {
 
 absl::Status Optimizer::LoadState(const checkpoint::PieceReader& reader) {
   const bool adam = state2_.data() != nullptr;
+  const graph::Layout whole;
   for (size_t i = 0; i < segments_.size(); ++i) {
     const memory::ParamSegment& s = segments_[i];
-    const std::string& name = params_->info(s.param).name;
+    const memory::ParamInfo& info = params_->info(s.param);
+    const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
+    auto load = [&](const char* suffix, memory::HostBuffer& buf) -> absl::Status {
+      const std::string name = info.name + suffix;
+      for (const StoredPiece& p : StoredPieces(name, info.shape, layout, s.offset, s.length)) {
+        absl::Status st = reader.ReadF32(name, p.global, p.count,
+                                         buf.as<float>() + state_offset_[i] + p.local);
+        if (!st.ok()) return st;
+      }
+      return absl::OkStatus();
+    };
     if (adam) {
-      absl::Status st = reader.ReadF32(name + ".exp_avg", s.offset, s.length,
-                                       state1_.as<float>() + state_offset_[i]);
-      if (!st.ok()) return st;
-      st = reader.ReadF32(name + ".exp_avg_sq", s.offset, s.length,
-                          state2_.as<float>() + state_offset_[i]);
-      if (!st.ok()) return st;
+      if (absl::Status st = load(".exp_avg", state1_); !st.ok()) return st;
+      if (absl::Status st = load(".exp_avg_sq", state2_); !st.ok()) return st;
     } else {
-      absl::Status st = reader.ReadF32(name + ".momentum_buffer", s.offset, s.length,
-                                       state1_.as<float>() + state_offset_[i]);
-      if (!st.ok()) return st;
+      if (absl::Status st = load(".momentum_buffer", state1_); !st.ok()) return st;
     }
   }
   return absl::OkStatus();

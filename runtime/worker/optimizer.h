@@ -8,7 +8,7 @@
 // Gradient clipping enters as `grad_scale` (the gradients are not rewritten).
 // State tensors for checkpoints are named "<param>.exp_avg", "<param>.exp_avg_sq"
 // (AdamW, LAMB) and "<param>.momentum_buffer" (LARS, SGD) as PyTorch's state dicts; a
-// segment that is only part of its tensor is a piece "<name>@<offset>" (pieces.h).
+// segment that is only part of its tensor is stored as pieces (stored_pieces.h).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "graph/layout.h"
 #include "memory/host_buffer.h"
 #include "memory/param_store.h"
 #include "runtime/checkpoint/pieces.h"
@@ -54,7 +55,15 @@ class Optimizer {
   // Bytes of optimizer state this rank holds.
   int64_t state_bytes() const { return static_cast<int64_t>(state1_.bytes() + state2_.bytes()); }
 
-  std::vector<StateTensor> StateTensors();
+  // The layouts of the parameters (by store index) when they are tensor-parallel parts:
+  // state tensors are then pieces of the global tensors (stored_pieces.h). Must outlive
+  // the optimizer; null: every parameter is whole.
+  void SetLayouts(const std::vector<graph::Layout>* layouts) { layouts_ = layouts; }
+
+  // Every segment's state; without `replicated`, only the segments of split parameters
+  // (a tensor-parallel rank other than the group's first stores no copy of the tensors
+  // every rank of the group holds).
+  std::vector<StateTensor> StateTensors(bool replicated = true);
   // Fills this rank's state from whatever mix of whole tensors and pieces `reader` holds
   // (a checkpoint of any data-parallel degree or ZeRO stage). Errors name the tensor.
   absl::Status LoadState(const checkpoint::PieceReader& reader);
@@ -71,6 +80,7 @@ class Optimizer {
   memory::HostBuffer state1_;  // exp_avg or momentum_buffer
   memory::HostBuffer state2_;  // exp_avg_sq (AdamW, LAMB)
   int64_t step_ = 0;
+  const std::vector<graph::Layout>* layouts_ = nullptr;
 };
 
 }  // namespace colossal::worker

@@ -24,6 +24,7 @@
 #include "runtime/data/token_file.h"
 #include "runtime/data/tokenizer.h"
 #include "parallel/data_parallel/data_parallel.h"
+#include "parallel/process_groups.h"
 #include "runtime/worker/checkpointing.h"
 #include "runtime/worker/device_peak.h"
 #include "runtime/worker/lr_schedule.h"
@@ -79,8 +80,24 @@ class Run {
   absl::Status TrainStep(int64_t step);
   absl::StatusOr<double> Validate();
   absl::Status SaveCheckpoint(int64_t steps_done);
-  bool rank0() const { return rank_ == 0; }
-  TrainState State() { return {&spec_, model_->params.get(), optimizer_.get(), dp_.get()}; }
+  bool rank0() const { return world_rank_ == 0; }
+  TrainState State() {
+    return {&spec_, model_->params.get(), optimizer_.get(), dp_.get(), options_.groups,
+            tp_size_ > 1 ? &model_->layouts : nullptr};
+  }
+  // Σ over `comm` (null: this rank's values).
+  absl::StatusOr<std::vector<double>> SumOver(parallel::Communicator* comm, std::vector<double> v) {
+    if (comm == nullptr) return v;
+    return parallel::SumDoubles(*comm, std::move(v));
+  }
+  absl::Status ExecutorStatus() const { return model_->executor->status(); }
+  // Whether this rank counts parameter `param` in norms summed over the tensor group: a
+  // split tensor's part always, a replicated one on the group's first rank only.
+  bool CountsInTensorSums(int param) const {
+    return tp_rank_ == 0 || model_->layouts[param].split();
+  }
+  absl::StatusOr<double> GradSumSquares();
+  void ReduceTensorSums(std::vector<double>& sums);
   std::string StateJson(int64_t steps_done) const;
   std::string Sample();
 
@@ -92,8 +109,14 @@ class Run {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<parallel::DataParallel> dp_;  // null: one rank
-  int rank_ = 0;
+  int rank_ = 0;   // in the data-parallel group
   int ranks_ = 1;
+  int world_rank_ = 0;
+  int world_size_ = 1;
+  int tp_rank_ = 0;
+  int tp_size_ = 1;
+  parallel::Communicator* data_comm_ = nullptr;
+  parallel::Communicator* tp_comm_ = nullptr;
   bool stop_agreed_ = false;
   std::optional<JsonlSink> metrics_;
   int64_t start_step_ = 0;
@@ -108,14 +131,20 @@ class Run {
 
 absl::Status Run::Setup() {
   omp_set_num_threads(PickThreads(spec_, options_));
-  if (options_.data_parallel) {
-    rank_ = options_.data_parallel->rank();
-    ranks_ = options_.data_parallel->size();
+  if (const parallel::ProcessGroups* g = options_.groups) {
+    world_rank_ = g->rank();
+    world_size_ = g->world_size();
+    data_comm_ = g->axis(parallel::Axis::kData);
+    tp_comm_ = g->axis(parallel::Axis::kTensor);
+    rank_ = static_cast<int>(g->index(parallel::Axis::kData));
+    ranks_ = static_cast<int>(g->plan().degree(parallel::Axis::kData));
+    tp_rank_ = static_cast<int>(g->index(parallel::Axis::kTensor));
+    tp_size_ = static_cast<int>(g->plan().degree(parallel::Axis::kTensor));
   }
-  if (ranks_ != spec_.parallel.data) {
-    return absl::InvalidArgumentError(absl::StrCat("parallel.data is ", spec_.parallel.data,
-                                                   " but the data-parallel group has ", ranks_,
-                                                   " ranks"));
+  if (ranks_ != spec_.parallel.data || tp_size_ != spec_.parallel.tensor) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "parallel.data is ", spec_.parallel.data, " and parallel.tensor ", spec_.parallel.tensor,
+        " but the process groups have ", ranks_, " and ", tp_size_, " ranks"));
   }
   std::error_code ec;
   fs::create_directories(spec_.run_dir, ec);
@@ -139,7 +168,9 @@ absl::Status Run::Setup() {
                                             ? parallel::DataParallel::PaddedNumel(flat, ranks_, dp_options)
                                             : flat;
                                },
-                               /*allocate_params=*/!zero3));
+                               /*allocate_params=*/!zero3,
+                               graph::GptTensorParallel{tp_size_, tp_rank_, "tensor"}));
+  if (tp_comm_) model_->executor->SetGroup("tensor", tp_comm_);
   if (stream.vocab_size > model_->vocab) {
     return absl::InvalidArgumentError(absl::StrCat(
         spec_.data.train, ": tokens use a vocabulary of ", stream.vocab_size,
@@ -162,17 +193,31 @@ absl::Status Run::Setup() {
     val_loader_ = std::make_unique<data::WindowLoader>(std::move(*val_loader));
   }
   if (ranks_ > 1) {
-    ASSIGN_OR_RETURN(dp_, parallel::DataParallel::Create(options_.data_parallel, model_->graph,
+    ASSIGN_OR_RETURN(dp_, parallel::DataParallel::Create(data_comm_, model_->graph,
                                                          model_->params.get(), dp_options));
     dp_->Attach(model_->executor.get());
     model_->executor->SetHooks([this](int node) { dp_->BeforeNode(node); },
                                [this](int node) { dp_->AfterNode(node); });
+    auto dp_sums = dp_->SumReducer();
+    Optimizer::ReduceSums sums = dp_sums;
+    if (tp_size_ > 1) {
+      sums = [this, dp_sums](std::vector<double>& v) {
+        if (dp_sums) dp_sums(v);
+        ReduceTensorSums(v);
+      };
+    }
     optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get(),
                                              dp_->OptimizerSegments(), dp_->OptimizerWeights(),
-                                             dp_->OptimizerGrads(), dp_->SumReducer());
+                                             dp_->OptimizerGrads(), sums);
   } else {
-    optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get());
+    const auto whole = model_->params->WholeTensors();
+    Optimizer::ReduceSums sums;
+    if (tp_size_ > 1) sums = [this](std::vector<double>& v) { ReduceTensorSums(v); };
+    optimizer_ = std::make_unique<Optimizer>(spec_.train.optimizer, model_->params.get(), whole,
+                                             model_->params->SegmentData(whole),
+                                             model_->params->SegmentGrads(whole), sums);
   }
+  if (tp_size_ > 1) optimizer_->SetLayouts(&model_->layouts);
   // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean,
   // and the reduction sums the ranks' gradients, so 1/ranks more.
   model_->executor->Data<float>(model_->loss_grad)[0] =
@@ -185,12 +230,13 @@ absl::Status Run::Setup() {
   peak_flops_ = MatmulPeakFlops();
   profile_ = base::GetEnv(base::kEnvProfile).value_or("0") == "1";
   model_->executor->EnableProfiling(profile_);
-  LOG_INFO("model: {} parameters, micro-batch {} x {} tokens, {} micro-batches per step, "
-           "arena {:.1f} MiB, {} threads, {} data-parallel rank(s), ZeRO {}; bytes per rank: "
+  LOG_INFO("model: {} parameters on this rank, micro-batch {} x {} tokens, {} micro-batches "
+           "per step, arena {:.1f} MiB, {} threads, {} data-parallel x {} tensor-parallel "
+           "rank(s), ZeRO {}; bytes per rank: "
            "parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB",
            model_->params->num_params(), model_->batch, model_->seq, accumulation_,
            model_->executor->plan().arena_bytes / 1048576.0, omp_get_max_threads(), ranks_,
-           spec_.parallel.zero, (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
+           tp_size_, spec_.parallel.zero, (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
            (dp_ ? dp_->grad_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
            optimizer_->state_bytes() / 1048576.0);
   return absl::OkStatus();
@@ -208,17 +254,14 @@ absl::Status Run::Restore() {
   }
   const parallel::HeldParams held = Held(State());
   if (!spec_.model.init_from.empty()) {
-    if (model_->params->allocated()) {
+    if (model_->params->allocated() && tp_size_ == 1) {
       RETURN_IF_ERROR(LoadParams(*model_->params, spec_.model.init_from));
     } else {
-      // Sharded parameters: load whole into a transient store, keep this rank's pieces.
-      memory::ParamStore full(model_->params->specs());
+      // Sharded or split parameters: load whole into a transient store, keep this rank's
+      // elements.
+      memory::ParamStore full(model_->GlobalSpecs());
       RETURN_IF_ERROR(LoadParams(full, spec_.model.init_from));
-      for (size_t i = 0; i < held.segments.size(); ++i) {
-        const memory::ParamSegment& seg = held.segments[i];
-        std::copy(full.data(seg.param) + seg.offset, full.data(seg.param) + seg.offset + seg.length,
-                  held.data[i]);
-      }
+      TakeHeld(*model_, full, held.segments, held.data);
     }
     LOG_INFO("initialised from {}", spec_.model.init_from);
   } else {
@@ -242,26 +285,21 @@ absl::Status Run::TrainStep(int64_t step) {
     if (dp_) dp_->BeginMicroStep(static_cast<int>(m), m + 1 == accumulation_);
     ex.Forward();
     ex.Backward(static_cast<int>(m));
+    RETURN_IF_ERROR(ExecutorStatus());
     loss_sum += ex.Data<float>(model_->loss)[0];
   }
   loss_ = loss_sum / static_cast<double>(accumulation_);
   const bool stop_here = options_.stop && options_.stop->load();
-  if (dp_) {
-    RETURN_IF_ERROR(dp_->FinishReduction());
-    // One small collective: the global mean loss and whether any rank must stop.
-    ASSIGN_OR_RETURN(std::vector<double> agreed, dp_->Sum({loss_, stop_here ? 1.0 : 0.0}));
-    loss_ = agreed[0] / ranks_;
-    stop_agreed_ = agreed[1] > 0;
-  } else {
-    stop_agreed_ = stop_here;
-  }
+  if (dp_) RETURN_IF_ERROR(dp_->FinishReduction());
+  // One small collective: the global mean loss (the ranks of a tensor group hold the
+  // same loss) and whether any rank must stop.
+  ASSIGN_OR_RETURN(std::vector<double> agreed,
+                   SumOver(options_.groups ? options_.groups->world() : nullptr,
+                           {loss_, stop_here ? 1.0 : 0.0}));
+  loss_ = agreed[0] / world_size_;
+  stop_agreed_ = agreed[1] > 0;
   if (options_.on_gradients) options_.on_gradients(step, *model_->params);
-  double sum_sq = 0;
-  if (dp_) {
-    ASSIGN_OR_RETURN(sum_sq, dp_->GradSumSquares());
-  } else {
-    kernels::SumSquares(model_->params->flat_grad(), model_->params->flat_numel(), &sum_sq);
-  }
+  ASSIGN_OR_RETURN(const double sum_sq, GradSumSquares());
   grad_norm_ = std::sqrt(sum_sq);
   float scale = 1.0f;
   if (spec_.train.grad_clip > 0) {
@@ -273,6 +311,45 @@ absl::Status Run::TrainStep(int64_t step) {
   if (dp_) RETURN_IF_ERROR(dp_->AfterOptimizerStep());
   optimizer_seconds_ += Seconds(t0, Clock::now());
   return absl::OkStatus();
+}
+
+absl::StatusOr<double> Run::GradSumSquares() {
+  if (tp_size_ == 1) {
+    if (dp_) return dp_->GradSumSquares();
+    double sum_sq = 0;
+    kernels::SumSquares(model_->params->flat_grad(), model_->params->flat_numel(), &sum_sq);
+    return sum_sq;
+  }
+  // The gradients this rank's optimizer sees (its ZeRO shard, or every tensor whole);
+  // replicated tensors counted on the tensor group's first rank only.
+  const auto whole = model_->params->WholeTensors();
+  const std::vector<memory::ParamSegment> segments = dp_ ? dp_->OptimizerSegments() : whole;
+  const std::vector<const float*> grads =
+      dp_ ? dp_->OptimizerGrads() : model_->params->SegmentGrads(whole);
+  double local = 0;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (!CountsInTensorSums(segments[i].param)) continue;
+    double part = 0;
+    kernels::SumSquares(grads[i], segments[i].length, &part);
+    local += part;
+  }
+  // ZeRO 1-3 shards partition the data group's tensors: sum over it too.
+  const bool over_data = dp_ && dp_->zero_stage() >= 1;
+  ASSIGN_OR_RETURN(std::vector<double> total,
+                   SumOver(over_data ? options_.groups->world() : tp_comm_, {local}));
+  return total[0];
+}
+
+void Run::ReduceTensorSums(std::vector<double>& sums) {
+  // sums[2p], sums[2p + 1]: per-parameter norms (LAMB / LARS), already summed over the
+  // data group's shards.
+  for (int p = 0; 2 * p < static_cast<int>(sums.size()); ++p) {
+    if (!CountsInTensorSums(p)) sums[2 * p] = sums[2 * p + 1] = 0;
+  }
+  auto summed = SumOver(tp_comm_, sums);
+  // A failed collective leaves the per-rank values; the collectives that follow in the
+  // same step report the error.
+  if (summed.ok()) sums = std::move(*summed);
 }
 
 absl::StatusOr<double> Run::Validate() {
@@ -288,6 +365,7 @@ absl::StatusOr<double> Run::Validate() {
     const int64_t rows = std::min(b, total - k * b);
     val_loader_->Fill(k * b, b, ex.Data<int32_t>(model_->ids), ex.Data<int32_t>(model_->targets));
     ex.Forward();
+    RETURN_IF_ERROR(ExecutorStatus());
     if (model_->token_loss >= 0) {
       const float* per_token = ex.Data<float>(model_->token_loss);
       for (int64_t i = 0; i < rows * T; ++i) sum += per_token[i];
@@ -297,11 +375,9 @@ absl::StatusOr<double> Run::Validate() {
       tokens += static_cast<double>(b * T);
     }
   }
-  if (dp_) {
-    ASSIGN_OR_RETURN(std::vector<double> agreed, dp_->Sum({sum, tokens}));
-    sum = agreed[0];
-    tokens = agreed[1];
-  }
+  ASSIGN_OR_RETURN(std::vector<double> agreed, SumOver(data_comm_, {sum, tokens}));
+  sum = agreed[0];
+  tokens = agreed[1];
   return tokens > 0 ? sum / tokens : NAN;
 }
 
@@ -315,11 +391,12 @@ std::string Run::StateJson(int64_t steps_done) const {
   state["loss"] = loss_;
   state["tokenizer"] = spec_.data.tokenizer;
   state["data_parallel"] = ranks_;
+  state["tensor_parallel"] = tp_size_;
   state["zero"] = spec_.parallel.zero;
-  // Every parameter's shape: a ZeRO-3 checkpoint stores parameters in pieces, and
-  // `colossal export` consolidates them from this.
+  // Every parameter's global shape: sharded and split checkpoints store parameters in
+  // pieces, and `colossal export` consolidates them from this.
   nlohmann::json shapes = nlohmann::json::object();
-  for (const memory::ParamInfo& info : model_->params->infos()) shapes[info.name] = info.shape;
+  for (const memory::ParamStore::Spec& p : model_->GlobalSpecs()) shapes[p.name] = p.shape;
   state["param_shapes"] = shapes;
   if (model_->is_gpt) {
     state["model"] = {{"type", "gpt"},
@@ -340,13 +417,18 @@ absl::Status Run::SaveCheckpoint(int64_t steps_done) {
 
 std::string Run::Sample() {
   if (!model_->is_gpt || spec_.sample.tokens <= 0) return "";
-  // Sharded parameters are gathered whole first (every rank takes part).
-  std::unique_ptr<memory::ParamStore> full;
+  // Sharded and split parameters are gathered whole first (every rank takes part).
+  std::unique_ptr<memory::ParamStore> full, whole;
   const memory::ParamStore* params = model_->params.get();
   if (dp_ && dp_->params_sharded()) {
     full = std::make_unique<memory::ParamStore>(model_->params->specs());
     if (!dp_->GatherAll(*full).ok()) return "";
     params = full.get();
+  }
+  if (tp_size_ > 1) {
+    whole = std::make_unique<memory::ParamStore>(model_->GlobalSpecs());
+    if (!GatherWhole(*model_, *params, tp_comm_, *whole).ok()) return "";
+    params = whole.get();
   }
   if (!rank0()) return "";
   auto sampler = GptSampler::Create(model_->gpt, params);

@@ -6,9 +6,13 @@
 // Exact resume: the loader is a pure function of the step, the LR schedule of the step,
 // and a checkpoint holds parameters, optimizer state and the step; so a run resumed from
 // step N produces the same per-step losses as one that never stopped.
-// Data parallelism (parallel.data ranks, ZeRO 0–2): each rank reads its slice of every
+// Data parallelism (parallel.data ranks, ZeRO 0–3): each rank reads its slice of every
 // global batch, gradients are reduced bucket by bucket during the last micro-batch's
 // backward (parallel/data_parallel), losses are averaged over ranks.
+// Tensor parallelism 1d (parallel.tensor ranks): the ranks of a tensor group read the
+// same data and each holds its part of every split parameter (graph/models/gpt.h);
+// the gradient norm and the LAMB/LARS trust ratios sum split tensors over the group and
+// count replicated ones once.
 // Run directory: job.yaml (the canonical spec), metrics.jsonl, checkpoints/, sample.txt.
 // train.resume and train.checkpoint.save of the spec decide resuming and checkpointing.
 #pragma once
@@ -21,7 +25,7 @@
 
 #include "absl/status/status.h"
 #include "memory/param_store.h"
-#include "parallel/comm/communicator.h"
+#include "parallel/process_groups.h"
 #include "runtime/config/job_spec.h"
 
 namespace colossal::worker {
@@ -54,9 +58,9 @@ struct TrainOptions {
   // then writes a checkpoint and returns CancelledError. Under data parallelism the ranks
   // agree on stopping (any rank's flag stops all after the same step).
   const std::atomic<bool>* stop = nullptr;
-  // The data-parallel group of this rank (size = parallel.data); null: one rank. Rank 0
-  // of the group writes metrics, job.yaml, sample.txt and publishes checkpoints.
-  parallel::Communicator* data_parallel = nullptr;
+  // This rank's process groups (the plan's world, data and tensor groups); null: one
+  // rank. World rank 0 writes metrics, job.yaml, sample.txt and publishes checkpoints.
+  const parallel::ProcessGroups* groups = nullptr;
 };
 
 struct TrainSummary {

@@ -14,6 +14,7 @@
 #include "parallel/comm/tcp_store.h"
 #include "parallel/comm/ucx/ucx_communicator.h"
 #include "parallel/plan.h"
+#include "parallel/process_groups.h"
 #include "runtime/config/job_spec.h"
 #include "runtime/worker/rendezvous_bootstrap.h"
 #include "runtime/worker/progress_reporter.h"
@@ -108,7 +109,7 @@ int WorkerMain(const std::vector<std::string>& args) {
   security.tls_ca = base::GetEnv(base::kEnvTlsCa).value_or("");
   const auto coordinator = base::GetEnv(base::kEnvCoordinator);
 
-  // The data-parallel group: every rank of the job (the other axes are not in this build).
+  // The world communicator, split along the plan's axes into its process groups.
   std::unique_ptr<parallel::Bootstrap> bootstrap;
   std::unique_ptr<parallel::Communicator> world_comm;
   const config::ParallelSpec& p = spec->parallel;
@@ -116,9 +117,9 @@ int WorkerMain(const std::vector<std::string>& args) {
   if (!plan.ok()) return Fatal(2, plan.status().message());
   LOG_INFO("plan: {}", plan->ToString());
   if (world > 1) {
-    if (p.tensor > 1 || p.pipeline > 1 || p.sequence > 1) {
-      return Fatal(2, "tensor, pipeline and sequence parallelism are not in this build: set "
-                      "parallel.tensor, parallel.pipeline and parallel.sequence to 1");
+    if (p.pipeline > 1 || p.sequence > 1) {
+      return Fatal(2, "pipeline and sequence parallelism are not in this build: set "
+                      "parallel.pipeline and parallel.sequence to 1");
     }
     const std::chrono::milliseconds timeout(p.timeout_s * 1000);
     if (coordinator) {
@@ -135,7 +136,12 @@ int WorkerMain(const std::vector<std::string>& args) {
     auto comm = parallel::CreateUcxCommunicator(*bootstrap, comm_options);
     if (!comm.ok()) return Fatal(1, comm.status().message());
     world_comm = std::move(*comm);
-    LOG_INFO("data-parallel group of {} ranks over UCX", world);
+  }
+  auto groups = parallel::ProcessGroups::Create(*plan, world_comm.get());
+  if (!groups.ok()) return Fatal(1, groups.status().message());
+  if (world > 1) {
+    LOG_INFO("{} ranks over UCX: data group of {}, tensor group of {}", world,
+             plan->degree(parallel::Axis::kData), plan->degree(parallel::Axis::kTensor));
   }
 
   std::unique_ptr<ProgressReporter> reporter;
@@ -152,7 +158,7 @@ int WorkerMain(const std::vector<std::string>& args) {
   options.progress = 0;
   options.print_sample = false;  // rank 0 writes sample.txt; `colossal run` prints it
   options.stop = &g_stop;
-  options.data_parallel = world_comm.get();
+  options.groups = world > 1 ? groups->get() : nullptr;
   if (reporter) {
     options.on_step = [&](const StepReport& r) { reporter->Step(r); };
     options.on_val = [&](int64_t step, double val) { reporter->Val(step, val); };

@@ -1,0 +1,47 @@
+// ProcessGroups: the communicators of one rank's plan — the world and one per mesh axis
+// (data, tensor, ...), each Split once from the world communicator along the plan's
+// groups. What the trainer, data parallelism, the optimizer and checkpoints take instead
+// of a single communicator.
+//
+// An axis of degree 1 has no communicator (null); an axis that spans the whole world
+// uses the world communicator itself. Creation is collective over the world: every rank
+// creates its groups in the same axis order. Not thread-safe; outlives its users.
+#pragma once
+
+#include <array>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "parallel/comm/communicator.h"
+#include "parallel/plan.h"
+
+namespace colossal::parallel {
+
+class ProcessGroups {
+ public:
+  // `world` (null for a single rank) must outlive the groups; its rank is this rank.
+  static absl::StatusOr<std::unique_ptr<ProcessGroups>> Create(const Plan& plan,
+                                                               Communicator* world);
+
+  const Plan& plan() const { return plan_; }
+  int rank() const { return world_ ? world_->rank() : 0; }
+  int world_size() const { return world_ ? world_->size() : 1; }
+  Communicator* world() const { return world_; }
+  // The communicator of `axis`, or null when its degree is 1.
+  Communicator* axis(Axis axis) const { return axes_[static_cast<int>(axis)]; }
+  // This rank's index along `axis` (0 when the degree is 1).
+  int64_t index(Axis axis) const { return plan_.mesh().CoordOf(rank())[axis]; }
+
+ private:
+  explicit ProcessGroups(Plan plan) : plan_(std::move(plan)) {}
+  Plan plan_;
+  Communicator* world_ = nullptr;
+  std::array<Communicator*, kNumAxes> axes_{};
+  std::array<std::unique_ptr<Communicator>, kNumAxes> owned_;
+};
+
+// Σ over the ranks of `comm` of each value, to ~1e-14 relative (float pairs: the
+// collectives sum fp32). Identical on every rank.
+absl::StatusOr<std::vector<double>> SumDoubles(Communicator& comm, std::vector<double> values);
+
+}  // namespace colossal::parallel

@@ -1,0 +1,99 @@
+// Features a spec can describe that this build does not run are refused by default
+// (Unbuilt::kRefuse), naming the key; the rules every model has to meet for the parallel
+// layout it asks for (divisibility) are checked in either mode.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "runtime/config/job_spec.h"
+#include "runtime/config/job_spec_testing.h"
+
+namespace colossal::config {
+namespace {
+
+using namespace colossal::config::testing;
+
+TEST_CASE("features this build does not run are refused, naming the key") {
+  const std::string b = kBase;
+  const Unbuilt refuse = Unbuilt::kRefuse;
+  CHECK(ErrorOf(b + "resources: {device: cuda}\n", {}, refuse) ==
+        "job.yaml:14:21: resources.device: cuda is not available yet: this build trains on the "
+        "CPU backend only; use device: cpu");
+  CHECK(ErrorOf(b + "  precision: bf16\nresources: {device: cuda}\n", {}, refuse) ==
+        "job.yaml:15:21: resources.device: cuda is not available yet: this build trains on the "
+        "CPU backend only; use device: cpu");
+  CHECK(ErrorOf(b, {"train.precision=fp16", "resources.device=cuda"}, refuse) ==
+        "--set 'resources.device=cuda': resources.device: cuda is not available yet: this build "
+        "trains on the CPU backend only; use device: cpu");
+  CHECK(ErrorOf(b + "parallel: auto\n", {}, refuse) ==
+        "job.yaml:14:11: parallel: auto is not available yet: the auto-parallel planner is not "
+        "built; give the degrees as a map {data, zero, tensor, pipeline, sequence}");
+  CHECK(ErrorOf(b + "parallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n",
+                {}, refuse) ==
+        "job.yaml:14:36: parallel.tensor.mode: tensor parallelism 2d is not available yet: this "
+        "build splits tensors in mode 1d (Megatron) only");
+  CHECK(ErrorOf(b + "parallel: {tensor: {size: 2, sequence_parallel: true}}\n"
+                    "resources: {ranks_per_node: 2}\n",
+                {}, refuse) ==
+        "job.yaml:14:49: parallel.tensor.sequence_parallel: sequence parallelism of the "
+        "layer-norm regions is not available yet; set it to false or remove the key");
+  CHECK(ErrorOf(b + "parallel: {pipeline: {size: 2}}\nresources: {ranks_per_node: 2}\n", {},
+                refuse) ==
+        "job.yaml:14:29: parallel.pipeline.size: pipeline parallelism is not available yet; set "
+        "it to 1, got 2");
+  CHECK(ErrorOf(b + "parallel: {sequence: 2}\nresources: {ranks_per_node: 2}\n", {}, refuse) ==
+        "job.yaml:14:22: parallel.sequence: sequence parallelism is not available yet; set it to "
+        "1, got 2");
+  CHECK(ErrorOf(b + "memory: {placement: auto}\n", {}, refuse) ==
+        "job.yaml:14:21: memory.placement: placement auto is not available yet: the Gemini "
+        "memory manager is not built (model state stays in host memory); remove the key");
+  CHECK_THAT(ErrorOf(b + "memory: {device_budget: 8GiB}\n", {}, refuse),
+             Catch::StartsWith("job.yaml:14:25: memory.device_budget: a device budget is not "
+                               "available yet"));
+  CHECK_THAT(ErrorOf(b + "memory: {host_budget: 8GiB}\n", {}, refuse),
+             Catch::StartsWith("job.yaml:14:23: memory.host_budget: a host budget is not "
+                               "available yet"));
+  CHECK_THAT(ErrorOf(b + "memory: {nvme_dir: /scratch}\n", {}, refuse),
+             Catch::StartsWith("job.yaml:14:20: memory.nvme_dir: NVMe offload is not available yet"));
+  CHECK(ErrorOf(b + "memory: {activation_checkpointing: true}\n", {}, refuse) ==
+        "job.yaml:14:36: memory.activation_checkpointing: activation checkpointing is not "
+        "available yet; set it to false or remove the key");
+  // What the defaults describe (and what ToYaml writes for them) is what this build runs.
+  auto plain = ParseJobSpec(b + "memory: {placement: static, activation_checkpointing: false}\n"
+                                "parallel: {tensor: {size: 1, mode: 2d}}\n",
+                            "job.yaml");
+  // Tensor parallelism 1d runs.
+  auto tp = ParseJobSpec(b + "parallel: {tensor: 2}\nresources: {ranks_per_node: 2}\n", "job.yaml");
+  INFO(tp.status().message());
+  CHECK(tp.ok());
+  INFO(plain.status().message());
+  REQUIRE(plain.ok());
+  CHECK(ParseJobSpec(ToYaml(*plain), "again.yaml").ok());
+  // A rule that any build enforces still comes first.
+  CHECK_THAT(ErrorOf(b + "  precision: bf16\n", {}, refuse),
+             Catch::Contains("train.precision: bf16 needs resources.device: cuda"));
+}
+
+TEST_CASE("tensor parallelism 1d needs heads and vocabulary that divide, and a GPT model") {
+  const std::string b = kBase;  // n_head 2, vocab 256
+  CHECK(ErrorOf(b + "parallel: {tensor: 4}\nresources: {ranks_per_node: 4}\n") ==
+        "job.yaml:5:11: model.n_head: must be a multiple of parallel.tensor (4) in mode 1d, "
+        "which gives every rank n_head / 4 whole heads; got 2");
+  CHECK(ErrorOf(Replace(Replace(b, "vocab: 256", "vocab: 258"), "n_head: 2", "n_head: 4") +
+                "parallel: {tensor: {size: 4}}\nresources: {ranks_per_node: 4}\n") ==
+        "job.yaml:8:10: model.vocab: must be a multiple of parallel.tensor.size (4) in mode 1d, "
+        "which splits wte by rows; pad it up to 260, got 258");
+  CHECK(ErrorOf("name: g\nmodel: {graph: m.graph.yaml}\ndata: {train: t.txt}\n"
+                "train: {steps: 1, global_batch: 2}\n"
+                "parallel: {tensor: 2}\nresources: {ranks_per_node: 2}\n") ==
+        "job.yaml:5:20: parallel.tensor: tensor parallelism needs a GPT model (model.type: gpt): "
+        "a graph file says nothing of how its tensors split; got 2");
+  JobSpec ok = Parse(b + "parallel: {data: 2, tensor: {size: 2, mode: 1d}, zero: 1}\n"
+                         "resources: {ranks_per_node: 4}\n");
+  CHECK(ok.parallel.tensor == 2);
+  CHECK_FALSE(ok.parallel.tensor_sequence_parallel);
+  CHECK(Parse(ToYaml(ok)) == ok);
+}
+
+}  // namespace
+}  // namespace colossal::config

@@ -22,6 +22,7 @@
 #include "runtime/checkpoint/pieces.h"
 #include "runtime/config/job_spec.h"
 #include "runtime/worker/trainer.h"
+#include "tests/weight_bounds.h"
 
 namespace colossal::testing {
 
@@ -128,65 +129,22 @@ inline Result Train(const std::string& yaml, int ranks, const std::vector<std::s
   return result;
 }
 
-// How close two runs' final weights must be.
-//   kTight           every element within 1e-5 relative (+1e-6 absolute): runs that
-//                    differ only in how the gradient sums are split over ranks (data
-//                    parallelism, ZeRO);
-//   kTensorParallel  per tensor of >= 1024 elements ‖a − b‖₂ ≤ 2e-4·‖a‖₂, and per
-//                    element |a − b| ≤ 1e-2·rms(a) + 1e-6 (no localized gross error):
-//                    runs whose matrix products, layer-norm gradients and softmax are
-//                    themselves split. Their gradients equal one rank's to ~1e-7 relative
-//                    (graph/tensor_parallel_test.cc checks it elementwise), but a gradient
-//                    element that is zero in exact arithmetic comes out as rounding noise
-//                    of a different size (seen: h.0.mlp.c_fc.weight[31, 37] at step 1,
-//                    -1.7e-9 on one rank, -2.2e-9 on two, its neighbours 3e-3), and AdamW's
-//                    first step g/(|g| + ε) with ε = 1e-8 turns that into 15% vs 18% of a
-//                    full step; later steps carry the difference on. Measured over 10
-//                    steps at lr 1e-2 (AdamW, tensor 2 and 4, data 2 x tensor 2 with
-//                    ZeRO 0/1/3): at worst 8.2e-5 in norm, one element 3.7e-3 of its
-//                    tensor's rms; LAMB runs stay below 1e-7 in norm. The comparison
-//                    prints its worst figures.
-// Both leave out the attention key bias (c_attn.bias[C, 2C)): its exact gradient is zero
-// (a constant added to every key score of a row leaves the softmax unchanged), so its
-// fp32 gradient is rounding noise whose sign depends on summation order, and Adam-style
-// updates turn that noise into steps of ±lr. Those elements may differ by the sum of the
-// learning rates (< 0.1 here).
-enum class Bounds { kTight, kTensorParallel };
-
+// Every tensor of `a` and `b` within `bounds` (weight_bounds.h); prints the worst figures.
 inline void RequireSameWeights(const std::map<std::string, std::vector<float>>& a,
                                const std::map<std::string, std::vector<float>>& b,
                                Bounds bounds = Bounds::kTight) {
-  constexpr size_t kC = 32;
   REQUIRE(a.size() == b.size());
-  double worst_element = 0, worst_norm = 0;  // relative
+  double worst_of_rms = 0, worst_norm = 0;
   for (const auto& [name, wa] : a) {
-    const std::vector<float>& wb = b.at(name);
-    REQUIRE(wa.size() == wb.size());
-    const bool key_bias = name.size() > 16 && name.compare(name.size() - 16, 16, "attn.c_attn.bias") == 0;
-    double diff2 = 0, norm2 = 0, sum2 = 0;
-    for (float w : wa) sum2 += static_cast<double>(w) * w;
-    const double rms = std::sqrt(sum2 / std::max<size_t>(wa.size(), 1));
-    for (size_t i = 0; i < wa.size(); ++i) {
-      INFO(name << "[" << i << "]: " << wa[i] << " vs " << wb[i]);
-      const bool noise = key_bias && i >= kC && i < 2 * kC;
-      const double d = std::fabs(static_cast<double>(wa[i]) - wb[i]);
-      const double bound = noise ? 0.1
-                           : bounds == Bounds::kTight ? 1e-5 * std::fabs(wa[i]) + 1e-6
-                                                      : 1e-2 * rms + 1e-6;
-      REQUIRE(d <= bound);
-      if (noise) continue;
-      if (rms > 0) worst_element = std::max(worst_element, d / rms);
-      diff2 += d * d;
-      norm2 += static_cast<double>(wa[i]) * wa[i];
-    }
-    const double relative = std::sqrt(diff2 / std::max(norm2, 1e-300));
-    if (bounds == Bounds::kTensorParallel && wa.size() < 1024) continue;
-    worst_norm = std::max(worst_norm, relative);
-    INFO(name << ": relative difference in norm " << relative);
-    REQUIRE(std::sqrt(diff2) <= (bounds == Bounds::kTight ? 1e-5 : 2e-4) * std::sqrt(norm2) + 1e-7);
+    REQUIRE(b.count(name) == 1);
+    const TensorComparison c = CompareTensor(name, wa, b.at(name), bounds);
+    INFO(c.failure);
+    REQUIRE(c.ok);
+    worst_of_rms = std::max(worst_of_rms, c.worst_of_rms);
+    if (c.norm_checked) worst_norm = std::max(worst_norm, c.norm_relative);
   }
   std::fprintf(stderr, "weights: worst element %.2g of its tensor's rms, worst tensor %.2g in norm\n",
-               worst_element, worst_norm);
+               worst_of_rms, worst_norm);
 }
 
 inline void RequireSame(const Result& a, const Result& b, const std::string& what,

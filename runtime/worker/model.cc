@@ -14,6 +14,7 @@
 #include "runtime/base/rng.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/checkpoint/pieces.h"
 #include "runtime/checkpoint/safetensors.h"
 
 namespace colossal::worker {
@@ -178,20 +179,47 @@ void InitParams(Model& model, uint64_t seed) {
   InitParams(model, whole, model.params->SegmentData(whole), seed);
 }
 
+namespace {
+
+// Every parameter whole from the model files of checkpoint step `step_dir`: whole
+// tensors or pieces in any mix (a sharded or tensor-parallel checkpoint).
+absl::Status LoadFromStep(memory::ParamStore& params, const std::string& step_dir) {
+  ASSIGN_OR_RETURN(std::vector<std::string> files, checkpoint::StepFiles(step_dir, "model"));
+  ASSIGN_OR_RETURN(checkpoint::PieceReader reader, checkpoint::PieceReader::Open(files));
+  for (int i = 0; i < params.size(); ++i) {
+    const memory::ParamInfo& info = params.info(i);
+    const std::vector<int64_t>* shape = reader.WholeShape(info.name);
+    if ((shape != nullptr && *shape != info.shape) ||
+        (shape == nullptr && reader.CoveredElements(info.name) != info.numel)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          step_dir, ": tensor '", info.name, "' does not match the model's ",
+          graph::ShapeString(info.shape), " (missing, misshapen, or its pieces do not tile it)"));
+    }
+    absl::Status s = reader.ReadF32(info.name, 0, info.numel, params.data(i));
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(step_dir, ": ", s.message()));
+  }
+  for (const std::string& name : reader.Names()) {
+    if (params.Find(name) < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(step_dir, ": tensor '", name, "' is not a parameter of this model"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status LoadParams(memory::ParamStore& params, const std::string& path) {
   namespace fs = std::filesystem;
   std::string file = path;
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    if (fs::exists(fs::path(path) / checkpoint::kModelFile)) {
-      file = (fs::path(path) / checkpoint::kModelFile).string();
-    } else {
-      ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(path));
-      if (!latest) {
-        return absl::NotFoundError(absl::StrCat(path, ": no checkpoint in this directory"));
-      }
-      file = (fs::path(*latest) / checkpoint::kModelFile).string();
+    if (fs::exists(fs::path(path) / checkpoint::kStateFile)) return LoadFromStep(params, path);
+    ASSIGN_OR_RETURN(auto latest, checkpoint::LatestCheckpoint(path));
+    if (!latest) {
+      return absl::NotFoundError(absl::StrCat(path, ": no checkpoint in this directory"));
     }
+    return LoadFromStep(params, *latest);
   }
   ASSIGN_OR_RETURN(auto st, checkpoint::SafetensorsFile::Open(file));
   // Hugging Face files name GPT2LMHeadModel tensors "transformer.<name>", and carry the

@@ -65,7 +65,8 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
                 const std::vector<float*>& data, uint64_t seed);
 
 // Loads every parameter from a safetensors file with matching names and shapes, or
-// from a checkpoint: a step directory, or a checkpoint directory (its latest step).
+// from a checkpoint: a step directory, or a checkpoint directory (its latest step), of
+// any layout (whole tensors, ZeRO-3 or tensor-parallel pieces).
 // Hugging Face GPT-2 files load as they are: a "transformer." prefix is dropped, the
 // attention-mask buffers and the tied lm_head are skipped, and a longer wpe contributes
 // its first seq_len rows. Errors name the file and the tensor; a missing tensor, a

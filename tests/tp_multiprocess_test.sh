@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Tensor parallelism 1d across processes (UCX over loopback), through `colossal run`
+# (embedded coordinator, node daemon, one worker process per rank): for the small GPT
+# (4 heads) with the unshuffled loader, 20 steps on 1 rank give the same per-step losses
+# (relative 1e-5) as tensor 2, tensor 4 and data 2 x tensor 2 under ZeRO 1 and 3, with
+# AdamW and LAMB and gradient accumulation; the final weights (colossal export of each
+# run's checkpoint of pieces) agree within the multi-process bounds of
+# tests/dp_multiprocess_test.sh (`run` in tests/weight_bounds.h). A tensor-4 checkpoint at step 10 resumes under tensor 2 and
+# under 1 rank with the losses of the uninterrupted run, and exports the same weights.
+# Every process is started by colossal run, which ends them all.
+set -uo pipefail
+
+ROOT="$(pwd)"
+COLOSSAL="$ROOT/colossal"
+CORPUS="$ROOT/tests/golden/adamw/corpus.txt"
+T="${TEST_TMPDIR:-$(mktemp -d)}/tpmp"
+rm -rf "$T" && mkdir -p "$T" && cd "$T"
+cp "$CORPUS" corpus.txt
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+job() {  # OPTIMIZER
+  cat > "job-$1.yaml" <<YAML
+name: tp-$1
+model: {type: gpt, n_layer: 2, n_head: 4, d_model: 32, seq_len: 16, vocab: 256}
+data: {train: corpus.txt, val_fraction: 0.0, shuffle: false}
+train:
+  steps: 20
+  global_batch: 8
+  micro_batch: 2
+  optimizer: {type: $1, lr: 1.0e-2, weight_decay: 0.1, no_decay: [bias, ln_]}
+  lr_schedule: {warmup: 2, decay: cosine, min_lr: 1.0e-3}
+  grad_clip: 1.0
+  checkpoint: {every: 10, keep: 0}
+parallel: {bucket: 8KiB, timeout_s: 30}
+resources: {threads_per_rank: 1}
+YAML
+}
+
+losses() {
+  grep '"loss"' "$1" | sed -E 's/.*"step": ([0-9]+), "loss": ([^,]+),.*/\1 \2/' |
+    awk '{l[$1]=$2} END {for (s in l) print s, l[s]}' | sort -n
+}
+
+# same_losses A B: per-step losses agree within 1e-5 relative.
+same_losses() {
+  paste <(losses "$1") <(losses "$2") | awk '
+    NF != 4 || $1 != $3 { bad = 1 }
+    { d = $2 - $4; if (d < 0) d = -d; a = $2 < 0 ? -$2 : $2; if (d > 1e-5 * a) bad = 1 }
+    END { exit bad }'
+}
+
+# same_weights REF NAME: exported weights within the multi-process bounds.
+same_weights() {
+  "$COLOSSAL" export "$T/runs/$2/checkpoints" "$T/$2.safetensors" >/dev/null || { fail "export $2"; return; }
+  "$ROOT/tests/compare_weights" "$T/$1.safetensors" "$T/$2.safetensors" \
+    >"cmp-$2.txt" || { fail "$2: final weights differ: $(cat "cmp-$2.txt")"; return; }
+  echo "$2: $(cat "cmp-$2.txt")"
+}
+
+for opt in adamw lamb; do
+  job "$opt"
+  "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$opt-1" >/dev/null 2>"err-$opt-1.txt" ||
+    { fail "$opt 1 rank: $(tail -2 "err-$opt-1.txt")"; continue; }
+  "$COLOSSAL" export "$T/runs/$opt-1/checkpoints" "$T/$opt-1.safetensors" >/dev/null || fail "export $opt-1"
+  [ "$(losses "runs/$opt-1/metrics.jsonl" | wc -l)" = 20 ] || fail "$opt: reference lacks steps"
+  # data tensor zero micro_batch: micro 2 of 8 accumulates 4 steps per data rank (2
+  # under data 2), micro 1 on tensor 4 accumulates 8.
+  for cfg in "1 2 0 2" "1 4 0 1" "2 2 1 2" "2 2 3 2"; do
+    set -- $cfg
+    name="$opt-d$1-t$2-z$3-m$4"
+    "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$name" --set "parallel.data=$1" \
+      --set "parallel.tensor=$2" --set "parallel.zero=$3" --set "train.micro_batch=$4" \
+      --set "resources.ranks_per_node=$(($1 * $2))" \
+      >"out-$name.txt" 2>"err-$name.txt" || { fail "$name: $(tail -2 "err-$name.txt")"; continue; }
+    same_losses "runs/$opt-1/metrics.jsonl" "runs/$name/metrics.jsonl" ||
+      fail "$name: losses differ from 1 rank: $(paste <(losses runs/$opt-1/metrics.jsonl) <(losses runs/$name/metrics.jsonl) | head -3)"
+    same_weights "$opt-1" "$name"
+  done
+done
+
+# The tensor-4 LAMB checkpoint at step 10 resumes under tensor 2 and under 1 rank.
+for to in 2 1; do
+  name="resumed-t$to"
+  cp -r runs/lamb-d1-t4-z0-m1 "runs/$name"
+  rm -rf "runs/$name/checkpoints/step-20"
+  "$COLOSSAL" run job-lamb.yaml --set "run_dir=$T/runs/$name" --set "parallel.tensor=$to" \
+    --set "resources.ranks_per_node=$to" >"out-$name.txt" 2>"err-$name.txt" ||
+    { fail "resume under tensor $to: $(tail -2 "err-$name.txt")"; continue; }
+  grep -q "resumed from" "out-$name.txt" "err-$name.txt" || fail "$name: did not resume"
+  same_losses runs/lamb-1/metrics.jsonl "runs/$name/metrics.jsonl" || fail "$name: resumed losses differ"
+  same_weights lamb-1 "$name"
+done
+
+if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi
+echo "all multi-process tensor-parallel checks passed"

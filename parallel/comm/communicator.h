@@ -22,6 +22,7 @@
 // Thread safety: one thread issues operations; Wait() may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -91,7 +92,36 @@ class Communicator {
   virtual absl::StatusOr<std::unique_ptr<Communicator>> Split(const std::vector<int>& ranks) = 0;
 
   virtual void Abort(const absl::Status& status) = 0;
+
+  // Payload bytes this rank has sent over this communicator (collectives, Send) since it
+  // was created: what its algorithms put on the wire (a ring all-reduce of n bytes over
+  // P ranks sends 2(P−1)/P·n). Control messages (Split, wire-up, barriers) do not count.
+  // A backend that moves nothing itself (in-process, NCCL) counts the ring algorithms'
+  // figures (SentByRing). Any thread.
+  virtual int64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+
+ protected:
+  void CountSent(int64_t bytes) { bytes_sent_.fetch_add(bytes, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> bytes_sent_{0};
 };
+
+// Bytes one rank sends in the bandwidth-optimal ring (pairwise) algorithm of a collective
+// over `ranks` ranks: `bytes` is the buffer (AllReduce, Broadcast) or one rank's block
+// (ReduceScatter's recv, AllGather's send, AllToAll's per-peer block).
+enum class Collective { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kAllToAll };
+inline int64_t SentByRing(Collective c, int64_t bytes, int ranks) {
+  if (ranks <= 1) return 0;
+  switch (c) {
+    case Collective::kAllReduce: return 2 * (ranks - 1) * bytes / ranks;
+    case Collective::kReduceScatter:
+    case Collective::kAllGather:
+    case Collective::kAllToAll: return (ranks - 1) * bytes;
+    case Collective::kBroadcast: return bytes * (ranks - 1) / ranks;  // pipelined ring, average
+  }
+  return 0;
+}
 
 // Exchanges small blobs among the ranks of a job before any communicator exists:
 // through the coordinator's Rendezvous (workers started by colossald) or a TCP store

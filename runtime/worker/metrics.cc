@@ -14,6 +14,16 @@ MetricRecord& MetricRecord::Int(std::string key, int64_t value) {
   return *this;
 }
 
+MetricRecord& MetricRecord::Ints(std::string key,
+                                 const std::vector<std::pair<std::string, int64_t>>& values) {
+  std::string object = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    absl::StrAppend(&object, i ? ", " : "", "\"", values[i].first, "\": ", values[i].second);
+  }
+  fields_.emplace_back(std::move(key), object + "}");
+  return *this;
+}
+
 MetricRecord& MetricRecord::Num(std::string key, double value) {
   // JSON has no NaN/Infinity: write null so readers see the gap.
   fields_.emplace_back(std::move(key),

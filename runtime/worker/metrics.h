@@ -17,6 +17,8 @@ class MetricRecord {
  public:
   MetricRecord& Int(std::string key, int64_t value);
   MetricRecord& Num(std::string key, double value);
+  // An object of integers: "key": {"a": 1, "b": 2} (in the given order).
+  MetricRecord& Ints(std::string key, const std::vector<std::pair<std::string, int64_t>>& values);
   std::string ToJson() const;
 
  private:

@@ -97,6 +97,9 @@ class Run {
     return tp_rank_ == 0 || model_->layouts[param].split();
   }
   absl::StatusOr<double> GradSumSquares();
+  // Bytes this rank has sent so far over each communicator of its plan, by axis name
+  // ("data", "tensor"; "world" when that is a communicator of its own).
+  std::vector<std::pair<std::string, int64_t>> CommBytes() const;
   void ReduceTensorSums(std::vector<double>& sums);
   std::string StateJson(int64_t steps_done) const;
   std::string Sample();
@@ -313,6 +316,15 @@ absl::Status Run::TrainStep(int64_t step) {
   return absl::OkStatus();
 }
 
+std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
+  std::vector<std::pair<std::string, int64_t>> out;
+  if (data_comm_) out.emplace_back("data", data_comm_->bytes_sent());
+  if (tp_comm_) out.emplace_back("tensor", tp_comm_->bytes_sent());
+  parallel::Communicator* world = options_.groups ? options_.groups->world() : nullptr;
+  if (world && world != data_comm_ && world != tp_comm_) out.emplace_back("world", world->bytes_sent());
+  return out;
+}
+
 absl::StatusOr<double> Run::GradSumSquares() {
   if (tp_size_ == 1) {
     if (dp_) return dp_->GradSumSquares();
@@ -456,8 +468,13 @@ absl::StatusOr<TrainSummary> Run::Execute() {
   for (int64_t step = start_step_; step < total; ++step) {
     base::SetLogStep(step + 1);
     const auto t0 = Clock::now();
+    std::vector<std::pair<std::string, int64_t>> comm_bytes = CommBytes();
     RETURN_IF_ERROR(TrainStep(step));
     const double dt = Seconds(t0, Clock::now());
+    {
+      const auto after = CommBytes();
+      for (size_t i = 0; i < after.size(); ++i) comm_bytes[i].second = after[i].second - comm_bytes[i].second;
+    }
     StepReport r;
     r.step = step + 1;
     r.total_steps = total;
@@ -475,7 +492,8 @@ absl::StatusOr<TrainSummary> Run::Execute() {
                                           .Num("grad_norm", r.grad_norm)
                                           .Num("tokens_per_s", r.tokens_per_s)
                                           .Num("step_ms", r.step_ms)
-                                          .Num("mfu", r.mfu)));
+                                          .Num("mfu", r.mfu)
+                                          .Ints("comm_bytes", comm_bytes)));
     }
     if (!std::isfinite(loss_)) {
       return absl::InternalError(absl::StrCat("loss is ", loss_, " at step ", r.step,

@@ -43,6 +43,7 @@ class LocalCommunicator : public Communicator {
   const std::vector<int>& global_ranks() const override { return group_->global_ranks(); }
 
   std::unique_ptr<Work> AllReduce(void* buf, int64_t count, DType dtype) override {
+    CountSent(SentByRing(Collective::kAllReduce, count * kernels::DTypeSize(dtype), size()));
     return Run(buf, count * kernels::DTypeSize(dtype), buf,
                [&](const std::vector<const void*>& all, char* out) {
                  SumInto(all, 0, count, dtype, out);
@@ -51,6 +52,7 @@ class LocalCommunicator : public Communicator {
 
   std::unique_ptr<Work> ReduceScatter(const void* send, void* recv, int64_t count,
                                       DType dtype) override {
+    CountSent(SentByRing(Collective::kReduceScatter, count * kernels::DTypeSize(dtype), size()));
     return Run(send, count * kernels::DTypeSize(dtype), recv,
                [&](const std::vector<const void*>& all, char* out) {
                  SumInto(all, rank_ * count, count, dtype, out);
@@ -60,6 +62,7 @@ class LocalCommunicator : public Communicator {
   std::unique_ptr<Work> AllGather(const void* send, void* recv, int64_t count,
                                   DType dtype) override {
     const int64_t bytes = count * kernels::DTypeSize(dtype);
+    CountSent(SentByRing(Collective::kAllGather, bytes, size()));
     return Run(send, bytes * size(), recv, [&](const std::vector<const void*>& all, char* out) {
       for (int r = 0; r < size(); ++r) std::memcpy(out + r * bytes, all[r], bytes);
     });
@@ -67,6 +70,7 @@ class LocalCommunicator : public Communicator {
 
   std::unique_ptr<Work> Broadcast(void* buf, int64_t count, DType dtype, int root) override {
     const int64_t bytes = count * kernels::DTypeSize(dtype);
+    CountSent(SentByRing(Collective::kBroadcast, bytes, size()));
     return Run(buf, bytes, rank_ == root ? nullptr : buf,
                [&](const std::vector<const void*>& all, char* out) {
                  std::memcpy(out, all[root], bytes);
@@ -75,6 +79,7 @@ class LocalCommunicator : public Communicator {
 
   std::unique_ptr<Work> AllToAll(const void* send, void* recv, int64_t count, DType dtype) override {
     const int64_t bytes = count * kernels::DTypeSize(dtype);
+    CountSent(SentByRing(Collective::kAllToAll, bytes, size()));
     return Run(send, bytes * size(), recv, [&](const std::vector<const void*>& all, char* out) {
       for (int r = 0; r < size(); ++r) {
         std::memcpy(out + r * bytes, static_cast<const char*>(all[r]) + rank_ * bytes, bytes);

@@ -48,6 +48,12 @@ TEST_CASE("local collectives match their definitions") {
     REQUIRE(c->AllToAll(a2a_in.data(), a2a_out.data(), 2, DType::kF32)->Wait().ok());
     for (int src = 0; src < n; ++src) REQUIRE(a2a_out[src * 2] == src * 100 + r);
     REQUIRE(c->Barrier()->Wait().ok());
+    // What the ring algorithms send per rank: all-reduce 2(n-1)/n of the buffer (20
+    // bytes: 2·2·20/3 = 26 by integer division), reduce-scatter and all-gather (n-1)
+    // blocks, broadcast (n-1)/n of the buffer, all-to-all (n-1) blocks; barriers nothing.
+    const int64_t block = count * 4;
+    REQUIRE(c->bytes_sent() == 2 * (n - 1) * block / n + (n - 1) * block + (n - 1) * block +
+                                   block * (n - 1) / n + (n - 1) * 8);
   });
 }
 

@@ -59,6 +59,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
   std::unique_ptr<Work> AllReduce(void* buf, int64_t count, DType dtype) override {
     const std::string name = absl::StrCat("AllReduce(count=", count, ", ", DtypeName(dtype), ")");
     if (auto bad = CheckSum(name, buf, buf, count, dtype)) return bad;
+    CountSent(SentByRing(Collective::kAllReduce, count * kernels::DTypeSize(dtype), size()));
     const Call call = [=](ncclComm_t comm, cudaStream_t stream) {
       return ncclAllReduce(buf, buf, static_cast<size_t>(count), NcclType(dtype), ncclSum, comm,
                            stream);
@@ -71,6 +72,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
     const std::string name =
         absl::StrCat("ReduceScatter(count=", count, ", ", DtypeName(dtype), ")");
     if (auto bad = CheckSum(name, send, recv, count, dtype)) return bad;
+    CountSent(SentByRing(Collective::kReduceScatter, count * kernels::DTypeSize(dtype), size()));
     const Call call = [=](ncclComm_t comm, cudaStream_t stream) {
       return ncclReduceScatter(send, recv, static_cast<size_t>(count), NcclType(dtype), ncclSum,
                                comm, stream);
@@ -82,6 +84,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
                                   DType dtype) override {
     const std::string name = absl::StrCat("AllGather(count=", count, ", ", DtypeName(dtype), ")");
     if (auto bad = CheckBuffers(name, send, recv, count)) return bad;
+    CountSent(SentByRing(Collective::kAllGather, count * kernels::DTypeSize(dtype), size()));
     const Call call = [=](ncclComm_t comm, cudaStream_t stream) {
       return ncclAllGather(send, recv, static_cast<size_t>(count), NcclType(dtype), comm, stream);
     };
@@ -97,6 +100,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
                                      name, ": root ", root, " is not a rank of a communicator of ",
                                      size())));
     }
+    CountSent(SentByRing(Collective::kBroadcast, count * kernels::DTypeSize(dtype), size()));
     const Call call = [=](ncclComm_t comm, cudaStream_t stream) {
       return ncclBroadcast(buf, buf, static_cast<size_t>(count), NcclType(dtype), root, comm,
                            stream);
@@ -111,6 +115,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
     if (auto bad = CheckBuffers(name, send, recv, count)) return bad;
     const int n = size();
     const int64_t block = count * kernels::DTypeSize(dtype);
+    CountSent(SentByRing(Collective::kAllToAll, block, n));
     const Call call = [=](ncclComm_t comm, cudaStream_t stream) -> ncclResult_t {
       ncclResult_t first = ncclGroupStart();
       if (first != ncclSuccess) return first;
@@ -132,6 +137,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
   std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) override {
     std::string name = absl::StrCat("Send(", bytes, " bytes to rank ", peer, ", tag ", tag, ")");
     if (auto bad = CheckPointToPoint(name, buf, bytes, peer, tag)) return bad;
+    CountSent(bytes);
     return core_->PointToPoint(OpKind::kSend, std::move(name), const_cast<void*>(buf), bytes,
                                peer);
   }

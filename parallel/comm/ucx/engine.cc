@@ -129,6 +129,7 @@ static TagKind KindOf(OpKind kind) {
 }
 
 Req* Op::Send(const void* buf, size_t bytes, int peer, uint32_t slot) {
+  if (kind != OpKind::kControl) comm->bytes_sent.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
   return comm->engine->PostSend(*this, buf, bytes, peer,
                                 MakeTag(comm->id, comm->rank, KindOf(kind), Payload(*this, slot)),
                                 control_lane);

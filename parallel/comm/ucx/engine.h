@@ -261,6 +261,9 @@ struct CommState {
   std::vector<int> global_ranks;  // by comm rank
   CommOptions options;
 
+  // Payload bytes of collective and point-to-point sends (Communicator::bytes_sent).
+  std::atomic<int64_t> bytes_sent{0};
+
   // Issuing thread only.
   uint32_t next_seq = 0;
   std::map<std::vector<int>, uint32_t> split_counts;

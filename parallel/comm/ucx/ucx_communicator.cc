@@ -84,6 +84,7 @@ class UcxCommunicator : public Communicator {
   int rank() const override { return state_->rank; }
   int size() const override { return state_->size; }
   const std::vector<int>& global_ranks() const override { return state_->global_ranks; }
+  int64_t bytes_sent() const override { return state_->bytes_sent.load(std::memory_order_relaxed); }
 
   std::unique_ptr<Work> AllReduce(void* buf, int64_t count, DType dtype) override {
     if (auto bad = CheckReduce("AllReduce", buf, buf, count, dtype)) return bad;

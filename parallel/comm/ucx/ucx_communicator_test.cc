@@ -231,6 +231,39 @@ TEST_CASE("UCX all-reduce, reduce-scatter and all-gather of 64 MiB through the c
   CHECK(Failures(exits) == "");
 }
 
+TEST_CASE("UCX counts the bytes each rank sends: the ring algorithms' 2(P-1)/P and (P-1)/P") {
+  auto exits = ForkRanks(4, [](int rank, int size, TcpStore& store) -> absl::Status {
+    auto comm = CreateUcxCommunicator(store, Options());
+    if (!comm.ok()) return comm.status();
+    Communicator& c = **comm;
+    const int64_t count = int64_t{1} << 18;  // 1 MiB of f32: above small_bytes, the ring
+    std::vector<float> buf(count, 1.0f), part(count / size);
+    auto expect = [&](const char* what, int64_t before, int64_t bytes) -> absl::Status {
+      if (c.bytes_sent() - before == bytes) return absl::OkStatus();
+      return absl::InternalError(absl::StrCat(what, ": rank ", rank, " sent ",
+                                              c.bytes_sent() - before, " bytes, expected ", bytes));
+    };
+    int64_t before = c.bytes_sent();
+    RETURN_IF_ERROR(c.AllReduce(buf.data(), count, DType::kF32)->Wait());
+    RETURN_IF_ERROR(expect("AllReduce", before, 2 * (size - 1) * count * 4 / size));
+    before = c.bytes_sent();
+    RETURN_IF_ERROR(c.ReduceScatter(buf.data(), part.data(), count / size, DType::kF32)->Wait());
+    RETURN_IF_ERROR(expect("ReduceScatter", before, (size - 1) * (count / size) * 4));
+    before = c.bytes_sent();
+    RETURN_IF_ERROR(c.AllGather(part.data(), buf.data(), count / size, DType::kF32)->Wait());
+    RETURN_IF_ERROR(expect("AllGather", before, (size - 1) * (count / size) * 4));
+    before = c.bytes_sent();
+    RETURN_IF_ERROR(c.Barrier()->Wait());
+    RETURN_IF_ERROR(expect("Barrier", before, 0));
+    // The analytic figure the in-process and NCCL backends count is the same.
+    if (SentByRing(Collective::kAllReduce, count * 4, size) != 2 * (size - 1) * count * 4 / size) {
+      return absl::InternalError("SentByRing(kAllReduce) disagrees with the ring");
+    }
+    return absl::OkStatus();
+  });
+  CHECK(Failures(exits) == "");
+}
+
 TEST_CASE("UCX Split: sub-groups run collectives concurrently with the parent") {
   auto exits = ForkRanks(4, [](int rank, int size, TcpStore& store) -> absl::Status {
     auto world = CreateUcxCommunicator(store, Options());

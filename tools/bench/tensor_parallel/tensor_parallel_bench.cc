@@ -1,0 +1,166 @@
+// Tensor-parallel training step of one GPT, split 1D (Megatron) over P ranks: forked
+// processes over UCX on loopback (parallel/comm/testing/fork_ranks), each building its
+// part of the graph (graph/models/gpt.h) and running forward + backward. Prints, per P:
+// forward and backward time per micro-batch, tokens/s, the bytes each rank sent over its
+// tensor group per micro-batch (Communicator::bytes_sent), beside the analytic volume
+// of the 1D mode — (4L + 2) all-reduces of the activation A = B·T·C·4 bytes at the ring's
+// 2(P−1)/P, plus the vocab-parallel cross-entropy's all-gather of (P−1)·2·B·T·4 — and
+// their ratio, and the parameter and activation (arena) bytes per rank beside 1/P of one
+// rank's. On a 2-core machine the times mean little; the bytes are exact.
+//   bazel run -c opt //tools/bench/tensor_parallel:tensor_parallel_bench -- [--ranks 1,2,4,8]
+//       [--layers 4 --heads 8 --d-model 256 --seq 128 --vocab 4096 --batch 4 --iters 3]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "graph/autodiff.h"
+#include "graph/executor.h"
+#include "graph/models/gpt.h"
+#include "parallel/comm/testing/fork_ranks.h"
+#include "parallel/comm/ucx/ucx_communicator.h"
+
+namespace colossal {
+namespace {
+
+struct Options {
+  std::vector<int> ranks = {1, 2, 4, 8};
+  graph::GptConfig gpt{4, 8, 256, 128, 4096};
+  int64_t batch = 4;
+  int iters = 3;
+};
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+absl::Status RunRank(const Options& o, int rank, int size, parallel::TcpStore& store) {
+  std::unique_ptr<parallel::Communicator> comm;
+  if (size > 1) {
+    parallel::CommOptions co;
+    co.timeout = std::chrono::milliseconds(120000);
+    auto c = parallel::CreateUcxCommunicator(store, co);
+    if (!c.ok()) return c.status();
+    comm = std::move(*c);
+  }
+  auto built = graph::BuildGpt(o.gpt, o.batch, {size, rank, "tensor"});
+  if (!built.ok()) return built.status();
+  graph::Graph g = std::move(*built);
+  if (absl::Status s = graph::BuildBackward(g); !s.ok()) return s;
+  std::vector<memory::ParamStore::Spec> specs;
+  for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
+  memory::ParamStore params(specs);
+  for (int i = 0; i < params.size(); ++i) {
+    float* d = params.data(i);
+    for (int64_t k = 0; k < params.info(i).numel; ++k) d[k] = 0.02f * static_cast<float>((k * 7919 % 201) - 100) / 100.0f;
+  }
+  auto ex = graph::Executor::Create(&g, &params);
+  if (!ex.ok()) return ex.status();
+  graph::Executor& e = **ex;
+  if (comm) e.SetGroup("tensor", comm.get());
+  const int64_t n = o.batch * o.gpt.seq_len;
+  int32_t* ids = e.Data<int32_t>(g.Find("ids"));
+  int32_t* targets = e.Data<int32_t>(g.Find("targets"));
+  for (int64_t i = 0; i < n; ++i) {
+    ids[i] = static_cast<int32_t>((i * 31 + 7) % o.gpt.vocab);
+    targets[i] = static_cast<int32_t>((i * 17 + 3) % o.gpt.vocab);
+  }
+  graph::FillPositions(e.Data<int32_t>(g.Find("positions")), o.batch, o.gpt.seq_len);
+  e.Data<float>(g.loss_seed())[0] = 1.0f;
+  e.Forward();  // warm-up
+  e.Backward(0);
+  double fwd = 1e30, bwd = 1e30;
+  int64_t bytes = 0;
+  for (int it = 0; it < o.iters; ++it) {
+    if (comm) {
+      if (absl::Status s = comm->Barrier()->Wait(); !s.ok()) return s;
+    }
+    const int64_t before = comm ? comm->bytes_sent() : 0;
+    const double t0 = Now();
+    e.Forward();
+    const double t1 = Now();
+    e.Backward(1);
+    const double t2 = Now();
+    if (!e.status().ok()) return e.status();
+    bytes = comm ? comm->bytes_sent() - before : 0;
+    fwd = std::min(fwd, t1 - t0);
+    bwd = std::min(bwd, t2 - t1);
+  }
+  if (rank == 0) {
+    const double L = static_cast<double>(o.gpt.n_layer), P = size;
+    const double A = static_cast<double>(n * o.gpt.d_model * 4);
+    const double analytic =
+        size > 1 ? (4 * L + 2) * 2 * (P - 1) / P * A + (P - 1) * 2 * static_cast<double>(n) * 4 : 0;
+    std::printf("%5d %9.1f %9.1f %9.0f %14lld %14.0f %7.4f %12.2f %12.2f\n", size, fwd * 1e3,
+                bwd * 1e3, static_cast<double>(n) / (fwd + bwd), static_cast<long long>(bytes),
+                analytic, analytic > 0 ? bytes / analytic : 1.0,
+                params.flat_numel() * 4 / 1048576.0, e.plan().arena_bytes / 1048576.0);
+    std::fflush(stdout);
+  }
+  return absl::OkStatus();
+}
+
+bool ParseArgs(int argc, char** argv, Options* o) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    int64_t v = 0;
+    if (key == "--ranks") {
+      o->ranks.clear();
+      for (absl::string_view r : absl::StrSplit(value, ',')) {
+        if (!absl::SimpleAtoi(r, &v) || v < 1) return false;
+        o->ranks.push_back(static_cast<int>(v));
+      }
+      continue;
+    }
+    if (!absl::SimpleAtoi(value, &v) || v < 1) return false;
+    if (key == "--layers") o->gpt.n_layer = v;
+    else if (key == "--heads") o->gpt.n_head = v;
+    else if (key == "--d-model") o->gpt.d_model = v;
+    else if (key == "--seq") o->gpt.seq_len = v;
+    else if (key == "--vocab") o->gpt.vocab = v;
+    else if (key == "--batch") o->batch = v;
+    else if (key == "--iters") o->iters = static_cast<int>(v);
+    else return false;
+  }
+  return argc % 2 == 1;
+}
+
+}  // namespace
+}  // namespace colossal
+
+int main(int argc, char** argv) {
+  using namespace colossal;
+  Options o;
+  if (!ParseArgs(argc, argv, &o)) {
+    std::fprintf(stderr, "usage: tensor_parallel_bench [--ranks 1,2,4,8] [--layers L] [--heads H] "
+                         "[--d-model C] [--seq T] [--vocab V] [--batch B] [--iters N]\n");
+    return 2;
+  }
+  std::printf("GPT L=%lld H=%lld C=%lld T=%lld V=%lld, micro-batch %lld; tensor parallel 1d "
+              "(Megatron), UCX on loopback; best of %d\n",
+              static_cast<long long>(o.gpt.n_layer), static_cast<long long>(o.gpt.n_head),
+              static_cast<long long>(o.gpt.d_model), static_cast<long long>(o.gpt.seq_len),
+              static_cast<long long>(o.gpt.vocab), static_cast<long long>(o.batch), o.iters);
+  std::printf("%5s %9s %9s %9s %14s %14s %7s %12s %12s\n", "P", "fwd ms", "bwd ms", "tok/s",
+              "sent B/rank", "analytic B", "ratio", "params MiB", "arena MiB");
+  std::fflush(stdout);
+  for (int p : o.ranks) {
+    if (auto s = graph::CheckGptTensorParallel(o.gpt, p); !s.ok()) {
+      std::printf("%5d  skipped: %s\n", p, std::string(s.message()).c_str());
+      continue;
+    }
+    parallel::testing::ForkOptions fo;
+    fo.deadline = std::chrono::seconds(600);
+    auto exits = parallel::testing::ForkRanks(
+        p, [&](int rank, int size, parallel::TcpStore& store) { return RunRank(o, rank, size, store); },
+        fo);
+    const std::string failures = parallel::testing::Failures(exits);
+    if (!failures.empty()) std::printf("%5d  failed: %s\n", p, failures.c_str());
+  }
+  return 0;
+}

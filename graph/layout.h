@@ -32,6 +32,11 @@ struct DimSplit {
 struct Layout {
   Shape global;                  // the whole tensor's shape (may be empty when not split)
   std::vector<DimSplit> splits;  // at most one per dimension
+  // A parameter whole on every rank of this axis whose gradient each rank computes from
+  // its own part of the tokens (Megatron sequence parallelism: layer norms, position
+  // embedding, the biases added in the sequence-split regions): the trainer sums it over
+  // the axis before it is used. Empty: the gradient is complete on every rank.
+  std::string partial_grad_axis;
   bool split() const { return !splits.empty(); }
 };
 

@@ -2,7 +2,8 @@
 // against a direct index computation, and the 1D (Megatron) GPT of 2 and 4 ranks —
 // forked processes over UCX on loopback — against the whole model built in the same
 // process: the loss of every rank and every rank's parameter gradients, element by
-// element through its layout, equal the single-rank values.
+// element through its layout, equal the single-rank values — with and without Megatron
+// sequence parallelism (whose partial gradients are summed over the group first).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -123,7 +124,7 @@ std::vector<float> GlobalValues(const std::string& name, int64_t n) {
   return v;
 }
 
-absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store) {
+absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, bool sp) {
   const GptConfig cfg{2, 4, 32, 8, 64};
   const int64_t batch = 2, T = cfg.seq_len;
   parallel::CommOptions options;
@@ -132,7 +133,7 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store) {
   if (!comm.ok()) return comm.status();
   auto whole = Build(cfg, batch, {});
   if (!whole.ok()) return whole.status();
-  auto part = Build(cfg, batch, {size, rank, "tensor"});
+  auto part = Build(cfg, batch, {size, rank, "tensor", sp});
   if (!part.ok()) return part.status();
   (*part)->executor->SetGroup("tensor", comm->get());
 
@@ -170,6 +171,16 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store) {
     return absl::InternalError(absl::StrCat("loss ", tp_loss, " but the whole model's is ", loss));
   }
   const Graph& g = (*part)->graph;
+  // Sequence parallelism: the whole parameters of the token-split regions have partial
+  // gradients; their sum over the group is the gradient.
+  for (size_t i = 0; i < g.params().size(); ++i) {
+    const Value& v = g.value(g.params()[i]);
+    if (v.layout.partial_grad_axis.empty()) continue;
+    if (!sp) return absl::InternalError(absl::StrCat(v.name, " has a partial gradient without sp"));
+    absl::Status s = (*comm)->AllReduce((*part)->params->grad(static_cast<int>(i)), v.numel(),
+                                        parallel::DType::kF32)->Wait();
+    if (!s.ok()) return s;
+  }
   for (size_t i = 0; i < g.params().size(); ++i) {
     const Value& v = g.value(g.params()[i]);
     const int w = (*whole)->params->Find(v.name);
@@ -191,7 +202,18 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store) {
 TEST_CASE("1D tensor-parallel GPT over 2 and 4 ranks equals the whole model") {
   for (int size : {2, 4}) {
     CAPTURE(size);
-    auto exits = parallel::testing::ForkRanks(size, RunTensorParallel);
+    auto exits = parallel::testing::ForkRanks(
+        size, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, false); });
+    INFO(parallel::testing::Failures(exits));
+    for (const auto& e : exits) REQUIRE(e.ok());
+  }
+}
+
+TEST_CASE("1D tensor-parallel GPT with sequence parallelism equals the whole model") {
+  for (int size : {2, 4}) {
+    CAPTURE(size);
+    auto exits = parallel::testing::ForkRanks(
+        size, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, true); });
     INFO(parallel::testing::Failures(exits));
     for (const auto& e : exits) REQUIRE(e.ok());
   }

@@ -3,7 +3,8 @@
 // in-process communicator) equal those of one rank within 1e-5 relative, and so do the
 // final weights (consolidated from the checkpoint's pieces; bounds in
 // training_testing.h), for AdamW and LAMB with
-// gradient accumulation; data 2 x tensor 2 with ZeRO 1 and 3 too; and a checkpoint
+// gradient accumulation, with and without Megatron sequence parallelism; data 2 x
+// tensor 2 with ZeRO 0, 1, 3 (and 2 with sequence parallelism) too; and a checkpoint
 // written under one (data, tensor, ZeRO) layout resumes under others with the same
 // losses. (The same runs across processes over UCX: tests/tp_multiprocess_test.sh.)
 #include <catch2/catch.hpp>
@@ -30,6 +31,11 @@ TEST_CASE("tensor parallel 1d over 2 and 4 ranks equals one rank (AdamW and LAMB
     // Micro-batch 2 of 8: 4 accumulation steps.
     RequireSame(one, Train(Job(opt, 1, 0, 2, 10, Scratch("tp2"), 2, kHeads), 2), opt + " tp 2", Bounds::kTensorParallel);
     RequireSame(one, Train(Job(opt, 1, 0, 4, 10, Scratch("tp4"), 4, kHeads), 4), opt + " tp 4", Bounds::kTensorParallel);
+    // Megatron sequence parallelism: the layer-norm regions split over the tokens.
+    RequireSame(one, Train(Job(opt, 1, 0, 2, 10, Scratch("tp2-sp"), 2, kHeads, true), 2),
+                opt + " tp 2 sequence parallel", Bounds::kTensorParallel);
+    RequireSame(one, Train(Job(opt, 1, 0, 4, 10, Scratch("tp4-sp"), 4, kHeads, true), 4),
+                opt + " tp 4 sequence parallel", Bounds::kTensorParallel);
   }
 }
 
@@ -42,6 +48,10 @@ TEST_CASE("data 2 x tensor 2 with ZeRO 0, 1 and 3 equals one rank") {
                         {"parallel.bucket=16KiB"}),
                   opt + " data 2 x tensor 2 zero " + std::to_string(zero), Bounds::kTensorParallel);
     }
+    RequireSame(one,
+                Train(Job(opt, 2, 2, 2, 10, Scratch("dt-sp"), 2, kHeads, true), 4,
+                      {"parallel.bucket=16KiB"}),
+                opt + " data 2 x tensor 2 (sequence parallel) zero 2", Bounds::kTensorParallel);
   }
 }
 

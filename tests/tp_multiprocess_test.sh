@@ -2,7 +2,8 @@
 # Tensor parallelism 1d across processes (UCX over loopback), through `colossal run`
 # (embedded coordinator, node daemon, one worker process per rank): for the small GPT
 # (4 heads) with the unshuffled loader, 20 steps on 1 rank give the same per-step losses
-# (relative 1e-5) as tensor 2, tensor 4 and data 2 x tensor 2 under ZeRO 1 and 3, with
+# (relative 1e-5) as tensor 2, tensor 4 and data 2 x tensor 2 under ZeRO 1 and 3, and
+# with sequence parallelism tensor 2 and data 2 x tensor 2 under ZeRO 2, with
 # AdamW and LAMB and gradient accumulation; the final weights (colossal export of each
 # run's checkpoint of pieces) agree within the multi-process bounds of
 # tests/dp_multiprocess_test.sh (`run` in tests/weight_bounds.h). A tensor-4 checkpoint at step 10 resumes under tensor 2 and
@@ -66,11 +67,14 @@ for opt in adamw lamb; do
   [ "$(losses "runs/$opt-1/metrics.jsonl" | wc -l)" = 20 ] || fail "$opt: reference lacks steps"
   # data tensor zero micro_batch: micro 2 of 8 accumulates 4 steps per data rank (2
   # under data 2), micro 1 on tensor 4 accumulates 8.
-  for cfg in "1 2 0 2" "1 4 0 1" "2 2 1 2" "2 2 3 2"; do
+  # A fifth field "sp" turns on Megatron sequence parallelism.
+  for cfg in "1 2 0 2" "1 2 0 2 sp" "1 4 0 1" "2 2 1 2" "2 2 3 2" "2 2 2 2 sp"; do
     set -- $cfg
-    name="$opt-d$1-t$2-z$3-m$4"
+    sp=false; [ "${5:-}" = sp ] && sp=true
+    name="$opt-d$1-t$2-z$3-m$4${5:+-$5}"
     "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$name" --set "parallel.data=$1" \
-      --set "parallel.tensor=$2" --set "parallel.zero=$3" --set "train.micro_batch=$4" \
+      --set "parallel.tensor.size=$2" --set "parallel.tensor.sequence_parallel=$sp" \
+      --set "parallel.zero=$3" --set "train.micro_batch=$4" \
       --set "resources.ranks_per_node=$(($1 * $2))" \
       >"out-$name.txt" 2>"err-$name.txt" || { fail "$name: $(tail -2 "err-$name.txt")"; continue; }
     same_losses "runs/$opt-1/metrics.jsonl" "runs/$name/metrics.jsonl" ||
@@ -84,7 +88,7 @@ for to in 2 1; do
   name="resumed-t$to"
   cp -r runs/lamb-d1-t4-z0-m1 "runs/$name"
   rm -rf "runs/$name/checkpoints/step-20"
-  "$COLOSSAL" run job-lamb.yaml --set "run_dir=$T/runs/$name" --set "parallel.tensor=$to" \
+  "$COLOSSAL" run job-lamb.yaml --set "run_dir=$T/runs/$name" --set "parallel.tensor.size=$to" \
     --set "resources.ranks_per_node=$to" >"out-$name.txt" 2>"err-$name.txt" ||
     { fail "resume under tensor $to: $(tail -2 "err-$name.txt")"; continue; }
   grep -q "resumed from" "out-$name.txt" "err-$name.txt" || fail "$name: did not resume"

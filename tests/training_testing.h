@@ -41,9 +41,11 @@ inline fs::path Scratch(const std::string& leaf) {
 }
 
 // A small GPT job on the golden corpus: `data` x `tensor` ranks, ZeRO `zero`,
-// micro-batch `micro` of the global batch 8, `heads` attention heads.
+// micro-batch `micro` of the global batch 8, `heads` attention heads, Megatron sequence
+// parallelism when `sequence_parallel`.
 inline std::string Job(const std::string& optimizer, int data, int zero, int micro, int steps,
-                       const fs::path& dir, int tensor = 1, int heads = 2) {
+                       const fs::path& dir, int tensor = 1, int heads = 2,
+                       bool sequence_parallel = false) {
   const std::string corpus = fs::absolute("tests/golden/adamw/corpus.txt").string();
   return "name: dp\n"
          "run_dir: " + dir.string() + "\n"
@@ -62,7 +64,8 @@ inline std::string Job(const std::string& optimizer, int data, int zero, int mic
          "  val_batches: 4\n"
          "  checkpoint: {every: 0, keep: 0}\n"
          "parallel: {data: " + std::to_string(data) + ", zero: " + std::to_string(zero) +
-         ", tensor: " + std::to_string(tensor) + "}\n"
+         ", tensor: {size: " + std::to_string(tensor) +
+         (sequence_parallel ? ", sequence_parallel: true" : "") + "}}\n"
          "resources: {ranks_per_node: " + std::to_string(data * tensor) + "}\n";
 }
 

@@ -54,6 +54,12 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   if (tp.rank < 0 || tp.rank >= tp.size) {
     return absl::InvalidArgumentError(absl::StrCat("tensor-parallel rank ", tp.rank, " of ", tp.size));
   }
+  const bool sp = tp.sequence_parallel && tp.size > 1;
+  if (sp && (batch * cfg.seq_len) % tp.size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sequence parallelism splits the micro-batch's ", batch * cfg.seq_len, " tokens over ",
+        tp.size, " ranks: make model.seq_len a multiple of parallel.tensor.size"));
+  }
   Graph g;
   Builder b(g);
   const int64_t B = batch, T = cfg.seq_len, C = cfg.d_model, V = cfg.vocab, L = cfg.n_layer;
@@ -70,24 +76,48 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
 
   // A parameter whose global shape is `global`, split along `dim` (-1: whole) into P
   // parts (each of `interleave` blocks split separately).
+  // Parameters of the sequence-split regions: whole, with partial gradients under sp.
+  auto sp_param = [&](const std::string& name, Shape global, ParamInit init) -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, {}));
+    if (sp) layout.partial_grad_axis = "tensor";
+    const int id = g.AddParam(name, LocalShape(layout), init);
+    g.mutable_value(id).layout = std::move(layout);
+    return id;
+  };
   auto param = [&](const std::string& name, Shape global, ParamInit init, int dim = -1,
                    int64_t interleave = 1) -> absl::StatusOr<int> {
+    if (dim < 0) return sp_param(name, std::move(global), init);
     std::vector<DimSplit> splits;
-    if (split && dim >= 0) splits.push_back({dim, P, tp.rank, interleave, "tensor"});
+    if (split) splits.push_back({dim, P, tp.rank, interleave, "tensor"});
     ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, std::move(splits)));
     const int id = g.AddParam(name, LocalShape(layout), init);
     g.mutable_value(id).layout = std::move(layout);
     return id;
   };
+  // Under sp, the residual stream holds this rank's tokens: [B·T/P, C].
+  const Shape local_tokens = {B * T / P, C};
+  const Shape all_tokens = {B, T, C};
+  Attrs gather = group, scatter = group;
+  gather["parts"] = P;
+  gather["shape"] = std::vector<int64_t>(all_tokens);
+  scatter["parts"] = P;
+  scatter["shape"] = std::vector<int64_t>(local_tokens);
+  // Into a column-parallel block: every rank needs every token.
   auto to_group = [&](int x, const std::string& name) -> absl::StatusOr<int> {
     if (!split) return x;
+    if (sp) return b.One("all_gather", {x}, gather, {name});
     return b.One("copy_to_group", {x}, group, {name});
   };
-  // A row-parallel linear: partial products summed over the group, then the bias once.
+  // Out of a row-parallel block: partial products summed over the group (this rank's
+  // tokens only under sp), then the bias once.
+  auto from_group = [&](int partial, const std::string& name) -> absl::StatusOr<int> {
+    if (sp) return b.One("reduce_scatter", {partial}, scatter, {name});
+    return b.One("reduce_from_group", {partial}, group, {name});
+  };
   auto row_linear = [&](int x, int w, int bias, const std::string& name) -> absl::StatusOr<int> {
     if (!split) return b.One("matmul", {x, w, bias}, {}, {name});
     ASSIGN_OR_RETURN(int partial, b.One("matmul", {x, w}, {}, {name + ".partial"}));
-    ASSIGN_OR_RETURN(int sum, b.One("reduce_from_group", {partial}, group, {name + ".sum"}));
+    ASSIGN_OR_RETURN(int sum, from_group(partial, name + ".sum"));
     return b.One("bias_add", {sum, bias}, {}, {name});
   };
 
@@ -103,11 +133,18 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
     ASSIGN_OR_RETURN(int local_ids, b.One("vocab_shard_ids", {ids}, shard, {"ids.local"}));
     ASSIGN_OR_RETURN(local_targets, b.One("vocab_shard_ids", {targets}, shard, {"targets.local"}));
     ASSIGN_OR_RETURN(int partial, b.One("embedding", {local_ids, wte}, {}, {"tok_emb.partial"}));
-    ASSIGN_OR_RETURN(tok, b.One("reduce_from_group", {partial}, group, {"tok_emb"}));
+    ASSIGN_OR_RETURN(tok, from_group(partial, "tok_emb"));
   } else {
     ASSIGN_OR_RETURN(tok, b.One("embedding", {ids, wte}, {}, {"tok_emb"}));
   }
-  ASSIGN_OR_RETURN(int pos, b.One("embedding", {positions, wpe}, {}, {"pos_emb"}));
+  int local_positions = positions;
+  if (sp) {
+    ASSIGN_OR_RETURN(local_positions,
+                     b.One("shard_rows", {positions},
+                           {{"parts", P}, {"part", tp.rank}, {"shape", std::vector<int64_t>{B * T / P}}},
+                           {"positions.local"}));
+  }
+  ASSIGN_OR_RETURN(int pos, b.One("embedding", {local_positions, wpe}, {}, {"pos_emb"}));
   ASSIGN_OR_RETURN(int x, b.One("add", {tok, pos}, {}, {"h.in"}));
 
   for (int64_t l = 0; l < L; ++l) {

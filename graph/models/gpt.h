@@ -35,10 +35,17 @@ struct GptConfig {
 // with copy_to_group / reduce_from_group around each attention and MLP block, the
 // embedding reduced over the group and vocab_parallel_xent for the loss; every
 // parameter's Value::layout names its part. size 1 is the plain model.
+// With sequence_parallel (Megatron sequence parallelism), the residual stream and the
+// layer-norm regions hold only this rank's 1/size of the micro-batch's B·T tokens
+// (a contiguous block of the flattened [B·T] rows): all_gather replaces copy_to_group
+// into each column-parallel block, reduce_scatter replaces the all-reduce out of each
+// row-parallel one, and the whole parameters of those regions (layer norms, wpe, the
+// projection biases) get Layout::partial_grad_axis "tensor". Needs size | B·T.
 struct GptTensorParallel {
   int64_t size = 1;
   int64_t rank = 0;
   std::string group = "tensor";  // the "group" attribute of the communication ops
+  bool sequence_parallel = false;
 };
 
 // InvalidArgument naming the field and the divisibility when `config` cannot be split

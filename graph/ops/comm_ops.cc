@@ -3,6 +3,12 @@
 //   copy_to_group      forward identity,              backward all-reduce (Megatron's f)
 //   reduce_from_group  forward all-reduce (sum),      backward identity   (Megatron's g)
 //   all_reduce         an all-reduce emitted by autodiff (f's backward)
+//   all_gather         forward: the group's blocks concatenated by rank (the flattened
+//                      input is one block), backward reduce_scatter (Megatron's
+//                      sequence-parallel g)
+//   reduce_scatter     forward: this rank's block of the sum, backward all_gather (ḡ)
+// all_gather and reduce_scatter take attrs `parts` (the group's size) and `shape` (the
+// output's shape; its elements are parts × / ÷ the input's).
 // Each waits for its collective before returning (the schedule orders them; overlap
 // with compute comes with asynchronous comm entries). A failed collective sets the
 // run's status and the executor stops.
@@ -92,6 +98,119 @@ const OpRegistrar kAllReduce(OpDef{
     .run = AllReduceInto,
     .in_place = {{0, 0}},
     .communicates = true,
+});
+
+absl::StatusOr<std::vector<TensorType>> GatherScatterShape(const std::string& op,
+                                                            const std::vector<TensorType>& in,
+                                                            const Attrs& attrs, bool gather) {
+  RETURN_IF_ERROR(GetGroupAttr(attrs, op).status());
+  RETURN_IF_ERROR(ExpectDType(op, "x", in[0], DType::kF32));
+  ASSIGN_OR_RETURN(int64_t parts, GetIntAttr(attrs, op, "parts"));
+  auto it = attrs.find("shape");
+  if (it == attrs.end() || !std::holds_alternative<std::vector<int64_t>>(it->second)) {
+    return ShapeError(op, "needs an integer-list attribute 'shape' (the output's shape)");
+  }
+  const Shape out = std::get<std::vector<int64_t>>(it->second);
+  const int64_t n = NumElements(in[0].shape), m = NumElements(out);
+  if (parts < 1 || (gather ? m != parts * n : n != parts * m)) {
+    return ShapeError(op, absl::StrCat("output ", ShapeString(out), " must have ",
+                                       gather ? "parts x" : "1/parts of", " the elements of ",
+                                       ShapeString(in[0].shape), " (parts ", parts, ")"));
+  }
+  return std::vector<TensorType>{{out, DType::kF32}};
+}
+
+// The conjugate of a gather/scatter node, writing input 0's gradient.
+void EmitConjugate(GradBuilder& b, const std::string& op) {
+  const int dy = b.OutputGrad(0);
+  if (dy < 0 || !b.NeedsGrad(0)) return;
+  const GradSlot s = b.Slot(0);
+  Attrs attrs = b.node().attrs;
+  attrs["shape"] = b.input_value(0).shape;
+  b.Emit(op, {dy}, {s.value}, attrs, {s.accumulate});
+}
+
+const OpRegistrar kAllGather(OpDef{
+    .name = "all_gather",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .infer = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      return GatherScatterShape("all_gather", in, attrs, /*gather=*/true);
+    },
+    .backward = [](GradBuilder& b) { EmitConjugate(b, "reduce_scatter"); },
+    .flops = Zero,
+    .run =
+        [](const KernelContext& c) {
+          const int64_t n = c.in_value(0).numel();
+          if (c.accumulate[0] == Accumulate::kNo) {
+            c.Wait(c.comm->AllGather(c.in(0), c.out(0), n, DType::kF32));
+            return;
+          }
+          std::vector<float> all(c.out_value(0).numel());
+          if (c.Wait(c.comm->AllGather(c.in(0), all.data(), n, DType::kF32))) {
+            kernels::AddInto(all.data(), c.out(0), static_cast<int64_t>(all.size()), Accumulate::kYes,
+                             c.stream);
+          }
+        },
+    .communicates = true,
+});
+
+const OpRegistrar kReduceScatter(OpDef{
+    .name = "reduce_scatter",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .infer = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      return GatherScatterShape("reduce_scatter", in, attrs, /*gather=*/false);
+    },
+    .backward = [](GradBuilder& b) { EmitConjugate(b, "all_gather"); },
+    .flops = Zero,
+    .run =
+        [](const KernelContext& c) {
+          const int64_t m = c.out_value(0).numel();
+          if (c.accumulate[0] == Accumulate::kNo) {
+            c.Wait(c.comm->ReduceScatter(c.in(0), c.out(0), m, DType::kF32));
+            return;
+          }
+          std::vector<float> mine(m);
+          if (c.Wait(c.comm->ReduceScatter(c.in(0), mine.data(), m, DType::kF32))) {
+            kernels::AddInto(mine.data(), c.out(0), m, Accumulate::kYes, c.stream);
+          }
+        },
+    .communicates = true,
+});
+
+// shard_rows: int32 x → its block `part` of `parts` (flattened, contiguous), as `shape`.
+// No gradient: it takes this rank's token positions under sequence parallelism.
+const OpRegistrar kShardRows(OpDef{
+    .name = "shard_rows",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "shard_rows";
+      RETURN_IF_ERROR(ExpectDType(op, "x", in[0], DType::kI32));
+      ASSIGN_OR_RETURN(int64_t parts, GetIntAttr(attrs, op, "parts"));
+      ASSIGN_OR_RETURN(int64_t part, GetIntAttr(attrs, op, "part"));
+      auto it = attrs.find("shape");
+      if (it == attrs.end() || !std::holds_alternative<std::vector<int64_t>>(it->second)) {
+        return ShapeError(op, "needs an integer-list attribute 'shape' (the output's shape)");
+      }
+      const Shape out = std::get<std::vector<int64_t>>(it->second);
+      if (parts < 1 || part < 0 || part >= parts ||
+          NumElements(out) * parts != NumElements(in[0].shape)) {
+        return ShapeError(op, absl::StrCat("part ", part, " of ", parts, " of ",
+                                           ShapeString(in[0].shape), " cannot be ",
+                                           ShapeString(out)));
+      }
+      return std::vector<TensorType>{{out, DType::kI32}};
+    },
+    .flops = Zero,
+    .run =
+        [](const KernelContext& c) {
+          const int64_t m = c.out_value(0).numel();
+          std::memcpy(c.out<int32_t>(0), c.in<int32_t>(0) + c.node->IntAttr("part") * m,
+                      m * sizeof(int32_t));
+        },
 });
 
 }  // namespace

@@ -32,11 +32,6 @@ TEST_CASE("features this build does not run are refused, naming the key") {
                 {}, refuse) ==
         "job.yaml:14:36: parallel.tensor.mode: tensor parallelism 2d is not available yet: this "
         "build splits tensors in mode 1d (Megatron) only");
-  CHECK(ErrorOf(b + "parallel: {tensor: {size: 2, sequence_parallel: true}}\n"
-                    "resources: {ranks_per_node: 2}\n",
-                {}, refuse) ==
-        "job.yaml:14:49: parallel.tensor.sequence_parallel: sequence parallelism of the "
-        "layer-norm regions is not available yet; set it to false or remove the key");
   CHECK(ErrorOf(b + "parallel: {pipeline: {size: 2}}\nresources: {ranks_per_node: 2}\n", {},
                 refuse) ==
         "job.yaml:14:29: parallel.pipeline.size: pipeline parallelism is not available yet; set "
@@ -74,7 +69,7 @@ TEST_CASE("features this build does not run are refused, naming the key") {
              Catch::Contains("train.precision: bf16 needs resources.device: cuda"));
 }
 
-TEST_CASE("tensor parallelism 1d needs heads and vocabulary that divide, and a GPT model") {
+TEST_CASE("tensor parallelism 1d needs heads, vocabulary (and with sequence_parallel, seq_len) that divide, and a GPT model") {
   const std::string b = kBase;  // n_head 2, vocab 256
   CHECK(ErrorOf(b + "parallel: {tensor: 4}\nresources: {ranks_per_node: 4}\n") ==
         "job.yaml:5:11: model.n_head: must be a multiple of parallel.tensor (4) in mode 1d, "
@@ -88,6 +83,18 @@ TEST_CASE("tensor parallelism 1d needs heads and vocabulary that divide, and a G
                 "parallel: {tensor: 2}\nresources: {ranks_per_node: 2}\n") ==
         "job.yaml:5:20: parallel.tensor: tensor parallelism needs a GPT model (model.type: gpt): "
         "a graph file says nothing of how its tensors split; got 2");
+  CHECK(ErrorOf(b + "parallel: {tensor: {size: 1, sequence_parallel: true}}\n") ==
+        "job.yaml:14:49: parallel.tensor.sequence_parallel: splits the layer-norm regions over "
+        "the ranks of a 1d tensor group: it needs parallel.tensor.size > 1 and mode 1d, got "
+        "size 1 mode 1d");
+  CHECK(ErrorOf(Replace(b, "seq_len: 32", "seq_len: 31") +
+                "parallel: {tensor: {size: 2, sequence_parallel: true}}\n"
+                "resources: {ranks_per_node: 2}\n") ==
+        "job.yaml:7:12: model.seq_len: must be a multiple of parallel.tensor.size (2) with "
+        "parallel.tensor.sequence_parallel, which splits the tokens; got 31");
+  CHECK(Parse(b + "parallel: {tensor: {size: 2, sequence_parallel: true}}\n"
+                  "resources: {ranks_per_node: 2}\n")
+            .parallel.tensor_sequence_parallel);
   JobSpec ok = Parse(b + "parallel: {data: 2, tensor: {size: 2, mode: 1d}, zero: 1}\n"
                          "resources: {ranks_per_node: 4}\n");
   CHECK(ok.parallel.tensor == 2);

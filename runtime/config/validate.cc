@@ -164,6 +164,11 @@ absl::Status ValidateParallel(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(p.tensor_mode == TensorMode::k2p5d || p.tensor_depth == 1, "parallel.tensor.depth",
          "only mode 2.5d uses depth, got depth ", p.tensor_depth, " with mode ",
          Sv(TensorModeName(p.tensor_mode)));
+  ENSURE(!p.tensor_sequence_parallel || (p.tensor > 1 && p.tensor_mode == TensorMode::k1d),
+         "parallel.tensor.sequence_parallel",
+         "splits the layer-norm regions over the ranks of a 1d tensor group: it needs "
+         "parallel.tensor.size > 1 and mode 1d, got size ", p.tensor, " mode ",
+         Sv(TensorModeName(p.tensor_mode)));
   switch (p.tensor_mode) {
     case TensorMode::k1d:
       break;
@@ -249,6 +254,10 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
       ENSURE(s.model.gpt.n_head % p.tensor == 0, "model.n_head", "must be a multiple of ",
              DegreePath(ctx, "tensor"), " (", p.tensor, ") in mode 1d, which gives every rank ",
              "n_head / ", p.tensor, " whole heads; got ", s.model.gpt.n_head);
+      ENSURE(!p.tensor_sequence_parallel || s.model.gpt.seq_len % p.tensor == 0, "model.seq_len",
+             "must be a multiple of ", DegreePath(ctx, "tensor"), " (", p.tensor,
+             ") with parallel.tensor.sequence_parallel, which splits the tokens; got ",
+             s.model.gpt.seq_len);
       ENSURE(s.model.gpt.vocab % p.tensor == 0, "model.vocab", "must be a multiple of ",
              DegreePath(ctx, "tensor"), " (", p.tensor, ") in mode 1d, which splits wte by ",
              "rows; pad it up to ", (s.model.gpt.vocab + p.tensor - 1) / p.tensor * p.tensor,
@@ -279,9 +288,7 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(p.tensor == 1 || p.tensor_mode == TensorMode::k1d, "parallel.tensor.mode",
          "tensor parallelism ", Sv(TensorModeName(p.tensor_mode)),
          " is not available yet: this build splits tensors in mode 1d (Megatron) only");
-  ENSURE(!p.tensor_sequence_parallel, "parallel.tensor.sequence_parallel",
-         "sequence parallelism of the layer-norm regions is not available yet; set it to false "
-         "or remove the key");
+
   ENSURE(p.pipeline == 1, DegreePath(ctx, "pipeline"),
          "pipeline parallelism is not available yet; set it to 1, got ", p.pipeline);
   ENSURE(p.sequence == 1, DegreePath(ctx, "sequence"),

@@ -97,6 +97,9 @@ class Run {
     return tp_rank_ == 0 || model_->layouts[param].split();
   }
   absl::StatusOr<double> GradSumSquares();
+  // Sums the gradients that are partial over the tensor group (sequence parallelism) in
+  // the segments this rank's optimizer reads, in one all-reduce.
+  absl::Status SumPartialGrads();
   // Bytes this rank has sent so far over each communicator of its plan, by axis name
   // ("data", "tensor"; "world" when that is a communicator of its own).
   std::vector<std::pair<std::string, int64_t>> CommBytes() const;
@@ -172,7 +175,8 @@ absl::Status Run::Setup() {
                                             : flat;
                                },
                                /*allocate_params=*/!zero3,
-                               graph::GptTensorParallel{tp_size_, tp_rank_, "tensor"}));
+                               graph::GptTensorParallel{tp_size_, tp_rank_, "tensor",
+                                                        spec_.parallel.tensor_sequence_parallel}));
   if (tp_comm_) model_->executor->SetGroup("tensor", tp_comm_);
   if (stream.vocab_size > model_->vocab) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -294,6 +298,7 @@ absl::Status Run::TrainStep(int64_t step) {
   loss_ = loss_sum / static_cast<double>(accumulation_);
   const bool stop_here = options_.stop && options_.stop->load();
   if (dp_) RETURN_IF_ERROR(dp_->FinishReduction());
+  RETURN_IF_ERROR(SumPartialGrads());
   // One small collective: the global mean loss (the ranks of a tensor group hold the
   // same loss) and whether any rank must stop.
   ASSIGN_OR_RETURN(std::vector<double> agreed,
@@ -323,6 +328,36 @@ std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
   parallel::Communicator* world = options_.groups ? options_.groups->world() : nullptr;
   if (world && world != data_comm_ && world != tp_comm_) out.emplace_back("world", world->bytes_sent());
   return out;
+}
+
+absl::Status Run::SumPartialGrads() {
+  if (tp_comm_ == nullptr) return absl::OkStatus();
+  const auto whole = model_->params->WholeTensors();
+  const std::vector<memory::ParamSegment> segments = dp_ ? dp_->OptimizerSegments() : whole;
+  const std::vector<const float*> grads =
+      dp_ ? dp_->OptimizerGrads() : model_->params->SegmentGrads(whole);
+  std::vector<size_t> partial;
+  int64_t n = 0;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (model_->layouts[segments[i].param].partial_grad_axis.empty()) continue;
+    partial.push_back(i);
+    n += segments[i].length;
+  }
+  if (partial.empty()) return absl::OkStatus();
+  std::vector<float> packed(n);
+  int64_t at = 0;
+  for (size_t i : partial) {
+    std::copy(grads[i], grads[i] + segments[i].length, packed.data() + at);
+    at += segments[i].length;
+  }
+  RETURN_IF_ERROR(tp_comm_->AllReduce(packed.data(), n, graph::DType::kF32)->Wait());
+  at = 0;
+  for (size_t i : partial) {
+    // The optimizer's view of the gradient is read-only; this rank owns the storage.
+    std::copy(packed.data() + at, packed.data() + at + segments[i].length, const_cast<float*>(grads[i]));
+    at += segments[i].length;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<double> Run::GradSumSquares() {

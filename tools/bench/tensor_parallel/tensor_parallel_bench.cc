@@ -1,12 +1,15 @@
-// Tensor-parallel training step of one GPT, split 1D (Megatron) over P ranks: forked
+// Tensor-parallel training step of one GPT, split 1D (Megatron) over P ranks, with and
+// without Megatron sequence parallelism (sp: all-gather / reduce-scatter in place of
+// each all-reduce, the layer-norm regions split over the tokens): forked
 // processes over UCX on loopback (parallel/comm/testing/fork_ranks), each building its
 // part of the graph (graph/models/gpt.h) and running forward + backward. Prints, per P:
 // forward and backward time per micro-batch, tokens/s, the bytes each rank sent over its
 // tensor group per micro-batch (Communicator::bytes_sent), beside the analytic volume
 // of the 1D mode — (4L + 2) all-reduces of the activation A = B·T·C·4 bytes at the ring's
 // 2(P−1)/P, plus the vocab-parallel cross-entropy's all-gather of (P−1)·2·B·T·4 — and
-// their ratio, and the parameter and activation (arena) bytes per rank beside 1/P of one
-// rank's. On a 2-core machine the times mean little; the bytes are exact.
+// their ratio (sp moves the same bytes: an all-gather and a reduce-scatter of (P−1)/P in
+// place of each all-reduce, in each pass), and the parameter and activation (arena)
+// bytes per rank. On a 2-core machine the times mean little; the bytes are exact.
 //   bazel run -c opt //tools/bench/tensor_parallel:tensor_parallel_bench -- [--ranks 1,2,4,8]
 //       [--layers 4 --heads 8 --d-model 256 --seq 128 --vocab 4096 --batch 4 --iters 3]
 #include <chrono>
@@ -39,7 +42,7 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-absl::Status RunRank(const Options& o, int rank, int size, parallel::TcpStore& store) {
+absl::Status RunRank(const Options& o, bool sp, int rank, int size, parallel::TcpStore& store) {
   std::unique_ptr<parallel::Communicator> comm;
   if (size > 1) {
     parallel::CommOptions co;
@@ -48,7 +51,7 @@ absl::Status RunRank(const Options& o, int rank, int size, parallel::TcpStore& s
     if (!c.ok()) return c.status();
     comm = std::move(*c);
   }
-  auto built = graph::BuildGpt(o.gpt, o.batch, {size, rank, "tensor"});
+  auto built = graph::BuildGpt(o.gpt, o.batch, {size, rank, "tensor", sp});
   if (!built.ok()) return built.status();
   graph::Graph g = std::move(*built);
   if (absl::Status s = graph::BuildBackward(g); !s.ok()) return s;
@@ -94,10 +97,14 @@ absl::Status RunRank(const Options& o, int rank, int size, parallel::TcpStore& s
   if (rank == 0) {
     const double L = static_cast<double>(o.gpt.n_layer), P = size;
     const double A = static_cast<double>(n * o.gpt.d_model * 4);
+    // An all-reduce sends 2(P-1)/P of the activation. Under sp every f and g
+    // communicates in both passes (an all-gather one way, a reduce-scatter the other),
+    // each (P-1)/P: twice as many collectives of half the volume, the same bytes.
+    const double per = 2 * (P - 1) / P;
     const double analytic =
-        size > 1 ? (4 * L + 2) * 2 * (P - 1) / P * A + (P - 1) * 2 * static_cast<double>(n) * 4 : 0;
-    std::printf("%5d %9.1f %9.1f %9.0f %14lld %14.0f %7.4f %12.2f %12.2f\n", size, fwd * 1e3,
-                bwd * 1e3, static_cast<double>(n) / (fwd + bwd), static_cast<long long>(bytes),
+        size > 1 ? (4 * L + 2) * per * A + (P - 1) * 2 * static_cast<double>(n) * 4 : 0;
+    std::printf("%5d %3s %9.1f %9.1f %9.0f %14lld %14.0f %7.4f %12.2f %12.2f\n", size,
+                sp ? "yes" : "no", fwd * 1e3, bwd * 1e3, static_cast<double>(n) / (fwd + bwd), static_cast<long long>(bytes),
                 analytic, analytic > 0 ? bytes / analytic : 1.0,
                 params.flat_numel() * 4 / 1048576.0, e.plan().arena_bytes / 1048576.0);
     std::fflush(stdout);
@@ -146,10 +153,11 @@ int main(int argc, char** argv) {
               static_cast<long long>(o.gpt.n_layer), static_cast<long long>(o.gpt.n_head),
               static_cast<long long>(o.gpt.d_model), static_cast<long long>(o.gpt.seq_len),
               static_cast<long long>(o.gpt.vocab), static_cast<long long>(o.batch), o.iters);
-  std::printf("%5s %9s %9s %9s %14s %14s %7s %12s %12s\n", "P", "fwd ms", "bwd ms", "tok/s",
+  std::printf("%5s %3s %9s %9s %9s %14s %14s %7s %12s %12s\n", "P", "sp", "fwd ms", "bwd ms", "tok/s",
               "sent B/rank", "analytic B", "ratio", "params MiB", "arena MiB");
   std::fflush(stdout);
-  for (int p : o.ranks) {
+  for (int p : o.ranks) for (bool sp : {false, true}) {
+    if (sp && p == 1) continue;
     if (auto s = graph::CheckGptTensorParallel(o.gpt, p); !s.ok()) {
       std::printf("%5d  skipped: %s\n", p, std::string(s.message()).c_str());
       continue;
@@ -157,7 +165,7 @@ int main(int argc, char** argv) {
     parallel::testing::ForkOptions fo;
     fo.deadline = std::chrono::seconds(600);
     auto exits = parallel::testing::ForkRanks(
-        p, [&](int rank, int size, parallel::TcpStore& store) { return RunRank(o, rank, size, store); },
+        p, [&](int rank, int size, parallel::TcpStore& store) { return RunRank(o, sp, rank, size, store); },
         fo);
     const std::string failures = parallel::testing::Failures(exits);
     if (!failures.empty()) std::printf("%5d  failed: %s\n", p, failures.c_str());

@@ -8,7 +8,8 @@
 # run's checkpoint of pieces) agree within the multi-process bounds of
 # tests/dp_multiprocess_test.sh (`run` in tests/weight_bounds.h). A tensor-4 checkpoint at step 10 resumes under tensor 2 and
 # under 1 rank with the losses of the uninterrupted run, and exports the same weights.
-# Every process is started by colossal run, which ends them all.
+# `colossal graph` predicts the bytes the run's communicators count. Every process is
+# started by colossal run, which ends them all.
 set -uo pipefail
 
 ROOT="$(pwd)"
@@ -82,6 +83,15 @@ for opt in adamw lamb; do
     same_weights "$opt-1" "$name"
   done
 done
+
+# `colossal graph` predicts from the rank's graph what the run's communicators counted:
+# data 2 x tensor 2, ZeRO 1, AdamW (no scalar collectives on either group then).
+predicted=$("$COLOSSAL" graph job-adamw.yaml --set parallel.data=2 --set parallel.tensor=2 \
+  --set parallel.zero=1 --set resources.ranks_per_node=4 | sed -nE 's/^comm\/step +tensor ([0-9]+) B, data ([0-9]+) B.*/\1 \2/p')
+measured=$(grep '"step": 2,' runs/adamw-d2-t2-z1-m2/metrics.jsonl |
+  sed -nE 's/.*"comm_bytes": \{"data": ([0-9]+), "tensor": ([0-9]+).*/\2 \1/p')
+echo "comm bytes per step (tensor data): colossal graph $predicted, measured $measured"
+[ -n "$predicted" ] && [ "$predicted" = "$measured" ] || fail "colossal graph predicts '$predicted', the run counted '$measured'"
 
 # The tensor-4 LAMB checkpoint at step 10 resumes under tensor 2 and under 1 rank.
 for to in 2 1; do

@@ -23,6 +23,9 @@
 #include "runtime/data/token_file.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/worker/model.h"
+#include "graph/op_registry.h"
+#include "parallel/comm/communicator.h"
+#include "parallel/data_parallel/data_parallel.h"
 #include "runtime/worker/sampler.h"
 
 namespace colossal::cli {
@@ -47,13 +50,96 @@ std::string Bytes(double b) {
   return buf;
 }
 
+// Bytes per rank of the job's plan, from the rank's part of the graph: parameters,
+// gradients and optimizer state (ZeRO divides them over the data group), the activation
+// arena, and the bytes each rank sends per optimizer step on each axis — the tensor
+// group's collectives read off the graph's communication nodes at the ring algorithms'
+// volumes (SentByRing), the data group's from the ZeRO stage's reductions of the padded
+// flat buffer. Scalar collectives (loss, norms: tens of bytes) are left out.
+void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
+  const config::ParallelSpec& par = spec.parallel;
+  const int T = static_cast<int>(par.tensor), D = static_cast<int>(par.data);
+  const int64_t zero = par.zero;
+  const int64_t accumulation = spec.train.AccumulationSteps(par.data);
+  const double flat = static_cast<double>(model.params->flat_numel()) * 4;
+  const config::OptimizerType type = spec.train.optimizer.type;
+  const double states = type == config::OptimizerType::kAdamW || type == config::OptimizerType::kLamb ? 2 : 1;
+  const double param_bytes = zero == 3 ? flat / D : flat;
+  const double grad_bytes = zero >= 2 ? flat / D : flat;
+  const double state_bytes = states * (zero >= 1 ? flat / D : flat);
+  std::printf("\nplan         data=%d x tensor=%d (%s%s), ZeRO %lld: %d ranks\n", D, T,
+              std::string(config::TensorModeName(par.tensor_mode)).c_str(),
+              par.tensor_sequence_parallel ? ", sequence parallel" : "",
+              static_cast<long long>(zero), D * T);
+  std::printf("per rank     parameters %s, gradients %s, optimizer state %s, activations %s (arena)\n",
+              Bytes(param_bytes).c_str(), Bytes(grad_bytes).c_str(), Bytes(state_bytes).c_str(),
+              Bytes(static_cast<double>(model.executor->plan().arena_bytes)).c_str());
+  // Tensor group: every communication node of one micro-batch, times the micro-batches.
+  const graph::Graph& g = model.graph;
+  int64_t tensor = 0;
+  for (const graph::Node& n : g.nodes()) {
+    const graph::OpDef* def = graph::FindOp(n.op);
+    if (def == nullptr || !def->communicates) continue;
+    const int64_t in = g.value(n.inputs[0]).bytes(), out = g.value(n.outputs[0]).bytes();
+    using parallel::Collective;
+    if (n.op == "reduce_from_group" || n.op == "all_reduce") {
+      tensor += parallel::SentByRing(Collective::kAllReduce, out, T);
+    } else if (n.op == "all_gather") {
+      tensor += parallel::SentByRing(Collective::kAllGather, in, T);
+    } else if (n.op == "reduce_scatter") {
+      tensor += parallel::SentByRing(Collective::kReduceScatter, out, T);
+    } else if (n.op == "vocab_parallel_xent") {
+      tensor += parallel::SentByRing(Collective::kAllGather, 2 * g.value(n.outputs[0]).bytes(), T);
+    }
+  }
+  tensor *= accumulation;
+  // Sequence parallelism: the partial gradients of the whole parameters, once per step.
+  int64_t partial = 0;
+  for (size_t i = 0; i < model.layouts.size(); ++i) {
+    if (!model.layouts[i].partial_grad_axis.empty()) partial += model.params->info(static_cast<int>(i)).numel * 4;
+  }
+  tensor += parallel::SentByRing(parallel::Collective::kAllReduce, zero >= 2 ? partial / D : partial, T);
+  // Data group: the padded flat buffer.
+  parallel::DataParallelOptions dp;
+  dp.zero_stage = static_cast<int>(zero);
+  dp.bucket_bytes = par.bucket_bytes;
+  const int64_t padded = D > 1 ? parallel::DataParallel::PaddedNumel(model.params->flat_numel(), D, dp) * 4 : 0;
+  using parallel::Collective;
+  int64_t data = 0;
+  std::string data_note;
+  if (D > 1) {
+    const int64_t shard = padded / D;
+    switch (zero) {
+      case 0: data = parallel::SentByRing(Collective::kAllReduce, padded, D); break;
+      case 1: data = parallel::SentByRing(Collective::kAllReduce, padded, D) +
+                     parallel::SentByRing(Collective::kAllGather, shard, D); break;
+      case 2: data = parallel::SentByRing(Collective::kReduceScatter, shard, D) +
+                     parallel::SentByRing(Collective::kAllGather, shard, D); break;
+      default:
+        // Per micro-step: parameters gathered for the forward and again for the backward,
+        // gradients reduce-scattered.
+        data = accumulation * (parallel::SentByRing(Collective::kReduceScatter, shard, D) +
+                               2 * parallel::SentByRing(Collective::kAllGather, shard, D));
+        data_note = " (ZeRO 3: about, by parameter group)";
+    }
+  }
+  std::printf("comm/step    tensor %lld B, data %lld B%s per rank (%lld micro-batches)\n",
+              static_cast<long long>(tensor), static_cast<long long>(data), data_note.c_str(),
+              static_cast<long long>(accumulation));
+}
+
 absl::Status Graph(const ParsedArgs& args) {
   ASSIGN_OR_RETURN(config::JobSpec spec, LoadJob("graph", args));
   if (spec.model.kind == config::ModelSpec::Kind::kGraph) {
     RETURN_IF_ERROR(config::ValidateJobFiles(spec));
   }
   const int64_t batch = spec.train.micro_batch;
-  ASSIGN_OR_RETURN(auto model, worker::BuildModel(spec, batch));
+  // The part of rank 0 of the job's plan (every rank of a 1d tensor group holds as much).
+  const config::ParallelSpec& par = spec.parallel;
+  const int64_t T = par.tensor, D = par.data;
+  ASSIGN_OR_RETURN(auto model,
+                   worker::BuildModel(spec, batch, {}, true,
+                                      graph::GptTensorParallel{T, 0, "tensor", par.tensor_sequence_parallel}));
   if (args.Has("--export")) {
     graph::Graph forward;
     if (model->is_gpt) {
@@ -73,7 +159,8 @@ absl::Status Graph(const ParsedArgs& args) {
   int64_t fwd_nodes = 0;
   for (const graph::Node& n : g.nodes()) fwd_nodes += !n.backward;
   std::printf("model        %s\n", spec.name.c_str());
-  std::printf("parameters   %lld in %d tensors (%s fp32)\n",
+  std::printf(spec.parallel.tensor > 1 ? "parameters   %lld in %d tensors (%s fp32; rank 0's part)\n"
+                                       : "parameters   %lld in %d tensors (%s fp32)\n",
               static_cast<long long>(model->params->num_params()), model->params->size(),
               Bytes(model->params->num_params() * 4.0).c_str());
   std::printf("graph        %lld forward + %lld backward nodes, %zu values\n",
@@ -92,6 +179,7 @@ absl::Status Graph(const ParsedArgs& args) {
   std::printf("activations  %s per micro-batch (forward peak), arena %s (%s without reuse)\n",
               Bytes(plan.forward_peak_bytes).c_str(), Bytes(plan.arena_bytes).c_str(),
               Bytes(plan.unshared_bytes).c_str());
+  PrintPerRank(spec, *model);
   std::printf("\n%-34s %-18s %s\n", "parameter", "shape", "elements");
   for (const memory::ParamInfo& info : model->params->infos()) {
     std::printf("%-34s %-18s %lld\n", info.name.c_str(), graph::ShapeString(info.shape).c_str(),

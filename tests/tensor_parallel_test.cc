@@ -91,5 +91,25 @@ TEST_CASE("a tensor-parallel checkpoint resumes under other layouts, and one ran
   RequireSameWeights(straight.weights, split.weights, Bounds::kTensorParallel);
 }
 
+TEST_CASE("a checkpoint whose pieces do not tile a tensor is refused, naming the tensor") {
+  const fs::path dir = Scratch("tp-torn");
+  Train(Job("adamw", 1, 0, 2, 4, dir, 2, kHeads), 2);
+  const std::string step = checkpoint::StepDir((dir / "checkpoints").string(), 4);
+  REQUIRE(fs::remove(step + "/model-1.safetensors"));  // tensor rank 1's parts
+  auto spec = config::ParseJobSpec(Job("adamw", 1, 0, 2, 8, dir, 1, kHeads), "torn.yaml");
+  REQUIRE(spec.ok());
+  worker::TrainOptions options;
+  options.threads = 1;
+  options.progress = 0;
+  options.print_sample = false;
+  auto result = worker::Train(*spec, options);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.status().code() == absl::StatusCode::kInvalidArgument);
+  const std::string message(result.status().message());
+  INFO(message);
+  CHECK(message.find(step + ": tensor 'wte.weight' does not match the model's [256, 32] (its "
+                     "pieces do not tile it, or the shape differs)") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace colossal

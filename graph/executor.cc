@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
   ex->param_grad_first_.resize(num_nodes);
   ex->node_seconds_.assign(num_nodes, 0.0);
   ex->node_comm_.assign(num_nodes, nullptr);
+  ex->node_comm_b_.assign(num_nodes, nullptr);
   for (int n = 0; n < num_nodes; ++n) {
     const Node& node = graph->node(n);
     ex->node_ops_[n] = FindOp(node.op);
@@ -110,10 +111,11 @@ void Executor::RebindParam(int param, void* data, void* grad) {
 void Executor::SetGroup(const std::string& name, parallel::Communicator* comm) {
   for (size_t n = 0; n < node_ops_.size(); ++n) {
     if (!node_ops_[n]->communicates) continue;
-    auto it = graph_->node(n).attrs.find("group");
-    if (it != graph_->node(n).attrs.end() && std::get<std::string>(it->second) == name) {
-      node_comm_[n] = comm;
-    }
+    const Attrs& attrs = graph_->node(n).attrs;
+    auto it = attrs.find("group");
+    if (it != attrs.end() && std::get<std::string>(it->second) == name) node_comm_[n] = comm;
+    auto b = attrs.find("group_b");
+    if (b != attrs.end() && std::get<std::string>(b->second) == name) node_comm_b_[n] = comm;
   }
 }
 
@@ -122,6 +124,8 @@ void Executor::RunNode(int n, int micro_step) {
   const Node& node = graph_->node(n);
   COL_CHECK_MSG(!node_ops_[n]->communicates || node_comm_[n] != nullptr,
                 "a communication op runs over a group that was never bound (SetGroup)");
+  COL_CHECK_MSG(node_comm_b_[n] != nullptr || node.attrs.count("group_b") == 0,
+                "a communication op runs over a group_b that was never bound (SetGroup)");
   for (void* p : node_inputs_[n]) COL_CHECK_MSG(p != nullptr, "node reads an unbound parameter");
   for (void* p : node_outputs_[n]) COL_CHECK_MSG(p != nullptr, "node writes an unbound parameter");
   KernelContext ctx;
@@ -131,6 +135,7 @@ void Executor::RunNode(int n, int micro_step) {
   ctx.outputs = &node_outputs_[n];
   ctx.stream = stream_;
   ctx.comm = node_comm_[n];
+  ctx.comm_b = node_comm_b_[n];
   ctx.status = &status_;
   ctx.accumulate.resize(node.outputs.size());
   for (size_t o = 0; o < node.outputs.size(); ++o) {

@@ -71,9 +71,9 @@ class Executor {
   // afresh (ZeRO 3 reduces each micro-step's gradients into shards itself).
   void SetParamGradsAccumulate(bool across_micro_steps) { accumulate_param_grads_ = across_micro_steps; }
 
-  // Binds the process group `name` (the "group" attribute of communication ops) to
-  // `comm`, which must outlive the executor. Running a communication op whose group is
-  // unbound is a programmer error.
+  // Binds the process group `name` (the "group" or "group_b" attribute of communication
+  // ops) to `comm`, which must outlive the executor. Running a communication op whose
+  // group is unbound is a programmer error.
   void SetGroup(const std::string& name, parallel::Communicator* comm);
   // Ok, or the first failure of a communication op; once failed, every later node is
   // skipped (the caller reports the error and stops).
@@ -114,7 +114,8 @@ class Executor {
   };
   std::vector<std::vector<Ref>> refs_;
   std::vector<double> node_seconds_;
-  std::vector<parallel::Communicator*> node_comm_;  // per node, communication ops only
+  std::vector<parallel::Communicator*> node_comm_;    // per node: its "group"
+  std::vector<parallel::Communicator*> node_comm_b_;  // and its "group_b"
   absl::Status status_;
 };
 

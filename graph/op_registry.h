@@ -34,9 +34,11 @@ struct KernelContext {
   const std::vector<void*>* outputs = nullptr;
   std::vector<Accumulate> accumulate;  // per output
   kernels::Stream stream;
-  // Communication ops: the communicator of the node's "group" attribute (bound by
-  // Executor::SetGroup), and where a failed collective reports (the run then stops).
+  // Communication ops: the communicators of the node's "group" (and "group_b", for ops
+  // over two axes) attributes, bound by Executor::SetGroup, and where a failed collective
+  // reports (the run then stops).
   parallel::Communicator* comm = nullptr;
+  parallel::Communicator* comm_b = nullptr;  // the "group_b" attribute's (2D: the column)
   absl::Status* status = nullptr;
   // Waits for `work`; false (with *status set) when it failed.
   bool Wait(std::unique_ptr<parallel::Work> work) const {

@@ -1,0 +1,178 @@
+// SUMMA: the matrix product of 2D tensor parallelism (Xu et al., "An Efficient 2D Method
+// for Training Super-Large Deep Learning Models"; van de Geijn and Watts' SUMMA) on a
+// q×q grid. Rank (i, j) holds block (i, j) of the activation X [M, K] (M split over the
+// grid's rows, K over its columns), of the weight W [K, N] and of Y = X·W [M, N]:
+//   summa_matmul              Y_ij = Σ_k X_ik · W_kj: at step k, X_ik is broadcast along
+//                             row i (from column k) and W_kj along column j (from row k)
+//   summa_matmul_grad_input   dX_ik = Σ_j dY_ij · W_kjᵀ: the column's W blocks all-gathered,
+//                             the q products reduce-scattered along the row
+//   summa_matmul_grad_weight  dW_kj = Σ_i X_ikᵀ · dY_ij: the row's X blocks all-gathered,
+//                             the q products reduce-scattered along the column
+// Attributes: "group" is the row group (its members ordered by column index j), "group_b"
+// the column group (ordered by row index i), "q" the grid's side. The x input may have
+// any leading dimensions (they are its rows).
+#include <vector>
+
+#include "graph/autodiff.h"
+#include "graph/ops/op_helpers.h"
+#include "kernels/matmul/matmul.h"
+
+namespace colossal::graph::ops {
+namespace {
+
+using kernels::MatmulArgs;
+using kernels::Trans;
+
+absl::Status CheckGroups(const std::string& op, const Attrs& attrs) {
+  RETURN_IF_ERROR(GetGroupAttr(attrs, op).status());
+  auto it = attrs.find("group_b");
+  if (it == attrs.end() || !std::holds_alternative<std::string>(it->second)) {
+    return ShapeError(op, "needs a string attribute 'group_b' (the column group)");
+  }
+  ASSIGN_OR_RETURN(int64_t q, GetIntAttr(attrs, op, "q"));
+  if (q < 1) return ShapeError(op, absl::StrCat("q must be >= 1, got ", q));
+  return absl::OkStatus();
+}
+
+// out [m, n] (=|+=) a [m, k] · b [k, n], with a or b transposed as stored.
+void Product(const float* a, Trans ta, const float* b, Trans tb, float* out, int64_t m,
+             int64_t n, int64_t k, Accumulate acc, kernels::Stream stream) {
+  MatmulArgs args;
+  args.trans_a = ta, args.trans_b = tb;
+  args.m = m, args.n = n, args.k = k;
+  args.a = a, args.lda = ta == Trans::kYes ? m : k;
+  args.b = b, args.ldb = tb == Trans::kYes ? k : n;
+  args.c = out, args.ldc = n;
+  args.accumulate = acc;
+  kernels::Matmul(args, stream);
+}
+
+const OpRegistrar kSummaMatmul(OpDef{
+    .name = "summa_matmul",
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "summa_matmul";
+      RETURN_IF_ERROR(CheckGroups(op, attrs));
+      RETURN_IF_ERROR(ExpectDType(op, "x", in[0], DType::kF32));
+      RETURN_IF_ERROR(ExpectDType(op, "w", in[1], DType::kF32));
+      RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
+      if (in[1].shape.size() != 2 || in[0].shape.back() != in[1].shape[0]) {
+        return ShapeError(op, absl::StrCat("x block ", ShapeString(in[0].shape), " and w block ",
+                                           ShapeString(in[1].shape), " do not chain"));
+      }
+      Shape out = Leading(in[0].shape);
+      out.push_back(in[1].shape[1]);
+      return std::vector<TensorType>{{out, DType::kF32}};
+    },
+    .backward =
+        [](GradBuilder& b) {
+          const int dy = b.OutputGrad(0);
+          if (dy < 0) return;
+          if (b.NeedsGrad(1)) {
+            GradSlot s = b.Slot(1);
+            b.Emit("summa_matmul_grad_weight", {b.input(0), dy}, {s.value}, b.node().attrs,
+                   {s.accumulate});
+          }
+          if (b.NeedsGrad(0)) {
+            GradSlot s = b.Slot(0);
+            b.Emit("summa_matmul_grad_input", {dy, b.input(1)}, {s.value}, b.node().attrs,
+                   {s.accumulate});
+          }
+        },
+    .flops = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      const double q = static_cast<double>(std::get<int64_t>(attrs.at("q")));
+      return 2.0 * q * Rows(in[0].shape) * in[0].shape.back() * in[1].shape[1];
+    },
+    .run =
+        [](const KernelContext& c) {
+          const int64_t q = c.node->IntAttr("q");
+          const int64_t m = Rows(c.in_value(0).shape), k = c.in_value(1).shape[0],
+                        n = c.in_value(1).shape[1];
+          std::vector<float> a(m * k), w(k * n);
+          for (int64_t step = 0; step < q; ++step) {
+            // The row's column `step` sends its X block; the column's row `step` its W block.
+            if (c.comm->rank() == step) std::copy(c.in(0), c.in(0) + m * k, a.data());
+            if (c.comm_b->rank() == step) std::copy(c.in(1), c.in(1) + k * n, w.data());
+            if (!c.Wait(c.comm->Broadcast(a.data(), m * k, DType::kF32, static_cast<int>(step))) ||
+                !c.Wait(c.comm_b->Broadcast(w.data(), k * n, DType::kF32, static_cast<int>(step)))) {
+              return;
+            }
+            const Accumulate acc = step > 0 ? Accumulate::kYes : c.accumulate[0];
+            Product(a.data(), Trans::kNo, w.data(), Trans::kNo, c.out(0), m, n, k, acc, c.stream);
+          }
+        },
+    .communicates = true,
+});
+
+// inputs dy [.., Nb], w [Kb, Nb] → dx [.., Kb].
+const OpRegistrar kSummaMatmulGradInput(OpDef{
+    .name = "summa_matmul_grad_input",
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = EmittedOnly,
+    .flops = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      const double q = static_cast<double>(std::get<int64_t>(attrs.at("q")));
+      return 2.0 * q * Rows(in[0].shape) * in[1].shape[0] * in[1].shape[1];
+    },
+    .run =
+        [](const KernelContext& c) {
+          const int64_t q = c.node->IntAttr("q");
+          const int64_t m = Rows(c.in_value(0).shape), k = c.in_value(1).shape[0],
+                        n = c.in_value(1).shape[1];
+          // W_kj for every k of this column, then P_k = dY_ij · W_kjᵀ stacked by k.
+          std::vector<float> column(q * k * n), products(q * m * k);
+          if (!c.Wait(c.comm_b->AllGather(c.in(1), column.data(), k * n, DType::kF32))) return;
+          for (int64_t step = 0; step < q; ++step) {
+            Product(c.in(0), Trans::kNo, column.data() + step * k * n, Trans::kYes,
+                    products.data() + step * m * k, m, k, n, Accumulate::kNo, c.stream);
+          }
+          if (c.accumulate[0] == Accumulate::kNo) {
+            c.Wait(c.comm->ReduceScatter(products.data(), c.out(0), m * k, DType::kF32));
+            return;
+          }
+          std::vector<float> mine(m * k);
+          if (c.Wait(c.comm->ReduceScatter(products.data(), mine.data(), m * k, DType::kF32))) {
+            for (int64_t e = 0; e < m * k; ++e) c.out(0)[e] += mine[e];
+          }
+        },
+    .communicates = true,
+});
+
+// inputs x [.., Kb], dy [.., Nb] → dw [Kb, Nb].
+const OpRegistrar kSummaMatmulGradWeight(OpDef{
+    .name = "summa_matmul_grad_weight",
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = EmittedOnly,
+    .flops = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      const double q = static_cast<double>(std::get<int64_t>(attrs.at("q")));
+      return 2.0 * q * Rows(in[0].shape) * in[0].shape.back() * in[1].shape.back();
+    },
+    .run =
+        [](const KernelContext& c) {
+          const int64_t q = c.node->IntAttr("q");
+          const int64_t m = Rows(c.in_value(0).shape), k = c.in_value(0).shape.back(),
+                        n = c.in_value(1).shape.back();
+          // X_ik for every k of this row, then Q_k = X_ikᵀ · dY_ij stacked by k.
+          std::vector<float> row(q * m * k), products(q * k * n);
+          if (!c.Wait(c.comm->AllGather(c.in(0), row.data(), m * k, DType::kF32))) return;
+          for (int64_t step = 0; step < q; ++step) {
+            Product(row.data() + step * m * k, Trans::kYes, c.in(1), Trans::kNo,
+                    products.data() + step * k * n, k, n, m, Accumulate::kNo, c.stream);
+          }
+          if (c.accumulate[0] == Accumulate::kNo) {
+            c.Wait(c.comm_b->ReduceScatter(products.data(), c.out(0), k * n, DType::kF32));
+            return;
+          }
+          std::vector<float> mine(k * n);
+          if (c.Wait(c.comm_b->ReduceScatter(products.data(), mine.data(), k * n, DType::kF32))) {
+            for (int64_t e = 0; e < k * n; ++e) c.out(0)[e] += mine[e];
+          }
+        },
+    .communicates = true,
+});
+
+}  // namespace
+}  // namespace colossal::graph::ops

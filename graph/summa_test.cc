@@ -1,6 +1,6 @@
 // SUMMA (2D tensor parallelism's matrix product) on q×q grids of forked ranks over UCX
-// (q = 2: 4 processes, q = 3: 9): y = gelu(X·W), loss = mean(y), with X [M, K] and W
-// [K, N] split into q×q blocks (rank (i, j) holds block (i, j) of each, through a
+// (q = 2: 4 processes, q = 3: 9): y = gelu(X·W) (and gelu(X·Wᵀ), the tied LM head's
+// form), loss = mean(y), with X [M, K] and W [K, N] ([N, K]) split into q×q blocks (rank (i, j) holds block (i, j) of each, through a
 // two-axis Layout) — the output block, the loss, and both gradients, over two
 // accumulated micro-steps, equal the whole product's computed in the same process.
 #include <catch2/catch.hpp>
@@ -57,7 +57,8 @@ absl::StatusOr<std::unique_ptr<Run>> Build(Shape x, Shape w, const std::string& 
   return r;
 }
 
-absl::Status RunGrid(int rank, int size, parallel::TcpStore& store) {
+// transposed: y = gelu(X·Wᵀ) through summa_matmul_nt, W [N, K].
+absl::Status RunGrid(int rank, int size, parallel::TcpStore& store, bool transposed) {
   const int q = static_cast<int>(std::lround(std::sqrt(size)));
   const int i = rank / q, j = rank % q;
   parallel::CommOptions options;
@@ -69,7 +70,10 @@ absl::Status RunGrid(int rank, int size, parallel::TcpStore& store) {
   ASSIGN_OR_RETURN(auto col_comm, world->Split(col));
 
   const std::vector<float> X = Values(kM * kK, 1), W = Values(kK * kN, 2);
-  ASSIGN_OR_RETURN(auto whole, Build({kM, kK}, {kK, kN}, "matmul", {}));
+  const Shape w_shape = transposed ? Shape{kN, kK} : Shape{kK, kN};
+  Attrs whole_attrs;
+  if (transposed) whole_attrs["transpose_w"] = int64_t{1};
+  ASSIGN_OR_RETURN(auto whole, Build({kM, kK}, w_shape, "matmul", whole_attrs));
   std::copy(X.begin(), X.end(), whole->params->data(0));
   std::copy(W.begin(), W.end(), whole->params->data(1));
 
@@ -77,9 +81,10 @@ absl::Status RunGrid(int rank, int size, parallel::TcpStore& store) {
     return MakeLayout(global, {{0, q, i, 1, "row"}, {1, q, j, 1, "col"}});
   };
   ASSIGN_OR_RETURN(Layout lx, block({kM, kK}));
-  ASSIGN_OR_RETURN(Layout lw, block({kK, kN}));
+  ASSIGN_OR_RETURN(Layout lw, block(w_shape));
   ASSIGN_OR_RETURN(Layout ly, block({kM, kN}));
-  ASSIGN_OR_RETURN(auto part, Build(LocalShape(lx), LocalShape(lw), "summa_matmul",
+  ASSIGN_OR_RETURN(auto part, Build(LocalShape(lx), LocalShape(lw),
+                                    transposed ? "summa_matmul_nt" : "summa_matmul",
                                     {{"group", std::string("row")},
                                      {"group_b", std::string("col")},
                                      {"q", int64_t{q}}}));
@@ -131,13 +136,17 @@ absl::Status RunGrid(int rank, int size, parallel::TcpStore& store) {
 }
 
 TEST_CASE("SUMMA on 2x2 and 3x3 grids equals the whole product, forward and backward") {
+  for (bool transposed : {false, true}) {
   for (int q : {2, 3}) {
-    CAPTURE(q);
+    CAPTURE(q, transposed);
     parallel::testing::ForkOptions options;
     options.deadline = std::chrono::seconds(90);
-    auto exits = parallel::testing::ForkRanks(q * q, RunGrid, options);
+    auto exits = parallel::testing::ForkRanks(
+        q * q, [&](int r, int n, parallel::TcpStore& s) { return RunGrid(r, n, s, transposed); },
+        options);
     INFO(parallel::testing::Failures(exits));
     for (const auto& e : exits) REQUIRE(e.ok());
+  }
   }
 }
 

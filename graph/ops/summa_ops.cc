@@ -2,12 +2,16 @@
 // for Training Super-Large Deep Learning Models"; van de Geijn and Watts' SUMMA) on a
 // q×q grid. Rank (i, j) holds block (i, j) of the activation X [M, K] (M split over the
 // grid's rows, K over its columns), of the weight W [K, N] and of Y = X·W [M, N]:
-//   summa_matmul              Y_ij = Σ_k X_ik · W_kj: at step k, X_ik is broadcast along
-//                             row i (from column k) and W_kj along column j (from row k)
-//   summa_matmul_grad_input   dX_ik = Σ_j dY_ij · W_kjᵀ: the column's W blocks all-gathered,
-//                             the q products reduce-scattered along the row
-//   summa_matmul_grad_weight  dW_kj = Σ_i X_ikᵀ · dY_ij: the row's X blocks all-gathered,
-//                             the q products reduce-scattered along the column
+//   summa_matmul     (AB)   Y_ij = Σ_k A_ik · B_kj: at step k, A_ik is broadcast along
+//                           row i (from column k) and B_kj along column j (from row k)
+//   summa_matmul_nt  (ABᵀ)  Y_ik = Σ_j A_ij · B_kjᵀ (B [K, N] in blocks B_kj): the
+//                           column's B blocks all-gathered, the q products A_ij · B_kjᵀ
+//                           reduce-scattered along the row (member k gets Y_ik)
+//   summa_matmul_tn  (AᵀB)  Y_kj = Σ_i A_ikᵀ · B_ij: the row's A blocks all-gathered, the
+//                           q products reduce-scattered along the column
+// Backward: AB → dA = nt(dY, B), dB = tn(A, dY); ABᵀ → dA = AB(dY, B), dB = tn(dY, A)
+// (ABᵀ is also the tied LM head: logits = X · wteᵀ with wte in the same blocks as the
+// embedding's). tn appears only in backward passes.
 // Attributes: "group" is the row group (its members ordered by column index j), "group_b"
 // the column group (ordered by row index i), "q" the grid's side. The x input may have
 // any leading dimensions (they are its rows).
@@ -72,13 +76,11 @@ const OpRegistrar kSummaMatmul(OpDef{
           if (dy < 0) return;
           if (b.NeedsGrad(1)) {
             GradSlot s = b.Slot(1);
-            b.Emit("summa_matmul_grad_weight", {b.input(0), dy}, {s.value}, b.node().attrs,
-                   {s.accumulate});
+            b.Emit("summa_matmul_tn", {b.input(0), dy}, {s.value}, b.node().attrs, {s.accumulate});
           }
           if (b.NeedsGrad(0)) {
             GradSlot s = b.Slot(0);
-            b.Emit("summa_matmul_grad_input", {dy, b.input(1)}, {s.value}, b.node().attrs,
-                   {s.accumulate});
+            b.Emit("summa_matmul_nt", {dy, b.input(1)}, {s.value}, b.node().attrs, {s.accumulate});
           }
         },
     .flops = [](const std::vector<TensorType>& in, const Attrs& attrs) {
@@ -106,12 +108,39 @@ const OpRegistrar kSummaMatmul(OpDef{
     .communicates = true,
 });
 
-// inputs dy [.., Nb], w [Kb, Nb] → dx [.., Kb].
-const OpRegistrar kSummaMatmulGradInput(OpDef{
-    .name = "summa_matmul_grad_input",
+// inputs a [.., Nb], b [Kb, Nb] → a · bᵀ [.., Kb].
+const OpRegistrar kSummaMatmulNt(OpDef{
+    .name = "summa_matmul_nt",
     .min_inputs = 2,
     .max_inputs = 2,
-    .infer = EmittedOnly,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "summa_matmul_nt";
+      RETURN_IF_ERROR(CheckGroups(op, attrs));
+      RETURN_IF_ERROR(ExpectDType(op, "a", in[0], DType::kF32));
+      RETURN_IF_ERROR(ExpectDType(op, "b", in[1], DType::kF32));
+      RETURN_IF_ERROR(ExpectRankAtLeast(op, "a", in[0], 1));
+      if (in[1].shape.size() != 2 || in[0].shape.back() != in[1].shape[1]) {
+        return ShapeError(op, absl::StrCat("a block ", ShapeString(in[0].shape), " and b block ",
+                                           ShapeString(in[1].shape), " (transposed) do not chain"));
+      }
+      Shape out = Leading(in[0].shape);
+      out.push_back(in[1].shape[0]);
+      return std::vector<TensorType>{{out, DType::kF32}};
+    },
+    .backward =
+        [](GradBuilder& b) {
+          const int dy = b.OutputGrad(0);
+          if (dy < 0) return;
+          if (b.NeedsGrad(1)) {
+            GradSlot s = b.Slot(1);
+            b.Emit("summa_matmul_tn", {dy, b.input(0)}, {s.value}, b.node().attrs, {s.accumulate});
+          }
+          if (b.NeedsGrad(0)) {
+            GradSlot s = b.Slot(0);
+            b.Emit("summa_matmul", {dy, b.input(1)}, {s.value}, b.node().attrs, {s.accumulate});
+          }
+        },
     .flops = [](const std::vector<TensorType>& in, const Attrs& attrs) {
       const double q = static_cast<double>(std::get<int64_t>(attrs.at("q")));
       return 2.0 * q * Rows(in[0].shape) * in[1].shape[0] * in[1].shape[1];
@@ -140,9 +169,9 @@ const OpRegistrar kSummaMatmulGradInput(OpDef{
     .communicates = true,
 });
 
-// inputs x [.., Kb], dy [.., Nb] → dw [Kb, Nb].
-const OpRegistrar kSummaMatmulGradWeight(OpDef{
-    .name = "summa_matmul_grad_weight",
+// inputs a [.., Kb], b [.., Nb] → aᵀ · b [Kb, Nb].
+const OpRegistrar kSummaMatmulTn(OpDef{
+    .name = "summa_matmul_tn",
     .min_inputs = 2,
     .max_inputs = 2,
     .infer = EmittedOnly,

@@ -3,10 +3,12 @@
 // forked processes over UCX on loopback — against the whole model built in the same
 // process: the loss of every rank and every rank's parameter gradients, element by
 // element through its layout, equal the single-rank values — with and without Megatron
-// sequence parallelism (whose partial gradients are summed over the group first).
+// sequence parallelism (whose partial gradients are summed over the group first), and
+// in 2D on a 2x2 grid (SUMMA products, 2D layer norms and embedding).
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -124,7 +126,10 @@ std::vector<float> GlobalValues(const std::string& name, int64_t n) {
   return v;
 }
 
-absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, bool sp) {
+enum class Mode { k1d, k1dSequence, k2d };
+
+absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mode mode) {
+  const bool sp = mode == Mode::k1dSequence, two_d = mode == Mode::k2d;
   const GptConfig cfg{2, 4, 32, 8, 64};
   const int64_t batch = 2, T = cfg.seq_len;
   parallel::CommOptions options;
@@ -133,9 +138,26 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, bo
   if (!comm.ok()) return comm.status();
   auto whole = Build(cfg, batch, {});
   if (!whole.ok()) return whole.status();
-  auto part = Build(cfg, batch, {size, rank, "tensor", sp});
+  GptTensorParallel tp{size, rank, "tensor", sp, two_d};
+  auto part = Build(cfg, batch, tp);
   if (!part.ok()) return part.status();
-  (*part)->executor->SetGroup("tensor", comm->get());
+  // 2D: "row" is the grid column (ranks that differ in the row index i), "col" the grid row.
+  const int q = two_d ? static_cast<int>(std::lround(std::sqrt(size))) : 1;
+  std::unique_ptr<parallel::Communicator> row_comm, col_comm;
+  if (two_d) {
+    std::vector<int> row, col;
+    for (int k = 0; k < q; ++k) row.push_back(k * q + rank % q), col.push_back((rank / q) * q + k);
+    auto r = (*comm)->Split(row);
+    if (!r.ok()) return r.status();
+    auto c = (*comm)->Split(col);
+    if (!c.ok()) return c.status();
+    row_comm = std::move(*r);
+    col_comm = std::move(*c);
+    (*part)->executor->SetGroup("row", row_comm.get());
+    (*part)->executor->SetGroup("col", col_comm.get());
+  } else {
+    (*part)->executor->SetGroup("tensor", comm->get());
+  }
 
   std::vector<int32_t> ids(batch * T), targets(batch * T);
   for (int64_t i = 0; i < batch * T; ++i) {
@@ -157,7 +179,8 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, bo
     std::copy(ids.begin(), ids.end(), ex.Data<int32_t>(g.Find("ids")));
     std::copy(targets.begin(), targets.end(), ex.Data<int32_t>(g.Find("targets")));
     FillPositions(ex.Data<int32_t>(g.Find("positions")), batch, T);
-    ex.Data<float>(g.loss_seed())[0] = 1.0f;
+    // A 2D rank's loss is its token block's mean, 1/q of the micro-batch's.
+    ex.Data<float>(g.loss_seed())[0] = b == part->get() ? 1.0f / static_cast<float>(q) : 1.0f;
     // Two micro-steps: the second accumulates into the parameter gradients.
     for (int m = 0; m < 2; ++m) {
       ex.Forward();
@@ -166,7 +189,11 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, bo
     if (!ex.status().ok()) return ex.status();
   }
   const float loss = (*whole)->executor->Data<float>((*whole)->graph.loss())[0];
-  const float tp_loss = (*part)->executor->Data<float>((*part)->graph.loss())[0];
+  float tp_loss = (*part)->executor->Data<float>((*part)->graph.loss())[0];
+  if (two_d) {  // the mean of the blocks' means
+    if (absl::Status s = (*comm)->AllReduce(&tp_loss, 1, parallel::DType::kF32)->Wait(); !s.ok()) return s;
+    tp_loss /= static_cast<float>(size);
+  }
   if (std::fabs(loss - tp_loss) > 1e-5f * std::fabs(loss)) {
     return absl::InternalError(absl::StrCat("loss ", tp_loss, " but the whole model's is ", loss));
   }
@@ -176,8 +203,9 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, bo
   for (size_t i = 0; i < g.params().size(); ++i) {
     const Value& v = g.value(g.params()[i]);
     if (v.layout.partial_grad_axis.empty()) continue;
-    if (!sp) return absl::InternalError(absl::StrCat(v.name, " has a partial gradient without sp"));
-    absl::Status s = (*comm)->AllReduce((*part)->params->grad(static_cast<int>(i)), v.numel(),
+    if (!sp && !two_d) return absl::InternalError(absl::StrCat(v.name, " has a partial gradient in 1d"));
+    parallel::Communicator* over = two_d ? row_comm.get() : comm->get();
+    absl::Status s = over->AllReduce((*part)->params->grad(static_cast<int>(i)), v.numel(),
                                         parallel::DType::kF32)->Wait();
     if (!s.ok()) return s;
   }
@@ -203,7 +231,7 @@ TEST_CASE("1D tensor-parallel GPT over 2 and 4 ranks equals the whole model") {
   for (int size : {2, 4}) {
     CAPTURE(size);
     auto exits = parallel::testing::ForkRanks(
-        size, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, false); });
+        size, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, Mode::k1d); });
     INFO(parallel::testing::Failures(exits));
     for (const auto& e : exits) REQUIRE(e.ok());
   }
@@ -213,10 +241,19 @@ TEST_CASE("1D tensor-parallel GPT with sequence parallelism equals the whole mod
   for (int size : {2, 4}) {
     CAPTURE(size);
     auto exits = parallel::testing::ForkRanks(
-        size, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, true); });
+        size, [](int r, int n, parallel::TcpStore& s) {
+          return RunTensorParallel(r, n, s, Mode::k1dSequence);
+        });
     INFO(parallel::testing::Failures(exits));
     for (const auto& e : exits) REQUIRE(e.ok());
   }
+}
+
+TEST_CASE("2D tensor-parallel GPT on a 2x2 grid equals the whole model") {
+  auto exits = parallel::testing::ForkRanks(
+      4, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, Mode::k2d); });
+  INFO(parallel::testing::Failures(exits));
+  for (const auto& e : exits) REQUIRE(e.ok());
 }
 
 TEST_CASE("tensor parallelism refuses a model that does not divide, naming the field") {

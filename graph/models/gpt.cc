@@ -45,10 +45,140 @@ absl::Status CheckGptTensorParallel(const GptConfig& cfg, int64_t size) {
   return absl::OkStatus();
 }
 
+absl::Status CheckGptTensorParallel2d(const GptConfig& cfg, int64_t size, int64_t batch) {
+  int64_t q = 1;
+  while ((q + 1) * (q + 1) <= size) ++q;
+  if (q * q != size) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size,
+                                                   " is not a square (mode 2d)"));
+  }
+  for (auto [value, name] : {std::pair{cfg.n_head, "model.n_head"}, std::pair{cfg.vocab, "model.vocab"},
+                             std::pair{batch, "train.micro_batch"}}) {
+    if (value % q != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " (", value, ") must be a multiple of q = ", q,
+          " in mode 2d (a q x q grid of ", size, " ranks splits it in q)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
+  RETURN_IF_ERROR(CheckGptTensorParallel2d(cfg, tp.size, batch));
+  int64_t q = 1;
+  while (q * q < tp.size) ++q;
+  const int64_t i = tp.rank / q, j = tp.rank % q;
+  Graph g;
+  Builder b(g);
+  const int64_t B = batch, T = cfg.seq_len, C = cfg.d_model, V = cfg.vocab, L = cfg.n_layer;
+  const int64_t Bq = B / q, Cq = C / q;
+  g.dims()["batch"] = B;
+  g.dims()["seq"] = T;
+  const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
+  const ParamInit proj{ParamInit::Kind::kNormal, 0.02 / std::sqrt(2.0 * L)};
+  const ParamInit zeros{ParamInit::Kind::kConstant, 0.0};
+  const ParamInit ones{ParamInit::Kind::kConstant, 1.0};
+  const Attrs summa = {{"group", std::string("col")}, {"group_b", std::string("row")}, {"q", q}};
+  const Attrs ln = {{"group", std::string("col")}, {"eps", static_cast<double>(cfg.ln_eps)}, {"c", C}};
+
+  // A matrix in q×q blocks (rows over the grid rows i, columns over the grid columns j).
+  auto matrix = [&](const std::string& name, Shape global, ParamInit init,
+                    int64_t interleave = 1) -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, {{0, q, i, 1, "row"}, {1, q, j, interleave, "col"}}));
+    const int id = g.AddParam(name, LocalShape(layout), init);
+    g.mutable_value(id).layout = std::move(layout);
+    return id;
+  };
+  // A vector (or wpe's [T, C]) split by hidden block j, whole down the grid column.
+  auto vector = [&](const std::string& name, Shape global, ParamInit init,
+                    int64_t interleave = 1) -> absl::StatusOr<int> {
+    const int dim = static_cast<int>(global.size()) - 1;
+    ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, {{dim, q, j, interleave, "col"}}));
+    layout.partial_grad_axis = "row";
+    const int id = g.AddParam(name, LocalShape(layout), init);
+    g.mutable_value(id).layout = std::move(layout);
+    return id;
+  };
+  auto linear = [&](int x, int w, int bias, const std::string& name) -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(int y, b.One("summa_matmul", {x, w}, summa, {name + ".product"}));
+    return b.One("bias_add", {y, bias}, {}, {name});
+  };
+  auto layer_norm = [&](int x, int w, int bias, const std::string& p) {
+    return b.Many("layer_norm_2d", {x, w, bias}, ln, {p + ".out", p + ".mean", p + ".rstd"});
+  };
+
+  int ids = g.AddInput("ids", {B, T}, DType::kI32);
+  int targets = g.AddInput("targets", {B, T}, DType::kI32);
+  int positions = g.AddInput("positions", {B, T}, DType::kI32);
+  ASSIGN_OR_RETURN(int wte, matrix("wte.weight", {V, C}, normal));
+  ASSIGN_OR_RETURN(int wpe, vector("wpe.weight", {T, C}, normal));
+  const Attrs block_rows = {{"parts", q}, {"part", i}, {"shape", std::vector<int64_t>{Bq, T}}};
+  ASSIGN_OR_RETURN(int tok, b.One("embedding_2d", {ids, wte},
+                                  {{"group", std::string("row")}, {"q", q}, {"vocab_start", i * (V / q)},
+                                   {"shape", std::vector<int64_t>{Bq, T, Cq}}},
+                                  {"tok_emb"}));
+  ASSIGN_OR_RETURN(int local_positions, b.One("shard_rows", {positions}, block_rows, {"positions.local"}));
+  ASSIGN_OR_RETURN(int pos, b.One("embedding", {local_positions, wpe}, {}, {"pos_emb"}));
+  ASSIGN_OR_RETURN(int x, b.One("add", {tok, pos}, {}, {"h.in"}));
+
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = absl::StrCat("h.", l, ".");
+    ASSIGN_OR_RETURN(int ln1_w, vector(p + "ln_1.weight", {C}, ones));
+    ASSIGN_OR_RETURN(int ln1_b, vector(p + "ln_1.bias", {C}, zeros));
+    ASSIGN_OR_RETURN(int attn_w, matrix(p + "attn.c_attn.weight", {C, 3 * C}, normal, 3));
+    ASSIGN_OR_RETURN(int attn_b, vector(p + "attn.c_attn.bias", {3 * C}, zeros, 3));
+    ASSIGN_OR_RETURN(int aproj_w, matrix(p + "attn.c_proj.weight", {C, C}, proj));
+    ASSIGN_OR_RETURN(int aproj_b, vector(p + "attn.c_proj.bias", {C}, zeros));
+    ASSIGN_OR_RETURN(int ln2_w, vector(p + "ln_2.weight", {C}, ones));
+    ASSIGN_OR_RETURN(int ln2_b, vector(p + "ln_2.bias", {C}, zeros));
+    ASSIGN_OR_RETURN(int fc_w, matrix(p + "mlp.c_fc.weight", {C, 4 * C}, normal));
+    ASSIGN_OR_RETURN(int fc_b, vector(p + "mlp.c_fc.bias", {4 * C}, zeros));
+    ASSIGN_OR_RETURN(int mproj_w, matrix(p + "mlp.c_proj.weight", {4 * C, C}, proj));
+    ASSIGN_OR_RETURN(int mproj_b, vector(p + "mlp.c_proj.bias", {C}, zeros));
+
+    ASSIGN_OR_RETURN(auto ln1, layer_norm(x, ln1_w, ln1_b, p + "ln_1"));
+    ASSIGN_OR_RETURN(int qkv, linear(ln1[0], attn_w, attn_b, p + "attn.qkv"));
+    ASSIGN_OR_RETURN(auto att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head / q}},
+                                      {p + "attn.out", p + "attn.probs"}));
+    ASSIGN_OR_RETURN(int ao, linear(att[0], aproj_w, aproj_b, p + "attn.proj"));
+    ASSIGN_OR_RETURN(x, b.One("add", {x, ao}, {}, {p + "res_1"}));
+    ASSIGN_OR_RETURN(auto ln2, layer_norm(x, ln2_w, ln2_b, p + "ln_2"));
+    ASSIGN_OR_RETURN(int fc, linear(ln2[0], fc_w, fc_b, p + "mlp.fc"));
+    ASSIGN_OR_RETURN(int act, b.One("gelu", {fc}, {}, {p + "mlp.act"}));
+    ASSIGN_OR_RETURN(int mo, linear(act, mproj_w, mproj_b, p + "mlp.proj"));
+    ASSIGN_OR_RETURN(x, b.One("add", {x, mo}, {}, {p + "res_2"}));
+  }
+  ASSIGN_OR_RETURN(int lnf_w, vector("ln_f.weight", {C}, ones));
+  ASSIGN_OR_RETURN(int lnf_b, vector("ln_f.bias", {C}, zeros));
+  ASSIGN_OR_RETURN(auto lnf, layer_norm(x, lnf_w, lnf_b, "ln_f"));
+  // Token block i's logits in vocabulary block j.
+  ASSIGN_OR_RETURN(int logits, b.One("summa_matmul_nt", {lnf[0], wte}, summa, {"logits"}));
+  ASSIGN_OR_RETURN(int block_targets, b.One("shard_rows", {targets}, block_rows, {"targets.block"}));
+  ASSIGN_OR_RETURN(int local_targets,
+                   b.One("vocab_shard_ids", {block_targets}, {{"start", j * (V / q)}, {"size", V / q}},
+                         {"targets.local"}));
+  ASSIGN_OR_RETURN(auto xent, b.Many("vocab_parallel_xent", {logits, local_targets},
+                                     {{"group", std::string("col")}}, {"token_loss", "token_lse"}));
+  ASSIGN_OR_RETURN(int loss, b.One("mean", {xent[0]}, {}, {"loss"}));
+  g.SetLoss(loss);
+  g.MarkOutput(xent[0]);
+  return g;
+}
+
+}  // namespace
+
 absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
   if (cfg.n_layer < 1 || cfg.n_head < 1 || cfg.d_model < 1 || cfg.seq_len < 1 || cfg.vocab < 1 ||
       batch < 1 || cfg.d_model % cfg.n_head != 0) {
     return absl::InvalidArgumentError("invalid GPT configuration");
+  }
+  if (tp.two_d && tp.size > 1) {
+    if (tp.rank < 0 || tp.rank >= tp.size) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor-parallel rank ", tp.rank, " of ", tp.size));
+    }
+    return BuildGpt2d(cfg, batch, tp);
   }
   RETURN_IF_ERROR(CheckGptTensorParallel(cfg, tp.size));
   if (tp.rank < 0 || tp.rank >= tp.size) {

@@ -41,16 +41,33 @@ struct GptConfig {
 // into each column-parallel block, reduce_scatter replaces the all-reduce out of each
 // row-parallel one, and the whole parameters of those regions (layer norms, wpe, the
 // projection biases) get Layout::partial_grad_axis "tensor". Needs size | B·T.
+//
+// two_d (2D tensor parallelism, Xu et al.; size = q², rank (i, j) = (rank / q, rank % q)):
+// every activation [tokens, C] in q×q blocks — token block i (B/q whole sequences) and
+// hidden block j — and every matrix too (c_attn, c_proj, c_fc, mlp.c_proj: input block
+// i, output block j; wte: vocabulary block i, hidden block j), multiplied by SUMMA; layer
+// norms with statistics over the grid row (layer_norm_2d); embedding_2d; the tied head
+// as SUMMA ABᵀ giving vocabulary block j of token block i's logits; vocab_parallel_xent
+// over the grid row. Vectors (layer norms, biases, wpe's columns) are split by hidden
+// block j and whole across the grid column, with partial gradients there
+// (partial_grad_axis "row"). The communication ops use two groups: "col" (the grid
+// row: ranks that differ in j, ordered by j) and "row" (the grid column: differ in i,
+// ordered by i) — Plan::TensorGroup(kCol) and (kRow). Each rank's loss is its token
+// block's mean; their mean over the grid is the micro-batch's.
 struct GptTensorParallel {
   int64_t size = 1;
   int64_t rank = 0;
-  std::string group = "tensor";  // the "group" attribute of the communication ops
+  std::string group = "tensor";  // the "group" attribute of the communication ops (1d)
   bool sequence_parallel = false;
+  bool two_d = false;
 };
 
 // InvalidArgument naming the field and the divisibility when `config` cannot be split
 // over `size` ranks (n_head and vocab must be multiples of size).
 absl::Status CheckGptTensorParallel(const GptConfig& config, int64_t size);
+// The same for 2D over a q×q grid: n_head, vocab and the micro-batch must be multiples
+// of q, and size a square.
+absl::Status CheckGptTensorParallel2d(const GptConfig& config, int64_t size, int64_t batch);
 
 // Builds the forward graph for micro-batch `batch` (the loss is marked, autodiff not run).
 absl::StatusOr<Graph> BuildGpt(const GptConfig& config, int64_t batch,

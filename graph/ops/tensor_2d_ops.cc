@@ -1,0 +1,222 @@
+// The ops of 2D tensor parallelism besides SUMMA (summa_ops.cc), on a q×q grid where rank
+// (i, j) holds token block i and hidden block j of every activation [tokens, C]:
+//   layer_norm_2d   layer norm of x [.., C/q] whose statistics run over the whole C: the
+//                   row sums are all-reduced over the grid row ("group"; its members
+//                   share token block i). Attrs eps, c (the whole C). Backward:
+//                   layer_norm_2d_backward, whose two row reductions go over the same
+//                   group; the weight and bias gradients cover token block i only (their
+//                   sum over the grid column is the trainer's: Layout::partial_grad_axis).
+//   embedding_2d    ids [B, T] (the whole micro-batch) and this rank's wte block (vocab
+//                   block i, hidden block j) → token block i's embeddings [.., C/q]: each
+//                   rank looks up every token block in its vocabulary rows and the grid
+//                   column ("group": members share hidden block j, ordered by i)
+//                   reduce-scatters them, so member i receives block i's sum. Attrs q,
+//                   vocab_start, shape (the output's). Backward: the column all-gathers
+//                   the output gradient and scatter-adds the ids of its vocabulary rows.
+// The loops run on the host (CPU backend); a device backend needs kernels for them.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "graph/autodiff.h"
+#include "graph/ops/op_helpers.h"
+#include "kernels/embedding/embedding.h"
+
+namespace colossal::graph::ops {
+namespace {
+
+const OpRegistrar kLayerNorm2d(OpDef{
+    .name = "layer_norm_2d",
+    .min_inputs = 3,
+    .max_inputs = 3,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "layer_norm_2d";
+      RETURN_IF_ERROR(GetGroupAttr(attrs, op).status());
+      for (const auto& t : in) RETURN_IF_ERROR(ExpectDType(op, "inputs", t, DType::kF32));
+      RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
+      const int64_t c = in[0].shape.back();
+      if (in[1].shape != Shape{c} || in[2].shape != Shape{c}) {
+        return ShapeError(op, absl::StrCat("weight and bias blocks must be [", c, "]"));
+      }
+      ASSIGN_OR_RETURN(double eps, GetFloatAttr(attrs, op, "eps"));
+      ASSIGN_OR_RETURN(int64_t whole, GetIntAttr(attrs, op, "c"));
+      if (!(eps > 0) || whole < c) return ShapeError(op, "eps must be > 0 and c >= the block");
+      Shape stats = {Rows(in[0].shape)};
+      return std::vector<TensorType>{in[0], {stats, DType::kF32}, {stats, DType::kF32}};
+    },
+    .backward =
+        [](GradBuilder& b) {
+          const int dy = b.OutputGrad(0);
+          if (dy < 0) return;
+          const int x = b.input(0), w = b.input(1);
+          GradSlot dx = b.NeedsGrad(0) ? b.Slot(0) : GradSlot{b.Scratch(x), Accumulate::kNo};
+          GradSlot dw = b.NeedsGrad(1) ? b.Slot(1) : GradSlot{b.Scratch(w), Accumulate::kNo};
+          GradSlot db = b.NeedsGrad(2) ? b.Slot(2) : GradSlot{b.Scratch(b.input(2)), Accumulate::kNo};
+          b.Emit("layer_norm_2d_backward", {dy, x, w, b.output(1), b.output(2)},
+                 {dx.value, dw.value, db.value}, b.node().attrs,
+                 {dx.accumulate, dw.accumulate, db.accumulate});
+        },
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      return 8.0 * NumElements(in[0].shape);
+    },
+    .run =
+        [](const KernelContext& c) {
+          const int64_t cols = c.in_value(0).shape.back(), rows = Rows(c.in_value(0).shape);
+          const double whole = static_cast<double>(c.node->IntAttr("c"));
+          const float eps = static_cast<float>(c.node->FloatAttr("eps"));
+          const float *x = c.in(0), *w = c.in(1), *bias = c.in(2);
+          float *y = c.out(0), *mean = c.out(1), *rstd = c.out(2);
+          // Two passes over the group: the mean, then the variance about it.
+          std::vector<float> sums(rows);
+          for (int64_t r = 0; r < rows; ++r) {
+            double s = 0;
+            for (int64_t k = 0; k < cols; ++k) s += x[r * cols + k];
+            sums[r] = static_cast<float>(s);
+          }
+          if (!c.Wait(c.comm->AllReduce(sums.data(), rows, DType::kF32))) return;
+          for (int64_t r = 0; r < rows; ++r) {
+            mean[r] = static_cast<float>(sums[r] / whole);
+            double s = 0;
+            for (int64_t k = 0; k < cols; ++k) {
+              const double d = x[r * cols + k] - mean[r];
+              s += d * d;
+            }
+            sums[r] = static_cast<float>(s);
+          }
+          if (!c.Wait(c.comm->AllReduce(sums.data(), rows, DType::kF32))) return;
+          for (int64_t r = 0; r < rows; ++r) {
+            rstd[r] = static_cast<float>(1.0 / std::sqrt(sums[r] / whole + eps));
+            for (int64_t k = 0; k < cols; ++k) {
+              y[r * cols + k] = (x[r * cols + k] - mean[r]) * rstd[r] * w[k] + bias[k];
+            }
+          }
+        },
+    .communicates = true,
+});
+
+// inputs dy, x, w, mean, rstd → dx, dw, db.
+const OpRegistrar kLayerNorm2dBackward(OpDef{
+    .name = "layer_norm_2d_backward",
+    .min_inputs = 5,
+    .max_inputs = 5,
+    .infer = EmittedOnly,
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      return 12.0 * NumElements(in[0].shape);
+    },
+    .run =
+        [](const KernelContext& c) {
+          const int64_t cols = c.in_value(1).shape.back(), rows = Rows(c.in_value(1).shape);
+          const double whole = static_cast<double>(c.node->IntAttr("c"));
+          const float *dy = c.in(0), *x = c.in(1), *w = c.in(2), *mean = c.in(3), *rstd = c.in(4);
+          float *dx = c.out(0), *dw = c.out(1), *db = c.out(2);
+          // Per row: Σ g and Σ g·x̂ over the whole C, g = dy·w, x̂ = (x − mean)·rstd.
+          std::vector<float> sums(2 * rows);
+          for (int64_t r = 0; r < rows; ++r) {
+            double g = 0, gx = 0;
+            for (int64_t k = 0; k < cols; ++k) {
+              const double gk = static_cast<double>(dy[r * cols + k]) * w[k];
+              g += gk;
+              gx += gk * (x[r * cols + k] - mean[r]) * rstd[r];
+            }
+            sums[2 * r] = static_cast<float>(g);
+            sums[2 * r + 1] = static_cast<float>(gx);
+          }
+          if (!c.Wait(c.comm->AllReduce(sums.data(), 2 * rows, DType::kF32))) return;
+          if (c.accumulate[1] == Accumulate::kNo) {
+            std::fill(dw, dw + cols, 0.0f);
+            std::fill(db, db + cols, 0.0f);
+          }
+          for (int64_t r = 0; r < rows; ++r) {
+            const double mg = sums[2 * r] / whole, mgx = sums[2 * r + 1] / whole;
+            for (int64_t k = 0; k < cols; ++k) {
+              const double xh = (x[r * cols + k] - mean[r]) * rstd[r];
+              const double g = static_cast<double>(dy[r * cols + k]) * w[k];
+              const float d = static_cast<float>(rstd[r] * (g - mg - xh * mgx));
+              dx[r * cols + k] = c.accumulate[0] == Accumulate::kYes ? dx[r * cols + k] + d : d;
+              dw[k] += static_cast<float>(dy[r * cols + k] * xh);
+              db[k] += dy[r * cols + k];
+            }
+          }
+        },
+    .communicates = true,
+});
+
+const OpRegistrar kEmbedding2d(OpDef{
+    .name = "embedding_2d",
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "embedding_2d";
+      RETURN_IF_ERROR(GetGroupAttr(attrs, op).status());
+      RETURN_IF_ERROR(ExpectDType(op, "ids", in[0], DType::kI32));
+      RETURN_IF_ERROR(ExpectDType(op, "table", in[1], DType::kF32));
+      ASSIGN_OR_RETURN(int64_t q, GetIntAttr(attrs, op, "q"));
+      ASSIGN_OR_RETURN(int64_t start, GetIntAttr(attrs, op, "vocab_start"));
+      auto it = attrs.find("shape");
+      if (in[1].shape.size() != 2 || q < 1 || start < 0 || it == attrs.end() ||
+          !std::holds_alternative<std::vector<int64_t>>(it->second)) {
+        return ShapeError(op, "needs a [rows, C/q] table block and attrs q, vocab_start, shape");
+      }
+      const Shape out = std::get<std::vector<int64_t>>(it->second);
+      if (out.empty() || out.back() != in[1].shape[1] ||
+          NumElements(out) * q != NumElements(in[0].shape) * in[1].shape[1]) {
+        return ShapeError(op, absl::StrCat("output ", ShapeString(out), " is not 1/", q,
+                                           " of the ids' embeddings"));
+      }
+      return std::vector<TensorType>{{out, DType::kF32}};
+    },
+    .backward =
+        [](GradBuilder& b) {
+          const int dout = b.OutputGrad(0);
+          if (dout < 0 || !b.NeedsGrad(1)) return;
+          const GradSlot s = b.Slot(1);
+          b.Emit("embedding_2d_backward", {b.input(0), dout}, {s.value}, b.node().attrs,
+                 {s.accumulate});
+        },
+    .flops = Zero,
+    .run =
+        [](const KernelContext& c) {
+          const int64_t n = c.in_value(0).numel(), rows = c.in_value(1).shape[0],
+                        cols = c.in_value(1).shape[1], start = c.node->IntAttr("vocab_start");
+          std::vector<int32_t> local(n);
+          const int32_t* ids = c.in<int32_t>(0);
+          for (int64_t t = 0; t < n; ++t) {
+            const int64_t id = ids[t] - start;
+            local[t] = static_cast<int32_t>(id >= 0 && id < rows ? id : rows);
+          }
+          // Every token block's lookup in this rank's rows, stacked by block.
+          std::vector<float> partial(n * cols);
+          kernels::EmbeddingForward(local.data(), c.in(1), partial.data(), n, rows, cols, c.stream);
+          c.Wait(c.comm->ReduceScatter(partial.data(), c.out(0), c.out_value(0).numel(), DType::kF32));
+        },
+    .communicates = true,
+});
+
+const OpRegistrar kEmbedding2dBackward(OpDef{
+    .name = "embedding_2d_backward",
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = EmittedOnly,
+    .flops = Zero,
+    .run =
+        [](const KernelContext& c) {
+          const int64_t n = c.in_value(0).numel(), rows = c.out_value(0).shape[0],
+                        cols = c.out_value(0).shape[1], start = c.node->IntAttr("vocab_start");
+          std::vector<float> all(n * cols);
+          if (!c.Wait(c.comm->AllGather(c.in(1), all.data(), c.in_value(1).numel(), DType::kF32))) return;
+          std::vector<int32_t> local(n);
+          const int32_t* ids = c.in<int32_t>(0);
+          for (int64_t t = 0; t < n; ++t) {
+            const int64_t id = ids[t] - start;
+            local[t] = static_cast<int32_t>(id >= 0 && id < rows ? id : rows);
+          }
+          kernels::EmbeddingBackward(local.data(), all.data(), c.out(0), n, rows, cols,
+                                     c.accumulate[0], c.stream);
+        },
+    .communicates = true,
+});
+
+}  // namespace
+}  // namespace colossal::graph::ops

@@ -30,6 +30,21 @@ absl::StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const Plan&
     g->owned_[a] = std::move(*split);
     g->axes_[a] = g->owned_[a].get();
   }
+  // The tensor sub-axes of 2d / 2.5d / 3d, in a fixed order.
+  if (plan.tensor_mode() != TensorMode::k1d) {
+    for (TensorAxis axis : {TensorAxis::kRow, TensorAxis::kCol, TensorAxis::kDepth}) {
+      if (plan.degree(axis) <= 1) continue;
+      auto split = world->Split(plan.TensorGroup(axis, world->rank()));
+      if (!split.ok()) {
+        return absl::Status(split.status().code(),
+                            absl::StrCat("creating the tensor ", TensorAxisName(axis),
+                                         " group: ", split.status().message()));
+      }
+      const int a = static_cast<int>(axis);
+      g->sub_owned_[a] = std::move(*split);
+      g->sub_[a] = g->sub_owned_[a].get();
+    }
+  }
   return g;
 }
 

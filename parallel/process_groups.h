@@ -31,6 +31,10 @@ class ProcessGroups {
   Communicator* axis(Axis axis) const { return axes_[static_cast<int>(axis)]; }
   // This rank's index along `axis` (0 when the degree is 1).
   int64_t index(Axis axis) const { return plan_.mesh().CoordOf(rank())[axis]; }
+  // The communicator of tensor sub-axis `axis` (2d: kRow, kCol; the ranks that differ
+  // only in that index), or null when the mode does not use it or its degree is 1.
+  Communicator* tensor_axis(TensorAxis axis) const { return sub_[static_cast<int>(axis)]; }
+  int64_t tensor_index(TensorAxis axis) const { return plan_.TensorIndex(axis, rank()); }
 
  private:
   explicit ProcessGroups(Plan plan) : plan_(std::move(plan)) {}
@@ -38,6 +42,8 @@ class ProcessGroups {
   Communicator* world_ = nullptr;
   std::array<Communicator*, kNumAxes> axes_{};
   std::array<std::unique_ptr<Communicator>, kNumAxes> owned_;
+  std::array<Communicator*, kNumTensorAxes> sub_{};
+  std::array<std::unique_ptr<Communicator>, kNumTensorAxes> sub_owned_;
 };
 
 // Σ over the ranks of `comm` of each value, to ~1e-14 relative (float pairs: the

@@ -39,6 +39,18 @@ TEST_CASE("tensor parallel 1d over 2 and 4 ranks equals one rank (AdamW and LAMB
   }
 }
 
+TEST_CASE("tensor parallel 2d on a 2x2 grid, alone and beside data 2 (ZeRO 1), equals one rank") {
+  for (const std::string opt : {"adamw", "lamb"}) {
+    const Result one = Train(Job(opt, 1, 0, 2, 10, Scratch("2d-one-" + opt), 1, kHeads), 1);
+    RequireSame(one, Train(Job(opt, 1, 0, 2, 10, Scratch("2d"), 4, kHeads, false, "2d"), 4),
+                opt + " tp 4 (2d)", Bounds::kTensorParallel);
+    RequireSame(one,
+                Train(Job(opt, 2, 1, 2, 10, Scratch("2d-dp"), 4, kHeads, false, "2d"), 8,
+                      {"parallel.bucket=16KiB"}),
+                opt + " data 2 x tp 4 (2d) zero 1", Bounds::kTensorParallel);
+  }
+}
+
 TEST_CASE("data 2 x tensor 2 with ZeRO 0, 1 and 3 equals one rank") {
   for (const std::string opt : {"adamw", "lamb"}) {
     const Result one = Train(Job(opt, 1, 0, 2, 10, Scratch("dt-one-" + opt), 1, kHeads), 1);
@@ -75,6 +87,21 @@ TEST_CASE("a tensor-parallel checkpoint resumes under other layouts, and one ran
     REQUIRE(resumed.losses.size() == 4);
     for (size_t s = 0; s < 4; ++s) {
       INFO("data " << l.data << " tensor " << l.tensor << " zero " << l.zero << " step " << s + 5);
+      REQUIRE(std::fabs(resumed.losses[s] - straight.losses[s + 4]) <= 1e-5 * straight.losses[s + 4]);
+    }
+    RequireSameWeights(straight.weights, resumed.weights, Bounds::kTensorParallel);
+  }
+  // A 2d checkpoint (tensor 4 on a 2x2 grid) resumes under tensor 2 (1d) and one rank.
+  const fs::path grid = Scratch("tp-2d-written");
+  Train(Job("lamb", 1, 0, 2, 8, grid, 4, kHeads, false, "2d"), 4, {"train.checkpoint.every=4"});
+  for (int to : {2, 1}) {
+    fs::path again = Scratch("tp-2d-again");
+    fs::copy(grid, again, fs::copy_options::recursive);
+    fs::remove_all(checkpoint::StepDir((again / "checkpoints").string(), 8));
+    Result resumed = Train(Job("lamb", 1, 0, 2, 8, again, to, kHeads), to);
+    REQUIRE(resumed.losses.size() == 4);
+    for (size_t s = 0; s < 4; ++s) {
+      INFO("2d -> tensor " << to << " step " << s + 5);
       REQUIRE(std::fabs(resumed.losses[s] - straight.losses[s + 4]) <= 1e-5 * straight.losses[s + 4]);
     }
     RequireSameWeights(straight.weights, resumed.weights, Bounds::kTensorParallel);

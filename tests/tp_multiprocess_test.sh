@@ -7,7 +7,8 @@
 # AdamW and LAMB and gradient accumulation; the final weights (colossal export of each
 # run's checkpoint of pieces) agree within the multi-process bounds of
 # tests/dp_multiprocess_test.sh (`run` in tests/weight_bounds.h). A tensor-4 checkpoint at step 10 resumes under tensor 2 and
-# under 1 rank with the losses of the uninterrupted run, and exports the same weights.
+# under 1 rank with the losses of the uninterrupted run, and exports the same weights;
+# so does tensor 4 in 2D (2x2 grid), alone and beside data 2 under ZeRO 2.
 # `colossal graph` predicts the bytes the run's communicators count. Every process is
 # started by colossal run, which ends them all.
 set -uo pipefail
@@ -68,13 +69,15 @@ for opt in adamw lamb; do
   [ "$(losses "runs/$opt-1/metrics.jsonl" | wc -l)" = 20 ] || fail "$opt: reference lacks steps"
   # data tensor zero micro_batch: micro 2 of 8 accumulates 4 steps per data rank (2
   # under data 2), micro 1 on tensor 4 accumulates 8.
-  # A fifth field "sp" turns on Megatron sequence parallelism.
-  for cfg in "1 2 0 2" "1 2 0 2 sp" "1 4 0 1" "2 2 1 2" "2 2 3 2" "2 2 2 2 sp"; do
+  # A fifth field "sp" turns on Megatron sequence parallelism, "2d" the 2D mode.
+  for cfg in "1 2 0 2" "1 2 0 2 sp" "1 4 0 1" "2 2 1 2" "2 2 3 2" "2 2 2 2 sp" "1 4 0 2 2d" "2 4 2 2 2d"; do
     set -- $cfg
     sp=false; [ "${5:-}" = sp ] && sp=true
+    mode=1d; [ "${5:-}" = 2d ] && mode=2d
     name="$opt-d$1-t$2-z$3-m$4${5:+-$5}"
     "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$name" --set "parallel.data=$1" \
       --set "parallel.tensor.size=$2" --set "parallel.tensor.sequence_parallel=$sp" \
+      --set "parallel.tensor.mode=$mode" \
       --set "parallel.zero=$3" --set "train.micro_batch=$4" \
       --set "resources.ranks_per_node=$(($1 * $2))" \
       >"out-$name.txt" 2>"err-$name.txt" || { fail "$name: $(tail -2 "err-$name.txt")"; continue; }
@@ -93,10 +96,14 @@ measured=$(grep '"step": 2,' runs/adamw-d2-t2-z1-m2/metrics.jsonl |
 echo "comm bytes per step (tensor data): colossal graph $predicted, measured $measured"
 [ -n "$predicted" ] && [ "$predicted" = "$measured" ] || fail "colossal graph predicts '$predicted', the run counted '$measured'"
 
-# The tensor-4 LAMB checkpoint at step 10 resumes under tensor 2 and under 1 rank.
-for to in 2 1; do
-  name="resumed-t$to"
-  cp -r runs/lamb-d1-t4-z0-m1 "runs/$name"
+# The tensor-4 LAMB checkpoints at step 10 (1d, and 2d on a 2x2 grid) resume under
+# tensor 2 and under 1 rank.
+for case in "1d 2" "1d 1" "2d 2" "2d 1"; do
+  set -- $case
+  to=$2
+  name="resumed-$1-t$to"
+  if [ "$1" = 2d ]; then from=runs/lamb-d1-t4-z0-m2-2d; else from=runs/lamb-d1-t4-z0-m1; fi
+  cp -r "$from" "runs/$name"
   rm -rf "runs/$name/checkpoints/step-20"
   "$COLOSSAL" run job-lamb.yaml --set "run_dir=$T/runs/$name" --set "parallel.tensor.size=$to" \
     --set "resources.ranks_per_node=$to" >"out-$name.txt" 2>"err-$name.txt" ||

@@ -42,10 +42,10 @@ inline fs::path Scratch(const std::string& leaf) {
 
 // A small GPT job on the golden corpus: `data` x `tensor` ranks, ZeRO `zero`,
 // micro-batch `micro` of the global batch 8, `heads` attention heads, Megatron sequence
-// parallelism when `sequence_parallel`.
+// parallelism when `sequence_parallel`, tensor mode `mode`.
 inline std::string Job(const std::string& optimizer, int data, int zero, int micro, int steps,
                        const fs::path& dir, int tensor = 1, int heads = 2,
-                       bool sequence_parallel = false) {
+                       bool sequence_parallel = false, const std::string& mode = "1d") {
   const std::string corpus = fs::absolute("tests/golden/adamw/corpus.txt").string();
   return "name: dp\n"
          "run_dir: " + dir.string() + "\n"
@@ -64,7 +64,7 @@ inline std::string Job(const std::string& optimizer, int data, int zero, int mic
          "  val_batches: 4\n"
          "  checkpoint: {every: 0, keep: 0}\n"
          "parallel: {data: " + std::to_string(data) + ", zero: " + std::to_string(zero) +
-         ", tensor: {size: " + std::to_string(tensor) +
+         ", tensor: {size: " + std::to_string(tensor) + ", mode: " + mode +
          (sequence_parallel ? ", sequence_parallel: true" : "") + "}}\n"
          "resources: {ranks_per_node: " + std::to_string(data * tensor) + "}\n";
 }
@@ -87,11 +87,7 @@ inline Result Train(const std::string& yaml, int ranks, const std::vector<std::s
       options.threads = 1;
       options.progress = 0;
       options.print_sample = false;
-      parallel::PlanOptions plan_options;
-      plan_options.dims.data = spec->parallel.data;
-      plan_options.dims.tensor = spec->parallel.tensor;
-      plan_options.zero_stage = static_cast<int>(spec->parallel.zero);
-      auto plan = parallel::Plan::Create(plan_options, ranks);
+      auto plan = parallel::Plan::Create(worker::PlanOptionsOf(spec->parallel), ranks);
       if (!plan.ok()) {
         statuses[r] = plan.status();
         return;

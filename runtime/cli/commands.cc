@@ -123,6 +123,16 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
         data_note = " (ZeRO 3: about, by parameter group)";
     }
   }
+  if (par.tensor > 1 && par.tensor_mode != config::TensorMode::k1d) {
+    // 2d runs over the grid's row and column groups (SUMMA broadcasts, gathers and
+    // reductions); their prediction is not computed yet: metrics.jsonl's comm_bytes
+    // has the measured figures.
+    std::printf("comm/step    data %lld B%s per rank; tensor: not predicted for mode %s (see "
+                "metrics.jsonl comm_bytes)\n",
+                static_cast<long long>(data), data_note.c_str(),
+                std::string(config::TensorModeName(par.tensor_mode)).c_str());
+    return;
+  }
   std::printf("comm/step    tensor %lld B, data %lld B%s per rank (%lld micro-batches)\n",
               static_cast<long long>(tensor), static_cast<long long>(data), data_note.c_str(),
               static_cast<long long>(accumulation));
@@ -136,10 +146,11 @@ absl::Status Graph(const ParsedArgs& args) {
   const int64_t batch = spec.train.micro_batch;
   // The part of rank 0 of the job's plan (every rank of a 1d tensor group holds as much).
   const config::ParallelSpec& par = spec.parallel;
-  const int64_t T = par.tensor, D = par.data;
+  const int64_t T = par.tensor;
   ASSIGN_OR_RETURN(auto model,
                    worker::BuildModel(spec, batch, {}, true,
-                                      graph::GptTensorParallel{T, 0, "tensor", par.tensor_sequence_parallel}));
+                                      graph::GptTensorParallel{T, 0, "tensor", par.tensor_sequence_parallel,
+                                                               par.tensor_mode == config::TensorMode::k2d}));
   if (args.Has("--export")) {
     graph::Graph forward;
     if (model->is_gpt) {

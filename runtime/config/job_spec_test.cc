@@ -463,8 +463,12 @@ TEST_CASE("inconsistent combinations show the numbers") {
   CHECK(Parse(std::string(kBase) + "parallel: {tensor: {size: 8, mode: 3d}}\n"
                                    "resources: {ranks_per_node: 8}\n")
             .parallel.tensor_mode == TensorMode::k3d);
-  CHECK(Parse(std::string(kBase) + "parallel: {tensor: {size: 9, mode: 2d}}\n"
-                                   "resources: {ranks_per_node: 9}\n")
+  // 2d on 3 x 3: heads, vocabulary and micro-batch multiples of 3.
+  const std::string three = Replace(
+      Replace(Replace(Replace(kBase, "n_head: 2", "n_head: 3"), "d_model: 64", "d_model: 48"),
+              "vocab: 256", "vocab: 258"),
+      "global_batch: 4", "global_batch: 9\n  micro_batch: 3");
+  CHECK(Parse(three + "parallel: {tensor: {size: 9, mode: 2d}}\nresources: {ranks_per_node: 9}\n")
             .parallel.tensor_mode == TensorMode::k2d);
 }
 

@@ -28,10 +28,10 @@ TEST_CASE("features this build does not run are refused, naming the key") {
   CHECK(ErrorOf(b + "parallel: auto\n", {}, refuse) ==
         "job.yaml:14:11: parallel: auto is not available yet: the auto-parallel planner is not "
         "built; give the degrees as a map {data, zero, tensor, pipeline, sequence}");
-  CHECK(ErrorOf(b + "parallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n",
+  CHECK(ErrorOf(b + "parallel: {tensor: {size: 8, mode: 3d}}\nresources: {ranks_per_node: 8}\n",
                 {}, refuse) ==
-        "job.yaml:14:36: parallel.tensor.mode: tensor parallelism 2d is not available yet: this "
-        "build splits tensors in mode 1d (Megatron) only");
+        "job.yaml:14:36: parallel.tensor.mode: tensor parallelism 3d is not available yet: this "
+        "build splits tensors in modes 1d (Megatron) and 2d only");
   CHECK(ErrorOf(b + "parallel: {pipeline: {size: 2}}\nresources: {ranks_per_node: 2}\n", {},
                 refuse) ==
         "job.yaml:14:29: parallel.pipeline.size: pipeline parallelism is not available yet; set "
@@ -95,6 +95,18 @@ TEST_CASE("tensor parallelism 1d needs heads, vocabulary (and with sequence_para
   CHECK(Parse(b + "parallel: {tensor: {size: 2, sequence_parallel: true}}\n"
                   "resources: {ranks_per_node: 2}\n")
             .parallel.tensor_sequence_parallel);
+  // Mode 2d: heads, vocabulary and micro-batch split in q.
+  CHECK(ErrorOf(Replace(b, "n_head: 2", "n_head: 1") +
+                "parallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n") ==
+        "job.yaml:5:11: model.n_head: must be a multiple of q = 2 in mode 2d (the 2 x 2 grid "
+        "splits the heads in 2); got 1");
+  CHECK(ErrorOf(Replace(b, "n_head: 2", "n_head: 4") + "  micro_batch: 1\n"
+                "parallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n") ==
+        "job.yaml:14:16: train.micro_batch: must be a multiple of q = 2 in mode 2d (the 2 x 2 "
+        "grid splits the sequences of the micro-batch in 2); got 1");
+  CHECK(Parse(Replace(b, "n_head: 2", "n_head: 4") +
+              "parallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n")
+            .parallel.tensor_mode == TensorMode::k2d);
   JobSpec ok = Parse(b + "parallel: {data: 2, tensor: {size: 2, mode: 1d}, zero: 1}\n"
                          "resources: {ranks_per_node: 4}\n");
   CHECK(ok.parallel.tensor == 2);

@@ -263,6 +263,17 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
              "rows; pad it up to ", (s.model.gpt.vocab + p.tensor - 1) / p.tensor * p.tensor,
              ", got ", s.model.gpt.vocab);
     }
+    if (p.tensor > 1 && p.tensor_mode == TensorMode::k2d) {
+      const int64_t q = IntRoot(p.tensor, 2);
+      for (auto [value, key, what] :
+           {std::tuple{s.model.gpt.n_head, "model.n_head", "heads"},
+            std::tuple{s.model.gpt.vocab, "model.vocab", "vocabulary rows of wte"},
+            std::tuple{t.micro_batch, "train.micro_batch", "sequences of the micro-batch"}}) {
+        ENSURE(q * q != p.tensor || value % q == 0, key, "must be a multiple of q = ", q,
+               " in mode 2d (the ", q, " x ", q, " grid splits the ", what, " in ", q, "); got ",
+               value);
+      }
+    }
   } else {
     ENSURE(p.tensor == 1, DegreePath(ctx, "tensor"),
            "tensor parallelism needs a GPT model (model.type: gpt): a graph file says nothing "
@@ -285,9 +296,9 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(!p.auto_plan, "parallel",
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");
-  ENSURE(p.tensor == 1 || p.tensor_mode == TensorMode::k1d, "parallel.tensor.mode",
-         "tensor parallelism ", Sv(TensorModeName(p.tensor_mode)),
-         " is not available yet: this build splits tensors in mode 1d (Megatron) only");
+  ENSURE(p.tensor == 1 || p.tensor_mode == TensorMode::k1d || p.tensor_mode == TensorMode::k2d,
+         "parallel.tensor.mode", "tensor parallelism ", Sv(TensorModeName(p.tensor_mode)),
+         " is not available yet: this build splits tensors in modes 1d (Megatron) and 2d only");
 
   ENSURE(p.pipeline == 1, DegreePath(ctx, "pipeline"),
          "pipeline parallelism is not available yet; set it to 1, got ", p.pipeline);

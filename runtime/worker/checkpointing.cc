@@ -31,17 +31,13 @@ const graph::Layout& LayoutOf(const TrainState& state, int param) {
   return state.layouts ? (*state.layouts)[param] : kWhole;
 }
 
-// Whether this rank stores the tensors every rank of its tensor group holds whole.
-bool StoresReplicated(const TrainState& state) {
-  return state.groups == nullptr || state.groups->index(parallel::Axis::kTensor) == 0;
-}
 
 std::vector<checkpoint::TensorView> PieceViews(const TrainState& state,
                                               const parallel::HeldParams& held) {
   std::vector<checkpoint::TensorView> views;
   for (size_t i = 0; i < held.segments.size(); ++i) {
     const memory::ParamSegment& s = held.segments[i];
-    if (!StoresReplicated(state) && !LayoutOf(state, s.param).split()) continue;
+    if (state.stored && !(*state.stored)[s.param]) continue;
     const memory::ParamInfo& info = state.params->info(s.param);
     for (const StoredPiece& p :
          StoredPieces(info.name, info.shape, LayoutOf(state, s.param), s.offset, s.length)) {
@@ -78,7 +74,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
   };
   auto writes_model = [&](int r) { return zero == 3 || data_index(r) == 0; };
   auto writes_optimizer = [&](int r) { return zero >= 1 || data_index(r) == 0; };
-  std::vector<StateTensor> optimizer = state.optimizer->StateTensors(StoresReplicated(state));
+  std::vector<StateTensor> optimizer = state.optimizer->StateTensors(state.stored);
   const parallel::HeldParams held = Held(state);
   const std::string staging = checkpoint::StagingDir(c.dir, steps_done);
   absl::Status written = absl::OkStatus();

@@ -36,6 +36,9 @@ struct TrainState {
   const parallel::ProcessGroups* groups = nullptr;  // null: one rank
   // Per parameter (store index), which part of the global tensor this rank holds.
   const std::vector<graph::Layout>* layouts = nullptr;
+  // Per parameter, whether this rank stores its part (a part several ranks of a tensor
+  // group hold is stored by one of them); null: every part.
+  const std::vector<bool>* stored = nullptr;
 };
 
 // Where this rank holds parameter values: dp->Held(), or every tensor of the store.

@@ -31,6 +31,8 @@ struct Model {
   int ids = -1, targets = -1, positions = -1, loss_grad = -1, loss = -1;
   // Per-token losses [batch·seq] when the loss is their mean (GPT and most graphs), else -1.
   int token_loss = -1;
+  // The micro-batch's sequences token_loss covers (2d: this rank's token block).
+  int64_t token_row_start = 0, token_rows = 0;
   bool is_gpt = false;
   graph::GptConfig gpt;  // when is_gpt
 

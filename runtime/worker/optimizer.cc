@@ -128,7 +128,7 @@ void Optimizer::Step(double lr, float grad_scale) {
   }
 }
 
-std::vector<StateTensor> Optimizer::StateTensors(bool replicated) {
+std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep) {
   std::vector<StateTensor> out;
   const bool adam = state2_.data() != nullptr;
   const graph::Layout whole;
@@ -136,7 +136,7 @@ std::vector<StateTensor> Optimizer::StateTensors(bool replicated) {
     const memory::ParamSegment& s = segments_[i];
     const memory::ParamInfo& info = params_->info(s.param);
     const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
-    if (!replicated && !layout.split()) continue;
+    if (keep && !(*keep)[s.param]) continue;
     auto add = [&](const char* suffix, memory::HostBuffer& buf) {
       for (const StoredPiece& p : StoredPieces(info.name + suffix, info.shape, layout, s.offset, s.length)) {
         out.push_back({p.name, p.shape, buf.as<float>() + state_offset_[i] + p.local});

@@ -60,10 +60,9 @@ class Optimizer {
   // the optimizer; null: every parameter is whole.
   void SetLayouts(const std::vector<graph::Layout>* layouts) { layouts_ = layouts; }
 
-  // Every segment's state; without `replicated`, only the segments of split parameters
-  // (a tensor-parallel rank other than the group's first stores no copy of the tensors
-  // every rank of the group holds).
-  std::vector<StateTensor> StateTensors(bool replicated = true);
+  // Every segment's state, or only those of the parameters `keep` marks (a part several
+  // ranks of a tensor group hold is stored by one of them).
+  std::vector<StateTensor> StateTensors(const std::vector<bool>* keep = nullptr);
   // Fills this rank's state from whatever mix of whole tensors and pieces `reader` holds
   // (a checkpoint of any data-parallel degree or ZeRO stage). Errors name the tensor.
   absl::Status LoadState(const checkpoint::PieceReader& reader);

@@ -83,7 +83,7 @@ class Run {
   bool rank0() const { return world_rank_ == 0; }
   TrainState State() {
     return {&spec_, model_->params.get(), optimizer_.get(), dp_.get(), options_.groups,
-            tp_size_ > 1 ? &model_->layouts : nullptr};
+            tp_size_ > 1 ? &model_->layouts : nullptr, tp_size_ > 1 ? &counted_ : nullptr};
   }
   // Σ over `comm` (null: this rank's values).
   absl::StatusOr<std::vector<double>> SumOver(parallel::Communicator* comm, std::vector<double> v) {
@@ -91,15 +91,26 @@ class Run {
     return parallel::SumDoubles(*comm, std::move(v));
   }
   absl::Status ExecutorStatus() const { return model_->executor->status(); }
-  // Whether this rank counts parameter `param` in norms summed over the tensor group: a
-  // split tensor's part always, a replicated one on the group's first rank only.
-  bool CountsInTensorSums(int param) const {
-    return tp_rank_ == 0 || model_->layouts[param].split();
+  // Whether this rank counts parameter `param` in norms summed over the tensor group (and
+  // stores it in checkpoints): its part of a tensor split over every tensor axis the mode
+  // has; a tensor whole along an axis only on that axis's first rank.
+  bool CountsInTensorSums(int param) const { return counted_[param]; }
+  bool ComputeCounted(int param) const {
+    const graph::Layout& l = model_->layouts[param];
+    auto split_over = [&](const char* axis) {
+      for (const graph::DimSplit& s : l.splits) {
+        if (s.axis == axis) return true;
+      }
+      return false;
+    };
+    if (two_d_) return (split_over("row") || row_index_ == 0) && (split_over("col") || col_index_ == 0);
+    return tp_rank_ == 0 || l.split();
   }
   absl::StatusOr<double> GradSumSquares();
   // Sums the gradients that are partial over the tensor group (sequence parallelism) in
   // the segments this rank's optimizer reads, in one all-reduce.
   absl::Status SumPartialGrads();
+  absl::Status SumPartialGrads(const std::string& axis, parallel::Communicator* comm);
   // Bytes this rank has sent so far over each communicator of its plan, by axis name
   // ("data", "tensor"; "world" when that is a communicator of its own).
   std::vector<std::pair<std::string, int64_t>> CommBytes() const;
@@ -123,6 +134,13 @@ class Run {
   int tp_size_ = 1;
   parallel::Communicator* data_comm_ = nullptr;
   parallel::Communicator* tp_comm_ = nullptr;
+  // 2d: the q×q grid, this rank's (row, col) and the grid column / grid row groups
+  // ("row": ranks that differ in the row index; "col": in the column index).
+  bool two_d_ = false;
+  int64_t q_ = 1, row_index_ = 0, col_index_ = 0;
+  parallel::Communicator* row_comm_ = nullptr;
+  parallel::Communicator* col_comm_ = nullptr;
+  std::vector<bool> counted_;  // per parameter, CountsInTensorSums
   bool stop_agreed_ = false;
   std::optional<JsonlSink> metrics_;
   int64_t start_step_ = 0;
@@ -146,6 +164,14 @@ absl::Status Run::Setup() {
     ranks_ = static_cast<int>(g->plan().degree(parallel::Axis::kData));
     tp_rank_ = static_cast<int>(g->index(parallel::Axis::kTensor));
     tp_size_ = static_cast<int>(g->plan().degree(parallel::Axis::kTensor));
+    if (g->plan().tensor_mode() == parallel::TensorMode::k2d && tp_size_ > 1) {
+      two_d_ = true;
+      q_ = g->plan().tensor_q();
+      row_index_ = g->tensor_index(parallel::TensorAxis::kRow);
+      col_index_ = g->tensor_index(parallel::TensorAxis::kCol);
+      row_comm_ = g->tensor_axis(parallel::TensorAxis::kRow);
+      col_comm_ = g->tensor_axis(parallel::TensorAxis::kCol);
+    }
   }
   if (ranks_ != spec_.parallel.data || tp_size_ != spec_.parallel.tensor) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -176,8 +202,15 @@ absl::Status Run::Setup() {
                                },
                                /*allocate_params=*/!zero3,
                                graph::GptTensorParallel{tp_size_, tp_rank_, "tensor",
-                                                        spec_.parallel.tensor_sequence_parallel}));
-  if (tp_comm_) model_->executor->SetGroup("tensor", tp_comm_);
+                                                        spec_.parallel.tensor_sequence_parallel,
+                                                        two_d_}));
+  if (two_d_) {
+    model_->executor->SetGroup("row", row_comm_);
+    model_->executor->SetGroup("col", col_comm_);
+  } else if (tp_comm_) {
+    model_->executor->SetGroup("tensor", tp_comm_);
+  }
+  for (int p = 0; p < model_->params->size(); ++p) counted_.push_back(ComputeCounted(p));
   if (stream.vocab_size > model_->vocab) {
     return absl::InvalidArgumentError(absl::StrCat(
         spec_.data.train, ": tokens use a vocabulary of ", stream.vocab_size,
@@ -227,8 +260,9 @@ absl::Status Run::Setup() {
   if (tp_size_ > 1) optimizer_->SetLayouts(&model_->layouts);
   // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean,
   // and the reduction sums the ranks' gradients, so 1/ranks more.
+  // 2d: each rank's loss is its token block's mean, 1/q of the micro-batch's.
   model_->executor->Data<float>(model_->loss_grad)[0] =
-      1.0f / static_cast<float>(accumulation_ * ranks_);
+      1.0f / static_cast<float>(accumulation_ * ranks_ * q_);
   RETURN_IF_ERROR(Restore());
   if (rank0()) {
     ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
@@ -325,6 +359,8 @@ std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
   std::vector<std::pair<std::string, int64_t>> out;
   if (data_comm_) out.emplace_back("data", data_comm_->bytes_sent());
   if (tp_comm_) out.emplace_back("tensor", tp_comm_->bytes_sent());
+  if (row_comm_) out.emplace_back("tensor_row", row_comm_->bytes_sent());
+  if (col_comm_) out.emplace_back("tensor_col", col_comm_->bytes_sent());
   parallel::Communicator* world = options_.groups ? options_.groups->world() : nullptr;
   if (world && world != data_comm_ && world != tp_comm_) out.emplace_back("world", world->bytes_sent());
   return out;
@@ -332,6 +368,13 @@ std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
 
 absl::Status Run::SumPartialGrads() {
   if (tp_comm_ == nullptr) return absl::OkStatus();
+  for (const char* axis : {"tensor", "row"}) {
+    RETURN_IF_ERROR(SumPartialGrads(axis, std::string(axis) == "row" ? row_comm_ : tp_comm_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run::SumPartialGrads(const std::string& axis, parallel::Communicator* comm) {
   const auto whole = model_->params->WholeTensors();
   const std::vector<memory::ParamSegment> segments = dp_ ? dp_->OptimizerSegments() : whole;
   const std::vector<const float*> grads =
@@ -339,18 +382,19 @@ absl::Status Run::SumPartialGrads() {
   std::vector<size_t> partial;
   int64_t n = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
-    if (model_->layouts[segments[i].param].partial_grad_axis.empty()) continue;
+    if (model_->layouts[segments[i].param].partial_grad_axis != axis) continue;
     partial.push_back(i);
     n += segments[i].length;
   }
   if (partial.empty()) return absl::OkStatus();
+  if (comm == nullptr) return absl::InternalError(absl::StrCat("no ", axis, " group for partial gradients"));
   std::vector<float> packed(n);
   int64_t at = 0;
   for (size_t i : partial) {
     std::copy(grads[i], grads[i] + segments[i].length, packed.data() + at);
     at += segments[i].length;
   }
-  RETURN_IF_ERROR(tp_comm_->AllReduce(packed.data(), n, graph::DType::kF32)->Wait());
+  RETURN_IF_ERROR(comm->AllReduce(packed.data(), n, graph::DType::kF32)->Wait());
   at = 0;
   for (size_t i : partial) {
     // The optimizer's view of the gradient is read-only; this rank owns the storage.
@@ -414,15 +458,22 @@ absl::StatusOr<double> Run::Validate() {
     ex.Forward();
     RETURN_IF_ERROR(ExecutorStatus());
     if (model_->token_loss >= 0) {
+      // This rank's sequences of the micro-batch (2d: its token block), those in range.
       const float* per_token = ex.Data<float>(model_->token_loss);
-      for (int64_t i = 0; i < rows * T; ++i) sum += per_token[i];
-      tokens += static_cast<double>(rows * T);
+      for (int64_t r = 0; r < model_->token_rows; ++r) {
+        if (model_->token_row_start + r >= rows) break;
+        for (int64_t t = 0; t < T; ++t) sum += per_token[r * T + t];
+        tokens += static_cast<double>(T);
+      }
     } else {
       sum += ex.Data<float>(model_->loss)[0] * static_cast<double>(b * T);
       tokens += static_cast<double>(b * T);
     }
   }
-  ASSIGN_OR_RETURN(std::vector<double> agreed, SumOver(data_comm_, {sum, tokens}));
+  // Over every rank: the ranks of a tensor group that hold the same sequences add them
+  // the same number of times to both sums.
+  ASSIGN_OR_RETURN(std::vector<double> agreed,
+                   SumOver(options_.groups ? options_.groups->world() : nullptr, {sum, tokens}));
   sum = agreed[0];
   tokens = agreed[1];
   return tokens > 0 ? sum / tokens : NAN;
@@ -594,6 +645,20 @@ absl::StatusOr<TrainSummary> Run::Execute() {
 }
 
 }  // namespace
+
+parallel::PlanOptions PlanOptionsOf(const config::ParallelSpec& p) {
+  parallel::PlanOptions o;
+  o.dims = {p.data, p.pipeline, p.tensor, p.sequence};
+  switch (p.tensor_mode) {
+    case config::TensorMode::k1d: o.tensor_mode = parallel::TensorMode::k1d; break;
+    case config::TensorMode::k2d: o.tensor_mode = parallel::TensorMode::k2d; break;
+    case config::TensorMode::k2p5d: o.tensor_mode = parallel::TensorMode::k2p5d; break;
+    case config::TensorMode::k3d: o.tensor_mode = parallel::TensorMode::k3d; break;
+  }
+  o.tensor_depth = p.tensor_depth;
+  o.zero_stage = static_cast<int>(p.zero);
+  return o;
+}
 
 absl::StatusOr<TrainSummary> Train(const config::JobSpec& spec, const TrainOptions& options) {
   Run run(spec, options);

@@ -71,6 +71,9 @@ struct TrainSummary {
   std::string last_checkpoint;
 };
 
+// The plan options of a job's parallel spec (degrees, tensor mode, ZeRO stage).
+parallel::PlanOptions PlanOptionsOf(const config::ParallelSpec& parallel);
+
 // Runs `spec` to completion. Bad input (files, vocabulary) → InvalidArgument/NotFound;
 // failures while running → other codes.
 absl::StatusOr<TrainSummary> Train(const config::JobSpec& spec, const TrainOptions& options);

@@ -50,20 +50,6 @@ bool BadInput(const absl::Status& s) {
 // job's message and `colossal run` prints (runtime/cli/follow.cc, WorkerError).
 // The job's parallel layout as the one Plan the worker logs and (next) builds its groups
 // from; JobSpec validation has already checked every rule Plan::Create checks again.
-parallel::PlanOptions PlanOptionsOf(const config::ParallelSpec& p) {
-  parallel::PlanOptions o;
-  o.dims = {p.data, p.pipeline, p.tensor, p.sequence};
-  switch (p.tensor_mode) {
-    case config::TensorMode::k1d: o.tensor_mode = parallel::TensorMode::k1d; break;
-    case config::TensorMode::k2d: o.tensor_mode = parallel::TensorMode::k2d; break;
-    case config::TensorMode::k2p5d: o.tensor_mode = parallel::TensorMode::k2p5d; break;
-    case config::TensorMode::k3d: o.tensor_mode = parallel::TensorMode::k3d; break;
-  }
-  o.tensor_depth = p.tensor_depth;
-  o.zero_stage = static_cast<int>(p.zero);
-  return o;
-}
-
 int Fatal(int code, absl::string_view message) {
   std::fprintf(stderr, "colossal-worker: error: %.*s\n", static_cast<int>(message.size()), message.data());
   std::fflush(stderr);

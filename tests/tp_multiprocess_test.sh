@@ -95,6 +95,13 @@ measured=$(grep '"step": 2,' runs/adamw-d2-t2-z1-m2/metrics.jsonl |
   sed -nE 's/.*"comm_bytes": \{"data": ([0-9]+), "tensor": ([0-9]+).*/\2 \1/p')
 echo "comm bytes per step (tensor data): colossal graph $predicted, measured $measured"
 [ -n "$predicted" ] && [ "$predicted" = "$measured" ] || fail "colossal graph predicts '$predicted', the run counted '$measured'"
+# And in 2D (tensor 4 on a 2x2 grid, ZeRO 0): the grid row and column groups.
+predicted=$("$COLOSSAL" graph job-adamw.yaml --set 'parallel.tensor={size: 4, mode: 2d}' \
+  --set resources.ranks_per_node=4 | sed -nE 's/^comm\/step +tensor_col ([0-9]+) B, tensor_row ([0-9]+) B.*/\1 \2/p')
+measured=$(grep '"step": 2,' runs/adamw-d1-t4-z0-m2-2d/metrics.jsonl |
+  sed -nE 's/.*"tensor_row": ([0-9]+), "tensor_col": ([0-9]+).*/\2 \1/p')
+echo "2d comm bytes per step (col row): colossal graph $predicted, measured $measured"
+[ -n "$predicted" ] && [ "$predicted" = "$measured" ] || fail "2d: colossal graph predicts '$predicted', the run counted '$measured'"
 
 # The tensor-4 LAMB checkpoints at step 10 (1d, and 2d on a 2x2 grid) resume under
 # tensor 2 and under 1 rank.

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,7 @@
 #include "runtime/data/token_file.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/worker/model.h"
+#include "graph/comm_volume.h"
 #include "graph/op_registry.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/data_parallel/data_parallel.h"
@@ -52,10 +54,10 @@ std::string Bytes(double b) {
 
 // Bytes per rank of the job's plan, from the rank's part of the graph: parameters,
 // gradients and optimizer state (ZeRO divides them over the data group), the activation
-// arena, and the bytes each rank sends per optimizer step on each axis — the tensor
-// group's collectives read off the graph's communication nodes at the ring algorithms'
-// volumes (SentByRing), the data group's from the ZeRO stage's reductions of the padded
-// flat buffer. Scalar collectives (loss, norms: tens of bytes) are left out.
+// arena, and the bytes each rank sends per optimizer step on each group — the tensor
+// groups' collectives read off the graph (graph/comm_volume.h), the data group's from
+// the ZeRO stage's reductions of the padded flat buffer. Scalar collectives (loss,
+// norms: tens of bytes) are left out.
 void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   const config::ParallelSpec& par = spec.parallel;
   const int T = static_cast<int>(par.tensor), D = static_cast<int>(par.data);
@@ -74,31 +76,25 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   std::printf("per rank     parameters %s, gradients %s, optimizer state %s, activations %s (arena)\n",
               Bytes(param_bytes).c_str(), Bytes(grad_bytes).c_str(), Bytes(state_bytes).c_str(),
               Bytes(static_cast<double>(model.executor->plan().arena_bytes)).c_str());
-  // Tensor group: every communication node of one micro-batch, times the micro-batches.
-  const graph::Graph& g = model.graph;
-  int64_t tensor = 0;
-  for (const graph::Node& n : g.nodes()) {
-    const graph::OpDef* def = graph::FindOp(n.op);
-    if (def == nullptr || !def->communicates) continue;
-    const int64_t in = g.value(n.inputs[0]).bytes(), out = g.value(n.outputs[0]).bytes();
-    using parallel::Collective;
-    if (n.op == "reduce_from_group" || n.op == "all_reduce") {
-      tensor += parallel::SentByRing(Collective::kAllReduce, out, T);
-    } else if (n.op == "all_gather") {
-      tensor += parallel::SentByRing(Collective::kAllGather, in, T);
-    } else if (n.op == "reduce_scatter") {
-      tensor += parallel::SentByRing(Collective::kReduceScatter, out, T);
-    } else if (n.op == "vocab_parallel_xent") {
-      tensor += parallel::SentByRing(Collective::kAllGather, 2 * g.value(n.outputs[0]).bytes(), T);
-    }
-  }
-  tensor *= accumulation;
-  // Sequence parallelism: the partial gradients of the whole parameters, once per step.
-  int64_t partial = 0;
+  // Tensor groups: every communication node of one micro-batch (comm_volume.h), times the
+  // micro-batches, and the partial gradients' sum once per step (sequence parallelism:
+  // over the tensor group; 2d: down the grid column).
+  const bool two_d = T > 1 && par.tensor_mode == config::TensorMode::k2d;
+  int q = 1;
+  while (two_d && q * q < T) ++q;
+  const graph::GroupSizes sizes = two_d ? graph::GroupSizes{{"row", q}, {"col", q}}
+                                        : graph::GroupSizes{{"tensor", T}};
+  std::map<std::string, int64_t> tensor = graph::CommBytesPerRun(model.graph, sizes);
+  for (auto& [group, bytes] : tensor) bytes *= accumulation;
+  std::map<std::string, int64_t> partial;
   for (size_t i = 0; i < model.layouts.size(); ++i) {
-    if (!model.layouts[i].partial_grad_axis.empty()) partial += model.params->info(static_cast<int>(i)).numel * 4;
+    const std::string& axis = model.layouts[i].partial_grad_axis;
+    if (!axis.empty()) partial[axis] += model.params->info(static_cast<int>(i)).numel * 4;
   }
-  tensor += parallel::SentByRing(parallel::Collective::kAllReduce, zero >= 2 ? partial / D : partial, T);
+  for (const auto& [axis, bytes] : partial) {
+    tensor[axis] += parallel::SentByRing(parallel::Collective::kAllReduce,
+                                         zero >= 2 ? bytes / D : bytes, sizes.at(axis));
+  }
   // Data group: the padded flat buffer.
   parallel::DataParallelOptions dp;
   dp.zero_stage = static_cast<int>(zero);
@@ -123,19 +119,15 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
         data_note = " (ZeRO 3: about, by parameter group)";
     }
   }
-  if (par.tensor > 1 && par.tensor_mode != config::TensorMode::k1d) {
-    // 2d runs over the grid's row and column groups (SUMMA broadcasts, gathers and
-    // reductions); their prediction is not computed yet: metrics.jsonl's comm_bytes
-    // has the measured figures.
-    std::printf("comm/step    data %lld B%s per rank; tensor: not predicted for mode %s (see "
-                "metrics.jsonl comm_bytes)\n",
-                static_cast<long long>(data), data_note.c_str(),
-                std::string(config::TensorModeName(par.tensor_mode)).c_str());
-    return;
+  // Named as metrics.jsonl's comm_bytes names the groups.
+  std::string groups;
+  for (const auto& [group, bytes] : tensor) {
+    const std::string name = group == "tensor" ? "tensor" : "tensor_" + group;
+    absl::StrAppend(&groups, name, " ", bytes, " B, ");
   }
-  std::printf("comm/step    tensor %lld B, data %lld B%s per rank (%lld micro-batches)\n",
-              static_cast<long long>(tensor), static_cast<long long>(data), data_note.c_str(),
-              static_cast<long long>(accumulation));
+  std::printf("comm/step    %sdata %lld B%s per rank (%lld micro-batches)%s\n", groups.c_str(),
+              static_cast<long long>(data), data_note.c_str(), static_cast<long long>(accumulation),
+              zero >= 2 && !partial.empty() ? "; partial gradients: about, by shard" : "");
 }
 
 absl::Status Graph(const ParsedArgs& args) {

@@ -1,6 +1,9 @@
 // Tensor-parallel training step of one GPT, split 1D (Megatron) over P ranks, with and
 // without Megatron sequence parallelism (sp: all-gather / reduce-scatter in place of
-// each all-reduce, the layer-norm regions split over the tokens): forked
+// each all-reduce, the layer-norm regions split over the tokens), and 2D on a q×q grid
+// where P is a square (its analytic volume: the SUMMA broadcasts, gathers and
+// reductions and the 2d norms' and embedding's collectives, op by op, from
+// graph/comm_volume.h; measured: the grid row and column groups together): forked
 // processes over UCX on loopback (parallel/comm/testing/fork_ranks), each building its
 // part of the graph (graph/models/gpt.h) and running forward + backward. Prints, per P:
 // forward and backward time per micro-batch, tokens/s, the bytes each rank sent over its
@@ -23,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "graph/autodiff.h"
+#include "graph/comm_volume.h"
 #include "graph/executor.h"
 #include "graph/models/gpt.h"
 #include "parallel/comm/testing/fork_ranks.h"
@@ -42,7 +46,11 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-absl::Status RunRank(const Options& o, bool sp, int rank, int size, parallel::TcpStore& store) {
+enum class Mode { k1d, kSp, k2d };
+const char* ModeName(Mode m) { return m == Mode::k1d ? "1d" : m == Mode::kSp ? "1d+sp" : "2d"; }
+
+absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::TcpStore& store) {
+  const bool sp = mode == Mode::kSp, two_d = mode == Mode::k2d;
   std::unique_ptr<parallel::Communicator> comm;
   if (size > 1) {
     parallel::CommOptions co;
@@ -51,7 +59,20 @@ absl::Status RunRank(const Options& o, bool sp, int rank, int size, parallel::Tc
     if (!c.ok()) return c.status();
     comm = std::move(*c);
   }
-  auto built = graph::BuildGpt(o.gpt, o.batch, {size, rank, "tensor", sp});
+  int q = 1;
+  while (two_d && q * q < size) ++q;
+  std::unique_ptr<parallel::Communicator> row, col;  // 2d: the grid column and row groups
+  if (two_d) {
+    std::vector<int> r, c;
+    for (int k = 0; k < q; ++k) r.push_back(k * q + rank % q), c.push_back((rank / q) * q + k);
+    auto rs = comm->Split(r);
+    if (!rs.ok()) return rs.status();
+    auto cs = comm->Split(c);
+    if (!cs.ok()) return cs.status();
+    row = std::move(*rs);
+    col = std::move(*cs);
+  }
+  auto built = graph::BuildGpt(o.gpt, o.batch, {size, rank, "tensor", sp, two_d});
   if (!built.ok()) return built.status();
   graph::Graph g = std::move(*built);
   if (absl::Status s = graph::BuildBackward(g); !s.ok()) return s;
@@ -65,7 +86,16 @@ absl::Status RunRank(const Options& o, bool sp, int rank, int size, parallel::Tc
   auto ex = graph::Executor::Create(&g, &params);
   if (!ex.ok()) return ex.status();
   graph::Executor& e = **ex;
-  if (comm) e.SetGroup("tensor", comm.get());
+  if (two_d) {
+    e.SetGroup("row", row.get());
+    e.SetGroup("col", col.get());
+  } else if (comm) {
+    e.SetGroup("tensor", comm.get());
+  }
+  auto sent = [&]() -> int64_t {
+    if (two_d) return row->bytes_sent() + col->bytes_sent();
+    return comm ? comm->bytes_sent() : 0;
+  };
   const int64_t n = o.batch * o.gpt.seq_len;
   int32_t* ids = e.Data<int32_t>(g.Find("ids"));
   int32_t* targets = e.Data<int32_t>(g.Find("targets"));
@@ -83,14 +113,14 @@ absl::Status RunRank(const Options& o, bool sp, int rank, int size, parallel::Tc
     if (comm) {
       if (absl::Status s = comm->Barrier()->Wait(); !s.ok()) return s;
     }
-    const int64_t before = comm ? comm->bytes_sent() : 0;
+    const int64_t before = sent();
     const double t0 = Now();
     e.Forward();
     const double t1 = Now();
     e.Backward(1);
     const double t2 = Now();
     if (!e.status().ok()) return e.status();
-    bytes = comm ? comm->bytes_sent() - before : 0;
+    bytes = sent() - before;
     fwd = std::min(fwd, t1 - t0);
     bwd = std::min(bwd, t2 - t1);
   }
@@ -101,10 +131,14 @@ absl::Status RunRank(const Options& o, bool sp, int rank, int size, parallel::Tc
     // communicates in both passes (an all-gather one way, a reduce-scatter the other),
     // each (P-1)/P: twice as many collectives of half the volume, the same bytes.
     const double per = 2 * (P - 1) / P;
-    const double analytic =
+    double analytic =
         size > 1 ? (4 * L + 2) * per * A + (P - 1) * 2 * static_cast<double>(n) * 4 : 0;
-    std::printf("%5d %3s %9.1f %9.1f %9.0f %14lld %14.0f %7.4f %12.2f %12.2f\n", size,
-                sp ? "yes" : "no", fwd * 1e3, bwd * 1e3, static_cast<double>(n) / (fwd + bwd), static_cast<long long>(bytes),
+    if (two_d) {  // the 2d algorithms' volume, op by op (graph/comm_volume.h)
+      analytic = 0;
+      for (const auto& [group, b] : graph::CommBytesPerRun(g, {{"row", q}, {"col", q}})) analytic += b;
+    }
+    std::printf("%5d %5s %9.1f %9.1f %9.0f %14lld %14.0f %7.4f %12.2f %12.2f\n", size,
+                ModeName(mode), fwd * 1e3, bwd * 1e3, static_cast<double>(n) / (fwd + bwd), static_cast<long long>(bytes),
                 analytic, analytic > 0 ? bytes / analytic : 1.0,
                 params.flat_numel() * 4 / 1048576.0, e.plan().arena_bytes / 1048576.0);
     std::fflush(stdout);
@@ -148,24 +182,29 @@ int main(int argc, char** argv) {
                          "[--d-model C] [--seq T] [--vocab V] [--batch B] [--iters N]\n");
     return 2;
   }
-  std::printf("GPT L=%lld H=%lld C=%lld T=%lld V=%lld, micro-batch %lld; tensor parallel 1d "
-              "(Megatron), UCX on loopback; best of %d\n",
+  std::printf("GPT L=%lld H=%lld C=%lld T=%lld V=%lld, micro-batch %lld; tensor parallel "
+              "1d (Megatron), 1d + sequence parallel, 2d (SUMMA); UCX on loopback; best of %d\n",
               static_cast<long long>(o.gpt.n_layer), static_cast<long long>(o.gpt.n_head),
               static_cast<long long>(o.gpt.d_model), static_cast<long long>(o.gpt.seq_len),
               static_cast<long long>(o.gpt.vocab), static_cast<long long>(o.batch), o.iters);
-  std::printf("%5s %3s %9s %9s %9s %14s %14s %7s %12s %12s\n", "P", "sp", "fwd ms", "bwd ms", "tok/s",
+  std::printf("%5s %5s %9s %9s %9s %14s %14s %7s %12s %12s\n", "P", "mode", "fwd ms", "bwd ms", "tok/s",
               "sent B/rank", "analytic B", "ratio", "params MiB", "arena MiB");
   std::fflush(stdout);
-  for (int p : o.ranks) for (bool sp : {false, true}) {
-    if (sp && p == 1) continue;
-    if (auto s = graph::CheckGptTensorParallel(o.gpt, p); !s.ok()) {
+  for (int p : o.ranks) for (Mode mode : {Mode::k1d, Mode::kSp, Mode::k2d}) {
+    if (p == 1 && mode != Mode::k1d) continue;
+    int q = 1;
+    while (q * q < p) ++q;
+    if (mode == Mode::k2d && q * q != p) continue;  // 2d needs a square
+    if (auto s = mode == Mode::k2d ? graph::CheckGptTensorParallel2d(o.gpt, p, o.batch)
+                                   : graph::CheckGptTensorParallel(o.gpt, p);
+        !s.ok()) {
       std::printf("%5d  skipped: %s\n", p, std::string(s.message()).c_str());
       continue;
     }
     parallel::testing::ForkOptions fo;
     fo.deadline = std::chrono::seconds(600);
     auto exits = parallel::testing::ForkRanks(
-        p, [&](int rank, int size, parallel::TcpStore& store) { return RunRank(o, sp, rank, size, store); },
+        p, [&](int rank, int size, parallel::TcpStore& store) { return RunRank(o, mode, rank, size, store); },
         fo);
     const std::string failures = parallel::testing::Failures(exits);
     if (!failures.empty()) std::printf("%5d  failed: %s\n", p, failures.c_str());

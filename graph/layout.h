@@ -32,11 +32,18 @@ struct DimSplit {
 struct Layout {
   Shape global;                  // the whole tensor's shape (may be empty when not split)
   std::vector<DimSplit> splits;  // at most one per dimension
-  // A parameter whole on every rank of this axis whose gradient each rank computes from
+  // The axes along which a parameter is whole but each rank computes its gradient from
   // its own part of the tokens (Megatron sequence parallelism: layer norms, position
-  // embedding, the biases added in the sequence-split regions): the trainer sums it over
-  // the axis before it is used. Empty: the gradient is complete on every rank.
-  std::string partial_grad_axis;
+  // embedding, the biases added in the sequence-split regions; 2d: the vectors down the
+  // grid column; 2.5d: everything across the depth): the trainer sums the gradient over
+  // each before it is used. Empty: the gradient is complete on every rank.
+  std::vector<std::string> partial_grad_axes;
+  bool partial_over(const std::string& axis) const {
+    for (const std::string& a : partial_grad_axes) {
+      if (a == axis) return true;
+    }
+    return false;
+  }
   bool split() const { return !splits.empty(); }
 };
 

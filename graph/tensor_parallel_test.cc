@@ -126,33 +126,45 @@ std::vector<float> GlobalValues(const std::string& name, int64_t n) {
   return v;
 }
 
-enum class Mode { k1d, k1dSequence, k2d };
+enum class Mode { k1d, k1dSequence, k2d, k2p5d };
 
 absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mode mode) {
-  const bool sp = mode == Mode::k1dSequence, two_d = mode == Mode::k2d;
+  const bool sp = mode == Mode::k1dSequence, two_d = mode == Mode::k2d || mode == Mode::k2p5d;
+  const int depth = mode == Mode::k2p5d ? 2 : 1;
   const GptConfig cfg{2, 4, 32, 8, 64};
-  const int64_t batch = 2, T = cfg.seq_len;
+  const int64_t batch = 2 * depth, T = cfg.seq_len;
   parallel::CommOptions options;
   options.timeout = std::chrono::milliseconds(20000);
   auto comm = parallel::CreateUcxCommunicator(store, options);
   if (!comm.ok()) return comm.status();
   auto whole = Build(cfg, batch, {});
   if (!whole.ok()) return whole.status();
-  GptTensorParallel tp{size, rank, "tensor", sp, two_d};
+  GptTensorParallel tp{size, rank, "tensor", sp, two_d, depth};
   auto part = Build(cfg, batch, tp);
   if (!part.ok()) return part.status();
-  // 2D: "row" is the grid column (ranks that differ in the row index i), "col" the grid row.
-  const int q = two_d ? static_cast<int>(std::lround(std::sqrt(size))) : 1;
-  std::unique_ptr<parallel::Communicator> row_comm, col_comm;
+  // 2D: "row" is the grid column (ranks that differ in the row index i), "col" the grid row;
+  // 2.5D: rank = (k·q + i)·q + j, "depth" the ranks that differ in k.
+  const int q = two_d ? static_cast<int>(std::lround(std::sqrt(size / depth))) : 1;
+  std::unique_ptr<parallel::Communicator> row_comm, col_comm, depth_comm;
   if (two_d) {
-    std::vector<int> row, col;
-    for (int k = 0; k < q; ++k) row.push_back(k * q + rank % q), col.push_back((rank / q) * q + k);
+    const int k0 = rank / (q * q), i0 = (rank / q) % q, j0 = rank % q;
+    std::vector<int> row, col, dep;
+    for (int x = 0; x < q; ++x) {
+      row.push_back((k0 * q + x) * q + j0);
+      col.push_back((k0 * q + i0) * q + x);
+    }
+    for (int x = 0; x < depth; ++x) dep.push_back((x * q + i0) * q + j0);
     auto r = (*comm)->Split(row);
     if (!r.ok()) return r.status();
     auto c = (*comm)->Split(col);
     if (!c.ok()) return c.status();
     row_comm = std::move(*r);
     col_comm = std::move(*c);
+    if (depth > 1) {
+      auto d = (*comm)->Split(dep);
+      if (!d.ok()) return d.status();
+      depth_comm = std::move(*d);
+    }
     (*part)->executor->SetGroup("row", row_comm.get());
     (*part)->executor->SetGroup("col", col_comm.get());
   } else {
@@ -179,8 +191,8 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
     std::copy(ids.begin(), ids.end(), ex.Data<int32_t>(g.Find("ids")));
     std::copy(targets.begin(), targets.end(), ex.Data<int32_t>(g.Find("targets")));
     FillPositions(ex.Data<int32_t>(g.Find("positions")), batch, T);
-    // A 2D rank's loss is its token block's mean, 1/q of the micro-batch's.
-    ex.Data<float>(g.loss_seed())[0] = b == part->get() ? 1.0f / static_cast<float>(q) : 1.0f;
+    // A 2D rank's loss is its token block's mean, 1/(q·depth) of the micro-batch's.
+    ex.Data<float>(g.loss_seed())[0] = b == part->get() ? 1.0f / static_cast<float>(q * depth) : 1.0f;
     // Two micro-steps: the second accumulates into the parameter gradients.
     for (int m = 0; m < 2; ++m) {
       ex.Forward();
@@ -202,12 +214,16 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
   // gradients; their sum over the group is the gradient.
   for (size_t i = 0; i < g.params().size(); ++i) {
     const Value& v = g.value(g.params()[i]);
-    if (v.layout.partial_grad_axis.empty()) continue;
+    if (v.layout.partial_grad_axes.empty()) continue;
     if (!sp && !two_d) return absl::InternalError(absl::StrCat(v.name, " has a partial gradient in 1d"));
-    parallel::Communicator* over = two_d ? row_comm.get() : comm->get();
-    absl::Status s = over->AllReduce((*part)->params->grad(static_cast<int>(i)), v.numel(),
-                                        parallel::DType::kF32)->Wait();
-    if (!s.ok()) return s;
+    for (const std::string& axis : v.layout.partial_grad_axes) {
+      parallel::Communicator* over =
+          axis == "row" ? row_comm.get() : axis == "depth" ? depth_comm.get() : comm->get();
+      if (over == nullptr) return absl::InternalError(absl::StrCat(v.name, ": no ", axis, " group"));
+      absl::Status s = over->AllReduce((*part)->params->grad(static_cast<int>(i)), v.numel(),
+                                       parallel::DType::kF32)->Wait();
+      if (!s.ok()) return s;
+    }
   }
   for (size_t i = 0; i < g.params().size(); ++i) {
     const Value& v = g.value(g.params()[i]);
@@ -252,6 +268,13 @@ TEST_CASE("1D tensor-parallel GPT with sequence parallelism equals the whole mod
 TEST_CASE("2D tensor-parallel GPT on a 2x2 grid equals the whole model") {
   auto exits = parallel::testing::ForkRanks(
       4, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, Mode::k2d); });
+  INFO(parallel::testing::Failures(exits));
+  for (const auto& e : exits) REQUIRE(e.ok());
+}
+
+TEST_CASE("2.5D tensor-parallel GPT on a 2x2x2 grid equals the whole model") {
+  auto exits = parallel::testing::ForkRanks(
+      8, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, Mode::k2p5d); });
   INFO(parallel::testing::Failures(exits));
   for (const auto& e : exits) REQUIRE(e.ok());
 }

@@ -45,19 +45,22 @@ absl::Status CheckGptTensorParallel(const GptConfig& cfg, int64_t size) {
   return absl::OkStatus();
 }
 
-absl::Status CheckGptTensorParallel2d(const GptConfig& cfg, int64_t size, int64_t batch) {
+absl::Status CheckGptTensorParallel2d(const GptConfig& cfg, int64_t size, int64_t batch,
+                                      int64_t depth) {
   int64_t q = 1;
-  while ((q + 1) * (q + 1) <= size) ++q;
-  if (q * q != size) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size,
-                                                   " is not a square (mode 2d)"));
+  while (depth >= 1 && size % depth == 0 && (q + 1) * (q + 1) <= size / depth) ++q;
+  if (depth < 1 || q * q * depth != size) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size, " is not ",
+                                                   depth > 1 ? "depth x q^2" : "a square", " (depth ",
+                                                   depth, ")"));
   }
-  for (auto [value, name] : {std::pair{cfg.n_head, "model.n_head"}, std::pair{cfg.vocab, "model.vocab"},
-                             std::pair{batch, "train.micro_batch"}}) {
-    if (value % q != 0) {
+  for (auto [value, name, by] : {std::tuple{cfg.n_head, "model.n_head", q},
+                                 std::tuple{cfg.vocab, "model.vocab", q},
+                                 std::tuple{batch, "train.micro_batch", q * depth}}) {
+    if (value % by != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          name, " (", value, ") must be a multiple of q = ", q,
-          " in mode 2d (a q x q grid of ", size, " ranks splits it in q)"));
+          name, " (", value, ") must be a multiple of ", by, " on a ", depth, " x ", q, " x ", q,
+          " grid"));
     }
   }
   return absl::OkStatus();
@@ -66,14 +69,20 @@ absl::Status CheckGptTensorParallel2d(const GptConfig& cfg, int64_t size, int64_
 namespace {
 
 absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
-  RETURN_IF_ERROR(CheckGptTensorParallel2d(cfg, tp.size, batch));
+  RETURN_IF_ERROR(CheckGptTensorParallel2d(cfg, tp.size, batch, tp.depth));
+  const int64_t D = tp.depth;
   int64_t q = 1;
-  while (q * q < tp.size) ++q;
-  const int64_t i = tp.rank / q, j = tp.rank % q;
+  while (q * q * D < tp.size) ++q;
+  // 2.5d: depth slice k runs 2d on its 1/D of the micro-batch (token blocks k·q + i).
+  const int64_t k = tp.rank / (q * q), i = (tp.rank / q) % q, j = tp.rank % q;
+  const int64_t block = k * q + i, blocks = D * q;
   Graph g;
   Builder b(g);
   const int64_t B = batch, T = cfg.seq_len, C = cfg.d_model, V = cfg.vocab, L = cfg.n_layer;
-  const int64_t Bq = B / q, Cq = C / q;
+  const int64_t Bq = B / blocks, Cq = C / q;
+  // Whole across the depth: every parameter's gradient is partial there.
+  const std::vector<std::string> depth_partial =
+      D > 1 ? std::vector<std::string>{"depth"} : std::vector<std::string>{};
   g.dims()["batch"] = B;
   g.dims()["seq"] = T;
   const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
@@ -87,6 +96,7 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
   auto matrix = [&](const std::string& name, Shape global, ParamInit init,
                     int64_t interleave = 1) -> absl::StatusOr<int> {
     ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, {{0, q, i, 1, "row"}, {1, q, j, interleave, "col"}}));
+    layout.partial_grad_axes = depth_partial;
     const int id = g.AddParam(name, LocalShape(layout), init);
     g.mutable_value(id).layout = std::move(layout);
     return id;
@@ -96,7 +106,8 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
                     int64_t interleave = 1) -> absl::StatusOr<int> {
     const int dim = static_cast<int>(global.size()) - 1;
     ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, {{dim, q, j, interleave, "col"}}));
-    layout.partial_grad_axis = "row";
+    layout.partial_grad_axes = depth_partial;
+    layout.partial_grad_axes.push_back("row");
     const int id = g.AddParam(name, LocalShape(layout), init);
     g.mutable_value(id).layout = std::move(layout);
     return id;
@@ -114,8 +125,14 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
   int positions = g.AddInput("positions", {B, T}, DType::kI32);
   ASSIGN_OR_RETURN(int wte, matrix("wte.weight", {V, C}, normal));
   ASSIGN_OR_RETURN(int wpe, vector("wpe.weight", {T, C}, normal));
-  const Attrs block_rows = {{"parts", q}, {"part", i}, {"shape", std::vector<int64_t>{Bq, T}}};
-  ASSIGN_OR_RETURN(int tok, b.One("embedding_2d", {ids, wte},
+  const Attrs block_rows = {{"parts", blocks}, {"part", block}, {"shape", std::vector<int64_t>{Bq, T}}};
+  int slice_ids = ids;  // this depth slice's sequences
+  if (D > 1) {
+    ASSIGN_OR_RETURN(slice_ids, b.One("shard_rows", {ids},
+                                      {{"parts", D}, {"part", k}, {"shape", std::vector<int64_t>{B / D, T}}},
+                                      {"ids.slice"}));
+  }
+  ASSIGN_OR_RETURN(int tok, b.One("embedding_2d", {slice_ids, wte},
                                   {{"group", std::string("row")}, {"q", q}, {"vocab_start", i * (V / q)},
                                    {"shape", std::vector<int64_t>{Bq, T, Cq}}},
                                   {"tok_emb"}));
@@ -209,7 +226,7 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   // Parameters of the sequence-split regions: whole, with partial gradients under sp.
   auto sp_param = [&](const std::string& name, Shape global, ParamInit init) -> absl::StatusOr<int> {
     ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, {}));
-    if (sp) layout.partial_grad_axis = "tensor";
+    if (sp) layout.partial_grad_axes = {"tensor"};
     const int id = g.AddParam(name, LocalShape(layout), init);
     g.mutable_value(id).layout = std::move(layout);
     return id;

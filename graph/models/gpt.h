@@ -40,7 +40,7 @@ struct GptConfig {
 // (a contiguous block of the flattened [B·T] rows): all_gather replaces copy_to_group
 // into each column-parallel block, reduce_scatter replaces the all-reduce out of each
 // row-parallel one, and the whole parameters of those regions (layer norms, wpe, the
-// projection biases) get Layout::partial_grad_axis "tensor". Needs size | B·T.
+// projection biases) get Layout::partial_grad_axes {"tensor"}. Needs size | B·T.
 //
 // two_d (2D tensor parallelism, Xu et al.; size = q², rank (i, j) = (rank / q, rank % q)):
 // every activation [tokens, C] in q×q blocks — token block i (B/q whole sequences) and
@@ -50,16 +50,20 @@ struct GptConfig {
 // as SUMMA ABᵀ giving vocabulary block j of token block i's logits; vocab_parallel_xent
 // over the grid row. Vectors (layer norms, biases, wpe's columns) are split by hidden
 // block j and whole across the grid column, with partial gradients there
-// (partial_grad_axis "row"). The communication ops use two groups: "col" (the grid
+// (partial_grad_axes {"row"}). The communication ops use two groups: "col" (the grid
 // row: ranks that differ in j, ordered by j) and "row" (the grid column: differ in i,
 // ordered by i) — Plan::TensorGroup(kCol) and (kRow). Each rank's loss is its token
 // block's mean; their mean over the grid is the micro-batch's.
+// depth > 1 (2.5d, Wang et al. "Tesseract"): rank = (k·q + i)·q + j; depth slice k is a
+// 2d grid over its 1/depth of the micro-batch (token block k·q + i), every parameter
+// whole across the depth with gradients partial there (partial_grad_axes "depth").
 struct GptTensorParallel {
   int64_t size = 1;
   int64_t rank = 0;
   std::string group = "tensor";  // the "group" attribute of the communication ops (1d)
   bool sequence_parallel = false;
   bool two_d = false;
+  int64_t depth = 1;  // 2.5d (Tesseract): size = depth·q², a 2d grid per depth slice
 };
 
 // InvalidArgument naming the field and the divisibility when `config` cannot be split
@@ -67,7 +71,8 @@ struct GptTensorParallel {
 absl::Status CheckGptTensorParallel(const GptConfig& config, int64_t size);
 // The same for 2D over a q×q grid: n_head, vocab and the micro-batch must be multiples
 // of q, and size a square.
-absl::Status CheckGptTensorParallel2d(const GptConfig& config, int64_t size, int64_t batch);
+absl::Status CheckGptTensorParallel2d(const GptConfig& config, int64_t size, int64_t batch,
+                                      int64_t depth = 1);
 
 // Builds the forward graph for micro-batch `batch` (the loss is marked, autodiff not run).
 absl::StatusOr<Graph> BuildGpt(const GptConfig& config, int64_t batch,

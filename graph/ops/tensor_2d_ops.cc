@@ -5,7 +5,7 @@
 //                   share token block i). Attrs eps, c (the whole C). Backward:
 //                   layer_norm_2d_backward, whose two row reductions go over the same
 //                   group; the weight and bias gradients cover token block i only (their
-//                   sum over the grid column is the trainer's: Layout::partial_grad_axis).
+//                   sum over the grid column is the trainer's: Layout::partial_grad_axes).
 //   embedding_2d    ids [B, T] (the whole micro-batch) and this rank's wte block (vocab
 //                   block i, hidden block j) → token block i's embeddings [.., C/q]: each
 //                   rank looks up every token block in its vocabulary rows and the grid

@@ -88,8 +88,9 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   for (auto& [group, bytes] : tensor) bytes *= accumulation;
   std::map<std::string, int64_t> partial;
   for (size_t i = 0; i < model.layouts.size(); ++i) {
-    const std::string& axis = model.layouts[i].partial_grad_axis;
-    if (!axis.empty()) partial[axis] += model.params->info(static_cast<int>(i)).numel * 4;
+    for (const std::string& axis : model.layouts[i].partial_grad_axes) {
+      partial[axis] += model.params->info(static_cast<int>(i)).numel * 4;
+    }
   }
   for (const auto& [axis, bytes] : partial) {
     tensor[axis] += parallel::SentByRing(parallel::Collective::kAllReduce,

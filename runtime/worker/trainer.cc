@@ -382,7 +382,7 @@ absl::Status Run::SumPartialGrads(const std::string& axis, parallel::Communicato
   std::vector<size_t> partial;
   int64_t n = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
-    if (model_->layouts[segments[i].param].partial_grad_axis != axis) continue;
+    if (!model_->layouts[segments[i].param].partial_over(axis)) continue;
     partial.push_back(i);
     n += segments[i].length;
   }

@@ -51,6 +51,15 @@ TEST_CASE("tensor parallel 2d on a 2x2 grid, alone and beside data 2 (ZeRO 1), e
   }
 }
 
+TEST_CASE("tensor parallel 2.5d on a 2x2x2 grid equals one rank") {
+  for (const std::string opt : {"adamw", "lamb"}) {
+    // Micro-batch 4 (a multiple of depth x q): 2 accumulation steps.
+    const Result one = Train(Job(opt, 1, 0, 4, 10, Scratch("25d-one-" + opt), 1, kHeads), 1);
+    RequireSame(one, Train(Job(opt, 1, 0, 4, 10, Scratch("25d"), 8, kHeads, false, "2.5d, depth: 2"), 8),
+                opt + " tp 8 (2.5d, q 2, depth 2)", Bounds::kTensorParallel);
+  }
+}
+
 TEST_CASE("data 2 x tensor 2 with ZeRO 0, 1 and 3 equals one rank") {
   for (const std::string opt : {"adamw", "lamb"}) {
     const Result one = Train(Job(opt, 1, 0, 2, 10, Scratch("dt-one-" + opt), 1, kHeads), 1);

@@ -8,7 +8,8 @@
 # run's checkpoint of pieces) agree within the multi-process bounds of
 # tests/dp_multiprocess_test.sh (`run` in tests/weight_bounds.h). A tensor-4 checkpoint at step 10 resumes under tensor 2 and
 # under 1 rank with the losses of the uninterrupted run, and exports the same weights;
-# so does tensor 4 in 2D (2x2 grid), alone and beside data 2 under ZeRO 2.
+# so does tensor 4 in 2D (2x2 grid), alone and beside data 2 under ZeRO 2, and tensor 8
+# in 2.5D (2x2x2).
 # `colossal graph` predicts the bytes the run's communicators count. Every process is
 # started by colossal run, which ends them all.
 set -uo pipefail
@@ -70,14 +71,17 @@ for opt in adamw lamb; do
   # data tensor zero micro_batch: micro 2 of 8 accumulates 4 steps per data rank (2
   # under data 2), micro 1 on tensor 4 accumulates 8.
   # A fifth field "sp" turns on Megatron sequence parallelism, "2d" the 2D mode.
-  for cfg in "1 2 0 2" "1 2 0 2 sp" "1 4 0 1" "2 2 1 2" "2 2 3 2" "2 2 2 2 sp" "1 4 0 2 2d" "2 4 2 2 2d"; do
+  for cfg in "1 2 0 2" "1 2 0 2 sp" "1 4 0 1" "2 2 1 2" "2 2 3 2" "2 2 2 2 sp" "1 4 0 2 2d" "2 4 2 2 2d" \
+             "1 8 0 4 2.5d"; do
     set -- $cfg
     sp=false; [ "${5:-}" = sp ] && sp=true
-    mode=1d; [ "${5:-}" = 2d ] && mode=2d
+    mode=1d; depth=1
+    [ "${5:-}" = 2d ] && mode=2d
+    [ "${5:-}" = 2.5d ] && { mode=2.5d; depth=2; }
     name="$opt-d$1-t$2-z$3-m$4${5:+-$5}"
     "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$name" --set "parallel.data=$1" \
       --set "parallel.tensor.size=$2" --set "parallel.tensor.sequence_parallel=$sp" \
-      --set "parallel.tensor.mode=$mode" \
+      --set "parallel.tensor.mode=$mode" --set "parallel.tensor.depth=$depth" \
       --set "parallel.zero=$3" --set "train.micro_batch=$4" \
       --set "resources.ranks_per_node=$(($1 * $2))" \
       >"out-$name.txt" 2>"err-$name.txt" || { fail "$name: $(tail -2 "err-$name.txt")"; continue; }

@@ -31,7 +31,14 @@ TEST_CASE("features this build does not run are refused, naming the key") {
   CHECK(ErrorOf(b + "parallel: {tensor: {size: 8, mode: 3d}}\nresources: {ranks_per_node: 8}\n",
                 {}, refuse) ==
         "job.yaml:14:36: parallel.tensor.mode: tensor parallelism 3d is not available yet: this "
-        "build splits tensors in modes 1d (Megatron) and 2d only");
+        "build splits tensors in modes 1d (Megatron), 2d and 2.5d");
+  // Mode 2.5d: the micro-batch splits in depth x q.
+  CHECK(ErrorOf(b + "  micro_batch: 2\nparallel: {tensor: {size: 8, mode: 2.5d, depth: 2}}\n"
+                    "resources: {ranks_per_node: 8}\n") ==
+        "job.yaml:14:16: train.micro_batch: must be a multiple of 4 in mode 2.5d (the 2 x 2 x 2 "
+        "grid splits the sequences of the micro-batch in 4); got 2");
+  CHECK(Parse(b + "parallel: {tensor: {size: 8, mode: 2.5d, depth: 2}}\nresources: {ranks_per_node: 8}\n")
+            .parallel.tensor_mode == TensorMode::k2p5d);
   CHECK(ErrorOf(b + "parallel: {pipeline: {size: 2}}\nresources: {ranks_per_node: 2}\n", {},
                 refuse) ==
         "job.yaml:14:29: parallel.pipeline.size: pipeline parallelism is not available yet; set "

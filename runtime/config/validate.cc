@@ -274,6 +274,17 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
                value);
       }
     }
+    if (p.tensor > 1 && p.tensor_mode == TensorMode::k2p5d && p.tensor % p.tensor_depth == 0) {
+      const int64_t d = p.tensor_depth, q = IntRoot(p.tensor / d, 2);
+      for (auto [value, key, by, what] :
+           {std::tuple{s.model.gpt.n_head, "model.n_head", q, "heads"},
+            std::tuple{s.model.gpt.vocab, "model.vocab", q, "vocabulary rows of wte"},
+            std::tuple{t.micro_batch, "train.micro_batch", d * q, "sequences of the micro-batch"}}) {
+        ENSURE(d * q * q != p.tensor || value % by == 0, key, "must be a multiple of ", by,
+               " in mode 2.5d (the ", d, " x ", q, " x ", q, " grid splits the ", what, " in ", by,
+               "); got ", value);
+      }
+    }
   } else {
     ENSURE(p.tensor == 1, DegreePath(ctx, "tensor"),
            "tensor parallelism needs a GPT model (model.type: gpt): a graph file says nothing "
@@ -296,9 +307,9 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(!p.auto_plan, "parallel",
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");
-  ENSURE(p.tensor == 1 || p.tensor_mode == TensorMode::k1d || p.tensor_mode == TensorMode::k2d,
-         "parallel.tensor.mode", "tensor parallelism ", Sv(TensorModeName(p.tensor_mode)),
-         " is not available yet: this build splits tensors in modes 1d (Megatron) and 2d only");
+  ENSURE(p.tensor == 1 || p.tensor_mode != TensorMode::k3d, "parallel.tensor.mode",
+         "tensor parallelism 3d is not available yet: this build splits tensors in modes 1d "
+         "(Megatron), 2d and 2.5d");
 
   ENSURE(p.pipeline == 1, DegreePath(ctx, "pipeline"),
          "pipeline parallelism is not available yet; set it to 1, got ", p.pipeline);

@@ -91,11 +91,11 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   model->loss = g.loss();
   model->loss_grad = g.loss_seed();
   model->token_rows = batch;
-  if (tp.two_d && tp.size > 1) {  // token block rank / q of q
+  if (tp.two_d && tp.size > 1) {  // token block k·q + i of depth·q (gpt.h)
     int64_t q = 1;
-    while (q * q < tp.size) ++q;
-    model->token_rows = batch / q;
-    model->token_row_start = (tp.rank / q) * model->token_rows;
+    while (q * q * tp.depth < tp.size) ++q;
+    model->token_rows = batch / (q * tp.depth);
+    model->token_row_start = ((tp.rank / (q * q)) * q + (tp.rank / q) % q) * model->token_rows;
   }
   if (const int producer = g.value(g.loss()).producer; producer >= 0 && g.node(producer).op == "mean") {
     const int input = g.node(producer).inputs[0];
@@ -170,9 +170,9 @@ absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
     all.resize(n * tensor->size());
     RETURN_IF_ERROR(tensor->AllGather(local.data(i), all.data(), n, graph::DType::kF32)->Wait());
     for (int r = 0; r < tensor->size(); ++r) {
-      graph::Layout at = v.layout;  // member r's part: 1d its index, 2d (r / q, r % q)
+      graph::Layout at = v.layout;  // member r's part: 1d its index, 2d/2.5d ((r/q)%q, r%q)
       for (graph::DimSplit& d : at.splits) {
-        d.part = d.axis == "row" ? r / d.parts : d.axis == "col" ? r % d.parts : r;
+        d.part = d.axis == "row" ? (r / d.parts) % d.parts : d.axis == "col" ? r % d.parts : r;
       }
       for (const graph::ElementRun& run : graph::GlobalRuns(v.shape, at, 0, n)) {
         std::copy(all.begin() + r * n + run.local, all.begin() + r * n + run.local + run.count,

@@ -103,7 +103,10 @@ class Run {
       }
       return false;
     };
-    if (two_d_) return (split_over("row") || row_index_ == 0) && (split_over("col") || col_index_ == 0);
+    if (two_d_) {
+      return (split_over("row") || row_index_ == 0) && (split_over("col") || col_index_ == 0) &&
+             (split_over("depth") || depth_index_ == 0);
+    }
     return tp_rank_ == 0 || l.split();
   }
   absl::StatusOr<double> GradSumSquares();
@@ -137,9 +140,11 @@ class Run {
   // 2d: the q×q grid, this rank's (row, col) and the grid column / grid row groups
   // ("row": ranks that differ in the row index; "col": in the column index).
   bool two_d_ = false;
-  int64_t q_ = 1, row_index_ = 0, col_index_ = 0;
+  // 2.5d: depth slices of that grid, this rank's slice and the depth group.
+  int64_t q_ = 1, depth_ = 1, row_index_ = 0, col_index_ = 0, depth_index_ = 0;
   parallel::Communicator* row_comm_ = nullptr;
   parallel::Communicator* col_comm_ = nullptr;
+  parallel::Communicator* depth_comm_ = nullptr;
   std::vector<bool> counted_;  // per parameter, CountsInTensorSums
   bool stop_agreed_ = false;
   std::optional<JsonlSink> metrics_;
@@ -164,9 +169,15 @@ absl::Status Run::Setup() {
     ranks_ = static_cast<int>(g->plan().degree(parallel::Axis::kData));
     tp_rank_ = static_cast<int>(g->index(parallel::Axis::kTensor));
     tp_size_ = static_cast<int>(g->plan().degree(parallel::Axis::kTensor));
-    if (g->plan().tensor_mode() == parallel::TensorMode::k2d && tp_size_ > 1) {
+    const parallel::TensorMode mode = g->plan().tensor_mode();
+    if ((mode == parallel::TensorMode::k2d || mode == parallel::TensorMode::k2p5d) && tp_size_ > 1) {
       two_d_ = true;
       q_ = g->plan().tensor_q();
+      if (mode == parallel::TensorMode::k2p5d) {
+        depth_ = g->plan().tensor_depth();
+        depth_index_ = g->tensor_index(parallel::TensorAxis::kDepth);
+        depth_comm_ = g->tensor_axis(parallel::TensorAxis::kDepth);
+      }
       row_index_ = g->tensor_index(parallel::TensorAxis::kRow);
       col_index_ = g->tensor_index(parallel::TensorAxis::kCol);
       row_comm_ = g->tensor_axis(parallel::TensorAxis::kRow);
@@ -203,7 +214,7 @@ absl::Status Run::Setup() {
                                /*allocate_params=*/!zero3,
                                graph::GptTensorParallel{tp_size_, tp_rank_, "tensor",
                                                         spec_.parallel.tensor_sequence_parallel,
-                                                        two_d_}));
+                                                        two_d_, depth_}));
   if (two_d_) {
     model_->executor->SetGroup("row", row_comm_);
     model_->executor->SetGroup("col", col_comm_);
@@ -260,9 +271,10 @@ absl::Status Run::Setup() {
   if (tp_size_ > 1) optimizer_->SetLayouts(&model_->layouts);
   // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean,
   // and the reduction sums the ranks' gradients, so 1/ranks more.
-  // 2d: each rank's loss is its token block's mean, 1/q of the micro-batch's.
+  // 2d / 2.5d: each rank's loss is its token block's mean, 1/(q·depth) of the
+  // micro-batch's.
   model_->executor->Data<float>(model_->loss_grad)[0] =
-      1.0f / static_cast<float>(accumulation_ * ranks_ * q_);
+      1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_);
   RETURN_IF_ERROR(Restore());
   if (rank0()) {
     ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
@@ -361,6 +373,7 @@ std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
   if (tp_comm_) out.emplace_back("tensor", tp_comm_->bytes_sent());
   if (row_comm_) out.emplace_back("tensor_row", row_comm_->bytes_sent());
   if (col_comm_) out.emplace_back("tensor_col", col_comm_->bytes_sent());
+  if (depth_comm_) out.emplace_back("tensor_depth", depth_comm_->bytes_sent());
   parallel::Communicator* world = options_.groups ? options_.groups->world() : nullptr;
   if (world && world != data_comm_ && world != tp_comm_) out.emplace_back("world", world->bytes_sent());
   return out;
@@ -368,8 +381,9 @@ std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
 
 absl::Status Run::SumPartialGrads() {
   if (tp_comm_ == nullptr) return absl::OkStatus();
-  for (const char* axis : {"tensor", "row"}) {
-    RETURN_IF_ERROR(SumPartialGrads(axis, std::string(axis) == "row" ? row_comm_ : tp_comm_));
+  for (const char* axis : {"tensor", "depth", "row"}) {
+    const std::string a = axis;
+    RETURN_IF_ERROR(SumPartialGrads(a, a == "row" ? row_comm_ : a == "depth" ? depth_comm_ : tp_comm_));
   }
   return absl::OkStatus();
 }

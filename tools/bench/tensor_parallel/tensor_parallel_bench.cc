@@ -1,7 +1,9 @@
 // Tensor-parallel training step of one GPT, split 1D (Megatron) over P ranks, with and
 // without Megatron sequence parallelism (sp: all-gather / reduce-scatter in place of
-// each all-reduce, the layer-norm regions split over the tokens), and 2D on a q×q grid
-// where P is a square (its analytic volume: the SUMMA broadcasts, gathers and
+// each all-reduce, the layer-norm regions split over the tokens), 2D on a q×q grid where
+// P is a square and 2.5D on 2×q×q where P/2 is one (the depth splits the micro-batch;
+// its weight gradients' sum across the depth, once per step, is not in the figures)
+// (the analytic volume: the SUMMA broadcasts, gathers and
 // reductions and the 2d norms' and embedding's collectives, op by op, from
 // graph/comm_volume.h; measured: the grid row and column groups together): forked
 // processes over UCX on loopback (parallel/comm/testing/fork_ranks), each building its
@@ -46,11 +48,14 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-enum class Mode { k1d, kSp, k2d };
-const char* ModeName(Mode m) { return m == Mode::k1d ? "1d" : m == Mode::kSp ? "1d+sp" : "2d"; }
+enum class Mode { k1d, kSp, k2d, k2p5d };
+const char* ModeName(Mode m) {
+  return m == Mode::k1d ? "1d" : m == Mode::kSp ? "1d+sp" : m == Mode::k2d ? "2d" : "2.5d";
+}
 
 absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::TcpStore& store) {
-  const bool sp = mode == Mode::kSp, two_d = mode == Mode::k2d;
+  const bool sp = mode == Mode::kSp, two_d = mode == Mode::k2d || mode == Mode::k2p5d;
+  const int64_t depth = mode == Mode::k2p5d ? 2 : 1;
   std::unique_ptr<parallel::Communicator> comm;
   if (size > 1) {
     parallel::CommOptions co;
@@ -60,11 +65,13 @@ absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::
     comm = std::move(*c);
   }
   int q = 1;
-  while (two_d && q * q < size) ++q;
+  while (two_d && q * q * depth < size) ++q;
   std::unique_ptr<parallel::Communicator> row, col;  // 2d: the grid column and row groups
   if (two_d) {
+    // rank = (k·q + i)·q + j (2.5d: depth slice k).
+    const int k0 = rank / (q * q), i0 = (rank / q) % q, j0 = rank % q;
     std::vector<int> r, c;
-    for (int k = 0; k < q; ++k) r.push_back(k * q + rank % q), c.push_back((rank / q) * q + k);
+    for (int x = 0; x < q; ++x) r.push_back((k0 * q + x) * q + j0), c.push_back((k0 * q + i0) * q + x);
     auto rs = comm->Split(r);
     if (!rs.ok()) return rs.status();
     auto cs = comm->Split(c);
@@ -72,7 +79,7 @@ absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::
     row = std::move(*rs);
     col = std::move(*cs);
   }
-  auto built = graph::BuildGpt(o.gpt, o.batch, {size, rank, "tensor", sp, two_d});
+  auto built = graph::BuildGpt(o.gpt, o.batch, {size, rank, "tensor", sp, two_d, depth});
   if (!built.ok()) return built.status();
   graph::Graph g = std::move(*built);
   if (absl::Status s = graph::BuildBackward(g); !s.ok()) return s;
@@ -183,20 +190,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::printf("GPT L=%lld H=%lld C=%lld T=%lld V=%lld, micro-batch %lld; tensor parallel "
-              "1d (Megatron), 1d + sequence parallel, 2d (SUMMA); UCX on loopback; best of %d\n",
+              "1d (Megatron), 1d + sequence parallel, 2d (SUMMA), 2.5d (depth 2); UCX on loopback; best of %d\n",
               static_cast<long long>(o.gpt.n_layer), static_cast<long long>(o.gpt.n_head),
               static_cast<long long>(o.gpt.d_model), static_cast<long long>(o.gpt.seq_len),
               static_cast<long long>(o.gpt.vocab), static_cast<long long>(o.batch), o.iters);
   std::printf("%5s %5s %9s %9s %9s %14s %14s %7s %12s %12s\n", "P", "mode", "fwd ms", "bwd ms", "tok/s",
               "sent B/rank", "analytic B", "ratio", "params MiB", "arena MiB");
   std::fflush(stdout);
-  for (int p : o.ranks) for (Mode mode : {Mode::k1d, Mode::kSp, Mode::k2d}) {
+  for (int p : o.ranks) for (Mode mode : {Mode::k1d, Mode::kSp, Mode::k2d, Mode::k2p5d}) {
     if (p == 1 && mode != Mode::k1d) continue;
+    const int64_t depth = mode == Mode::k2p5d ? 2 : 1;
     int q = 1;
-    while (q * q < p) ++q;
-    if (mode == Mode::k2d && q * q != p) continue;  // 2d needs a square
-    if (auto s = mode == Mode::k2d ? graph::CheckGptTensorParallel2d(o.gpt, p, o.batch)
-                                   : graph::CheckGptTensorParallel(o.gpt, p);
+    while (q * q * depth < p) ++q;
+    const bool grid = mode == Mode::k2d || mode == Mode::k2p5d;
+    if (grid && (q * q * depth != p || q < 2)) continue;  // 2d: a square; 2.5d: 2 x a square
+    if (auto s = grid ? graph::CheckGptTensorParallel2d(o.gpt, p, o.batch, depth)
+                      : graph::CheckGptTensorParallel(o.gpt, p);
         !s.ok()) {
       std::printf("%5d  skipped: %s\n", p, std::string(s.message()).c_str());
       continue;

@@ -71,8 +71,7 @@ namespace {
 absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
   RETURN_IF_ERROR(CheckGptTensorParallel2d(cfg, tp.size, batch, tp.depth));
   const int64_t D = tp.depth;
-  int64_t q = 1;
-  while (q * q * D < tp.size) ++q;
+  const int64_t q = tp.grid_q();
   // 2.5d: depth slice k runs 2d on its 1/D of the micro-batch (token blocks k·q + i).
   const int64_t k = tp.rank / (q * q), i = (tp.rank / q) % q, j = tp.rank % q;
   const int64_t block = k * q + i, blocks = D * q;

@@ -64,6 +64,13 @@ struct GptTensorParallel {
   bool sequence_parallel = false;
   bool two_d = false;
   int64_t depth = 1;  // 2.5d (Tesseract): size = depth·q², a 2d grid per depth slice
+
+  // The grid's side q (two_d), the smallest with depth·q² >= size.
+  int64_t grid_q() const {
+    int64_t q = 1;
+    while (q * q * depth < size) ++q;
+    return q;
+  }
 };
 
 // InvalidArgument naming the field and the divisibility when `config` cannot be split

@@ -92,8 +92,7 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   model->loss_grad = g.loss_seed();
   model->token_rows = batch;
   if (tp.two_d && tp.size > 1) {  // token block k·q + i of depth·q (gpt.h)
-    int64_t q = 1;
-    while (q * q * tp.depth < tp.size) ++q;
+    const int64_t q = tp.grid_q();
     model->token_rows = batch / (q * tp.depth);
     model->token_row_start = ((tp.rank / (q * q)) * q + (tp.rank / q) % q) * model->token_rows;
   }

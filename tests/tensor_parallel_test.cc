@@ -10,9 +10,11 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <algorithm>
 #include <filesystem>
 
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/worker/model.h"
 #include "tests/training_testing.h"
 
 namespace colossal {
@@ -145,6 +147,25 @@ TEST_CASE("a checkpoint whose pieces do not tile a tensor is refused, naming the
   INFO(message);
   CHECK(message.find(step + ": tensor 'wte.weight' does not match the model's [256, 32] (its "
                      "pieces do not tile it, or the shape differs)") != std::string::npos);
+}
+
+TEST_CASE("a tensor-parallel checkpoint loads whole as model.init_from (and colossal generate)") {
+  const fs::path dir = Scratch("tp-init-from");
+  const Result written = Train(Job("adamw", 1, 0, 2, 4, dir, 4, kHeads, false, "2d"), 4);
+  // LoadParams reads the pieces of every rank's file into whole tensors.
+  auto spec = config::ParseJobSpec(Job("adamw", 1, 0, 2, 4, Scratch("tp-init-into"), 1, kHeads), "x.yaml");
+  REQUIRE(spec.ok());
+  auto model = worker::BuildModel(*spec, 2);
+  REQUIRE(model.ok());
+  memory::ParamStore& params = *(*model)->params;
+  absl::Status loaded = worker::LoadParams(params, (dir / "checkpoints").string());
+  INFO(loaded.message());
+  REQUIRE(loaded.ok());
+  REQUIRE(written.weights.size() == static_cast<size_t>(params.size()));
+  for (int i = 0; i < params.size(); ++i) {
+    const std::vector<float>& w = written.weights.at(params.info(i).name);
+    REQUIRE(std::equal(w.begin(), w.end(), params.data(i)));
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "kernels/embedding/embedding.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twins.h"
 
 namespace colossal::kernels {
 namespace {
@@ -127,8 +128,8 @@ TEST_CASE("embedding ids past the block's rows give zero rows and no gradient (v
   std::vector<float> whole(n * c), whole_grad(rows * c);
   EmbeddingForwardRef(ids.data(), table.data(), whole.data(), n, rows, c);
   EmbeddingBackwardRef(ids.data(), dout.data(), whole_grad.data(), n, rows, c, Accumulate::kNo);
-  for (bool cpu : {false, true}) {
-    CAPTURE(cpu);
+  for (Backend backend : testing::Twins(EmbeddingForwardTable())) {
+    CAPTURE(std::string(BackendName(backend)));
     std::vector<float> sum(n * c, 0.0f), grad(rows * c, 0.0f);
     for (int64_t block = 0; block < 2; ++block) {
       std::vector<int32_t> local(n);
@@ -137,14 +138,10 @@ TEST_CASE("embedding ids past the block's rows give zero rows and no gradient (v
         local[i] = static_cast<int32_t>(id >= 0 && id < half ? id : half + 5);
       }
       std::vector<float> out(n * c, -1.0f), dtable(half * c, 7.0f);
-      if (cpu) {
-        EmbeddingForward(local.data(), table.data() + block * half * c, out.data(), n, half, c);
-        EmbeddingBackward(local.data(), dout.data(), dtable.data(), n, half, c, Accumulate::kNo);
-      } else {
-        EmbeddingForwardRef(local.data(), table.data() + block * half * c, out.data(), n, half, c);
-        EmbeddingBackwardRef(local.data(), dout.data(), dtable.data(), n, half, c,
-                             Accumulate::kNo);
-      }
+      EmbeddingForward(local.data(), table.data() + block * half * c, out.data(), n, half, c,
+                       {backend});
+      EmbeddingBackward(local.data(), dout.data(), dtable.data(), n, half, c, Accumulate::kNo,
+                        {backend});
       for (int64_t i = 0; i < n * c; ++i) {
         if (local[i / c] >= half) REQUIRE(out[i] == 0.0f);
         sum[i] += out[i];

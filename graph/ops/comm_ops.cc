@@ -17,7 +17,6 @@
 
 #include "graph/autodiff.h"
 #include "graph/ops/op_helpers.h"
-#include "kernels/elementwise/elementwise.h"
 
 namespace colossal::graph::ops {
 namespace {
@@ -39,15 +38,10 @@ void CopyIfApart(const KernelContext& c) {
 // out (=|+=) Σ over the group of in.
 void AllReduceInto(const KernelContext& c) {
   const int64_t n = c.out_value(0).numel();
-  if (c.accumulate[0] == Accumulate::kNo) {
-    CopyIfApart(c);
-    c.Wait(c.comm->AllReduce(c.out(0), n, DType::kF32));
-    return;
-  }
-  std::vector<float> sum(c.in(0), c.in(0) + n);
-  if (c.Wait(c.comm->AllReduce(sum.data(), n, DType::kF32))) {
-    kernels::AddInto(sum.data(), c.out(0), n, Accumulate::kYes, c.stream);
-  }
+  CollectInto(c, [&](float* dst) {
+    if (dst != c.in(0)) std::memcpy(dst, c.in(0), n * sizeof(float));
+    return c.Wait(c.comm->AllReduce(dst, n, DType::kF32));
+  });
 }
 
 const OpRegistrar kCopyToGroup(OpDef{
@@ -142,15 +136,9 @@ const OpRegistrar kAllGather(OpDef{
     .run =
         [](const KernelContext& c) {
           const int64_t n = c.in_value(0).numel();
-          if (c.accumulate[0] == Accumulate::kNo) {
-            c.Wait(c.comm->AllGather(c.in(0), c.out(0), n, DType::kF32));
-            return;
-          }
-          std::vector<float> all(c.out_value(0).numel());
-          if (c.Wait(c.comm->AllGather(c.in(0), all.data(), n, DType::kF32))) {
-            kernels::AddInto(all.data(), c.out(0), static_cast<int64_t>(all.size()), Accumulate::kYes,
-                             c.stream);
-          }
+          CollectInto(c, [&](float* dst) {
+            return c.Wait(c.comm->AllGather(c.in(0), dst, n, DType::kF32));
+          });
         },
     .communicates = true,
 });
@@ -167,14 +155,9 @@ const OpRegistrar kReduceScatter(OpDef{
     .run =
         [](const KernelContext& c) {
           const int64_t m = c.out_value(0).numel();
-          if (c.accumulate[0] == Accumulate::kNo) {
-            c.Wait(c.comm->ReduceScatter(c.in(0), c.out(0), m, DType::kF32));
-            return;
-          }
-          std::vector<float> mine(m);
-          if (c.Wait(c.comm->ReduceScatter(c.in(0), mine.data(), m, DType::kF32))) {
-            kernels::AddInto(mine.data(), c.out(0), m, Accumulate::kYes, c.stream);
-          }
+          CollectInto(c, [&](float* dst) {
+            return c.Wait(c.comm->ReduceScatter(c.in(0), dst, m, DType::kF32));
+          });
         },
     .communicates = true,
 });

@@ -12,35 +12,10 @@ const OpRegistrar kLayerNorm(OpDef{
     .name = "layer_norm",
     .min_inputs = 3,
     .max_inputs = 3,
-    .infer = [](const std::vector<TensorType>& in,
-                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
-      const std::string op = "layer_norm";
-      for (const auto& t : in) RETURN_IF_ERROR(ExpectDType(op, "inputs", t, DType::kF32));
-      RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
-      const int64_t c = in[0].shape.back();
-      if (in[1].shape != Shape{c} || in[2].shape != Shape{c}) {
-        return ShapeError(op, absl::StrCat("weight and bias must be [", c, "], got ",
-                                           ShapeString(in[1].shape), " and ",
-                                           ShapeString(in[2].shape)));
-      }
-      ASSIGN_OR_RETURN(double eps, GetFloatAttr(attrs, op, "eps"));
-      if (!(eps > 0)) return ShapeError(op, "eps must be > 0");
-      Shape stats = {Rows(in[0].shape)};
-      return std::vector<TensorType>{in[0], {stats, DType::kF32}, {stats, DType::kF32}};
+    .infer = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      return LayerNormShapes("layer_norm", in, attrs);
     },
-    .backward =
-        [](GradBuilder& b) {
-          int dy = b.OutputGrad(0);
-          if (dy < 0) return;
-          const int x = b.input(0), w = b.input(1);
-          const int mean = b.output(1), rstd = b.output(2);
-          GradSlot dx = b.NeedsGrad(0) ? b.Slot(0) : GradSlot{b.Scratch(x), Accumulate::kNo};
-          GradSlot dw = b.NeedsGrad(1) ? b.Slot(1) : GradSlot{b.Scratch(w), Accumulate::kNo};
-          GradSlot db = b.NeedsGrad(2) ? b.Slot(2) : GradSlot{b.Scratch(b.input(2)),
-                                                              Accumulate::kNo};
-          b.Emit("layer_norm_backward", {dy, x, w, mean, rstd}, {dx.value, dw.value, db.value},
-                 {}, {dx.accumulate, dw.accumulate, db.accumulate});
-        },
+    .backward = [](GradBuilder& b) { EmitLayerNormBackward(b, "layer_norm_backward"); },
     .flops = [](const std::vector<TensorType>& in, const Attrs&) {
       return 8.0 * NumElements(in[0].shape);
     },

@@ -7,7 +7,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "graph/autodiff.h"
 #include "graph/op_registry.h"
+#include "kernels/elementwise/elementwise.h"
 #include "runtime/base/status_macros.h"
 
 namespace colossal::graph::ops {
@@ -42,6 +44,76 @@ inline absl::StatusOr<std::vector<TensorType>> EmittedOnly(const std::vector<Ten
 }
 
 inline double Zero(const std::vector<TensorType>&, const Attrs&) { return 0.0; }
+
+// logits [.., V] and targets i32 [..] → per-row loss and lse [rows] (softmax_xent and
+// vocab_parallel_xent).
+inline absl::StatusOr<std::vector<TensorType>> XentShapes(const std::string& op,
+                                                          const std::vector<TensorType>& in) {
+  RETURN_IF_ERROR(ExpectDType(op, "logits", in[0], DType::kF32));
+  RETURN_IF_ERROR(ExpectDType(op, "targets", in[1], DType::kI32));
+  RETURN_IF_ERROR(ExpectRankAtLeast(op, "logits", in[0], 1));
+  if (Leading(in[0].shape) != in[1].shape) {
+    return ShapeError(op, absl::StrCat("targets ", ShapeString(in[1].shape), " must match logits ",
+                                       ShapeString(in[0].shape), " without its last dimension"));
+  }
+  Shape rows = {Rows(in[0].shape)};
+  return std::vector<TensorType>{{rows, DType::kF32}, {rows, DType::kF32}};
+}
+
+// The backward of a cross-entropy node (inputs logits, targets; outputs loss, lse):
+// softmax_xent_backward from its lse (the whole vocabulary's, also when split).
+inline void EmitXentBackward(GradBuilder& b) {
+  const int dloss = b.OutputGrad(0);
+  if (dloss < 0 || !b.NeedsGrad(0)) return;
+  const GradSlot s = b.Slot(0);
+  b.Emit("softmax_xent_backward", {b.input(0), b.output(1), b.input(1), dloss}, {s.value}, {},
+         {s.accumulate});
+}
+
+// x [.., C], weight [C], bias [C] with attr eps → y, mean [rows], rstd [rows] (layer_norm
+// and layer_norm_2d, whose C is the block).
+inline absl::StatusOr<std::vector<TensorType>> LayerNormShapes(const std::string& op,
+                                                               const std::vector<TensorType>& in,
+                                                               const Attrs& attrs) {
+  for (const auto& t : in) RETURN_IF_ERROR(ExpectDType(op, "inputs", t, DType::kF32));
+  RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
+  const int64_t c = in[0].shape.back();
+  if (in[1].shape != Shape{c} || in[2].shape != Shape{c}) {
+    return ShapeError(op, absl::StrCat("weight and bias must be [", c, "], got ",
+                                       ShapeString(in[1].shape), " and ", ShapeString(in[2].shape)));
+  }
+  ASSIGN_OR_RETURN(double eps, GetFloatAttr(attrs, op, "eps"));
+  if (!(eps > 0)) return ShapeError(op, "eps must be > 0");
+  Shape stats = {Rows(in[0].shape)};
+  return std::vector<TensorType>{in[0], {stats, DType::kF32}, {stats, DType::kF32}};
+}
+
+// The backward of a layer-norm node: `backward_op` (inputs dy, x, w, mean, rstd; outputs
+// dx, dw, db) with the node's attributes; gradients nobody needs go to scratch values.
+inline void EmitLayerNormBackward(GradBuilder& b, const std::string& backward_op) {
+  const int dy = b.OutputGrad(0);
+  if (dy < 0) return;
+  const int x = b.input(0), w = b.input(1);
+  GradSlot dx = b.NeedsGrad(0) ? b.Slot(0) : GradSlot{b.Scratch(x), Accumulate::kNo};
+  GradSlot dw = b.NeedsGrad(1) ? b.Slot(1) : GradSlot{b.Scratch(w), Accumulate::kNo};
+  GradSlot db = b.NeedsGrad(2) ? b.Slot(2) : GradSlot{b.Scratch(b.input(2)), Accumulate::kNo};
+  b.Emit(backward_op, {dy, x, w, b.output(1), b.output(2)}, {dx.value, dw.value, db.value},
+         b.node().attrs, {dx.accumulate, dw.accumulate, db.accumulate});
+}
+
+// Output 0 (=|+=) what `collect(dst)` writes: into the output itself when it is
+// overwritten, through a scratch buffer added in when it accumulates. `collect` returns
+// false when its collective failed (nothing is added then).
+template <typename Collect>
+void CollectInto(const KernelContext& c, Collect collect) {
+  if (c.accumulate[0] == Accumulate::kNo) {
+    collect(c.out(0));
+    return;
+  }
+  const int64_t n = c.out_value(0).numel();
+  std::vector<float> scratch(n);
+  if (collect(scratch.data())) kernels::AddInto(scratch.data(), c.out(0), n, Accumulate::kYes, c.stream);
+}
 
 // The "group" attribute of a communication op: a non-empty string.
 inline absl::StatusOr<std::string> GetGroupAttr(const Attrs& attrs, const std::string& op) {

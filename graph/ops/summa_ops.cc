@@ -38,6 +38,25 @@ absl::Status CheckGroups(const std::string& op, const Attrs& attrs) {
   return absl::OkStatus();
 }
 
+// a block [.., K] times b block [K, N] (or, transposed, bᵀ for b [N, K]) → [.., N].
+absl::StatusOr<std::vector<TensorType>> SummaShapes(const std::string& op,
+                                                    const std::vector<TensorType>& in,
+                                                    const Attrs& attrs, bool transposed) {
+  RETURN_IF_ERROR(CheckGroups(op, attrs));
+  RETURN_IF_ERROR(ExpectDType(op, "a", in[0], DType::kF32));
+  RETURN_IF_ERROR(ExpectDType(op, "b", in[1], DType::kF32));
+  RETURN_IF_ERROR(ExpectRankAtLeast(op, "a", in[0], 1));
+  const int contracted = transposed ? 1 : 0;
+  if (in[1].shape.size() != 2 || in[0].shape.back() != in[1].shape[contracted]) {
+    return ShapeError(op, absl::StrCat("a block ", ShapeString(in[0].shape), " and b block ",
+                                       ShapeString(in[1].shape), transposed ? " (transposed)" : "",
+                                       " do not chain"));
+  }
+  Shape out = Leading(in[0].shape);
+  out.push_back(in[1].shape[1 - contracted]);
+  return std::vector<TensorType>{{out, DType::kF32}};
+}
+
 // out [m, n] (=|+=) a [m, k] · b [k, n], with a or b transposed as stored.
 void Product(const float* a, Trans ta, const float* b, Trans tb, float* out, int64_t m,
              int64_t n, int64_t k, Accumulate acc, kernels::Stream stream) {
@@ -55,20 +74,8 @@ const OpRegistrar kSummaMatmul(OpDef{
     .name = "summa_matmul",
     .min_inputs = 2,
     .max_inputs = 2,
-    .infer = [](const std::vector<TensorType>& in,
-                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
-      const std::string op = "summa_matmul";
-      RETURN_IF_ERROR(CheckGroups(op, attrs));
-      RETURN_IF_ERROR(ExpectDType(op, "x", in[0], DType::kF32));
-      RETURN_IF_ERROR(ExpectDType(op, "w", in[1], DType::kF32));
-      RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
-      if (in[1].shape.size() != 2 || in[0].shape.back() != in[1].shape[0]) {
-        return ShapeError(op, absl::StrCat("x block ", ShapeString(in[0].shape), " and w block ",
-                                           ShapeString(in[1].shape), " do not chain"));
-      }
-      Shape out = Leading(in[0].shape);
-      out.push_back(in[1].shape[1]);
-      return std::vector<TensorType>{{out, DType::kF32}};
+    .infer = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      return SummaShapes("summa_matmul", in, attrs, /*transposed=*/false);
     },
     .backward =
         [](GradBuilder& b) {
@@ -113,20 +120,8 @@ const OpRegistrar kSummaMatmulNt(OpDef{
     .name = "summa_matmul_nt",
     .min_inputs = 2,
     .max_inputs = 2,
-    .infer = [](const std::vector<TensorType>& in,
-                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
-      const std::string op = "summa_matmul_nt";
-      RETURN_IF_ERROR(CheckGroups(op, attrs));
-      RETURN_IF_ERROR(ExpectDType(op, "a", in[0], DType::kF32));
-      RETURN_IF_ERROR(ExpectDType(op, "b", in[1], DType::kF32));
-      RETURN_IF_ERROR(ExpectRankAtLeast(op, "a", in[0], 1));
-      if (in[1].shape.size() != 2 || in[0].shape.back() != in[1].shape[1]) {
-        return ShapeError(op, absl::StrCat("a block ", ShapeString(in[0].shape), " and b block ",
-                                           ShapeString(in[1].shape), " (transposed) do not chain"));
-      }
-      Shape out = Leading(in[0].shape);
-      out.push_back(in[1].shape[0]);
-      return std::vector<TensorType>{{out, DType::kF32}};
+    .infer = [](const std::vector<TensorType>& in, const Attrs& attrs) {
+      return SummaShapes("summa_matmul_nt", in, attrs, /*transposed=*/true);
     },
     .backward =
         [](GradBuilder& b) {
@@ -157,14 +152,9 @@ const OpRegistrar kSummaMatmulNt(OpDef{
             Product(c.in(0), Trans::kNo, column.data() + step * k * n, Trans::kYes,
                     products.data() + step * m * k, m, k, n, Accumulate::kNo, c.stream);
           }
-          if (c.accumulate[0] == Accumulate::kNo) {
-            c.Wait(c.comm->ReduceScatter(products.data(), c.out(0), m * k, DType::kF32));
-            return;
-          }
-          std::vector<float> mine(m * k);
-          if (c.Wait(c.comm->ReduceScatter(products.data(), mine.data(), m * k, DType::kF32))) {
-            for (int64_t e = 0; e < m * k; ++e) c.out(0)[e] += mine[e];
-          }
+          CollectInto(c, [&](float* dst) {
+            return c.Wait(c.comm->ReduceScatter(products.data(), dst, m * k, DType::kF32));
+          });
         },
     .communicates = true,
 });
@@ -191,14 +181,9 @@ const OpRegistrar kSummaMatmulTn(OpDef{
             Product(row.data() + step * m * k, Trans::kYes, c.in(1), Trans::kNo,
                     products.data() + step * k * n, k, n, m, Accumulate::kNo, c.stream);
           }
-          if (c.accumulate[0] == Accumulate::kNo) {
-            c.Wait(c.comm_b->ReduceScatter(products.data(), c.out(0), k * n, DType::kF32));
-            return;
-          }
-          std::vector<float> mine(k * n);
-          if (c.Wait(c.comm_b->ReduceScatter(products.data(), mine.data(), k * n, DType::kF32))) {
-            for (int64_t e = 0; e < k * n; ++e) c.out(0)[e] += mine[e];
-          }
+          CollectInto(c, [&](float* dst) {
+            return c.Wait(c.comm_b->ReduceScatter(products.data(), dst, k * n, DType::kF32));
+          });
         },
     .communicates = true,
 });

@@ -33,30 +33,13 @@ const OpRegistrar kLayerNorm2d(OpDef{
                 const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
       const std::string op = "layer_norm_2d";
       RETURN_IF_ERROR(GetGroupAttr(attrs, op).status());
-      for (const auto& t : in) RETURN_IF_ERROR(ExpectDType(op, "inputs", t, DType::kF32));
-      RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
-      const int64_t c = in[0].shape.back();
-      if (in[1].shape != Shape{c} || in[2].shape != Shape{c}) {
-        return ShapeError(op, absl::StrCat("weight and bias blocks must be [", c, "]"));
-      }
-      ASSIGN_OR_RETURN(double eps, GetFloatAttr(attrs, op, "eps"));
       ASSIGN_OR_RETURN(int64_t whole, GetIntAttr(attrs, op, "c"));
-      if (!(eps > 0) || whole < c) return ShapeError(op, "eps must be > 0 and c >= the block");
-      Shape stats = {Rows(in[0].shape)};
-      return std::vector<TensorType>{in[0], {stats, DType::kF32}, {stats, DType::kF32}};
+      if (!in.empty() && !in[0].shape.empty() && whole < in[0].shape.back()) {
+        return ShapeError(op, "c (the whole hidden size) must be >= the block's");
+      }
+      return LayerNormShapes(op, in, attrs);
     },
-    .backward =
-        [](GradBuilder& b) {
-          const int dy = b.OutputGrad(0);
-          if (dy < 0) return;
-          const int x = b.input(0), w = b.input(1);
-          GradSlot dx = b.NeedsGrad(0) ? b.Slot(0) : GradSlot{b.Scratch(x), Accumulate::kNo};
-          GradSlot dw = b.NeedsGrad(1) ? b.Slot(1) : GradSlot{b.Scratch(w), Accumulate::kNo};
-          GradSlot db = b.NeedsGrad(2) ? b.Slot(2) : GradSlot{b.Scratch(b.input(2)), Accumulate::kNo};
-          b.Emit("layer_norm_2d_backward", {dy, x, w, b.output(1), b.output(2)},
-                 {dx.value, dw.value, db.value}, b.node().attrs,
-                 {dx.accumulate, dw.accumulate, db.accumulate});
-        },
+    .backward = [](GradBuilder& b) { EmitLayerNormBackward(b, "layer_norm_2d_backward"); },
     .flops = [](const std::vector<TensorType>& in, const Attrs&) {
       return 8.0 * NumElements(in[0].shape);
     },

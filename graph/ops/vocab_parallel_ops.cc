@@ -57,27 +57,10 @@ const OpRegistrar kVocabParallelXent(OpDef{
     .max_inputs = 2,
     .infer = [](const std::vector<TensorType>& in,
                 const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
-      const std::string op = "vocab_parallel_xent";
-      RETURN_IF_ERROR(GetGroupAttr(attrs, op).status());
-      RETURN_IF_ERROR(ExpectDType(op, "logits", in[0], DType::kF32));
-      RETURN_IF_ERROR(ExpectDType(op, "targets", in[1], DType::kI32));
-      RETURN_IF_ERROR(ExpectRankAtLeast(op, "logits", in[0], 1));
-      if (Leading(in[0].shape) != in[1].shape) {
-        return ShapeError(op, absl::StrCat("targets ", ShapeString(in[1].shape),
-                                           " must match logits ", ShapeString(in[0].shape),
-                                           " without its last dimension"));
-      }
-      Shape rows = {Rows(in[0].shape)};
-      return std::vector<TensorType>{{rows, DType::kF32}, {rows, DType::kF32}};
+      RETURN_IF_ERROR(GetGroupAttr(attrs, "vocab_parallel_xent").status());
+      return XentShapes("vocab_parallel_xent", in);
     },
-    .backward =
-        [](GradBuilder& b) {
-          const int dloss = b.OutputGrad(0);
-          if (dloss < 0 || !b.NeedsGrad(0)) return;
-          const GradSlot s = b.Slot(0);
-          b.Emit("softmax_xent_backward", {b.input(0), b.output(1), b.input(1), dloss},
-                 {s.value}, {}, {s.accumulate});
-        },
+    .backward = EmitXentBackward,
     .flops = [](const std::vector<TensorType>& in, const Attrs&) {
       return 3.0 * NumElements(in[0].shape);
     },

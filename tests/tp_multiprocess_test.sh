@@ -20,8 +20,7 @@ CORPUS="$ROOT/tests/golden/adamw/corpus.txt"
 T="${TEST_TMPDIR:-$(mktemp -d)}/tpmp"
 rm -rf "$T" && mkdir -p "$T" && cd "$T"
 cp "$CORPUS" corpus.txt
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$ROOT/tests/multiprocess_lib.sh"
 
 job() {  # OPTIMIZER
   cat > "job-$1.yaml" <<YAML
@@ -39,19 +38,6 @@ train:
 parallel: {bucket: 8KiB, timeout_s: 30}
 resources: {threads_per_rank: 1}
 YAML
-}
-
-losses() {
-  grep '"loss"' "$1" | sed -E 's/.*"step": ([0-9]+), "loss": ([^,]+),.*/\1 \2/' |
-    awk '{l[$1]=$2} END {for (s in l) print s, l[s]}' | sort -n
-}
-
-# same_losses A B: per-step losses agree within 1e-5 relative.
-same_losses() {
-  paste <(losses "$1") <(losses "$2") | awk '
-    NF != 4 || $1 != $3 { bad = 1 }
-    { d = $2 - $4; if (d < 0) d = -d; a = $2 < 0 ? -$2 : $2; if (d > 1e-5 * a) bad = 1 }
-    END { exit bad }'
 }
 
 # same_weights REF NAME: exported weights within the multi-process bounds.

@@ -52,6 +52,9 @@ class Optimizer {
   void set_step(int64_t step) { step_ = step; }
 
   bool decays(int param) const { return decay_[param]; }
+  // The segments this optimizer updates and where their gradients are.
+  const std::vector<memory::ParamSegment>& segments() const { return segments_; }
+  const std::vector<const float*>& grads() const { return grads_; }
   // Bytes of optimizer state this rank holds.
   int64_t state_bytes() const { return static_cast<int64_t>(state1_.bytes() + state2_.bytes()); }
 

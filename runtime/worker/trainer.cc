@@ -389,10 +389,9 @@ absl::Status Run::SumPartialGrads() {
 }
 
 absl::Status Run::SumPartialGrads(const std::string& axis, parallel::Communicator* comm) {
-  const auto whole = model_->params->WholeTensors();
-  const std::vector<memory::ParamSegment> segments = dp_ ? dp_->OptimizerSegments() : whole;
-  const std::vector<const float*> grads =
-      dp_ ? dp_->OptimizerGrads() : model_->params->SegmentGrads(whole);
+  // The gradients this rank's optimizer reads (its ZeRO shard, or every tensor whole).
+  const std::vector<memory::ParamSegment>& segments = optimizer_->segments();
+  const std::vector<const float*>& grads = optimizer_->grads();
   std::vector<size_t> partial;
   int64_t n = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
@@ -425,12 +424,10 @@ absl::StatusOr<double> Run::GradSumSquares() {
     kernels::SumSquares(model_->params->flat_grad(), model_->params->flat_numel(), &sum_sq);
     return sum_sq;
   }
-  // The gradients this rank's optimizer sees (its ZeRO shard, or every tensor whole);
-  // replicated tensors counted on the tensor group's first rank only.
-  const auto whole = model_->params->WholeTensors();
-  const std::vector<memory::ParamSegment> segments = dp_ ? dp_->OptimizerSegments() : whole;
-  const std::vector<const float*> grads =
-      dp_ ? dp_->OptimizerGrads() : model_->params->SegmentGrads(whole);
+  // Replicated tensors counted on the tensor group's first rank only.
+  // The gradients this rank's optimizer reads (its ZeRO shard, or every tensor whole).
+  const std::vector<memory::ParamSegment>& segments = optimizer_->segments();
+  const std::vector<const float*>& grads = optimizer_->grads();
   double local = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
     if (!CountsInTensorSums(segments[i].param)) continue;

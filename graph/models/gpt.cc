@@ -2,6 +2,7 @@
 #include "graph/models/gpt.h"
 
 #include <cmath>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "graph/op_registry.h"
@@ -27,6 +28,41 @@ class Builder {
  private:
   Graph& g_;
 };
+
+// What a parameter of a transformer layer is to a tensor-parallel mode: a layer norm's
+// weight or bias, the weight or bias of a linear whose output columns split (c_attn,
+// c_fc), or of one whose input rows split (the projections).
+enum class Role { kNorm, kColumnWeight, kColumnBias, kRowWeight, kRowBias };
+using Declare = std::function<absl::StatusOr<int>(const std::string& name, Shape global,
+                                                  ParamInit init, Role role, int64_t interleave)>;
+
+struct LayerParams {
+  int ln1_w, ln1_b, attn_w, attn_b, aproj_w, aproj_b, ln2_w, ln2_b, fc_w, fc_b, mproj_w, mproj_b;
+};
+
+// Layer `prefix`'s parameters with GPT-2's names, global shapes and initialisation; the
+// mode's `declare` places each by its role.
+absl::StatusOr<LayerParams> DeclareLayer(const std::string& p, int64_t C, int64_t L,
+                                         const Declare& declare) {
+  const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
+  const ParamInit proj{ParamInit::Kind::kNormal, 0.02 / std::sqrt(2.0 * L)};
+  const ParamInit zeros{ParamInit::Kind::kConstant, 0.0};
+  const ParamInit ones{ParamInit::Kind::kConstant, 1.0};
+  LayerParams l;
+  ASSIGN_OR_RETURN(l.ln1_w, declare(p + "ln_1.weight", {C}, ones, Role::kNorm, 1));
+  ASSIGN_OR_RETURN(l.ln1_b, declare(p + "ln_1.bias", {C}, zeros, Role::kNorm, 1));
+  ASSIGN_OR_RETURN(l.attn_w, declare(p + "attn.c_attn.weight", {C, 3 * C}, normal, Role::kColumnWeight, 3));
+  ASSIGN_OR_RETURN(l.attn_b, declare(p + "attn.c_attn.bias", {3 * C}, zeros, Role::kColumnBias, 3));
+  ASSIGN_OR_RETURN(l.aproj_w, declare(p + "attn.c_proj.weight", {C, C}, proj, Role::kRowWeight, 1));
+  ASSIGN_OR_RETURN(l.aproj_b, declare(p + "attn.c_proj.bias", {C}, zeros, Role::kRowBias, 1));
+  ASSIGN_OR_RETURN(l.ln2_w, declare(p + "ln_2.weight", {C}, ones, Role::kNorm, 1));
+  ASSIGN_OR_RETURN(l.ln2_b, declare(p + "ln_2.bias", {C}, zeros, Role::kNorm, 1));
+  ASSIGN_OR_RETURN(l.fc_w, declare(p + "mlp.c_fc.weight", {C, 4 * C}, normal, Role::kColumnWeight, 1));
+  ASSIGN_OR_RETURN(l.fc_b, declare(p + "mlp.c_fc.bias", {4 * C}, zeros, Role::kColumnBias, 1));
+  ASSIGN_OR_RETURN(l.mproj_w, declare(p + "mlp.c_proj.weight", {4 * C, C}, proj, Role::kRowWeight, 1));
+  ASSIGN_OR_RETURN(l.mproj_b, declare(p + "mlp.c_proj.bias", {C}, zeros, Role::kRowBias, 1));
+  return l;
+}
 
 }  // namespace
 
@@ -85,7 +121,6 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
   g.dims()["batch"] = B;
   g.dims()["seq"] = T;
   const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
-  const ParamInit proj{ParamInit::Kind::kNormal, 0.02 / std::sqrt(2.0 * L)};
   const ParamInit zeros{ParamInit::Kind::kConstant, 0.0};
   const ParamInit ones{ParamInit::Kind::kConstant, 1.0};
   const Attrs summa = {{"group", std::string("col")}, {"group_b", std::string("row")}, {"q", q}};
@@ -141,18 +176,16 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
 
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = absl::StrCat("h.", l, ".");
-    ASSIGN_OR_RETURN(int ln1_w, vector(p + "ln_1.weight", {C}, ones));
-    ASSIGN_OR_RETURN(int ln1_b, vector(p + "ln_1.bias", {C}, zeros));
-    ASSIGN_OR_RETURN(int attn_w, matrix(p + "attn.c_attn.weight", {C, 3 * C}, normal, 3));
-    ASSIGN_OR_RETURN(int attn_b, vector(p + "attn.c_attn.bias", {3 * C}, zeros, 3));
-    ASSIGN_OR_RETURN(int aproj_w, matrix(p + "attn.c_proj.weight", {C, C}, proj));
-    ASSIGN_OR_RETURN(int aproj_b, vector(p + "attn.c_proj.bias", {C}, zeros));
-    ASSIGN_OR_RETURN(int ln2_w, vector(p + "ln_2.weight", {C}, ones));
-    ASSIGN_OR_RETURN(int ln2_b, vector(p + "ln_2.bias", {C}, zeros));
-    ASSIGN_OR_RETURN(int fc_w, matrix(p + "mlp.c_fc.weight", {C, 4 * C}, normal));
-    ASSIGN_OR_RETURN(int fc_b, vector(p + "mlp.c_fc.bias", {4 * C}, zeros));
-    ASSIGN_OR_RETURN(int mproj_w, matrix(p + "mlp.c_proj.weight", {4 * C, C}, proj));
-    ASSIGN_OR_RETURN(int mproj_b, vector(p + "mlp.c_proj.bias", {C}, zeros));
+    // Every matrix in q×q blocks, every vector by hidden block.
+    ASSIGN_OR_RETURN(const LayerParams w,
+                     DeclareLayer(p, C, L, [&](const std::string& name, Shape global, ParamInit init,
+                                               Role role, int64_t interleave) {
+                       const bool is_matrix = role == Role::kColumnWeight || role == Role::kRowWeight;
+                       return is_matrix ? matrix(name, std::move(global), init, interleave)
+                                        : vector(name, std::move(global), init, interleave);
+                     }));
+    const auto [ln1_w, ln1_b, attn_w, attn_b, aproj_w, aproj_b, ln2_w, ln2_b, fc_w, fc_b, mproj_w,
+                mproj_b] = w;
 
     ASSIGN_OR_RETURN(auto ln1, layer_norm(x, ln1_w, ln1_b, p + "ln_1"));
     ASSIGN_OR_RETURN(int qkv, linear(ln1[0], attn_w, attn_b, p + "attn.qkv"));
@@ -214,7 +247,6 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   g.dims()["batch"] = B;
   g.dims()["seq"] = T;
   const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
-  const ParamInit proj{ParamInit::Kind::kNormal, 0.02 / std::sqrt(2.0 * L)};
   const ParamInit zeros{ParamInit::Kind::kConstant, 0.0};
   const ParamInit ones{ParamInit::Kind::kConstant, 1.0};
   const Attrs ln = {{"eps", static_cast<double>(cfg.ln_eps)}};
@@ -295,18 +327,18 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
 
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = absl::StrCat("h.", l, ".");
-    ASSIGN_OR_RETURN(int ln1_w, param(p + "ln_1.weight", {C}, ones));
-    ASSIGN_OR_RETURN(int ln1_b, param(p + "ln_1.bias", {C}, zeros));
-    ASSIGN_OR_RETURN(int attn_w, param(p + "attn.c_attn.weight", {C, 3 * C}, normal, 1, 3));
-    ASSIGN_OR_RETURN(int attn_b, param(p + "attn.c_attn.bias", {3 * C}, zeros, 0, 3));
-    ASSIGN_OR_RETURN(int aproj_w, param(p + "attn.c_proj.weight", {C, C}, proj, 0));
-    ASSIGN_OR_RETURN(int aproj_b, param(p + "attn.c_proj.bias", {C}, zeros));
-    ASSIGN_OR_RETURN(int ln2_w, param(p + "ln_2.weight", {C}, ones));
-    ASSIGN_OR_RETURN(int ln2_b, param(p + "ln_2.bias", {C}, zeros));
-    ASSIGN_OR_RETURN(int fc_w, param(p + "mlp.c_fc.weight", {C, 4 * C}, normal, 1));
-    ASSIGN_OR_RETURN(int fc_b, param(p + "mlp.c_fc.bias", {4 * C}, zeros, 0));
-    ASSIGN_OR_RETURN(int mproj_w, param(p + "mlp.c_proj.weight", {4 * C, C}, proj, 0));
-    ASSIGN_OR_RETURN(int mproj_b, param(p + "mlp.c_proj.bias", {C}, zeros));
+    // 1d: column-parallel c_attn / c_fc (weight columns, bias), row-parallel projections
+    // (weight rows; bias whole), layer norms whole.
+    ASSIGN_OR_RETURN(const LayerParams w,
+                     DeclareLayer(p, C, L, [&](const std::string& name, Shape global, ParamInit init,
+                                               Role role, int64_t interleave) {
+                       const int dim = role == Role::kColumnWeight ? 1
+                                       : role == Role::kColumnBias || role == Role::kRowWeight ? 0
+                                                                                                : -1;
+                       return param(name, std::move(global), init, dim, interleave);
+                     }));
+    const auto [ln1_w, ln1_b, attn_w, attn_b, aproj_w, aproj_b, ln2_w, ln2_b, fc_w, fc_b, mproj_w,
+                mproj_b] = w;
 
     ASSIGN_OR_RETURN(auto ln1, b.Many("layer_norm", {x, ln1_w, ln1_b}, ln,
                                       {p + "ln_1.out", p + "ln_1.mean", p + "ln_1.rstd"}));

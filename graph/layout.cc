@@ -35,12 +35,19 @@ absl::StatusOr<Layout> MakeLayout(const Shape& global, std::vector<DimSplit> spl
                                                      " of ", s.parts, " (interleave ", s.interleave,
                                                      ") is out of range"));
     }
+    if (s.minor_parts < 1 || s.parts % s.minor_parts != 0 ||
+        (s.minor_axis.empty() && s.minor_parts != 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("layout of ", Dims(global), ": ", s.parts,
+                                                     " parts over ", s.axis, " do not split into ",
+                                                     s.minor_parts, " over '", s.minor_axis, "'"));
+    }
     if (global[s.dim] % (s.parts * s.interleave) != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "layout of ", Dims(global), ": dimension ", s.dim, " (", global[s.dim],
           ") is not divisible by ", s.parts * s.interleave,
           s.interleave > 1 ? absl::StrCat(" (", s.interleave, " blocks of ", s.parts, " parts)")
-                           : absl::StrCat(" parts over ", s.axis)));
+                           : absl::StrCat(" parts over ", s.axis,
+                                          s.minor_axis.empty() ? "" : " x " + s.minor_axis)));
     }
   }
   splits.erase(std::remove_if(splits.begin(), splits.end(),
@@ -101,7 +108,9 @@ std::string LayoutString(const Layout& layout) {
   for (const DimSplit& s : layout.splits) {
     parts.push_back(absl::StrCat("dim ", s.dim, " in ", s.parts,
                                  s.interleave > 1 ? absl::StrCat(" (x", s.interleave, ")") : "",
-                                 " over ", s.axis, " (part ", s.part, ")"));
+                                 " over ", s.axis,
+                                 s.minor_axis.empty() ? "" : absl::StrCat(" x ", s.minor_axis),
+                                 " (part ", s.part, ")"));
   }
   return absl::StrCat(Dims(layout.global), " split ", absl::StrJoin(parts, ", "));
 }

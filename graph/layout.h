@@ -27,6 +27,13 @@ struct DimSplit {
   int64_t part = 0;        // this rank's part, in [0, parts)
   int64_t interleave = 1;  // blocks of the dimension, each split into `parts`
   std::string axis;        // the mesh axis the parts run over ("tensor", ...)
+  // A second axis splitting each of `axis`'s parts further (3d: a matrix's rows in the
+  // hidden blocks of the "col" axis, each block split over "depth"): `parts` counts both,
+  // the major degree times minor_parts, and part = major index · minor_parts + minor
+  // index. Empty: one axis.
+  std::string minor_axis;
+  int64_t minor_parts = 1;
+  bool over(const std::string& a) const { return axis == a || (!minor_axis.empty() && minor_axis == a); }
 };
 
 struct Layout {
@@ -45,11 +52,19 @@ struct Layout {
     return false;
   }
   bool split() const { return !splits.empty(); }
+  // Whether some dimension is split over mesh axis `axis` (as the major or minor axis).
+  bool split_over(const std::string& axis) const {
+    for (const DimSplit& s : splits) {
+      if (s.over(axis)) return true;
+    }
+    return false;
+  }
 };
 
 // The layout of a part of `global` split as `splits` says. InvalidArgument (naming the
 // dimension, its size and the divisor) when a dimension does not divide, a split names
-// a dimension twice or one outside the shape, or a part is out of range.
+// a dimension twice or one outside the shape, a part is out of range, or minor_parts
+// does not divide parts.
 absl::StatusOr<Layout> MakeLayout(const Shape& global, std::vector<DimSplit> splits);
 // This rank's shape under `layout` (the global shape when it is not split).
 Shape LocalShape(const Layout& layout);

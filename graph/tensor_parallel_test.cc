@@ -126,11 +126,13 @@ std::vector<float> GlobalValues(const std::string& name, int64_t n) {
   return v;
 }
 
-enum class Mode { k1d, k1dSequence, k2d, k2p5d };
+enum class Mode { k1d, k1dSequence, k2d, k2p5d, k3d };
 
 absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mode mode) {
   const bool sp = mode == Mode::k1dSequence, two_d = mode == Mode::k2d || mode == Mode::k2p5d;
-  const int depth = mode == Mode::k2p5d ? 2 : 1;
+  const bool three_d = mode == Mode::k3d, grid = two_d || three_d;
+  // 3d: the cube's depth is its side.
+  const int depth = mode == Mode::k2p5d || three_d ? 2 : 1;
   const GptConfig cfg{2, 4, 32, 8, 64};
   const int64_t batch = 2 * depth, T = cfg.seq_len;
   parallel::CommOptions options;
@@ -139,14 +141,15 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
   if (!comm.ok()) return comm.status();
   auto whole = Build(cfg, batch, {});
   if (!whole.ok()) return whole.status();
-  GptTensorParallel tp{size, rank, "tensor", sp, two_d, depth};
+  GptTensorParallel tp{size, rank, "tensor", sp, two_d, three_d ? 1 : depth, three_d};
   auto part = Build(cfg, batch, tp);
   if (!part.ok()) return part.status();
   // 2D: "row" is the grid column (ranks that differ in the row index i), "col" the grid row;
-  // 2.5D: rank = (k·q + i)·q + j, "depth" the ranks that differ in k.
-  const int q = two_d ? static_cast<int>(std::lround(std::sqrt(size / depth))) : 1;
+  // 2.5D: rank = (k·q + i)·q + j, "depth" the ranks that differ in k; 3D the same with
+  // (k, i, j) = (a, b, c).
+  const int q = grid ? static_cast<int>(std::lround(std::sqrt(size / depth))) : 1;
   std::unique_ptr<parallel::Communicator> row_comm, col_comm, depth_comm;
-  if (two_d) {
+  if (grid) {
     const int k0 = rank / (q * q), i0 = (rank / q) % q, j0 = rank % q;
     std::vector<int> row, col, dep;
     for (int x = 0; x < q; ++x) {
@@ -167,6 +170,7 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
     }
     (*part)->executor->SetGroup("row", row_comm.get());
     (*part)->executor->SetGroup("col", col_comm.get());
+    if (three_d) (*part)->executor->SetGroup("depth", depth_comm.get());
   } else {
     (*part)->executor->SetGroup("tensor", comm->get());
   }
@@ -202,7 +206,7 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
   }
   const float loss = (*whole)->executor->Data<float>((*whole)->graph.loss())[0];
   float tp_loss = (*part)->executor->Data<float>((*part)->graph.loss())[0];
-  if (two_d) {  // the mean of the blocks' means
+  if (grid) {  // the mean of the blocks' means
     if (absl::Status s = (*comm)->AllReduce(&tp_loss, 1, parallel::DType::kF32)->Wait(); !s.ok()) return s;
     tp_loss /= static_cast<float>(size);
   }
@@ -215,10 +219,13 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
   for (size_t i = 0; i < g.params().size(); ++i) {
     const Value& v = g.value(g.params()[i]);
     if (v.layout.partial_grad_axes.empty()) continue;
-    if (!sp && !two_d) return absl::InternalError(absl::StrCat(v.name, " has a partial gradient in 1d"));
+    if (!sp && !grid) return absl::InternalError(absl::StrCat(v.name, " has a partial gradient in 1d"));
     for (const std::string& axis : v.layout.partial_grad_axes) {
       parallel::Communicator* over =
-          axis == "row" ? row_comm.get() : axis == "depth" ? depth_comm.get() : comm->get();
+          axis == "row"     ? row_comm.get()
+          : axis == "col"   ? col_comm.get()
+          : axis == "depth" ? depth_comm.get()
+                            : comm->get();
       if (over == nullptr) return absl::InternalError(absl::StrCat(v.name, ": no ", axis, " group"));
       absl::Status s = over->AllReduce((*part)->params->grad(static_cast<int>(i)), v.numel(),
                                        parallel::DType::kF32)->Wait();
@@ -279,6 +286,13 @@ TEST_CASE("2.5D tensor-parallel GPT on a 2x2x2 grid equals the whole model") {
   for (const auto& e : exits) REQUIRE(e.ok());
 }
 
+TEST_CASE("3D tensor-parallel GPT on a 2x2x2 cube equals the whole model") {
+  auto exits = parallel::testing::ForkRanks(
+      8, [](int r, int n, parallel::TcpStore& s) { return RunTensorParallel(r, n, s, Mode::k3d); });
+  INFO(parallel::testing::Failures(exits));
+  for (const auto& e : exits) REQUIRE(e.ok());
+}
+
 TEST_CASE("tensor parallelism refuses a model that does not divide, naming the field") {
   const GptConfig cfg{1, 6, 48, 8, 64};
   auto bad_heads = BuildGpt(cfg, 1, {4, 0, "tensor"});
@@ -288,6 +302,14 @@ TEST_CASE("tensor parallelism refuses a model that does not divide, naming the f
   auto bad_vocab = BuildGpt({1, 4, 32, 8, 50}, 1, {4, 0, "tensor"});
   REQUIRE(!bad_vocab.ok());
   REQUIRE(std::string(bad_vocab.status().message()).find("model.vocab (50)") != std::string::npos);
+  GptTensorParallel cube{8, 0, "tensor", false, false, 1, true};
+  auto bad_width = BuildGpt({1, 2, 34, 8, 64}, 4, cube);
+  REQUIRE(!bad_width.ok());
+  REQUIRE(std::string(bad_width.status().message()).find("model.d_model (34) must be a multiple of 4") !=
+          std::string::npos);
+  auto bad_batch = BuildGpt({1, 2, 32, 8, 64}, 2, cube);
+  REQUIRE(!bad_batch.ok());
+  REQUIRE(std::string(bad_batch.status().message()).find("train.micro_batch (2)") != std::string::npos);
 }
 
 }  // namespace

@@ -62,6 +62,15 @@ TEST_CASE("tensor parallel 2.5d on a 2x2x2 grid equals one rank") {
   }
 }
 
+TEST_CASE("tensor parallel 3d on a 2x2x2 cube equals one rank") {
+  for (const std::string opt : {"adamw", "lamb"}) {
+    // Micro-batch 4 (a multiple of q²): 2 accumulation steps.
+    const Result one = Train(Job(opt, 1, 0, 4, 10, Scratch("3d-one-" + opt), 1, kHeads), 1);
+    RequireSame(one, Train(Job(opt, 1, 0, 4, 10, Scratch("3d"), 8, kHeads, false, "3d"), 8),
+                opt + " tp 8 (3d, q 2)", Bounds::kTensorParallel);
+  }
+}
+
 TEST_CASE("data 2 x tensor 2 with ZeRO 0, 1 and 3 equals one rank") {
   for (const std::string opt : {"adamw", "lamb"}) {
     const Result one = Train(Job(opt, 1, 0, 2, 10, Scratch("dt-one-" + opt), 1, kHeads), 1);

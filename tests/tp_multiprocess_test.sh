@@ -7,9 +7,10 @@
 # AdamW and LAMB and gradient accumulation; the final weights (colossal export of each
 # run's checkpoint of pieces) agree within the multi-process bounds of
 # tests/dp_multiprocess_test.sh (`run` in tests/weight_bounds.h). A tensor-4 checkpoint at step 10 resumes under tensor 2 and
-# under 1 rank with the losses of the uninterrupted run, and exports the same weights;
+# under 1 rank with the losses of the uninterrupted run, and exports the same weights (a
+# tensor-8 3d one under tensor 4 in 2d);
 # so does tensor 4 in 2D (2x2 grid), alone and beside data 2 under ZeRO 2, and tensor 8
-# in 2.5D (2x2x2).
+# in 2.5D (2x2x2) and in 3D (a 2x2x2 cube).
 # `colossal graph` predicts the bytes the run's communicators count. Every process is
 # started by colossal run, which ends them all.
 set -uo pipefail
@@ -56,14 +57,16 @@ for opt in adamw lamb; do
   [ "$(losses "runs/$opt-1/metrics.jsonl" | wc -l)" = 20 ] || fail "$opt: reference lacks steps"
   # data tensor zero micro_batch: micro 2 of 8 accumulates 4 steps per data rank (2
   # under data 2), micro 1 on tensor 4 accumulates 8.
-  # A fifth field "sp" turns on Megatron sequence parallelism, "2d" the 2D mode.
+  # A fifth field "sp" turns on Megatron sequence parallelism, "2d", "2.5d", "3d" the
+  # grid modes.
   for cfg in "1 2 0 2" "1 2 0 2 sp" "1 4 0 1" "2 2 1 2" "2 2 3 2" "2 2 2 2 sp" "1 4 0 2 2d" "2 4 2 2 2d" \
-             "1 8 0 4 2.5d"; do
+             "1 8 0 4 2.5d" "1 8 0 4 3d"; do
     set -- $cfg
     sp=false; [ "${5:-}" = sp ] && sp=true
     mode=1d; depth=1
     [ "${5:-}" = 2d ] && mode=2d
     [ "${5:-}" = 2.5d ] && { mode=2.5d; depth=2; }
+    [ "${5:-}" = 3d ] && mode=3d
     name="$opt-d$1-t$2-z$3-m$4${5:+-$5}"
     "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$name" --set "parallel.data=$1" \
       --set "parallel.tensor.size=$2" --set "parallel.tensor.sequence_parallel=$sp" \
@@ -92,17 +95,30 @@ measured=$(grep '"step": 2,' runs/adamw-d1-t4-z0-m2-2d/metrics.jsonl |
   sed -nE 's/.*"tensor_row": ([0-9]+), "tensor_col": ([0-9]+).*/\2 \1/p')
 echo "2d comm bytes per step (col row): colossal graph $predicted, measured $measured"
 [ -n "$predicted" ] && [ "$predicted" = "$measured" ] || fail "2d: colossal graph predicts '$predicted', the run counted '$measured'"
+# And in 3D (tensor 8 on a 2x2x2 cube, micro-batch 4): the cube's three axes.
+predicted=$("$COLOSSAL" graph job-adamw.yaml --set 'parallel.tensor={size: 8, mode: 3d}' \
+  --set train.micro_batch=4 --set resources.ranks_per_node=8 |
+  sed -nE 's/^comm\/step +tensor_col ([0-9]+) B, tensor_depth ([0-9]+) B, tensor_row ([0-9]+) B.*/\1 \2 \3/p')
+measured=$(grep '"step": 2,' runs/adamw-d1-t8-z0-m4-3d/metrics.jsonl |
+  sed -nE 's/.*"tensor_row": ([0-9]+), "tensor_col": ([0-9]+), "tensor_depth": ([0-9]+).*/\2 \3 \1/p')
+echo "3d comm bytes per step (col depth row): colossal graph $predicted, measured $measured"
+[ -n "$predicted" ] && [ "$predicted" = "$measured" ] || fail "3d: colossal graph predicts '$predicted', the run counted '$measured'"
 
 # The tensor-4 LAMB checkpoints at step 10 (1d, and 2d on a 2x2 grid) resume under
-# tensor 2 and under 1 rank.
-for case in "1d 2" "1d 1" "2d 2" "2d 1"; do
+# tensor 2 and under 1 rank, and the 3d one (a 2x2x2 cube) under 2d on a 2x2 grid.
+for case in "1d 2 1d" "1d 1 1d" "2d 2 1d" "2d 1 1d" "3d 4 2d"; do
   set -- $case
   to=$2
-  name="resumed-$1-t$to"
-  if [ "$1" = 2d ]; then from=runs/lamb-d1-t4-z0-m2-2d; else from=runs/lamb-d1-t4-z0-m1; fi
+  name="resumed-$1-t$to-$3"
+  case "$1" in
+    2d) from=runs/lamb-d1-t4-z0-m2-2d ;;
+    3d) from=runs/lamb-d1-t8-z0-m4-3d ;;
+    *) from=runs/lamb-d1-t4-z0-m1 ;;
+  esac
   cp -r "$from" "runs/$name"
   rm -rf "runs/$name/checkpoints/step-20"
   "$COLOSSAL" run job-lamb.yaml --set "run_dir=$T/runs/$name" --set "parallel.tensor.size=$to" \
+    --set "parallel.tensor.mode=$3" \
     --set "resources.ranks_per_node=$to" >"out-$name.txt" 2>"err-$name.txt" ||
     { fail "resume under tensor $to: $(tail -2 "err-$name.txt")"; continue; }
   grep -q "resumed from" "out-$name.txt" "err-$name.txt" || fail "$name: did not resume"

@@ -102,6 +102,27 @@ absl::Status CheckGptTensorParallel2d(const GptConfig& cfg, int64_t size, int64_
   return absl::OkStatus();
 }
 
+absl::Status CheckGptTensorParallel3d(const GptConfig& cfg, int64_t size, int64_t batch) {
+  int64_t q = 1;
+  while ((q + 1) * (q + 1) * (q + 1) <= size) ++q;
+  if (q * q * q != size) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size,
+                                                   " is not a cube q^3 (mode 3d)"));
+  }
+  for (auto [value, name, by, what] :
+       {std::tuple{cfg.n_head, "model.n_head", q, "heads"},
+        std::tuple{cfg.d_model, "model.d_model", q * q, "rows of every matrix"},
+        std::tuple{cfg.vocab, "model.vocab", q * q, "vocabulary rows of wte"},
+        std::tuple{batch, "train.micro_batch", q * q, "sequences of the micro-batch"}}) {
+    if (value % by != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " (", value, ") must be a multiple of ",
+                                                     by, " on a ", q, " x ", q, " x ", q,
+                                                     " cube, which splits the ", what, " in ", by));
+    }
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
 absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
@@ -216,6 +237,154 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
   return g;
 }
 
+
+// 3D (gpt.h): rank (a, b, c) of a q×q×q cube; even and odd activation forms alternate.
+absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
+  RETURN_IF_ERROR(CheckGptTensorParallel3d(cfg, tp.size, batch));
+  const int64_t q = tp.grid_q();
+  const int64_t a = tp.IndexOf("depth", tp.rank), bi = tp.IndexOf("row", tp.rank),
+                c = tp.IndexOf("col", tp.rank);
+  Graph g;
+  Builder b(g);
+  const int64_t B = batch, T = cfg.seq_len, C = cfg.d_model, V = cfg.vocab, L = cfg.n_layer;
+  const int64_t Bq = B / (q * q);  // sequences per token block
+  g.dims()["batch"] = B;
+  g.dims()["seq"] = T;
+  const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
+  const ParamInit zeros{ParamInit::Kind::kConstant, 0.0};
+  const ParamInit ones{ParamInit::Kind::kConstant, 1.0};
+  // A form's two cube axes: the token sub-block's and the hidden block's.
+  struct Form {
+    std::string sub, hidden;
+    int64_t sub_index, hidden_index;
+  };
+  const Form even{"row", "col", bi, c}, odd{"col", "row", c, bi};
+  auto add = [&](const std::string& name, Shape global, ParamInit init, std::vector<DimSplit> splits,
+                 std::vector<std::string> partial) -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(Layout layout, MakeLayout(global, std::move(splits)));
+    layout.partial_grad_axes = std::move(partial);
+    const int id = g.AddParam(name, LocalShape(layout), init);
+    g.mutable_value(id).layout = std::move(layout);
+    return id;
+  };
+  // The weight of a linear from form `in`: input block in.hidden (rows, each block split
+  // over "depth"), output block in.sub (columns).
+  auto matrix = [&](const std::string& name, Shape global, ParamInit init, const Form& in,
+                    int64_t interleave = 1) {
+    return add(name, std::move(global), init,
+               {{0, q * q, in.hidden_index * q + a, 1, in.hidden, "depth", q},
+                {1, q, in.sub_index, interleave, in.sub}},
+               {});
+  };
+  // A vector added in form `f` (its last dimension split by f's hidden block), whole over
+  // "depth" and f.sub, where its gradient is partial.
+  auto vector = [&](const std::string& name, Shape global, ParamInit init, const Form& f,
+                    int64_t interleave = 1) {
+    const int dim = static_cast<int>(global.size()) - 1;
+    return add(name, std::move(global), init, {{dim, q, f.hidden_index, interleave, f.hidden}},
+               {"depth", f.sub});
+  };
+  // [Bq·q·.., cols] ↔ [Bq·.., cols] over a group of q: token block a whole, or its sub-block.
+  auto gather = [&](int x, const std::string& group, Shape whole, const std::string& name) {
+    return b.One("all_gather", {x}, {{"group", group}, {"parts", q}, {"shape", std::vector<int64_t>(whole)}},
+                 {name});
+  };
+  auto scatter = [&](int x, const std::string& group, Shape part, const std::string& name) {
+    return b.One("reduce_scatter", {x},
+                 {{"group", group}, {"parts", q}, {"shape", std::vector<int64_t>(part)}}, {name});
+  };
+  // y = x·W + bias from form `in` (x [Bq, T, K/q]) to the other form ([Bq, T, M/q]).
+  auto linear = [&](int x, int w, int bias, const Form& in,
+                    const std::string& name) -> absl::StatusOr<int> {
+    const Shape& ws = g.value(w).shape;  // [K/q², M/q]
+    const int64_t k = ws[0] * q, m = ws[1];
+    ASSIGN_OR_RETURN(int xs, gather(x, in.sub, {Bq * q, T, k}, name + ".in"));
+    ASSIGN_OR_RETURN(int wf, gather(w, "depth", {k, m}, name + ".weight"));
+    ASSIGN_OR_RETURN(int partial, b.One("matmul", {xs, wf}, {}, {name + ".partial"}));
+    ASSIGN_OR_RETURN(int y, scatter(partial, in.hidden, {Bq, T, m}, name + ".sum"));
+    return b.One("bias_add", {y, bias}, {}, {name});
+  };
+  const Attrs ln = {{"group", even.hidden}, {"eps", static_cast<double>(cfg.ln_eps)}, {"c", C}};
+  auto layer_norm = [&](int x, int w, int bias, const std::string& p) {
+    return b.Many("layer_norm_2d", {x, w, bias}, ln, {p + ".out", p + ".mean", p + ".rstd"});
+  };
+  // Rows of the micro-batch [B, T] in token block a·q + s.
+  auto block_rows = [&](int x, int64_t s, const std::string& name) {
+    return b.One("shard_rows", {x},
+                 {{"parts", q * q}, {"part", a * q + s}, {"shape", std::vector<int64_t>{Bq, T}}},
+                 {name});
+  };
+
+  int ids = g.AddInput("ids", {B, T}, DType::kI32);
+  int targets = g.AddInput("targets", {B, T}, DType::kI32);
+  int positions = g.AddInput("positions", {B, T}, DType::kI32);
+  // wte [V, C] as the even form's weight transposed: vocabulary block b, hidden block c.
+  ASSIGN_OR_RETURN(int wte, add("wte.weight", {V, C}, normal,
+                                {{0, q * q, bi * q + a, 1, "row", "depth", q}, {1, q, c, 1, "col"}}, {}));
+  ASSIGN_OR_RETURN(int wpe, vector("wpe.weight", {T, C}, normal, even));
+  ASSIGN_OR_RETURN(int wte_block, gather(wte, "depth", {V / q, C / q}, "wte.block"));
+  ASSIGN_OR_RETURN(int block_ids,
+                   b.One("shard_rows", {ids},
+                         {{"parts", q}, {"part", a}, {"shape", std::vector<int64_t>{Bq * q, T}}},
+                         {"ids.block"}));
+  ASSIGN_OR_RETURN(int tok, b.One("embedding_2d", {block_ids, wte_block},
+                                  {{"group", even.sub}, {"q", q}, {"vocab_start", bi * (V / q)},
+                                   {"shape", std::vector<int64_t>{Bq, T, C / q}}},
+                                  {"tok_emb"}));
+  ASSIGN_OR_RETURN(int local_positions, block_rows(positions, bi, "positions.local"));
+  ASSIGN_OR_RETURN(int pos, b.One("embedding", {local_positions, wpe}, {}, {"pos_emb"}));
+  ASSIGN_OR_RETURN(int x, b.One("add", {tok, pos}, {}, {"h.in"}));
+
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = absl::StrCat("h.", l, ".");
+    // c_attn and c_fc from the even form, the projections from the odd; the norms and the
+    // projections' biases are added in the even form, c_attn's and c_fc's in the odd.
+    ASSIGN_OR_RETURN(const LayerParams w,
+                     DeclareLayer(p, C, L, [&](const std::string& name, Shape global, ParamInit init,
+                                               Role role, int64_t interleave) {
+                       switch (role) {
+                         case Role::kColumnWeight: return matrix(name, std::move(global), init, even, interleave);
+                         case Role::kRowWeight: return matrix(name, std::move(global), init, odd, interleave);
+                         case Role::kColumnBias: return vector(name, std::move(global), init, odd, interleave);
+                         default: return vector(name, std::move(global), init, even, interleave);
+                       }
+                     }));
+    const auto [ln1_w, ln1_b, attn_w, attn_b, aproj_w, aproj_b, ln2_w, ln2_b, fc_w, fc_b, mproj_w,
+                mproj_b] = w;
+
+    ASSIGN_OR_RETURN(auto ln1, layer_norm(x, ln1_w, ln1_b, p + "ln_1"));
+    ASSIGN_OR_RETURN(int qkv, linear(ln1[0], attn_w, attn_b, even, p + "attn.qkv"));
+    ASSIGN_OR_RETURN(auto att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head / q}},
+                                      {p + "attn.out", p + "attn.probs"}));
+    ASSIGN_OR_RETURN(int ao, linear(att[0], aproj_w, aproj_b, odd, p + "attn.proj"));
+    ASSIGN_OR_RETURN(x, b.One("add", {x, ao}, {}, {p + "res_1"}));
+    ASSIGN_OR_RETURN(auto ln2, layer_norm(x, ln2_w, ln2_b, p + "ln_2"));
+    ASSIGN_OR_RETURN(int fc, linear(ln2[0], fc_w, fc_b, even, p + "mlp.fc"));
+    ASSIGN_OR_RETURN(int act, b.One("gelu", {fc}, {}, {p + "mlp.act"}));
+    ASSIGN_OR_RETURN(int mo, linear(act, mproj_w, mproj_b, odd, p + "mlp.proj"));
+    ASSIGN_OR_RETURN(x, b.One("add", {x, mo}, {}, {p + "res_2"}));
+  }
+  ASSIGN_OR_RETURN(int lnf_w, vector("ln_f.weight", {C}, ones, even));
+  ASSIGN_OR_RETURN(int lnf_b, vector("ln_f.bias", {C}, zeros, even));
+  ASSIGN_OR_RETURN(auto lnf, layer_norm(x, lnf_w, lnf_b, "ln_f"));
+  // The tied head as an even linear: token block a's logits in vocabulary block b, their
+  // partial sums over the hidden blocks reduce-scattered to the odd form's token rows.
+  ASSIGN_OR_RETURN(int head_in, gather(lnf[0], even.sub, {Bq * q, T, C / q}, "head.in"));
+  ASSIGN_OR_RETURN(int partial, b.One("matmul", {head_in, wte_block}, {{"transpose_w", int64_t{1}}},
+                                      {"logits.partial"}));
+  ASSIGN_OR_RETURN(int logits, scatter(partial, even.hidden, {Bq, T, V / q}, "logits"));
+  ASSIGN_OR_RETURN(int block_targets, block_rows(targets, c, "targets.block"));
+  ASSIGN_OR_RETURN(int local_targets,
+                   b.One("vocab_shard_ids", {block_targets}, {{"start", bi * (V / q)}, {"size", V / q}},
+                         {"targets.local"}));
+  ASSIGN_OR_RETURN(auto xent, b.Many("vocab_parallel_xent", {logits, local_targets},
+                                     {{"group", odd.hidden}}, {"token_loss", "token_lse"}));
+  ASSIGN_OR_RETURN(int loss, b.One("mean", {xent[0]}, {}, {"loss"}));
+  g.SetLoss(loss);
+  g.MarkOutput(xent[0]);
+  return g;
+}
+
 }  // namespace
 
 absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
@@ -223,11 +392,11 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
       batch < 1 || cfg.d_model % cfg.n_head != 0) {
     return absl::InvalidArgumentError("invalid GPT configuration");
   }
-  if (tp.two_d && tp.size > 1) {
+  if ((tp.two_d || tp.three_d) && tp.size > 1) {
     if (tp.rank < 0 || tp.rank >= tp.size) {
       return absl::InvalidArgumentError(absl::StrCat("tensor-parallel rank ", tp.rank, " of ", tp.size));
     }
-    return BuildGpt2d(cfg, batch, tp);
+    return tp.three_d ? BuildGpt3d(cfg, batch, tp) : BuildGpt2d(cfg, batch, tp);
   }
   RETURN_IF_ERROR(CheckGptTensorParallel(cfg, tp.size));
   if (tp.rank < 0 || tp.rank >= tp.size) {

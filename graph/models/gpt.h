@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -57,6 +58,25 @@ struct GptConfig {
 // depth > 1 (2.5d, Wang et al. "Tesseract"): rank = (k·q + i)·q + j; depth slice k is a
 // 2d grid over its 1/depth of the micro-batch (token block k·q + i), every parameter
 // whole across the depth with gradients partial there (partial_grad_axes "depth").
+//
+// three_d (3D tensor parallelism, Bian et al.; size = q³, rank = (a·q + b)·q + c; groups
+// "depth", "row", "col" = the ranks that differ only in a, b, c): Agarwal's 3D matmul.
+// Activations [tokens, C] hold token block a·q + s of q² and hidden block h of q, in one
+// of two forms that alternate from linear to linear —
+//   even (the residual stream, layer norms, embeddings):  s = b, h = c
+//   odd  (after c_attn / c_fc: attention, GELU):          s = c, h = b
+// A linear from the even form all-gathers its input over "row" (token block a, hidden
+// block c), all-gathers its weight block (input block c, output block b) over "depth",
+// multiplies, and reduce-scatters the product over "col" (its partial sums over the input
+// blocks), which leaves the odd form; from the odd form "row" and "col" trade places.
+// Each matrix is stored once across the cube: its rows in q² blocks (input block ·q + a),
+// its columns in q. wte as the even linear's weight transposed (vocabulary rows in blocks
+// b·q + a, hidden block c): the embedding gathers it over "depth" and looks the token
+// block's ids up in vocabulary block b (embedding_2d over "row"), the tied head multiplies
+// by it (logits in the odd form, vocabulary block b) and vocab_parallel_xent runs over
+// "row". Vectors (layer norms, biases, wpe) are split by the hidden block of the form
+// they are added in and whole over the other two axes, with partial gradients there.
+// Parameter and activation bytes per rank fall as 1/q³ (the vectors' as 1/q).
 struct GptTensorParallel {
   int64_t size = 1;
   int64_t rank = 0;
@@ -64,12 +84,29 @@ struct GptTensorParallel {
   bool sequence_parallel = false;
   bool two_d = false;
   int64_t depth = 1;  // 2.5d (Tesseract): size = depth·q², a 2d grid per depth slice
+  bool three_d = false;
 
-  // The grid's side q (two_d), the smallest with depth·q² >= size.
+  // The grid's side q (two_d: the smallest with depth·q² >= size; three_d: q³ >= size).
   int64_t grid_q() const {
     int64_t q = 1;
-    while (q * q * depth < size) ++q;
+    while ((three_d ? q * q * q : q * q * depth) < size) ++q;
     return q;
+  }
+  // Tensor rank `member`'s index along the layout axis `axis` of this mode: "tensor" (1d)
+  // the rank itself; "row", "col", "depth" as the modes above lay the ranks out.
+  int64_t IndexOf(const std::string& axis, int64_t member) const {
+    const int64_t q = grid_q();
+    if (axis == "col") return member % q;
+    if (axis == "row") return (member / q) % q;
+    if (axis == "depth") return member / (q * q);
+    return member;
+  }
+  // The size of every group the mode's communication ops and partial gradients name.
+  std::map<std::string, int> GroupSizes() const {
+    const int q = static_cast<int>(grid_q());
+    if (three_d) return {{"row", q}, {"col", q}, {"depth", q}};
+    if (two_d) return {{"row", q}, {"col", q}, {"depth", static_cast<int>(depth)}};
+    return {{group, static_cast<int>(size)}};
   }
 };
 
@@ -80,6 +117,10 @@ absl::Status CheckGptTensorParallel(const GptConfig& config, int64_t size);
 // of q, and size a square.
 absl::Status CheckGptTensorParallel2d(const GptConfig& config, int64_t size, int64_t batch,
                                       int64_t depth = 1);
+
+// The same for 3D over a q×q×q cube: n_head a multiple of q; d_model, vocab and the
+// micro-batch multiples of q² (matrix rows and the tokens split in q² blocks); size a cube.
+absl::Status CheckGptTensorParallel3d(const GptConfig& config, int64_t size, int64_t batch);
 
 // Builds the forward graph for micro-batch `batch` (the loss is marked, autodiff not run).
 absl::StatusOr<Graph> BuildGpt(const GptConfig& config, int64_t batch,

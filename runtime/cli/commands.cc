@@ -79,13 +79,7 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   // Tensor groups: every communication node of one micro-batch (comm_volume.h), times the
   // micro-batches, and the partial gradients' sum once per step (sequence parallelism:
   // over the tensor group; 2d: down the grid column).
-  const bool two_d = T > 1 && (par.tensor_mode == config::TensorMode::k2d ||
-                               par.tensor_mode == config::TensorMode::k2p5d);
-  const int depth = par.tensor_mode == config::TensorMode::k2p5d ? static_cast<int>(par.tensor_depth) : 1;
-  int q = 1;
-  while (two_d && q * q * depth < T) ++q;
-  const graph::GroupSizes sizes = two_d ? graph::GroupSizes{{"row", q}, {"col", q}, {"depth", depth}}
-                                        : graph::GroupSizes{{"tensor", T}};
+  const graph::GroupSizes sizes = worker::TensorParallelOf(par, 0).GroupSizes();
   std::map<std::string, int64_t> tensor = graph::CommBytesPerRun(model.graph, sizes);
   for (auto& [group, bytes] : tensor) bytes *= accumulation;
   std::map<std::string, int64_t> partial;
@@ -141,14 +135,8 @@ absl::Status Graph(const ParsedArgs& args) {
   const int64_t batch = spec.train.micro_batch;
   // The part of rank 0 of the job's plan (every rank of a 1d tensor group holds as much).
   const config::ParallelSpec& par = spec.parallel;
-  const int64_t T = par.tensor;
   ASSIGN_OR_RETURN(auto model,
-                   worker::BuildModel(spec, batch, {}, true,
-                                      graph::GptTensorParallel{
-                                          T, 0, "tensor", par.tensor_sequence_parallel,
-                                          par.tensor_mode == config::TensorMode::k2d ||
-                                              par.tensor_mode == config::TensorMode::k2p5d,
-                                          par.tensor_mode == config::TensorMode::k2p5d ? par.tensor_depth : 1}));
+                   worker::BuildModel(spec, batch, {}, true, worker::TensorParallelOf(par, 0)));
   if (args.Has("--export")) {
     graph::Graph forward;
     if (model->is_gpt) {

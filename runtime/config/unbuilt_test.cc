@@ -28,10 +28,17 @@ TEST_CASE("features this build does not run are refused, naming the key") {
   CHECK(ErrorOf(b + "parallel: auto\n", {}, refuse) ==
         "job.yaml:14:11: parallel: auto is not available yet: the auto-parallel planner is not "
         "built; give the degrees as a map {data, zero, tensor, pipeline, sequence}");
-  CHECK(ErrorOf(b + "parallel: {tensor: {size: 8, mode: 3d}}\nresources: {ranks_per_node: 8}\n",
-                {}, refuse) ==
-        "job.yaml:14:36: parallel.tensor.mode: tensor parallelism 3d is not available yet: this "
-        "build splits tensors in modes 1d (Megatron), 2d and 2.5d");
+  // Mode 3d: the micro-batch, d_model and the vocabulary split in q², the heads in q.
+  CHECK(Parse(b + "parallel: {tensor: {size: 8, mode: 3d}}\nresources: {ranks_per_node: 8}\n")
+            .parallel.tensor_mode == TensorMode::k3d);
+  CHECK(ErrorOf(b + "  micro_batch: 2\nparallel: {tensor: {size: 8, mode: 3d}}\n"
+                    "resources: {ranks_per_node: 8}\n", {}, refuse) ==
+        "job.yaml:14:16: train.micro_batch: must be a multiple of 4 in mode 3d (the 2 x 2 x 2 "
+        "cube splits the sequences of the micro-batch in 4); got 2");
+  CHECK(ErrorOf(Replace(b, "d_model: 64", "d_model: 38") +
+                "parallel: {tensor: {size: 8, mode: 3d}}\nresources: {ranks_per_node: 8}\n") ==
+        "job.yaml:6:12: model.d_model: must be a multiple of 4 in mode 3d (the 2 x 2 x 2 "
+        "cube splits the rows of every matrix in 4); got 38");
   // Mode 2.5d: the micro-batch splits in depth x q.
   CHECK(ErrorOf(b + "  micro_batch: 2\nparallel: {tensor: {size: 8, mode: 2.5d, depth: 2}}\n"
                     "resources: {ranks_per_node: 8}\n") ==

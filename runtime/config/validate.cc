@@ -285,6 +285,18 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
                "); got ", value);
       }
     }
+    if (p.tensor > 1 && p.tensor_mode == TensorMode::k3d) {
+      const int64_t q = IntRoot(p.tensor, 3);
+      for (auto [value, key, by, what] :
+           {std::tuple{s.model.gpt.n_head, "model.n_head", q, "heads"},
+            std::tuple{s.model.gpt.d_model, "model.d_model", q * q, "rows of every matrix"},
+            std::tuple{s.model.gpt.vocab, "model.vocab", q * q, "vocabulary rows of wte"},
+            std::tuple{t.micro_batch, "train.micro_batch", q * q, "sequences of the micro-batch"}}) {
+        ENSURE(q * q * q != p.tensor || value % by == 0, key, "must be a multiple of ", by,
+               " in mode 3d (the ", q, " x ", q, " x ", q, " cube splits the ", what, " in ", by,
+               "); got ", value);
+      }
+    }
   } else {
     ENSURE(p.tensor == 1, DegreePath(ctx, "tensor"),
            "tensor parallelism needs a GPT model (model.type: gpt): a graph file says nothing "
@@ -307,9 +319,6 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(!p.auto_plan, "parallel",
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");
-  ENSURE(p.tensor == 1 || p.tensor_mode != TensorMode::k3d, "parallel.tensor.mode",
-         "tensor parallelism 3d is not available yet: this build splits tensors in modes 1d "
-         "(Megatron), 2d and 2.5d");
 
   ENSURE(p.pipeline == 1, DegreePath(ctx, "pipeline"),
          "pipeline parallelism is not available yet; set it to 1, got ", p.pipeline);

@@ -96,6 +96,13 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     model->token_rows = batch / (q * tp.depth);
     model->token_row_start = ((tp.rank / (q * q)) * q + (tp.rank / q) % q) * model->token_rows;
   }
+  if (tp.three_d && tp.size > 1) {  // the loss in the odd form: token block a·q + c of q²
+    const int64_t q = tp.grid_q();
+    model->token_rows = batch / (q * q);
+    model->token_row_start = (tp.IndexOf("depth", tp.rank) * q + tp.IndexOf("col", tp.rank)) *
+                             model->token_rows;
+  }
+  model->tp = tp;
   if (const int producer = g.value(g.loss()).producer; producer >= 0 && g.node(producer).op == "mean") {
     const int input = g.node(producer).inputs[0];
     if (g.value(input).numel() == model->token_rows * model->seq) model->token_loss = input;
@@ -115,6 +122,17 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     graph::FillPositions(model->executor->Data<int32_t>(model->positions), batch, model->seq);
   }
   return model;
+}
+
+graph::GptTensorParallel TensorParallelOf(const config::ParallelSpec& p, int64_t rank) {
+  graph::GptTensorParallel tp;
+  tp.size = p.tensor;
+  tp.rank = rank;
+  tp.sequence_parallel = p.tensor_sequence_parallel;
+  tp.two_d = p.tensor_mode == config::TensorMode::k2d || p.tensor_mode == config::TensorMode::k2p5d;
+  tp.depth = p.tensor_mode == config::TensorMode::k2p5d ? p.tensor_depth : 1;
+  tp.three_d = p.tensor_mode == config::TensorMode::k3d;
+  return tp;
 }
 
 void InitParams(const Model& model, const std::vector<memory::ParamSegment>& segments,
@@ -169,9 +187,10 @@ absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
     all.resize(n * tensor->size());
     RETURN_IF_ERROR(tensor->AllGather(local.data(i), all.data(), n, graph::DType::kF32)->Wait());
     for (int r = 0; r < tensor->size(); ++r) {
-      graph::Layout at = v.layout;  // member r's part: 1d its index, 2d/2.5d ((r/q)%q, r%q)
+      graph::Layout at = v.layout;  // member r's part
       for (graph::DimSplit& d : at.splits) {
-        d.part = d.axis == "row" ? (r / d.parts) % d.parts : d.axis == "col" ? r % d.parts : r;
+        d.part = model.tp.IndexOf(d.axis, r) * d.minor_parts +
+                 (d.minor_axis.empty() ? 0 : model.tp.IndexOf(d.minor_axis, r));
       }
       for (const graph::ElementRun& run : graph::GlobalRuns(v.shape, at, 0, n)) {
         std::copy(all.begin() + r * n + run.local, all.begin() + r * n + run.local + run.count,

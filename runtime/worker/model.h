@@ -42,10 +42,15 @@ struct Model {
   // Tensor parallelism: the ranks of the group and every parameter's layout (store index
   // i is graph.params()[i]; not split when tensor_parallel is 1).
   int64_t tensor_parallel = 1;
+  graph::GptTensorParallel tp;  // the mode and this rank (GPT; size 1 for graph models)
   std::vector<graph::Layout> layouts;
   // The whole (global) shape of every parameter, as a store spec.
   std::vector<memory::ParamStore::Spec> GlobalSpecs() const;
 };
+
+// Tensor rank `rank`'s GptTensorParallel under the job's parallel.tensor (size, mode,
+// depth, sequence_parallel).
+graph::GptTensorParallel TensorParallelOf(const config::ParallelSpec& parallel, int64_t rank);
 
 // Builds graph + autodiff + parameter store + executor for micro-batch `batch`.
 // Parameters are zero; call InitParams or LoadParams. `flat_numel` maps the flat size

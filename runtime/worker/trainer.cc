@@ -97,15 +97,9 @@ class Run {
   bool CountsInTensorSums(int param) const { return counted_[param]; }
   bool ComputeCounted(int param) const {
     const graph::Layout& l = model_->layouts[param];
-    auto split_over = [&](const char* axis) {
-      for (const graph::DimSplit& s : l.splits) {
-        if (s.axis == axis) return true;
-      }
-      return false;
-    };
-    if (two_d_) {
-      return (split_over("row") || row_index_ == 0) && (split_over("col") || col_index_ == 0) &&
-             (split_over("depth") || depth_index_ == 0);
+    if (two_d_ || three_d_) {
+      return (l.split_over("row") || row_index_ == 0) && (l.split_over("col") || col_index_ == 0) &&
+             (l.split_over("depth") || depth_index_ == 0);
     }
     return tp_rank_ == 0 || l.split();
   }
@@ -141,6 +135,8 @@ class Run {
   // ("row": ranks that differ in the row index; "col": in the column index).
   bool two_d_ = false;
   // 2.5d: depth slices of that grid, this rank's slice and the depth group.
+  // 3d: the q×q×q cube (depth_ = q), with the same three groups.
+  bool three_d_ = false;
   int64_t q_ = 1, depth_ = 1, row_index_ = 0, col_index_ = 0, depth_index_ = 0;
   parallel::Communicator* row_comm_ = nullptr;
   parallel::Communicator* col_comm_ = nullptr;
@@ -170,10 +166,11 @@ absl::Status Run::Setup() {
     tp_rank_ = static_cast<int>(g->index(parallel::Axis::kTensor));
     tp_size_ = static_cast<int>(g->plan().degree(parallel::Axis::kTensor));
     const parallel::TensorMode mode = g->plan().tensor_mode();
-    if ((mode == parallel::TensorMode::k2d || mode == parallel::TensorMode::k2p5d) && tp_size_ > 1) {
-      two_d_ = true;
+    if (mode != parallel::TensorMode::k1d && tp_size_ > 1) {
+      two_d_ = mode != parallel::TensorMode::k3d;
+      three_d_ = !two_d_;
       q_ = g->plan().tensor_q();
-      if (mode == parallel::TensorMode::k2p5d) {
+      if (mode != parallel::TensorMode::k2d) {
         depth_ = g->plan().tensor_depth();
         depth_index_ = g->tensor_index(parallel::TensorAxis::kDepth);
         depth_comm_ = g->tensor_axis(parallel::TensorAxis::kDepth);
@@ -212,12 +209,11 @@ absl::Status Run::Setup() {
                                             : flat;
                                },
                                /*allocate_params=*/!zero3,
-                               graph::GptTensorParallel{tp_size_, tp_rank_, "tensor",
-                                                        spec_.parallel.tensor_sequence_parallel,
-                                                        two_d_, depth_}));
-  if (two_d_) {
+                               TensorParallelOf(spec_.parallel, tp_rank_)));
+  if (two_d_ || three_d_) {
     model_->executor->SetGroup("row", row_comm_);
     model_->executor->SetGroup("col", col_comm_);
+    if (three_d_) model_->executor->SetGroup("depth", depth_comm_);
   } else if (tp_comm_) {
     model_->executor->SetGroup("tensor", tp_comm_);
   }
@@ -272,7 +268,7 @@ absl::Status Run::Setup() {
   // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean,
   // and the reduction sums the ranks' gradients, so 1/ranks more.
   // 2d / 2.5d: each rank's loss is its token block's mean, 1/(q·depth) of the
-  // micro-batch's.
+  // micro-batch's; 3d: 1/q² (depth_ = q).
   model_->executor->Data<float>(model_->loss_grad)[0] =
       1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_);
   RETURN_IF_ERROR(Restore());
@@ -381,9 +377,9 @@ std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
 
 absl::Status Run::SumPartialGrads() {
   if (tp_comm_ == nullptr) return absl::OkStatus();
-  for (const char* axis : {"tensor", "depth", "row"}) {
-    const std::string a = axis;
-    RETURN_IF_ERROR(SumPartialGrads(a, a == "row" ? row_comm_ : a == "depth" ? depth_comm_ : tp_comm_));
+  for (auto [axis, comm] : {std::pair{"tensor", tp_comm_}, std::pair{"depth", depth_comm_},
+                            std::pair{"row", row_comm_}, std::pair{"col", col_comm_}}) {
+    RETURN_IF_ERROR(SumPartialGrads(axis, comm));
   }
   return absl::OkStatus();
 }

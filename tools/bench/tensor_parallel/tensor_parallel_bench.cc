@@ -1,8 +1,10 @@
 // Tensor-parallel training step of one GPT, split 1D (Megatron) over P ranks, with and
 // without Megatron sequence parallelism (sp: all-gather / reduce-scatter in place of
 // each all-reduce, the layer-norm regions split over the tokens), 2D on a q×q grid where
-// P is a square and 2.5D on 2×q×q where P/2 is one (the depth splits the micro-batch;
-// its weight gradients' sum across the depth, once per step, is not in the figures)
+// P is a square, 2.5D on 2×q×q where P/2 is one (the depth splits the micro-batch;
+// its weight gradients' sum across the depth, once per step, is not in the figures) and
+// 3D on a q×q×q cube where P is a cube (analytic: Cube3dBytes's closed form; its
+// vectors' partial gradients, summed once per step, are not in the figures)
 // (the analytic volume: the SUMMA broadcasts, gathers and
 // reductions and the 2d norms' and embedding's collectives, op by op, from
 // graph/comm_volume.h; measured: the grid row and column groups together): forked
@@ -48,14 +50,38 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-enum class Mode { k1d, kSp, k2d, k2p5d };
+enum class Mode { k1d, kSp, k2d, k2p5d, k3d };
 const char* ModeName(Mode m) {
-  return m == Mode::k1d ? "1d" : m == Mode::kSp ? "1d+sp" : m == Mode::k2d ? "2d" : "2.5d";
+  return m == Mode::k1d ? "1d" : m == Mode::kSp ? "1d+sp" : m == Mode::k2d ? "2d" : m == Mode::k2p5d ? "2.5d" : "3d";
+}
+
+// Bytes one rank sends per micro-batch in 3D on a q×q×q cube (gpt.h), in closed form at
+// the ring volumes (an all-gather of n local elements over q ranks sends (q−1)·n, a
+// reduce-scatter to n local ones (q−1)·n). Each linear x[N, K]·W[K, M] gathers x and W,
+// reduce-scatters the product, and the backward runs the three conjugates:
+// 2(q−1)/q³·(NK + KM + NM); per layer the four linears (C→3C, C→C, C→4C, 4C→C) make
+// 16NC + 12C². Each layer norm all-reduces two row sums over q in each pass:
+// 8(q−1)N/q³. The embedding gathers wte (2(q−1)VC/q³ both ways) and reduce-scatters the
+// looked-up rows (2(q−1)NC/q³ both ways); the tied head gathers its input and
+// reduce-scatters the logits (2(q−1)(NC + NV)/q³); the vocab-parallel cross-entropy
+// all-gathers a (max, sum) pair per local token over q: 2(q−1)N/q². (The paper's
+// bandwidth term, 6(q−1)/q³ of a linear's matrices, is the NK + KM + NM part when the
+// three are of one size.)
+double Cube3dBytes(const graph::GptConfig& c, int64_t batch, int64_t q) {
+  const double N = static_cast<double>(batch * c.seq_len), C = static_cast<double>(c.d_model),
+               V = static_cast<double>(c.vocab), L = static_cast<double>(c.n_layer);
+  const double k = static_cast<double>(q - 1) / static_cast<double>(q * q * q);
+  const double elements = 2 * k * L * (16 * N * C + 12 * C * C) + (2 * L + 1) * 8 * k * N +
+                          2 * k * V * C + 2 * k * N * C + 2 * k * (N * C + N * V) +
+                          2 * k * static_cast<double>(q) * N;
+  return 4 * elements;
 }
 
 absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::TcpStore& store) {
   const bool sp = mode == Mode::kSp, two_d = mode == Mode::k2d || mode == Mode::k2p5d;
+  const bool three_d = mode == Mode::k3d, grid = two_d || three_d;
   const int64_t depth = mode == Mode::k2p5d ? 2 : 1;
+  const graph::GptTensorParallel tp{size, rank, "tensor", sp, two_d, depth, three_d};
   std::unique_ptr<parallel::Communicator> comm;
   if (size > 1) {
     parallel::CommOptions co;
@@ -64,22 +90,31 @@ absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::
     if (!c.ok()) return c.status();
     comm = std::move(*c);
   }
-  int q = 1;
-  while (two_d && q * q * depth < size) ++q;
-  std::unique_ptr<parallel::Communicator> row, col;  // 2d: the grid column and row groups
-  if (two_d) {
-    // rank = (k·q + i)·q + j (2.5d: depth slice k).
+  const int q = static_cast<int>(tp.grid_q());
+  // 2d: the grid column and row groups; 3d: the cube's three axes.
+  std::unique_ptr<parallel::Communicator> row, col, dep;
+  if (grid) {
+    // rank = (k·q + i)·q + j (2.5d: depth slice k; 3d: (a, b, c)).
     const int k0 = rank / (q * q), i0 = (rank / q) % q, j0 = rank % q;
-    std::vector<int> r, c;
-    for (int x = 0; x < q; ++x) r.push_back((k0 * q + x) * q + j0), c.push_back((k0 * q + i0) * q + x);
+    std::vector<int> r, c, d;
+    for (int x = 0; x < q; ++x) {
+      r.push_back((k0 * q + x) * q + j0);
+      c.push_back((k0 * q + i0) * q + x);
+      d.push_back((x * q + i0) * q + j0);
+    }
     auto rs = comm->Split(r);
     if (!rs.ok()) return rs.status();
     auto cs = comm->Split(c);
     if (!cs.ok()) return cs.status();
     row = std::move(*rs);
     col = std::move(*cs);
+    if (three_d) {
+      auto ds = comm->Split(d);
+      if (!ds.ok()) return ds.status();
+      dep = std::move(*ds);
+    }
   }
-  auto built = graph::BuildGpt(o.gpt, o.batch, {size, rank, "tensor", sp, two_d, depth});
+  auto built = graph::BuildGpt(o.gpt, o.batch, tp);
   if (!built.ok()) return built.status();
   graph::Graph g = std::move(*built);
   if (absl::Status s = graph::BuildBackward(g); !s.ok()) return s;
@@ -93,14 +128,15 @@ absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::
   auto ex = graph::Executor::Create(&g, &params);
   if (!ex.ok()) return ex.status();
   graph::Executor& e = **ex;
-  if (two_d) {
+  if (grid) {
     e.SetGroup("row", row.get());
     e.SetGroup("col", col.get());
+    if (three_d) e.SetGroup("depth", dep.get());
   } else if (comm) {
     e.SetGroup("tensor", comm.get());
   }
   auto sent = [&]() -> int64_t {
-    if (two_d) return row->bytes_sent() + col->bytes_sent();
+    if (grid) return row->bytes_sent() + col->bytes_sent() + (dep ? dep->bytes_sent() : 0);
     return comm ? comm->bytes_sent() : 0;
   };
   const int64_t n = o.batch * o.gpt.seq_len;
@@ -144,6 +180,7 @@ absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::
       analytic = 0;
       for (const auto& [group, b] : graph::CommBytesPerRun(g, {{"row", q}, {"col", q}})) analytic += b;
     }
+    if (three_d) analytic = Cube3dBytes(o.gpt, o.batch, q);
     std::printf("%5d %5s %9.1f %9.1f %9.0f %14lld %14.0f %7.4f %12.2f %12.2f\n", size,
                 ModeName(mode), fwd * 1e3, bwd * 1e3, static_cast<double>(n) / (fwd + bwd), static_cast<long long>(bytes),
                 analytic, analytic > 0 ? bytes / analytic : 1.0,
@@ -190,22 +227,25 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::printf("GPT L=%lld H=%lld C=%lld T=%lld V=%lld, micro-batch %lld; tensor parallel "
-              "1d (Megatron), 1d + sequence parallel, 2d (SUMMA), 2.5d (depth 2); UCX on loopback; best of %d\n",
+              "1d (Megatron), 1d + sequence parallel, 2d (SUMMA), 2.5d (depth 2), 3d; UCX on loopback; best of %d\n",
               static_cast<long long>(o.gpt.n_layer), static_cast<long long>(o.gpt.n_head),
               static_cast<long long>(o.gpt.d_model), static_cast<long long>(o.gpt.seq_len),
               static_cast<long long>(o.gpt.vocab), static_cast<long long>(o.batch), o.iters);
   std::printf("%5s %5s %9s %9s %9s %14s %14s %7s %12s %12s\n", "P", "mode", "fwd ms", "bwd ms", "tok/s",
               "sent B/rank", "analytic B", "ratio", "params MiB", "arena MiB");
   std::fflush(stdout);
-  for (int p : o.ranks) for (Mode mode : {Mode::k1d, Mode::kSp, Mode::k2d, Mode::k2p5d}) {
+  for (int p : o.ranks) for (Mode mode : {Mode::k1d, Mode::kSp, Mode::k2d, Mode::k2p5d, Mode::k3d}) {
     if (p == 1 && mode != Mode::k1d) continue;
     const int64_t depth = mode == Mode::k2p5d ? 2 : 1;
+    const bool cube = mode == Mode::k3d;
     int q = 1;
-    while (q * q * depth < p) ++q;
+    while ((cube ? q * q * q : q * q * depth) < p) ++q;
     const bool grid = mode == Mode::k2d || mode == Mode::k2p5d;
-    if (grid && (q * q * depth != p || q < 2)) continue;  // 2d: a square; 2.5d: 2 x a square
-    if (auto s = grid ? graph::CheckGptTensorParallel2d(o.gpt, p, o.batch, depth)
-                      : graph::CheckGptTensorParallel(o.gpt, p);
+    // 2d: a square; 2.5d: 2 x a square; 3d: a cube.
+    if ((grid || cube) && ((cube ? q * q * q : q * q * depth) != p || q < 2)) continue;
+    if (auto s = cube   ? graph::CheckGptTensorParallel3d(o.gpt, p, o.batch)
+                 : grid ? graph::CheckGptTensorParallel2d(o.gpt, p, o.batch, depth)
+                        : graph::CheckGptTensorParallel(o.gpt, p);
         !s.ok()) {
       std::printf("%5d  skipped: %s\n", p, std::string(s.message()).c_str());
       continue;

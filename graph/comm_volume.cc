@@ -21,8 +21,8 @@ std::map<std::string, int64_t> CommBytesPerRun(const Graph& g, const GroupSizes&
   for (const Node& n : g.nodes()) {
     const OpDef* def = FindOp(n.op);
     if (def == nullptr || !def->communicates) continue;
-    const std::string a = attr(n, "group"), b = attr(n, "group_b");
-    const int pa = size_of(a), pb = size_of(b);
+    const std::string a = attr(n, "group"), b = attr(n, "group_b"), c = attr(n, "group_c");
+    const int pa = size_of(a), pb = size_of(b), pc = size_of(c);
     auto in = [&](int i) { return g.value(n.inputs[i]).bytes(); };
     auto res = [&](int i) { return g.value(n.outputs[i]).bytes(); };
     int64_t& sa = out[a];
@@ -45,6 +45,17 @@ std::map<std::string, int64_t> CommBytesPerRun(const Graph& g, const GroupSizes&
     } else if (n.op == "summa_matmul_tn") {
       sa += SentByRing(Collective::kAllGather, in(0), pa);
       out[b] += SentByRing(Collective::kReduceScatter, res(0), pb);
+    } else if (n.op == "linear_3d") {
+      // x gathered over group, w over group_b, the product reduce-scattered over group_c.
+      sa += SentByRing(Collective::kAllGather, in(0), pa);
+      out[b] += SentByRing(Collective::kAllGather, in(1), pb);
+      out[c] += SentByRing(Collective::kReduceScatter, res(0), pc);
+    } else if (n.op == "linear_3d_backward") {
+      // dy gathered over group_c; x and w gathered again; dx and dw reduce-scattered.
+      out[c] += SentByRing(Collective::kAllGather, in(0), pc);
+      sa += SentByRing(Collective::kAllGather, in(1), pa) + SentByRing(Collective::kReduceScatter, res(0), pa);
+      out[b] += SentByRing(Collective::kAllGather, in(2), pb) +
+                SentByRing(Collective::kReduceScatter, res(1), pb);
     } else if (n.op == "layer_norm_2d") {
       sa += 2 * SentByRing(Collective::kAllReduce, res(1), pa);  // the row sums, twice
     } else if (n.op == "layer_norm_2d_backward") {

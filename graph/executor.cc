@@ -61,6 +61,7 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
   ex->node_seconds_.assign(num_nodes, 0.0);
   ex->node_comm_.assign(num_nodes, nullptr);
   ex->node_comm_b_.assign(num_nodes, nullptr);
+  ex->node_comm_c_.assign(num_nodes, nullptr);
   for (int n = 0; n < num_nodes; ++n) {
     const Node& node = graph->node(n);
     ex->node_ops_[n] = FindOp(node.op);
@@ -116,6 +117,8 @@ void Executor::SetGroup(const std::string& name, parallel::Communicator* comm) {
     if (it != attrs.end() && std::get<std::string>(it->second) == name) node_comm_[n] = comm;
     auto b = attrs.find("group_b");
     if (b != attrs.end() && std::get<std::string>(b->second) == name) node_comm_b_[n] = comm;
+    auto c = attrs.find("group_c");
+    if (c != attrs.end() && std::get<std::string>(c->second) == name) node_comm_c_[n] = comm;
   }
 }
 
@@ -126,6 +129,8 @@ void Executor::RunNode(int n, int micro_step) {
                 "a communication op runs over a group that was never bound (SetGroup)");
   COL_CHECK_MSG(node_comm_b_[n] != nullptr || node.attrs.count("group_b") == 0,
                 "a communication op runs over a group_b that was never bound (SetGroup)");
+  COL_CHECK_MSG(node_comm_c_[n] != nullptr || node.attrs.count("group_c") == 0,
+                "a communication op runs over a group_c that was never bound (SetGroup)");
   for (void* p : node_inputs_[n]) COL_CHECK_MSG(p != nullptr, "node reads an unbound parameter");
   for (void* p : node_outputs_[n]) COL_CHECK_MSG(p != nullptr, "node writes an unbound parameter");
   KernelContext ctx;
@@ -136,6 +141,8 @@ void Executor::RunNode(int n, int micro_step) {
   ctx.stream = stream_;
   ctx.comm = node_comm_[n];
   ctx.comm_b = node_comm_b_[n];
+  ctx.comm_c = node_comm_c_[n];
+  if (plan_.scratch_offset[n] >= 0) ctx.scratch = arena_.as<char>() + plan_.scratch_offset[n];
   ctx.status = &status_;
   ctx.accumulate.resize(node.outputs.size());
   for (size_t o = 0; o < node.outputs.size(); ++o) {

@@ -71,7 +71,7 @@ class Executor {
   // afresh (ZeRO 3 reduces each micro-step's gradients into shards itself).
   void SetParamGradsAccumulate(bool across_micro_steps) { accumulate_param_grads_ = across_micro_steps; }
 
-  // Binds the process group `name` (the "group" or "group_b" attribute of communication
+  // Binds the process group `name` (the "group", "group_b" or "group_c" attribute of communication
   // ops) to `comm`, which must outlive the executor. Running a communication op whose
   // group is unbound is a programmer error.
   void SetGroup(const std::string& name, parallel::Communicator* comm);
@@ -116,6 +116,7 @@ class Executor {
   std::vector<double> node_seconds_;
   std::vector<parallel::Communicator*> node_comm_;    // per node: its "group"
   std::vector<parallel::Communicator*> node_comm_b_;  // and its "group_b"
+  std::vector<parallel::Communicator*> node_comm_c_;  // and its "group_c"
   absl::Status status_;
 };
 

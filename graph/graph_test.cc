@@ -13,6 +13,7 @@
 #include "graph/executor.h"
 #include "graph/graph_file.h"
 #include "graph/memory_plan.h"
+#include "graph/op_registry.h"
 #include "graph/schedule.h"
 #include "graph/models/gpt.h"
 #include "kernels/testing/kernel_testing.h"
@@ -329,6 +330,68 @@ TEST_CASE("memory plan never overlaps two values that are live at once") {
   REQUIRE(plan->arena_bytes >= peak);
   REQUIRE(plan->arena_bytes <= peak * 5 / 4);
   REQUIRE(plan->arena_bytes < plan->unshared_bytes * 3 / 5);
+}
+
+TEST_CASE("a node's scratch lives at its position alone, apart from every live value") {
+  // A 3D rank's graph: its linear_3d nodes gather their blocks into scratch.
+  GptTensorParallel tp;
+  tp.size = 8, tp.three_d = true;
+  auto g = BuildGpt({2, 4, 32, 16, 64}, 4, tp);
+  REQUIRE(g.ok());
+  REQUIRE(BuildBackward(*g).ok());
+  const Schedule schedule = DefaultSchedule(*g);
+  auto plan = PlanMemory(*g, schedule);
+  REQUIRE(plan.ok());
+  const int n_nodes = static_cast<int>(schedule.entries.size());
+  const int n_values = static_cast<int>(g->values().size());
+  std::vector<int> first(n_values, -1), last(n_values, -1);
+  for (int n = 0; n < n_nodes; ++n) {
+    const Node& node = g->node(schedule.entries[n].node);
+    for (int v : node.inputs) last[v] = std::max(last[v], n);
+    for (int v : node.outputs) {
+      if (first[v] < 0) first[v] = n;
+      last[v] = std::max(last[v], n);
+    }
+  }
+  for (int v : g->inputs()) first[v] = 0, last[v] = n_nodes;
+  for (int v : g->outputs()) last[v] = n_nodes;
+  int with_scratch = 0, sharing = 0;
+  for (int n = 0; n < n_nodes; ++n) {
+    const int id = schedule.entries[n].node;
+    const Node& node = g->node(id);
+    const OpDef* def = FindOp(node.op);
+    if (!def->scratch) {
+      REQUIRE(plan->scratch_offset[id] < 0);
+      continue;
+    }
+    std::vector<TensorType> in, out;
+    for (int v : node.inputs) in.push_back({g->value(v).shape, g->value(v).dtype});
+    for (int v : node.outputs) out.push_back({g->value(v).shape, g->value(v).dtype});
+    const int64_t bytes = def->scratch(in, out, node.attrs);
+    const int64_t start = plan->scratch_offset[id];
+    REQUIRE(start >= 0);
+    if (node.op == "linear_3d" || node.op == "linear_3d_backward") {
+      // x gathered q-fold, w q-fold, the product's q·rows: more than the node's inputs.
+      ++with_scratch;
+      int64_t inputs = 0;
+      for (int v : node.inputs) inputs += g->value(v).bytes();
+      REQUIRE(bytes > inputs);
+    }
+    REQUIRE(start + bytes <= plan->arena_bytes);
+    bool shares = false;
+    for (int v = 0; v < n_values; ++v) {
+      if (plan->offset[v] < 0) continue;
+      const bool overlap = plan->offset[v] < start + bytes && start < plan->offset[v] + g->value(v).bytes();
+      if (!overlap) continue;
+      INFO(node.op << " at " << n << " and " << g->value(v).name);
+      REQUIRE_FALSE((first[v] <= n && n <= last[v]));
+      shares = true;
+    }
+    sharing += shares ? 1 : 0;
+  }
+  // 2 layers × 4 linears + the head, forward and backward.
+  REQUIRE(with_scratch == 18);
+  REQUIRE(sharing > 0);
 }
 
 TEST_CASE("a GPT exported to a graph file loads back and computes the same loss") {

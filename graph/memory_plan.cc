@@ -84,7 +84,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedu
   }
 
   struct Block {
-    int root;
+    int root;  // the storage root, or -1 − node for a node's scratch
     int64_t bytes;
     int first, last;
     int64_t offset = -1;
@@ -96,6 +96,19 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedu
     plan.unshared_bytes += AlignUp(value.bytes());
     if (plan.storage[v] != v) continue;
     blocks.push_back({v, AlignUp(std::max<int64_t>(value.bytes(), 1)), g_first[v], g_last[v]});
+  }
+  auto types = [&](const std::vector<int>& ids) {
+    std::vector<TensorType> t;
+    for (int v : ids) t.push_back({graph.value(v).shape, graph.value(v).dtype});
+    return t;
+  };
+  for (int n = 0; n < num_nodes; ++n) {
+    const int id = schedule.entries[n].node;
+    const Node& node = graph.node(id);
+    const OpDef* def = FindOp(node.op);
+    if (!def->scratch) continue;
+    const int64_t bytes = def->scratch(types(node.inputs), types(node.outputs), node.attrs);
+    if (bytes > 0) blocks.push_back({-1 - id, AlignUp(bytes), n, n});
   }
   std::vector<int> order(blocks.size());
   std::iota(order.begin(), order.end(), 0);
@@ -123,7 +136,14 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedu
 
   plan.offset.assign(num_values, -1);
   std::vector<int64_t> root_offset(num_values, -1);
-  for (const Block& b : blocks) root_offset[b.root] = b.offset;
+  plan.scratch_offset.assign(graph.nodes().size(), -1);
+  for (const Block& b : blocks) {
+    if (b.root >= 0) {
+      root_offset[b.root] = b.offset;
+    } else {
+      plan.scratch_offset[-1 - b.root] = b.offset;
+    }
+  }
   for (int v = 0; v < num_values; ++v) {
     if (InArena(graph.value(v)) && first[v] >= 0) plan.offset[v] = root_offset[plan.storage[v]];
   }

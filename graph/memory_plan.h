@@ -7,7 +7,8 @@
 // from its first writer to its last reader or writer; inputs (filled before a run, possibly once for many runs) and graph
 // outputs live for the whole schedule. Offsets are assigned
 // greedily, largest first, at the lowest gap free for the whole lifetime (the
-// "greedy by size" planner of TFLite), aligned to 64 bytes.
+// "greedy by size" planner of TFLite), aligned to 64 bytes. A node's scratch (its op's
+// working memory) is a block living at that node's position alone.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,9 @@ struct MemoryPlan {
   int64_t unshared_bytes = 0;
   // Per value: byte offset into the arena, or -1 for values not in the arena (params).
   std::vector<int64_t> offset;
+  // Per node id: the byte offset of its scratch (OpDef::scratch), live at its schedule
+  // position only, or -1 for none.
+  std::vector<int64_t> scratch_offset;
   // Per value: the value whose storage it shares (itself when none).
   std::vector<int> storage;
   // Peak bytes live at once during the schedule's forward part only (activation memory held

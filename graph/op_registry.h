@@ -39,6 +39,10 @@ struct KernelContext {
   // reports (the run then stops).
   parallel::Communicator* comm = nullptr;
   parallel::Communicator* comm_b = nullptr;  // the "group_b" attribute's (2D: the column)
+  parallel::Communicator* comm_c = nullptr;  // the "group_c" attribute's (3D: the output's)
+  // The node's working memory in the arena (OpDef::scratch bytes, 64-byte aligned), live
+  // for this run only; nullptr when the op declares none.
+  void* scratch = nullptr;
   absl::Status* status = nullptr;
   // Waits for `work`; false (with *status set) when it failed.
   bool Wait(std::unique_ptr<parallel::Work> work) const {
@@ -74,9 +78,16 @@ struct OpDef {
   // FLOPs of one execution (multiply-add = 2), from the input types.
   std::function<double(const std::vector<TensorType>& inputs, const Attrs& attrs)> flops;
   std::function<void(const KernelContext& ctx)> run;
+  // Bytes of working memory one run needs beyond its outputs (gathered blocks, partial
+  // products), from the input and output types; the memory plan places it in the arena
+  // for the node's position alone (KernelContext::scratch). Unset: none.
+  std::function<int64_t(const std::vector<TensorType>& inputs,
+                        const std::vector<TensorType>& outputs, const Attrs& attrs)>
+      scratch;
   // (output, input) pairs whose storage may be shared when the input dies at this node.
   std::vector<std::pair<int, int>> in_place;
-  // Runs collectives over the communicator named by the node's "group" attribute.
+  // Runs collectives over the communicators named by the node's "group" (and "group_b",
+  // "group_c") attributes.
   bool communicates = false;
 };
 

@@ -284,24 +284,22 @@ absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptT
     return add(name, std::move(global), init, {{dim, q, f.hidden_index, interleave, f.hidden}},
                {"depth", f.sub});
   };
-  // [Bq·q·.., cols] ↔ [Bq·.., cols] over a group of q: token block a whole, or its sub-block.
+  // The all-gather of x over a group of q, shaped `whole`.
   auto gather = [&](int x, const std::string& group, Shape whole, const std::string& name) {
     return b.One("all_gather", {x}, {{"group", group}, {"parts", q}, {"shape", std::vector<int64_t>(whole)}},
                  {name});
   };
-  auto scatter = [&](int x, const std::string& group, Shape part, const std::string& name) {
-    return b.One("reduce_scatter", {x},
-                 {{"group", group}, {"parts", q}, {"shape", std::vector<int64_t>(part)}}, {name});
+  // x·W (x·Wᵀ) from form `in` (x [Bq, T, K/q]) to the other form ([Bq, T, M/q]): x
+  // gathered over in.sub, W over "depth", the product reduce-scattered over in.hidden
+  // (linear_3d_ops.cc; the gathered blocks are the op's scratch, not kept).
+  auto product = [&](int x, int w, const Form& in, bool transposed, const std::string& name) {
+    Attrs attrs = {{"group", in.sub}, {"group_b", std::string("depth")}, {"group_c", in.hidden}, {"q", q}};
+    if (transposed) attrs["transpose_w"] = int64_t{1};
+    return b.One("linear_3d", {x, w}, attrs, {name});
   };
-  // y = x·W + bias from form `in` (x [Bq, T, K/q]) to the other form ([Bq, T, M/q]).
   auto linear = [&](int x, int w, int bias, const Form& in,
                     const std::string& name) -> absl::StatusOr<int> {
-    const Shape& ws = g.value(w).shape;  // [K/q², M/q]
-    const int64_t k = ws[0] * q, m = ws[1];
-    ASSIGN_OR_RETURN(int xs, gather(x, in.sub, {Bq * q, T, k}, name + ".in"));
-    ASSIGN_OR_RETURN(int wf, gather(w, "depth", {k, m}, name + ".weight"));
-    ASSIGN_OR_RETURN(int partial, b.One("matmul", {xs, wf}, {}, {name + ".partial"}));
-    ASSIGN_OR_RETURN(int y, scatter(partial, in.hidden, {Bq, T, m}, name + ".sum"));
+    ASSIGN_OR_RETURN(int y, product(x, w, in, /*transposed=*/false, name + ".sum"));
     return b.One("bias_add", {y, bias}, {}, {name});
   };
   const Attrs ln = {{"group", even.hidden}, {"eps", static_cast<double>(cfg.ln_eps)}, {"c", C}};
@@ -367,12 +365,9 @@ absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptT
   ASSIGN_OR_RETURN(int lnf_w, vector("ln_f.weight", {C}, ones, even));
   ASSIGN_OR_RETURN(int lnf_b, vector("ln_f.bias", {C}, zeros, even));
   ASSIGN_OR_RETURN(auto lnf, layer_norm(x, lnf_w, lnf_b, "ln_f"));
-  // The tied head as an even linear: token block a's logits in vocabulary block b, their
-  // partial sums over the hidden blocks reduce-scattered to the odd form's token rows.
-  ASSIGN_OR_RETURN(int head_in, gather(lnf[0], even.sub, {Bq * q, T, C / q}, "head.in"));
-  ASSIGN_OR_RETURN(int partial, b.One("matmul", {head_in, wte_block}, {{"transpose_w", int64_t{1}}},
-                                      {"logits.partial"}));
-  ASSIGN_OR_RETURN(int logits, scatter(partial, even.hidden, {Bq, T, V / q}, "logits"));
+  // The tied head as an even linear over wteᵀ: token block a's logits in vocabulary block
+  // b, their partial sums over the hidden blocks reduce-scattered to the odd form's rows.
+  ASSIGN_OR_RETURN(int logits, product(lnf[0], wte, even, /*transposed=*/true, "logits"));
   ASSIGN_OR_RETURN(int block_targets, block_rows(targets, c, "targets.block"));
   ASSIGN_OR_RETURN(int local_targets,
                    b.One("vocab_shard_ids", {block_targets}, {{"start", bi * (V / q)}, {"size", V / q}},

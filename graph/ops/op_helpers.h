@@ -10,6 +10,7 @@
 #include "graph/autodiff.h"
 #include "graph/op_registry.h"
 #include "kernels/elementwise/elementwise.h"
+#include "kernels/matmul/matmul.h"
 #include "runtime/base/status_macros.h"
 
 namespace colossal::graph::ops {
@@ -101,18 +102,32 @@ inline void EmitLayerNormBackward(GradBuilder& b, const std::string& backward_op
          b.node().attrs, {dx.accumulate, dw.accumulate, db.accumulate});
 }
 
-// Output 0 (=|+=) what `collect(dst)` writes: into the output itself when it is
+// Output `o` (=|+=) what `collect(dst)` writes: into the output itself when it is
 // overwritten, through a scratch buffer added in when it accumulates. `collect` returns
 // false when its collective failed (nothing is added then).
 template <typename Collect>
-void CollectInto(const KernelContext& c, Collect collect) {
-  if (c.accumulate[0] == Accumulate::kNo) {
-    collect(c.out(0));
+void CollectInto(const KernelContext& c, Collect collect, size_t o = 0) {
+  if (c.accumulate[o] == Accumulate::kNo) {
+    collect(c.out(o));
     return;
   }
-  const int64_t n = c.out_value(0).numel();
+  const int64_t n = c.out_value(o).numel();
   std::vector<float> scratch(n);
-  if (collect(scratch.data())) kernels::AddInto(scratch.data(), c.out(0), n, Accumulate::kYes, c.stream);
+  if (collect(scratch.data())) kernels::AddInto(scratch.data(), c.out(o), n, Accumulate::kYes, c.stream);
+}
+
+// out [m, n] (=|+=) a [m, k] · b [k, n], with a or b transposed as stored (the fused
+// products of SUMMA and 3D).
+inline void Product(const float* a, kernels::Trans ta, const float* b, kernels::Trans tb, float* out,
+                    int64_t m, int64_t n, int64_t k, Accumulate acc, kernels::Stream stream) {
+  kernels::MatmulArgs args;
+  args.trans_a = ta, args.trans_b = tb;
+  args.m = m, args.n = n, args.k = k;
+  args.a = a, args.lda = ta == kernels::Trans::kYes ? m : k;
+  args.b = b, args.ldb = tb == kernels::Trans::kYes ? k : n;
+  args.c = out, args.ldc = n;
+  args.accumulate = acc;
+  kernels::Matmul(args, stream);
 }
 
 // The "group" attribute of a communication op: a non-empty string.

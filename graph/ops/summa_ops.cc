@@ -24,8 +24,9 @@
 namespace colossal::graph::ops {
 namespace {
 
-using kernels::MatmulArgs;
 using kernels::Trans;
+
+int64_t Floats(int64_t n) { return n * static_cast<int64_t>(sizeof(float)); }
 
 absl::Status CheckGroups(const std::string& op, const Attrs& attrs) {
   RETURN_IF_ERROR(GetGroupAttr(attrs, op).status());
@@ -57,19 +58,6 @@ absl::StatusOr<std::vector<TensorType>> SummaShapes(const std::string& op,
   return std::vector<TensorType>{{out, DType::kF32}};
 }
 
-// out [m, n] (=|+=) a [m, k] · b [k, n], with a or b transposed as stored.
-void Product(const float* a, Trans ta, const float* b, Trans tb, float* out, int64_t m,
-             int64_t n, int64_t k, Accumulate acc, kernels::Stream stream) {
-  MatmulArgs args;
-  args.trans_a = ta, args.trans_b = tb;
-  args.m = m, args.n = n, args.k = k;
-  args.a = a, args.lda = ta == Trans::kYes ? m : k;
-  args.b = b, args.ldb = tb == Trans::kYes ? k : n;
-  args.c = out, args.ldc = n;
-  args.accumulate = acc;
-  kernels::Matmul(args, stream);
-}
-
 const OpRegistrar kSummaMatmul(OpDef{
     .name = "summa_matmul",
     .min_inputs = 2,
@@ -99,19 +87,23 @@ const OpRegistrar kSummaMatmul(OpDef{
           const int64_t q = c.node->IntAttr("q");
           const int64_t m = Rows(c.in_value(0).shape), k = c.in_value(1).shape[0],
                         n = c.in_value(1).shape[1];
-          std::vector<float> a(m * k), w(k * n);
+          float* a = static_cast<float*>(c.scratch);
+          float* w = a + m * k;
           for (int64_t step = 0; step < q; ++step) {
             // The row's column `step` sends its X block; the column's row `step` its W block.
-            if (c.comm->rank() == step) std::copy(c.in(0), c.in(0) + m * k, a.data());
-            if (c.comm_b->rank() == step) std::copy(c.in(1), c.in(1) + k * n, w.data());
-            if (!c.Wait(c.comm->Broadcast(a.data(), m * k, DType::kF32, static_cast<int>(step))) ||
-                !c.Wait(c.comm_b->Broadcast(w.data(), k * n, DType::kF32, static_cast<int>(step)))) {
+            if (c.comm->rank() == step) std::copy(c.in(0), c.in(0) + m * k, a);
+            if (c.comm_b->rank() == step) std::copy(c.in(1), c.in(1) + k * n, w);
+            if (!c.Wait(c.comm->Broadcast(a, m * k, DType::kF32, static_cast<int>(step))) ||
+                !c.Wait(c.comm_b->Broadcast(w, k * n, DType::kF32, static_cast<int>(step)))) {
               return;
             }
             const Accumulate acc = step > 0 ? Accumulate::kYes : c.accumulate[0];
-            Product(a.data(), Trans::kNo, w.data(), Trans::kNo, c.out(0), m, n, k, acc, c.stream);
+            Product(a, Trans::kNo, w, Trans::kNo, c.out(0), m, n, k, acc, c.stream);
           }
         },
+    .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs&) {
+      return Floats(NumElements(in[0].shape) + NumElements(in[1].shape));
+    },
     .communicates = true,
 });
 
@@ -146,16 +138,21 @@ const OpRegistrar kSummaMatmulNt(OpDef{
           const int64_t m = Rows(c.in_value(0).shape), k = c.in_value(1).shape[0],
                         n = c.in_value(1).shape[1];
           // W_kj for every k of this column, then P_k = dY_ij · W_kjᵀ stacked by k.
-          std::vector<float> column(q * k * n), products(q * m * k);
-          if (!c.Wait(c.comm_b->AllGather(c.in(1), column.data(), k * n, DType::kF32))) return;
+          float* column = static_cast<float*>(c.scratch);
+          float* products = column + q * k * n;
+          if (!c.Wait(c.comm_b->AllGather(c.in(1), column, k * n, DType::kF32))) return;
           for (int64_t step = 0; step < q; ++step) {
-            Product(c.in(0), Trans::kNo, column.data() + step * k * n, Trans::kYes,
-                    products.data() + step * m * k, m, k, n, Accumulate::kNo, c.stream);
+            Product(c.in(0), Trans::kNo, column + step * k * n, Trans::kYes, products + step * m * k,
+                    m, k, n, Accumulate::kNo, c.stream);
           }
           CollectInto(c, [&](float* dst) {
-            return c.Wait(c.comm->ReduceScatter(products.data(), dst, m * k, DType::kF32));
+            return c.Wait(c.comm->ReduceScatter(products, dst, m * k, DType::kF32));
           });
         },
+    .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs& attrs) {
+      const int64_t q = std::get<int64_t>(attrs.at("q"));
+      return Floats(q * NumElements(in[1].shape) + q * Rows(in[0].shape) * in[1].shape[0]);
+    },
     .communicates = true,
 });
 
@@ -175,16 +172,21 @@ const OpRegistrar kSummaMatmulTn(OpDef{
           const int64_t m = Rows(c.in_value(0).shape), k = c.in_value(0).shape.back(),
                         n = c.in_value(1).shape.back();
           // X_ik for every k of this row, then Q_k = X_ikᵀ · dY_ij stacked by k.
-          std::vector<float> row(q * m * k), products(q * k * n);
-          if (!c.Wait(c.comm->AllGather(c.in(0), row.data(), m * k, DType::kF32))) return;
+          float* row = static_cast<float*>(c.scratch);
+          float* products = row + q * m * k;
+          if (!c.Wait(c.comm->AllGather(c.in(0), row, m * k, DType::kF32))) return;
           for (int64_t step = 0; step < q; ++step) {
-            Product(row.data() + step * m * k, Trans::kYes, c.in(1), Trans::kNo,
-                    products.data() + step * k * n, k, n, m, Accumulate::kNo, c.stream);
+            Product(row + step * m * k, Trans::kYes, c.in(1), Trans::kNo, products + step * k * n, k,
+                    n, m, Accumulate::kNo, c.stream);
           }
           CollectInto(c, [&](float* dst) {
-            return c.Wait(c.comm_b->ReduceScatter(products.data(), dst, k * n, DType::kF32));
+            return c.Wait(c.comm_b->ReduceScatter(products, dst, k * n, DType::kF32));
           });
         },
+    .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs& attrs) {
+      const int64_t q = std::get<int64_t>(attrs.at("q"));
+      return Floats(q * NumElements(in[0].shape) + q * in[0].shape.back() * in[1].shape.back());
+    },
     .communicates = true,
 });
 

@@ -25,6 +25,20 @@
 namespace colossal::graph::ops {
 namespace {
 
+// Ids relative to a vocabulary block [start, start + rows); those outside it become
+// `rows` (the kernels' zero row).
+void LocalIds(const int32_t* ids, int32_t* local, int64_t n, int64_t start, int64_t rows) {
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t id = ids[t] - start;
+    local[t] = static_cast<int32_t>(id >= 0 && id < rows ? id : rows);
+  }
+}
+
+// The embeddings of n ids at cols wide and their local ids.
+int64_t LookupScratch(int64_t n, int64_t cols) {
+  return n * cols * static_cast<int64_t>(sizeof(float)) + n * static_cast<int64_t>(sizeof(int32_t));
+}
+
 const OpRegistrar kLayerNorm2d(OpDef{
     .name = "layer_norm_2d",
     .min_inputs = 3,
@@ -163,17 +177,16 @@ const OpRegistrar kEmbedding2d(OpDef{
         [](const KernelContext& c) {
           const int64_t n = c.in_value(0).numel(), rows = c.in_value(1).shape[0],
                         cols = c.in_value(1).shape[1], start = c.node->IntAttr("vocab_start");
-          std::vector<int32_t> local(n);
-          const int32_t* ids = c.in<int32_t>(0);
-          for (int64_t t = 0; t < n; ++t) {
-            const int64_t id = ids[t] - start;
-            local[t] = static_cast<int32_t>(id >= 0 && id < rows ? id : rows);
-          }
           // Every token block's lookup in this rank's rows, stacked by block.
-          std::vector<float> partial(n * cols);
-          kernels::EmbeddingForward(local.data(), c.in(1), partial.data(), n, rows, cols, c.stream);
-          c.Wait(c.comm->ReduceScatter(partial.data(), c.out(0), c.out_value(0).numel(), DType::kF32));
+          float* partial = static_cast<float*>(c.scratch);
+          int32_t* local = reinterpret_cast<int32_t*>(partial + n * cols);
+          LocalIds(c.in<int32_t>(0), local, n, start, rows);
+          kernels::EmbeddingForward(local, c.in(1), partial, n, rows, cols, c.stream);
+          c.Wait(c.comm->ReduceScatter(partial, c.out(0), c.out_value(0).numel(), DType::kF32));
         },
+    .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs&) {
+      return LookupScratch(NumElements(in[0].shape), in[1].shape[1]);
+    },
     .communicates = true,
 });
 
@@ -187,17 +200,15 @@ const OpRegistrar kEmbedding2dBackward(OpDef{
         [](const KernelContext& c) {
           const int64_t n = c.in_value(0).numel(), rows = c.out_value(0).shape[0],
                         cols = c.out_value(0).shape[1], start = c.node->IntAttr("vocab_start");
-          std::vector<float> all(n * cols);
-          if (!c.Wait(c.comm->AllGather(c.in(1), all.data(), c.in_value(1).numel(), DType::kF32))) return;
-          std::vector<int32_t> local(n);
-          const int32_t* ids = c.in<int32_t>(0);
-          for (int64_t t = 0; t < n; ++t) {
-            const int64_t id = ids[t] - start;
-            local[t] = static_cast<int32_t>(id >= 0 && id < rows ? id : rows);
-          }
-          kernels::EmbeddingBackward(local.data(), all.data(), c.out(0), n, rows, cols,
-                                     c.accumulate[0], c.stream);
+          float* all = static_cast<float*>(c.scratch);
+          int32_t* local = reinterpret_cast<int32_t*>(all + n * cols);
+          if (!c.Wait(c.comm->AllGather(c.in(1), all, c.in_value(1).numel(), DType::kF32))) return;
+          LocalIds(c.in<int32_t>(0), local, n, start, rows);
+          kernels::EmbeddingBackward(local, all, c.out(0), n, rows, cols, c.accumulate[0], c.stream);
         },
+    .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>& out, const Attrs&) {
+      return LookupScratch(NumElements(in[0].shape), out[0].shape[1]);
+    },
     .communicates = true,
 });
 

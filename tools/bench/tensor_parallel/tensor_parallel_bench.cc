@@ -57,22 +57,22 @@ const char* ModeName(Mode m) {
 
 // Bytes one rank sends per micro-batch in 3D on a q×q×q cube (gpt.h), in closed form at
 // the ring volumes (an all-gather of n local elements over q ranks sends (q−1)·n, a
-// reduce-scatter to n local ones (q−1)·n). Each linear x[N, K]·W[K, M] gathers x and W,
-// reduce-scatters the product, and the backward runs the three conjugates:
-// 2(q−1)/q³·(NK + KM + NM); per layer the four linears (C→3C, C→C, C→4C, 4C→C) make
-// 16NC + 12C². Each layer norm all-reduces two row sums over q in each pass:
-// 8(q−1)N/q³. The embedding gathers wte (2(q−1)VC/q³ both ways) and reduce-scatters the
-// looked-up rows (2(q−1)NC/q³ both ways); the tied head gathers its input and
-// reduce-scatters the logits (2(q−1)(NC + NV)/q³); the vocab-parallel cross-entropy
-// all-gathers a (max, sum) pair per local token over q: 2(q−1)N/q². (The paper's
-// bandwidth term, 6(q−1)/q³ of a linear's matrices, is the NK + KM + NM part when the
-// three are of one size.)
+// reduce-scatter to n local ones (q−1)·n). Each linear x[N, K]·W[K, M] (linear_3d)
+// gathers x and W and reduce-scatters the product; its backward gathers dy, x and W and
+// reduce-scatters dx and dW: (q−1)/q³·(3NK + 3KM + 2NM); per layer the four linears
+// (C→3C, C→C, C→4C, 4C→C) make 39NC + 36C². Each layer norm all-reduces two row sums
+// over q in each pass: 8(q−1)N/q³. The embedding gathers wte (2(q−1)VC/q³ both ways)
+// and reduce-scatters the looked-up rows (2(q−1)NC/q³ both ways); the tied head is a
+// linear over wteᵀ (K = C, M = V); the vocab-parallel cross-entropy all-gathers a (max,
+// sum) pair per local token over q: 2(q−1)N/q². (The paper's bandwidth term, 6(q−1)/q³
+// of a linear's matrices, is this with x and W kept between the passes instead of
+// gathered again: 2(NK + KM + NM).)
 double Cube3dBytes(const graph::GptConfig& c, int64_t batch, int64_t q) {
   const double N = static_cast<double>(batch * c.seq_len), C = static_cast<double>(c.d_model),
                V = static_cast<double>(c.vocab), L = static_cast<double>(c.n_layer);
   const double k = static_cast<double>(q - 1) / static_cast<double>(q * q * q);
-  const double elements = 2 * k * L * (16 * N * C + 12 * C * C) + (2 * L + 1) * 8 * k * N +
-                          2 * k * V * C + 2 * k * N * C + 2 * k * (N * C + N * V) +
+  const double elements = k * L * (39 * N * C + 36 * C * C) + (2 * L + 1) * 8 * k * N +
+                          2 * k * V * C + 2 * k * N * C + k * (3 * N * C + 3 * V * C + 2 * N * V) +
                           2 * k * static_cast<double>(q) * N;
   return 4 * elements;
 }

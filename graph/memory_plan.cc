@@ -109,6 +109,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedu
     if (!def->scratch) continue;
     const int64_t bytes = def->scratch(types(node.inputs), types(node.outputs), node.attrs);
     if (bytes > 0) blocks.push_back({-1 - id, AlignUp(bytes), n, n});
+    plan.max_scratch_bytes = std::max(plan.max_scratch_bytes, bytes);
   }
   std::vector<int> order(blocks.size());
   std::iota(order.begin(), order.end(), 0);

@@ -29,6 +29,8 @@ struct MemoryPlan {
   // Per node id: the byte offset of its scratch (OpDef::scratch), live at its schedule
   // position only, or -1 for none.
   std::vector<int64_t> scratch_offset;
+  // The largest one node's scratch (part of arena_bytes at that node's position).
+  int64_t max_scratch_bytes = 0;
   // Per value: the value whose storage it shares (itself when none).
   std::vector<int> storage;
   // Peak bytes live at once during the schedule's forward part only (activation memory held

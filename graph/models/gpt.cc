@@ -223,14 +223,22 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
   ASSIGN_OR_RETURN(int lnf_w, vector("ln_f.weight", {C}, ones));
   ASSIGN_OR_RETURN(int lnf_b, vector("ln_f.bias", {C}, zeros));
   ASSIGN_OR_RETURN(auto lnf, layer_norm(x, lnf_w, lnf_b, "ln_f"));
-  // Token block i's logits in vocabulary block j.
-  ASSIGN_OR_RETURN(int logits, b.One("summa_matmul_nt", {lnf[0], wte}, summa, {"logits"}));
-  ASSIGN_OR_RETURN(int block_targets, b.One("shard_rows", {targets}, block_rows, {"targets.block"}));
+  // The tied head with wte in place (linear_3d without a weight group): the grid column's
+  // token blocks gathered, each multiplied by this rank's wte block (vocabulary block i,
+  // hidden block j), the partial sums over the hidden blocks reduce-scattered along the
+  // grid row — rank (i, j) gets token block j's logits in vocabulary block i. Only
+  // activations and logits move; SUMMA ABᵀ would gather the column's wte blocks.
+  ASSIGN_OR_RETURN(int logits, b.One("linear_3d", {lnf[0], wte},
+                                     {{"group", std::string("row")}, {"group_c", std::string("col")},
+                                      {"q", q}, {"transpose_w", int64_t{1}}},
+                                     {"logits"}));
+  const Attrs logit_rows = {{"parts", blocks}, {"part", k * q + j}, {"shape", std::vector<int64_t>{Bq, T}}};
+  ASSIGN_OR_RETURN(int block_targets, b.One("shard_rows", {targets}, logit_rows, {"targets.block"}));
   ASSIGN_OR_RETURN(int local_targets,
-                   b.One("vocab_shard_ids", {block_targets}, {{"start", j * (V / q)}, {"size", V / q}},
+                   b.One("vocab_shard_ids", {block_targets}, {{"start", i * (V / q)}, {"size", V / q}},
                          {"targets.local"}));
   ASSIGN_OR_RETURN(auto xent, b.Many("vocab_parallel_xent", {logits, local_targets},
-                                     {{"group", std::string("col")}}, {"token_loss", "token_lse"}));
+                                     {{"group", std::string("row")}}, {"token_loss", "token_lse"}));
   ASSIGN_OR_RETURN(int loss, b.One("mean", {xent[0]}, {}, {"loss"}));
   g.SetLoss(loss);
   g.MarkOutput(xent[0]);

@@ -9,12 +9,16 @@
 //   backward  linear_3d_backward (dy, x, w → dx, dw): dP = the all-gather of dy over
 //             group_c; dx = the reduce-scatter over group of dP·Wᵀ (dP·W); dw = the
 //             reduce-scatter over group_b of Xᵀ·dP (dPᵀ·X), X and W gathered again.
+// Without "group_b" the weight stays where it is (W = w, dw = Xᵀ·dP written in place):
+// the 2D tied head, which moves activations and logits and never the vocabulary's
+// weight blocks.
 // Gathering X and W again in the backward costs two all-gathers per linear more than
 // keeping them, and keeps what a rank holds between the passes at 1/q³ of the
 // activations and weights; the gathered blocks and products live in the node's scratch
 // (OpDef::scratch), which the memory plan places in the arena for that node alone.
-// Shapes: x [.., kx] (R rows), w [kx/q, n] (transposed [n/q, kx]), y [.., n]. Attribute
-// q is the size of all three groups.
+// Shapes: x [.., kx] (R rows), w [kx/q, n] (transposed [n/q, kx]; without group_b [kx, n]
+// and [n, kx]), y [.., n]. Attribute q is the size of every group named.
+#include <utility>
 #include <vector>
 
 #include "graph/autodiff.h"
@@ -27,15 +31,18 @@ using kernels::Trans;
 
 struct Dims {
   int64_t q, rows, k, n, w;  // q; x's rows and columns; y's columns; w's elements
+  int64_t qw;                // the weight's gather: q, or 1 without group_b
   bool transposed;
 };
 
 absl::StatusOr<Dims> GetDims(const std::string& op, const TensorType& x, const TensorType& w,
                              const Attrs& attrs) {
   RETURN_IF_ERROR(GetGroupAttr(attrs, op).status());
-  for (const char* key : {"group_b", "group_c"}) {
+  // group_c is required, group_b optional.
+  for (auto [key, required] : {std::pair{"group_b", false}, std::pair{"group_c", true}}) {
     auto it = attrs.find(key);
-    if (it == attrs.end() || !std::holds_alternative<std::string>(it->second)) {
+    if ((it == attrs.end() && required) ||
+        (it != attrs.end() && !std::holds_alternative<std::string>(it->second))) {
       return ShapeError(op, absl::StrCat("needs a string attribute '", key, "'"));
     }
   }
@@ -46,20 +53,25 @@ absl::StatusOr<Dims> GetDims(const std::string& op, const TensorType& x, const T
   auto t = attrs.find("transpose_w");
   const bool transposed = t != attrs.end() && std::holds_alternative<int64_t>(t->second) &&
                           std::get<int64_t>(t->second) != 0;
-  Dims d{q, Rows(x.shape), x.shape.back(), 0, NumElements(w.shape), transposed};
-  const bool chains = w.shape.size() == 2 && (transposed ? w.shape[1] == d.k : w.shape[0] * q == d.k);
+  const int64_t qw = attrs.count("group_b") ? q : 1;
+  Dims d{q, Rows(x.shape), x.shape.back(), 0, NumElements(w.shape), qw, transposed};
+  const bool chains = w.shape.size() == 2 && (transposed ? w.shape[1] == d.k : w.shape[0] * qw == d.k);
   if (q < 1 || !chains) {
     return ShapeError(op, absl::StrCat("x ", ShapeString(x.shape), " and w ", ShapeString(w.shape),
                                        transposed ? " (transposed)" : "",
                                        " gathered over q = ", q, " do not chain"));
   }
-  d.n = transposed ? w.shape[0] * q : w.shape[1];
+  d.n = transposed ? w.shape[0] * qw : w.shape[1];
   return d;
 }
 
+// The gathered weight (or, in the backward, its gradient before the reduce-scatter);
+// none when the weight stays in place.
+int64_t GatheredW(const Dims& d) { return d.qw > 1 ? d.qw * d.w : 0; }
+
 // X, W and P (forward) or dP, W and X (backward): the same three sizes.
 int64_t ScratchBytes(const Dims& d) {
-  return static_cast<int64_t>(sizeof(float)) * (d.q * d.rows * d.k + d.q * d.w + d.q * d.rows * d.n);
+  return static_cast<int64_t>(sizeof(float)) * (d.q * d.rows * d.k + GatheredW(d) + d.q * d.rows * d.n);
 }
 
 Dims NodeDims(const KernelContext& c) {
@@ -96,10 +108,11 @@ const OpRegistrar kLinear3d(OpDef{
         [](const KernelContext& c) {
           const Dims d = NodeDims(c);
           float* xs = static_cast<float*>(c.scratch);
-          float* ws = xs + d.q * d.rows * d.k;
-          float* p = ws + d.q * d.w;
+          float* gathered = xs + d.q * d.rows * d.k;
+          float* p = gathered + GatheredW(d);
+          const float* ws = d.qw > 1 ? gathered : c.in(1);
           if (!c.Wait(c.comm->AllGather(c.in(0), xs, d.rows * d.k, DType::kF32)) ||
-              !c.Wait(c.comm_b->AllGather(c.in(1), ws, d.w, DType::kF32))) {
+              (d.qw > 1 && !c.Wait(c.comm_b->AllGather(c.in(1), gathered, d.w, DType::kF32)))) {
             return;
           }
           Product(xs, Trans::kNo, ws, d.transposed ? Trans::kYes : Trans::kNo, p, d.q * d.rows, d.n,
@@ -128,11 +141,13 @@ const OpRegistrar kLinear3dBackward(OpDef{
           const Dims d = *GetDims(c.node->op, {c.in_value(1).shape, DType::kF32},
                                   {c.in_value(2).shape, DType::kF32}, c.node->attrs);
           const int64_t rows = d.q * d.rows;
+          const bool gather_w = d.qw > 1;
           float* dp = static_cast<float*>(c.scratch);
-          float* ws = dp + rows * d.n;  // W, then the gathered dW
-          float* xs = ws + d.q * d.w;   // the gathered dx, then X
+          float* gathered = dp + rows * d.n;      // W, then the gathered dW
+          float* xs = gathered + GatheredW(d);  // the gathered dx, then X
+          const float* ws = gather_w ? gathered : c.in(2);
           if (!c.Wait(c.comm_c->AllGather(c.in(0), dp, d.rows * d.n, DType::kF32)) ||
-              !c.Wait(c.comm_b->AllGather(c.in(2), ws, d.w, DType::kF32))) {
+              (gather_w && !c.Wait(c.comm_b->AllGather(c.in(2), gathered, d.w, DType::kF32)))) {
             return;
           }
           // dX = dP · Wᵀ (W [k, n]) or dP · W (W [n, k]).
@@ -142,14 +157,18 @@ const OpRegistrar kLinear3dBackward(OpDef{
             return c.Wait(c.comm->ReduceScatter(xs, dst, d.rows * d.k, DType::kF32));
           }, 0);
           if (!c.status->ok() || !c.Wait(c.comm->AllGather(c.in(1), xs, d.rows * d.k, DType::kF32))) return;
-          // dW = Xᵀ · dP [k, n] or dPᵀ · X [n, k], this rank's rows reduce-scattered.
+          // dW = Xᵀ · dP [k, n] or dPᵀ · X [n, k]: this rank's rows reduce-scattered, or
+          // (the weight in place) written or added directly.
+          float* dw = gather_w ? gathered : c.out(1);
+          const Accumulate acc = gather_w ? Accumulate::kNo : c.accumulate[1];
           if (d.transposed) {
-            Product(dp, Trans::kYes, xs, Trans::kNo, ws, d.n, d.k, rows, Accumulate::kNo, c.stream);
+            Product(dp, Trans::kYes, xs, Trans::kNo, dw, d.n, d.k, rows, acc, c.stream);
           } else {
-            Product(xs, Trans::kYes, dp, Trans::kNo, ws, d.k, d.n, rows, Accumulate::kNo, c.stream);
+            Product(xs, Trans::kYes, dp, Trans::kNo, dw, d.k, d.n, rows, acc, c.stream);
           }
+          if (!gather_w) return;
           CollectInto(c, [&](float* dst) {
-            return c.Wait(c.comm_b->ReduceScatter(ws, dst, d.w, DType::kF32));
+            return c.Wait(c.comm_b->ReduceScatter(gathered, dst, d.w, DType::kF32));
           }, 1);
         },
     .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&,

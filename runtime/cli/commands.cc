@@ -73,9 +73,14 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
               std::string(config::TensorModeName(par.tensor_mode)).c_str(),
               par.tensor_sequence_parallel ? ", sequence parallel" : "",
               static_cast<long long>(zero), D * T);
-  std::printf("per rank     parameters %s, gradients %s, optimizer state %s, activations %s (arena)\n",
+  const graph::MemoryPlan& plan = model.executor->plan();
+  std::printf("per rank     parameters %s, gradients %s, optimizer state %s, activations %s (arena",
               Bytes(param_bytes).c_str(), Bytes(grad_bytes).c_str(), Bytes(state_bytes).c_str(),
-              Bytes(static_cast<double>(model.executor->plan().arena_bytes)).c_str());
+              Bytes(static_cast<double>(plan.arena_bytes)).c_str());
+  if (plan.max_scratch_bytes > 0) {
+    std::printf("; the largest op scratch %s", Bytes(static_cast<double>(plan.max_scratch_bytes)).c_str());
+  }
+  std::printf(")\n");
   // Tensor groups: every communication node of one micro-batch (comm_volume.h), times the
   // micro-batches, and the partial gradients' sum once per step (sequence parallelism:
   // over the tensor group; 2d: down the grid column).

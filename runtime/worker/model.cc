@@ -91,10 +91,10 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   model->loss = g.loss();
   model->loss_grad = g.loss_seed();
   model->token_rows = batch;
-  if (tp.two_d && tp.size > 1) {  // token block k·q + i of depth·q (gpt.h)
+  if (tp.two_d && tp.size > 1) {  // the logits' token block k·q + j of depth·q (gpt.h)
     const int64_t q = tp.grid_q();
     model->token_rows = batch / (q * tp.depth);
-    model->token_row_start = ((tp.rank / (q * q)) * q + (tp.rank / q) % q) * model->token_rows;
+    model->token_row_start = ((tp.rank / (q * q)) * q + tp.rank % q) * model->token_rows;
   }
   if (tp.three_d && tp.size > 1) {  // the loss in the odd form: token block a·q + c of q²
     const int64_t q = tp.grid_q();

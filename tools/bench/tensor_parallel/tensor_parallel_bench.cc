@@ -15,8 +15,9 @@
 // of the 1D mode — (4L + 2) all-reduces of the activation A = B·T·C·4 bytes at the ring's
 // 2(P−1)/P, plus the vocab-parallel cross-entropy's all-gather of (P−1)·2·B·T·4 — and
 // their ratio (sp moves the same bytes: an all-gather and a reduce-scatter of (P−1)/P in
-// place of each all-reduce, in each pass), and the parameter and activation (arena)
-// bytes per rank. On a 2-core machine the times mean little; the bytes are exact.
+// place of each all-reduce, in each pass), and the parameter and activation (arena:
+// values and op scratch) bytes per rank, with the largest op scratch (the gathered
+// blocks of SUMMA and 3D, planned per node). On a 2-core machine the times mean little; the bytes are exact.
 //   bazel run -c opt //tools/bench/tensor_parallel:tensor_parallel_bench -- [--ranks 1,2,4,8]
 //       [--layers 4 --heads 8 --d-model 256 --seq 128 --vocab 4096 --batch 4 --iters 3]
 #include <chrono>
@@ -181,10 +182,11 @@ absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::
       for (const auto& [group, b] : graph::CommBytesPerRun(g, {{"row", q}, {"col", q}})) analytic += b;
     }
     if (three_d) analytic = Cube3dBytes(o.gpt, o.batch, q);
-    std::printf("%5d %5s %9.1f %9.1f %9.0f %14lld %14.0f %7.4f %12.2f %12.2f\n", size,
+    std::printf("%5d %5s %9.1f %9.1f %9.0f %14lld %14.0f %7.4f %12.2f %12.2f %12.2f\n", size,
                 ModeName(mode), fwd * 1e3, bwd * 1e3, static_cast<double>(n) / (fwd + bwd), static_cast<long long>(bytes),
                 analytic, analytic > 0 ? bytes / analytic : 1.0,
-                params.flat_numel() * 4 / 1048576.0, e.plan().arena_bytes / 1048576.0);
+                params.flat_numel() * 4 / 1048576.0, e.plan().arena_bytes / 1048576.0,
+                e.plan().max_scratch_bytes / 1048576.0);
     std::fflush(stdout);
   }
   return absl::OkStatus();
@@ -231,8 +233,8 @@ int main(int argc, char** argv) {
               static_cast<long long>(o.gpt.n_layer), static_cast<long long>(o.gpt.n_head),
               static_cast<long long>(o.gpt.d_model), static_cast<long long>(o.gpt.seq_len),
               static_cast<long long>(o.gpt.vocab), static_cast<long long>(o.batch), o.iters);
-  std::printf("%5s %5s %9s %9s %9s %14s %14s %7s %12s %12s\n", "P", "mode", "fwd ms", "bwd ms", "tok/s",
-              "sent B/rank", "analytic B", "ratio", "params MiB", "arena MiB");
+  std::printf("%5s %5s %9s %9s %9s %14s %14s %7s %12s %12s %12s\n", "P", "mode", "fwd ms", "bwd ms",
+              "tok/s", "sent B/rank", "analytic B", "ratio", "params MiB", "arena MiB", "scratch MiB");
   std::fflush(stdout);
   for (int p : o.ranks) for (Mode mode : {Mode::k1d, Mode::kSp, Mode::k2d, Mode::k2p5d, Mode::k3d}) {
     if (p == 1 && mode != Mode::k1d) continue;

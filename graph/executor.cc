@@ -62,6 +62,11 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
   ex->node_comm_.assign(num_nodes, nullptr);
   ex->node_comm_b_.assign(num_nodes, nullptr);
   ex->node_comm_c_.assign(num_nodes, nullptr);
+  ex->async_.assign(num_nodes, false);
+  ex->pending_.resize(num_nodes);
+  for (const ScheduleEntry& e : ex->schedule_.entries) {
+    if (e.phase == Phase::kCommWait) ex->async_[e.node] = true;
+  }
   for (int n = 0; n < num_nodes; ++n) {
     const Node& node = graph->node(n);
     ex->node_ops_[n] = FindOp(node.op);
@@ -122,8 +127,7 @@ void Executor::SetGroup(const std::string& name, parallel::Communicator* comm) {
   }
 }
 
-void Executor::RunNode(int n, int micro_step) {
-  if (!status_.ok()) return;
+KernelContext Executor::Context(int n, int micro_step) {
   const Node& node = graph_->node(n);
   COL_CHECK_MSG(!node_ops_[n]->communicates || node_comm_[n] != nullptr,
                 "a communication op runs over a group that was never bound (SetGroup)");
@@ -150,6 +154,12 @@ void Executor::RunNode(int n, int micro_step) {
                             ? Accumulate::kYes
                             : node.OutputAccumulate(o);
   }
+  return ctx;
+}
+
+void Executor::RunNode(int n, int micro_step) {
+  if (!status_.ok()) return;
+  const KernelContext ctx = Context(n, micro_step);
   if (!profile_) {
     node_ops_[n]->run(ctx);
     return;
@@ -159,23 +169,40 @@ void Executor::RunNode(int n, int micro_step) {
   node_seconds_[n] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void Executor::Forward() {
-  for (int t = 0; t < schedule_.num_forward; ++t) {
-    const int n = schedule_.entries[t].node;
-    if (before_) before_(n);
-    RunNode(n, 0);
+void Executor::RunEntry(const ScheduleEntry& entry, int micro_step) {
+  const int n = entry.node;
+  if (entry.phase == Phase::kCommWait) {
+    std::unique_ptr<parallel::Work> work = std::move(pending_[n]);
+    if (work != nullptr) {
+      auto t0 = std::chrono::steady_clock::now();
+      absl::Status s = work->Wait();
+      if (!s.ok() && status_.ok()) status_ = s;
+      if (profile_) {
+        node_seconds_[n] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+    }
     if (after_) after_(n);
+    return;
   }
+  if (before_) before_(n);
+  if (!async_[n]) {
+    RunNode(n, micro_step);
+    if (after_) after_(n);
+    return;
+  }
+  if (!status_.ok()) return;
+  const KernelContext ctx = Context(n, micro_step);
+  for (Accumulate a : ctx.accumulate) COL_CHECK_MSG(a == Accumulate::kNo, "an asynchronous node accumulates");
+  pending_[n] = node_ops_[n]->start(ctx);
+}
+
+void Executor::Forward() {
+  for (int t = 0; t < schedule_.num_forward; ++t) RunEntry(schedule_.entries[t], 0);
 }
 
 void Executor::Backward(int micro_step) {
   const int num_entries = static_cast<int>(schedule_.entries.size());
-  for (int t = schedule_.num_forward; t < num_entries; ++t) {
-    const int n = schedule_.entries[t].node;
-    if (before_) before_(n);
-    RunNode(n, micro_step);
-    if (after_) after_(n);
-  }
+  for (int t = schedule_.num_forward; t < num_entries; ++t) RunEntry(schedule_.entries[t], micro_step);
 }
 
 std::vector<std::pair<std::string, double>> Executor::ProfileByOp() const {

@@ -55,7 +55,8 @@ class Executor {
 
   // Called before / after every node (forward and backward) with its node id: data
   // parallelism launches gradient reductions after backward nodes, ZeRO 3 gathers and
-  // releases parameters around nodes. Empty functions remove them.
+  // releases parameters around nodes. An asynchronous node's before runs at its post and
+  // its after at its wait. Empty functions remove them.
   void SetHooks(std::function<void(int node)> before, std::function<void(int node)> after) {
     before_ = std::move(before);
     after_ = std::move(after);
@@ -89,7 +90,10 @@ class Executor {
 
  private:
   Executor() = default;
+  KernelContext Context(int n, int micro_step);
   void RunNode(int n, int micro_step);
+  // One schedule entry: a node run, an asynchronous node posted, or its wait.
+  void RunEntry(const ScheduleEntry& entry, int micro_step);
 
   const Graph* graph_ = nullptr;
   memory::ParamStore* params_ = nullptr;
@@ -117,6 +121,8 @@ class Executor {
   std::vector<parallel::Communicator*> node_comm_;    // per node: its "group"
   std::vector<parallel::Communicator*> node_comm_b_;  // and its "group_b"
   std::vector<parallel::Communicator*> node_comm_c_;  // and its "group_c"
+  std::vector<bool> async_;                                 // per node: posted, waited later
+  std::vector<std::unique_ptr<parallel::Work>> pending_;  // per node: its posted collective
   absl::Status status_;
 };
 

@@ -270,6 +270,75 @@ TEST_CASE("schedules: phases, validation, and a reordered backward computes the 
         absl::StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("overlapped communication: posted early, waited late, validated, planned apart") {
+  GptTensorParallel tp;
+  tp.size = 2;
+  tp.sequence_parallel = GENERATE(false, true);
+  INFO((tp.sequence_parallel ? "1d + sequence parallel" : "1d"));
+  auto g = BuildGpt({2, 4, 32, 16, 64}, 2, tp);
+  REQUIRE(g.ok());
+  REQUIRE(BuildBackward(*g).ok());
+  const Schedule s = OverlapCommunication(*g, DefaultSchedule(*g));
+  const absl::Status valid = ValidateSchedule(*g, s);
+  INFO(valid.message());
+  REQUIRE(valid.ok());
+  // Every input gradient's all-reduce (sp: its reduce-scatter) of the column-parallel
+  // linears runs beside the weight gradient of the same linear.
+  int waits = 0, beside_weight_grad = 0;
+  std::vector<int> pos(g->nodes().size(), -1);
+  for (size_t t = 0; t < s.entries.size(); ++t) {
+    if (s.entries[t].phase != Phase::kCommWait) pos[s.entries[t].node] = static_cast<int>(t);
+  }
+  auto plan = PlanMemory(*g, s);
+  REQUIRE(plan.ok());
+  for (size_t t = 0; t < s.entries.size(); ++t) {
+    const ScheduleEntry& e = s.entries[t];
+    if (e.phase != Phase::kCommWait) continue;
+    ++waits;
+    const Node& node = g->node(e.node);
+    REQUIRE(pos[e.node] + 1 < static_cast<int>(t));
+    bool weight_grad = false;
+    for (int u = pos[e.node] + 1; u < static_cast<int>(t); ++u) {
+      const Node& other = g->node(s.entries[u].node);
+      weight_grad |= other.op == "matmul_grad_weight";
+      // Nothing written in between shares bytes with the collective's values.
+      for (int w : other.outputs) {
+        if (plan->offset[w] < 0) continue;
+        for (const std::vector<int>* mine : {&node.inputs, &node.outputs}) {
+          for (int v : *mine) {
+            if (plan->offset[v] < 0) continue;
+            INFO(node.op << " " << g->value(v).name << " and " << other.op << " " << g->value(w).name);
+            REQUIRE_FALSE((plan->offset[v] < plan->offset[w] + g->value(w).bytes() &&
+                           plan->offset[w] < plan->offset[v] + g->value(v).bytes()));
+          }
+        }
+      }
+    }
+    beside_weight_grad += weight_grad;
+  }
+  // Per layer: the input gradients of c_attn and c_fc.
+  REQUIRE(beside_weight_grad >= 2 * 2);
+  REQUIRE(waits >= beside_weight_grad);
+
+  // A reader moved before the wait, and a wait before its post, are named.
+  Schedule early_reader = s;
+  for (size_t t = 0; t < early_reader.entries.size(); ++t) {
+    if (early_reader.entries[t].phase != Phase::kCommWait) continue;
+    std::swap(early_reader.entries[t], early_reader.entries[t + 1]);  // its first reader
+    break;
+  }
+  CHECK_THAT(std::string(ValidateSchedule(*g, early_reader).message()),
+             Catch::Contains("before its wait"));
+  Schedule wait_first = s;
+  for (size_t t = 0; t < wait_first.entries.size(); ++t) {
+    if (wait_first.entries[t].phase != Phase::kCommWait) continue;
+    const int node = wait_first.entries[t].node;
+    std::swap(wait_first.entries[t], wait_first.entries[pos[node]]);
+    break;
+  }
+  CHECK_THAT(std::string(ValidateSchedule(*g, wait_first).message()), Catch::Contains("before its start"));
+}
+
 TEST_CASE("memory plan never overlaps two values that are live at once") {
   auto g = BuildGpt({3, 4, 32, 16, 50}, 2);
   REQUIRE(g.ok());

@@ -29,13 +29,21 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedu
   const int num_values = static_cast<int>(graph.values().size());
   // Times are positions in the schedule, not node ids.
   const int num_nodes = static_cast<int>(schedule.entries.size());
+  // An asynchronous node (a later kCommWait entry) holds its values from its post to its
+  // wait.
+  std::vector<int> span_end(graph.nodes().size(), -1);
+  for (int n = 0; n < num_nodes; ++n) {
+    if (schedule.entries[n].phase == Phase::kCommWait) span_end[schedule.entries[n].node] = n;
+  }
   std::vector<int> first(num_values, -1), last(num_values, -1);
   for (int n = 0; n < num_nodes; ++n) {
+    if (schedule.entries[n].phase == Phase::kCommWait) continue;
     const Node& node = graph.node(schedule.entries[n].node);
-    for (int v : node.inputs) last[v] = std::max(last[v], n);
+    const int end = std::max(n, span_end[schedule.entries[n].node]);
+    for (int v : node.inputs) last[v] = std::max(last[v], end);
     for (int v : node.outputs) {
       if (first[v] < 0) first[v] = n;
-      last[v] = std::max(last[v], n);
+      last[v] = std::max(last[v], end);
     }
   }
   // Inputs are filled before a run and may be read again by a later run (the loss seed
@@ -58,6 +66,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedu
   for (int v : graph.outputs()) pinned[v] = true;
 
   for (int n = 0; n < num_nodes; ++n) {
+    if (schedule.entries[n].phase == Phase::kCommWait) continue;
     const Node& node = graph.node(schedule.entries[n].node);
     const OpDef* def = FindOp(node.op);
     for (auto [o, i] : def->in_place) {
@@ -104,11 +113,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const Schedule& schedu
   };
   for (int n = 0; n < num_nodes; ++n) {
     const int id = schedule.entries[n].node;
+    if (schedule.entries[n].phase == Phase::kCommWait) continue;
     const Node& node = graph.node(id);
     const OpDef* def = FindOp(node.op);
     if (!def->scratch) continue;
     const int64_t bytes = def->scratch(types(node.inputs), types(node.outputs), node.attrs);
-    if (bytes > 0) blocks.push_back({-1 - id, AlignUp(bytes), n, n});
+    if (bytes > 0) blocks.push_back({-1 - id, AlignUp(bytes), n, std::max(n, span_end[id])});
     plan.max_scratch_bytes = std::max(plan.max_scratch_bytes, bytes);
   }
   std::vector<int> order(blocks.size());

@@ -4,7 +4,8 @@
 // pairs; when the input dies at that node the output takes over its storage.
 //
 // Lifetime of a value over a schedule's positions [0, N) (schedule.h; not node ids):
-// from its first writer to its last reader or writer; inputs (filled before a run, possibly once for many runs) and graph
+// from its first writer to its last reader or writer (an asynchronous node reads and
+// writes until its wait entry); inputs (filled before a run, possibly once for many runs) and graph
 // outputs live for the whole schedule. Offsets are assigned
 // greedily, largest first, at the lowest gap free for the whole lifetime (the
 // "greedy by size" planner of TFLite), aligned to 64 bytes. A node's scratch (its op's

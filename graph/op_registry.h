@@ -78,6 +78,11 @@ struct OpDef {
   // FLOPs of one execution (multiply-add = 2), from the input types.
   std::function<double(const std::vector<TensorType>& inputs, const Attrs& attrs)> flops;
   std::function<void(const KernelContext& ctx)> run;
+  // Communication ops that can run asynchronously: posts the node's collective and returns
+  // its pending work; the outputs are complete when the work is (an asynchronous schedule
+  // waits for it at the node's kCommWait entry, schedule.h). Only for outputs that are
+  // overwritten (Accumulate::kNo). Unset: the op runs synchronously only.
+  std::function<std::unique_ptr<parallel::Work>(const KernelContext& ctx)> start;
   // Bytes of working memory one run needs beyond its outputs (gathered blocks, partial
   // products), from the input and output types; the memory plan places it in the arena
   // for the node's position alone (KernelContext::scratch). Unset: none.

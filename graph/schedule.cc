@@ -1,7 +1,10 @@
 // Default schedules, phases and schedule validation.
 #include "graph/schedule.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "graph/op_registry.h"
 
 namespace colossal::graph {
 
@@ -12,6 +15,7 @@ std::string_view PhaseName(Phase phase) {
     case Phase::kBackwardWeight: return "backward-weight";
     case Phase::kRecompute: return "recompute";
     case Phase::kComm: return "comm";
+    case Phase::kCommWait: return "comm-wait";
   }
   return "?";
 }
@@ -36,6 +40,87 @@ Schedule DefaultSchedule(const Graph& graph) {
   return s;
 }
 
+namespace {
+
+bool Contains(const std::vector<int>& values, int v) {
+  return std::find(values.begin(), values.end(), v) != values.end();
+}
+
+// Whether `other` must stay on its side of asynchronous node `node`'s span: it writes an
+// input of it, or reads or writes an output.
+bool Touches(const Node& other, const Node& node) {
+  for (int v : other.outputs) {
+    if (Contains(node.inputs, v) || Contains(node.outputs, v)) return true;
+  }
+  for (int v : other.inputs) {
+    if (Contains(node.outputs, v)) return true;
+  }
+  return false;
+}
+
+// Whether `node` can be posted and waited for later: it can start, and its outputs are
+// activations or activation gradients that it alone writes, overwriting them.
+bool CanOverlap(const Graph& graph, int node, const std::vector<int>& writers_of) {
+  const Node& n = graph.node(node);
+  const OpDef* def = FindOp(n.op);
+  if (def == nullptr || !def->start) return false;
+  for (size_t o = 0; o < n.outputs.size(); ++o) {
+    const Value& v = graph.value(n.outputs[o]);
+    if (v.kind == ValueKind::kParamGrad || n.OutputAccumulate(static_cast<int>(o)) != Accumulate::kNo ||
+        writers_of[v.id] != 1) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Schedule OverlapCommunication(const Graph& graph, const Schedule& schedule) {
+  std::vector<int> writers_of(graph.values().size(), 0);
+  for (const Node& n : graph.nodes()) {
+    for (int v : n.outputs) ++writers_of[v];
+  }
+  Schedule s = schedule;
+  std::vector<bool> waited(graph.nodes().size(), false);
+  for (const ScheduleEntry& e : s.entries) {
+    if (e.phase == Phase::kCommWait) waited[e.node] = true;
+  }
+  // Candidates in schedule order; positions are looked up afresh as entries move.
+  std::vector<int> candidates;
+  for (const ScheduleEntry& e : s.entries) {
+    if (e.phase != Phase::kCommWait && !waited[e.node] && CanOverlap(graph, e.node, writers_of)) {
+      candidates.push_back(e.node);
+    }
+  }
+  for (int c : candidates) {
+    const Node& node = graph.node(c);
+    auto& entries = s.entries;
+    const int at = static_cast<int>(
+        std::find_if(entries.begin(), entries.end(),
+                     [&](const ScheduleEntry& e) { return e.node == c && e.phase != Phase::kCommWait; }) -
+        entries.begin());
+    const bool forward = at < s.num_forward;
+    const int part_begin = forward ? 0 : s.num_forward;
+    const int part_end = forward ? s.num_forward : static_cast<int>(entries.size());
+    // Post right after the last entry it depends on...
+    int start = at;
+    while (start > part_begin && !Touches(graph.node(entries[start - 1].node), node)) --start;
+    // ...and wait right before the first entry that depends on it.
+    int wait = at + 1;
+    while (wait < part_end && !Touches(graph.node(entries[wait].node), node)) ++wait;
+    // Entries strictly between the post and the wait, once the node sits at `start`.
+    if (wait - start - 1 < 1) continue;
+    ScheduleEntry self = entries[at];
+    self.phase = Phase::kComm;
+    entries.erase(entries.begin() + at);
+    entries.insert(entries.begin() + start, self);
+    entries.insert(entries.begin() + wait, ScheduleEntry{c, Phase::kCommWait});
+    if (forward) ++s.num_forward;
+  }
+  return s;
+}
+
 absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
   const int num_nodes = static_cast<int>(graph.nodes().size());
   const int num_entries = static_cast<int>(schedule.entries.size());
@@ -43,12 +128,40 @@ absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
     return absl::InvalidArgumentError(absl::StrCat("schedule: num_forward ", schedule.num_forward,
                                                    " is outside [0, ", num_entries, "]"));
   }
+  // Asynchronous nodes: where each is waited for.
+  std::vector<int> wait_at(num_nodes, -1);
+  for (int t = 0; t < num_entries; ++t) {
+    const ScheduleEntry& e = schedule.entries[t];
+    if (e.phase != Phase::kCommWait) continue;
+    if (e.node < 0 || e.node >= num_nodes) {
+      return absl::InvalidArgumentError(absl::StrCat("schedule entry ", t, ": no node ", e.node));
+    }
+    const Node& node = graph.node(e.node);
+    const std::string what = absl::StrCat("schedule entry ", t, " (wait for node ", e.node, ", ", node.op, ")");
+    if (wait_at[e.node] >= 0) return absl::InvalidArgumentError(absl::StrCat(what, ": waits a second time"));
+    const OpDef* def = FindOp(node.op);
+    if (def == nullptr || !def->start) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": the op cannot run asynchronously"));
+    }
+    if (node.backward != (t >= schedule.num_forward)) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": in the other part than its node"));
+    }
+    wait_at[e.node] = t;
+  }
   std::vector<bool> seen(num_nodes, false);
   std::vector<bool> written(graph.values().size(), false);
   for (int v : graph.inputs()) written[v] = true;
   for (int v : graph.params()) written[v] = true;
   for (int t = 0; t < num_entries; ++t) {
     const int n = schedule.entries[t].node;
+    if (schedule.entries[t].phase == Phase::kCommWait) {
+      if (!seen[n]) {
+        return absl::InvalidArgumentError(absl::StrCat("schedule entry ", t, " (wait for node ", n,
+                                                       ", ", graph.node(n).op, "): before its start"));
+      }
+      for (int v : graph.node(n).outputs) written[v] = true;
+      continue;
+    }
     if (n < 0 || n >= num_nodes) {
       return absl::InvalidArgumentError(absl::StrCat("schedule entry ", t, ": no node ", n));
     }
@@ -70,7 +183,18 @@ absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
             absl::StrCat(what, ": reads '", graph.value(v).name, "' before any node writes it"));
       }
     }
-    for (int v : node.outputs) written[v] = true;
+    if (wait_at[n] < 0) {
+      for (int v : node.outputs) written[v] = true;
+      continue;
+    }
+    // Between the post and the wait the node's values are its own.
+    for (int u = t + 1; u < wait_at[n]; ++u) {
+      const ScheduleEntry& other = schedule.entries[u];
+      if (other.phase == Phase::kCommWait || !Touches(graph.node(other.node), node)) continue;
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": entry ", u, " (node ", other.node, ", ", graph.node(other.node).op,
+          ") touches its values before its wait at entry ", wait_at[n]));
+    }
   }
   for (int n = 0; n < num_nodes; ++n) {
     if (!seen[n]) {
@@ -82,7 +206,9 @@ absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
   // writes a value must keep its order, relative to each writer of that value, that the
   // id order gives it.
   std::vector<int> pos(num_nodes);
-  for (int t = 0; t < num_entries; ++t) pos[schedule.entries[t].node] = t;
+  for (int t = 0; t < num_entries; ++t) {
+    if (schedule.entries[t].phase != Phase::kCommWait) pos[schedule.entries[t].node] = t;
+  }
   std::vector<std::vector<int>> writers(graph.values().size());
   for (int n = 0; n < num_nodes; ++n) {
     for (int v : graph.node(n).outputs) writers[v].push_back(n);

@@ -21,6 +21,7 @@ enum class Phase : uint8_t {
   kBackwardWeight,  // backward node whose outputs are all parameter gradients (the W)
   kRecompute,       // a forward node run again before its block's backward
   kComm,            // a communication node
+  kCommWait,        // the completion of an asynchronous communication node started earlier
 };
 std::string_view PhaseName(Phase phase);
 
@@ -29,6 +30,10 @@ struct ScheduleEntry {
   Phase phase = Phase::kForward;
 };
 
+// An asynchronous communication node has two entries: its start (the node's own
+// entry, which posts the collective, OpDef::start) and a later kCommWait entry of the
+// same node where it completes; between them its inputs and outputs belong to it, and
+// the entries in between run while the bytes move.
 struct Schedule {
   std::vector<ScheduleEntry> entries;
   // entries[0, num_forward) are the forward pass (run by Executor::Forward, also alone
@@ -44,12 +49,21 @@ Phase NodePhase(const Graph& graph, int node);
 // Forward nodes in id order, then backward nodes in id order.
 Schedule DefaultSchedule(const Graph& graph);
 
+// `schedule` with every asynchronous-capable communication node (OpDef::start, its
+// outputs written by it alone and overwritten) posted right after the last entry it
+// depends on and waited for right before the first entry that depends on it, when some
+// entry can run in between (Megatron's overlap of the input gradient's all-reduce with
+// the weight gradient's product). Node order is otherwise kept.
+Schedule OverlapCommunication(const Graph& graph, const Schedule& schedule);
+
 // Checks that `schedule` runs every node of `graph` exactly once, that every forward
 // node is in the forward part and every backward node after it, and that every value a
 // node reads was written earlier in the schedule (inputs and parameters are written
 // before a run), and that a node reading or writing a value stays on the same side of
 // each other writer of that value as in id order (accumulated gradients are written
-// several times). InvalidArgument naming the node otherwise.
+// several times), and that an asynchronous node's wait follows its start in the same
+// part, the node can start (OpDef::start), and no entry in between touches its outputs or
+// writes its inputs. InvalidArgument naming the node otherwise.
 absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule);
 
 }  // namespace colossal::graph

@@ -100,8 +100,9 @@ struct Built {
 };
 
 // Heap-held: the executor points at the graph and the store.
+// The parts run the trainer's schedule: collectives overlapped where they can be.
 absl::StatusOr<std::unique_ptr<Built>> Build(const GptConfig& cfg, int64_t batch,
-                                             const GptTensorParallel& tp) {
+                                             const GptTensorParallel& tp, bool overlap = false) {
   auto owned = std::make_unique<Built>();
   Built& b = *owned;
   auto g = BuildGpt(cfg, batch, tp);
@@ -111,7 +112,8 @@ absl::StatusOr<std::unique_ptr<Built>> Build(const GptConfig& cfg, int64_t batch
   std::vector<memory::ParamStore::Spec> specs;
   for (int p : b.graph.params()) specs.push_back({b.graph.value(p).name, b.graph.value(p).shape});
   b.params = std::make_unique<memory::ParamStore>(specs);
-  auto ex = Executor::Create(&b.graph, b.params.get());
+  const Schedule base = DefaultSchedule(b.graph);
+  auto ex = Executor::Create(&b.graph, b.params.get(), overlap ? OverlapCommunication(b.graph, base) : base);
   if (!ex.ok()) return ex.status();
   b.executor = std::move(*ex);
   return owned;
@@ -142,8 +144,12 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
   auto whole = Build(cfg, batch, {});
   if (!whole.ok()) return whole.status();
   GptTensorParallel tp{size, rank, "tensor", sp, two_d, three_d ? 1 : depth, three_d};
-  auto part = Build(cfg, batch, tp);
+  auto part = Build(cfg, batch, tp, /*overlap=*/true);
   if (!part.ok()) return part.status();
+  // 1d posts its input gradients' all-reduces (sp: its gathers and scatters) early.
+  int waits = 0;
+  for (const ScheduleEntry& e : (*part)->executor->schedule().entries) waits += e.phase == Phase::kCommWait;
+  if (!grid && waits == 0) return absl::InternalError("no collective overlaps in 1d");
   // 2D: "row" is the grid column (ranks that differ in the row index i), "col" the grid row;
   // 2.5D: rank = (k·q + i)·q + j, "depth" the ranks that differ in k; 3D the same with
   // (k, i, j) = (a, b, c).

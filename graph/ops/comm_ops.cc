@@ -9,9 +9,10 @@
 //   reduce_scatter     forward: this rank's block of the sum, backward all_gather (ḡ)
 // all_gather and reduce_scatter take attrs `parts` (the group's size) and `shape` (the
 // output's shape; its elements are parts × / ÷ the input's).
-// Each waits for its collective before returning (the schedule orders them; overlap
-// with compute comes with asynchronous comm entries). A failed collective sets the
-// run's status and the executor stops.
+// Each waits for its collective before returning, or, in an asynchronous schedule
+// (all_reduce, all_gather and reduce_scatter: OpDef::start), posts it and completes at
+// the node's wait entry (schedule.h: OverlapCommunication). A failed collective sets
+// the run's status and the executor stops.
 #include <cstring>
 #include <vector>
 
@@ -83,6 +84,13 @@ const OpRegistrar kReduceFromGroup(OpDef{
     .communicates = true,
 });
 
+// Posts the all-reduce of out = in (overwrite only).
+std::unique_ptr<parallel::Work> StartAllReduce(const KernelContext& c) {
+  const int64_t n = c.out_value(0).numel();
+  if (c.out(0) != c.in(0)) std::memcpy(c.out(0), c.in(0), n * sizeof(float));
+  return c.comm->AllReduce(c.out(0), n, DType::kF32);
+}
+
 const OpRegistrar kAllReduce(OpDef{
     .name = "all_reduce",
     .min_inputs = 1,
@@ -90,6 +98,7 @@ const OpRegistrar kAllReduce(OpDef{
     .infer = EmittedOnly,
     .flops = Zero,
     .run = AllReduceInto,
+    .start = StartAllReduce,
     .in_place = {{0, 0}},
     .communicates = true,
 });
@@ -140,6 +149,9 @@ const OpRegistrar kAllGather(OpDef{
             return c.Wait(c.comm->AllGather(c.in(0), dst, n, DType::kF32));
           });
         },
+    .start = [](const KernelContext& c) {
+      return c.comm->AllGather(c.in(0), c.out(0), c.in_value(0).numel(), DType::kF32);
+    },
     .communicates = true,
 });
 
@@ -159,6 +171,9 @@ const OpRegistrar kReduceScatter(OpDef{
             return c.Wait(c.comm->ReduceScatter(c.in(0), dst, m, DType::kF32));
           });
         },
+    .start = [](const KernelContext& c) {
+      return c.comm->ReduceScatter(c.in(0), c.out(0), c.out_value(0).numel(), DType::kF32);
+    },
     .communicates = true,
 });
 

@@ -117,7 +117,11 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   const int64_t flat = memory::ParamStore::FlatNumel(specs);
   model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat,
                                                        allocate_params);
-  ASSIGN_OR_RETURN(model->executor, graph::Executor::Create(&g, model->params.get()));
+  // Collectives that can overlap (tensor parallelism's input-gradient all-reduces and
+  // sequence parallelism's gathers and scatters) run while the next nodes compute.
+  ASSIGN_OR_RETURN(model->executor,
+                   graph::Executor::Create(&g, model->params.get(),
+                                           graph::OverlapCommunication(g, graph::DefaultSchedule(g))));
   if (model->positions >= 0) {
     graph::FillPositions(model->executor->Data<int32_t>(model->positions), batch, model->seq);
   }

@@ -20,6 +20,7 @@
 // blocks of SUMMA and 3D, planned per node). On a 2-core machine the times mean little; the bytes are exact.
 //   bazel run -c opt //tools/bench/tensor_parallel:tensor_parallel_bench -- [--ranks 1,2,4,8]
 //       [--layers 4 --heads 8 --d-model 256 --seq 128 --vocab 4096 --batch 4 --iters 3]
+//       [--overlap 1]   (0: every collective waited for where it is issued)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +46,7 @@ struct Options {
   graph::GptConfig gpt{4, 8, 256, 128, 4096};
   int64_t batch = 4;
   int iters = 3;
+  bool overlap = true;  // the trainer's schedule: collectives posted early where they can be
 };
 
 double Now() {
@@ -126,7 +128,8 @@ absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::
     float* d = params.data(i);
     for (int64_t k = 0; k < params.info(i).numel; ++k) d[k] = 0.02f * static_cast<float>((k * 7919 % 201) - 100) / 100.0f;
   }
-  auto ex = graph::Executor::Create(&g, &params);
+  const graph::Schedule base = graph::DefaultSchedule(g);
+  auto ex = graph::Executor::Create(&g, &params, o.overlap ? graph::OverlapCommunication(g, base) : base);
   if (!ex.ok()) return ex.status();
   graph::Executor& e = **ex;
   if (grid) {
@@ -204,7 +207,7 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       }
       continue;
     }
-    if (!absl::SimpleAtoi(value, &v) || v < 1) return false;
+    if (!absl::SimpleAtoi(value, &v) || (v < 1 && key != "--overlap")) return false;
     if (key == "--layers") o->gpt.n_layer = v;
     else if (key == "--heads") o->gpt.n_head = v;
     else if (key == "--d-model") o->gpt.d_model = v;
@@ -212,6 +215,7 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     else if (key == "--vocab") o->gpt.vocab = v;
     else if (key == "--batch") o->batch = v;
     else if (key == "--iters") o->iters = static_cast<int>(v);
+    else if (key == "--overlap") o->overlap = v != 0;
     else return false;
   }
   return argc % 2 == 1;
@@ -225,7 +229,7 @@ int main(int argc, char** argv) {
   Options o;
   if (!ParseArgs(argc, argv, &o)) {
     std::fprintf(stderr, "usage: tensor_parallel_bench [--ranks 1,2,4,8] [--layers L] [--heads H] "
-                         "[--d-model C] [--seq T] [--vocab V] [--batch B] [--iters N]\n");
+                         "[--d-model C] [--seq T] [--vocab V] [--batch B] [--iters N] [--overlap 0|1]\n");
     return 2;
   }
   std::printf("GPT L=%lld H=%lld C=%lld T=%lld V=%lld, micro-batch %lld; tensor parallel "

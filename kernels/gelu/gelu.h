@@ -2,15 +2,19 @@
 //   y = 0.5 x (1 + tanh(s (x + 0.044715 x^3))),  s = sqrt(2/pi)
 //   dx (=|+=) dy * dy/dx
 // Elementwise over n values. y may alias x; dx may alias dy (not x).
-// Tolerance against the reference: atol = rtol = 2e-6 (a few ulps of fp32 tanh/exp).
+// Tolerance against the reference: atol = rtol = 2e-6 (a few ulps of fp32 tanh/exp), for
+// y and dx alike.
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+inline Tolerance GeluTolerance() { return {2e-6, 2e-6}; }
 
 using GeluForwardFn = void(const float* x, float* y, int64_t n, Stream stream);
 Dispatch<GeluForwardFn>& GeluForwardTable();

@@ -1,4 +1,5 @@
-// GELU: CPU twin against the double reference at odd sizes and both accumulate modes,
+// GELU: every twin (the harness) against the double reference at odd sizes and both
+// accumulate modes,
 // aliasing, and the reference backward against central finite differences.
 #include <catch2/catch.hpp>
 
@@ -6,35 +7,47 @@
 
 #include "kernels/gelu/gelu.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Random;
+using testing::TwinCase;
 
-constexpr double kTol = 2e-6;
+const double kTol = GeluTolerance().atol;
 
-TEST_CASE("gelu forward and backward: cpu twin matches the reference") {
+TEST_CASE("gelu forward and backward: every twin matches the reference") {
   for (int64_t n : {0, 1, 7, 33, 1000, 100003}) {
     CAPTURE(n);
     auto x = Random<float>(n, 1 + n, -6.0, 6.0);
     auto dy = Random<float>(n, 2 + n);
-    std::vector<float> y_ref(n), y(n);
-    GeluForwardRef(x.data(), y_ref.data(), n);
-    GeluForward(x.data(), y.data(), n);
-    auto r = AllClose(y, y_ref, kTol, kTol);
-    INFO(r.message);
-    REQUIRE(r.ok);
+    std::vector<double> y_ref(n);
+    GeluForwardRef(AsDouble(x).data(), y_ref.data(), n);
+    TwinCase forward("gelu forward n=" + std::to_string(n));
+    const int xi = forward.In(x), yi = forward.Out("y", std::vector<float>(n), y_ref, GeluTolerance());
+    const std::string f = forward.Run(GeluForwardTable(), [&](GeluForwardFn* fn, Stream s, const auto& a) {
+      fn(ArgAs<float>(a, xi), ArgAs<float>(a, yi), n, s);
+    });
+    INFO(f);
+    REQUIRE(f.empty());
+    REQUIRE(forward.ran().size() >= 2);
 
     for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
-      auto dx_ref = Random<float>(n, 3 + n);
-      auto dx = dx_ref;
-      GeluBackwardRef(x.data(), dy.data(), dx_ref.data(), n, acc);
-      GeluBackward(x.data(), dy.data(), dx.data(), n, acc);
-      auto rb = AllClose(dx, dx_ref, kTol, kTol);
-      INFO(rb.message);
-      REQUIRE(rb.ok);
+      CAPTURE(static_cast<int>(acc));
+      const auto dx0 = Random<float>(n, 3 + n);
+      std::vector<double> dx_ref = AsDouble(dx0);
+      GeluBackwardRef(AsDouble(x).data(), AsDouble(dy).data(), dx_ref.data(), n, acc);
+      TwinCase backward("gelu backward n=" + std::to_string(n));
+      const int bx = backward.In(x), bdy = backward.In(dy), bdx = backward.Out("dx", dx0, dx_ref, GeluTolerance());
+      const std::string b = backward.Run(GeluBackwardTable(), [&](GeluBackwardFn* fn, Stream s, const auto& a) {
+        fn(ArgAs<float>(a, bx), ArgAs<float>(a, bdy), ArgAs<float>(a, bdx), n, acc, s);
+      });
+      INFO(b);
+      REQUIRE(b.empty());
     }
   }
 }
@@ -80,12 +93,11 @@ TEST_CASE("gelu reference backward matches finite differences") {
     GeluForwardRef(x.data(), y.data(), n);
     return testing::Dot(g, y);
   };
-  auto numeric = testing::FiniteDifference(x, loss);
   std::vector<double> analytic(n);
   GeluBackwardRef(x.data(), g.data(), analytic.data(), n, Accumulate::kNo);
-  auto r = AllClose(analytic, numeric, 1e-8, 1e-6);
-  INFO(r.message);
-  REQUIRE(r.ok);
+  const std::string failures = testing::FiniteDifferenceCheck("gelu", {{"x", &x}}, loss, {analytic});
+  INFO(failures);
+  REQUIRE(failures.empty());
 }
 
 }  // namespace

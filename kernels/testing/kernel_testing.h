@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/tolerance.h"
+
 namespace colossal::kernels::testing {
 
 // n values uniform in [lo, hi), reproducible from `seed`.
@@ -103,12 +105,7 @@ double Dot(const std::vector<T>& a, const std::vector<T>& b) {
   return s;
 }
 
-// Tolerance of an fp32 sum of `n` terms of magnitude ~1 against the exact value:
-// the error of a blocked/pairwise fp32 reduction grows like sqrt(n) * eps32 at worst in
-// practice; we allow 4*sqrt(n)*eps32 relative, plus eps32 for the final rounding.
-inline double Fp32ReductionRtol(int64_t n) {
-  const double eps32 = 1.1920929e-7;
-  return eps32 * (1.0 + 4.0 * std::sqrt(static_cast<double>(n)));
-}
+// Tolerance of an fp32 sum of n terms (kernels/common/tolerance.h).
+using kernels::Fp32ReductionRtol;
 
 }  // namespace colossal::kernels::testing

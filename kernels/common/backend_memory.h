@@ -1,0 +1,27 @@
+// Where a backend's twins read and write: how to allocate its memory and move bytes
+// between it and the host. The host backends (ref, cpu) are registered here; a device
+// backend registers its own from its library (as its twins register in the dispatch
+// tables), and every kernel-harness case then runs its twins in device memory with no
+// test edits (kernels/testing/twin_case.h). Registration happens at static
+// initialisation; lookups after main() starts are lock-free.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/kernel.h"
+
+namespace colossal::kernels {
+
+struct BackendMemory {
+  void* (*allocate)(int64_t bytes) = nullptr;  // never null for bytes > 0
+  void (*release)(void* ptr) = nullptr;
+  void (*to_backend)(void* dst, const void* host_src, int64_t bytes) = nullptr;
+  void (*to_host)(void* host_dst, const void* src, int64_t bytes) = nullptr;
+  void (*synchronize)(Stream stream) = nullptr;  // every kernel enqueued on `stream` done
+};
+
+void RegisterBackendMemory(Backend backend, const BackendMemory& memory);
+// The backend's memory operations, or nullptr when none are registered (no device).
+const BackendMemory* FindBackendMemory(Backend backend);
+
+}  // namespace colossal::kernels

@@ -18,8 +18,16 @@
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+// y, mean, rstd and dx.
+inline Tolerance LayerNormRowTolerance() { return {1e-5, 1e-5}; }
+// dweight and dbias, sums over `rows`.
+inline Tolerance LayerNormParamGradTolerance(int64_t rows) {
+  return {Fp32ReductionRtol(rows) * 4, Fp32ReductionRtol(rows) * 4};
+}
 
 using LayerNormForwardFn = void(const float* x, const float* weight, const float* bias,
                                 float* y, float* mean, float* rstd, int64_t rows,

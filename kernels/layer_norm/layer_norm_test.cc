@@ -1,4 +1,4 @@
-// Layer norm: CPU twin against the double reference (odd shapes, cols = 1, rows with a
+// Layer norm: every twin (the harness) against the double reference (odd shapes, cols = 1, rows with a
 // large common offset, every accumulate combination, one and two threads), determinism
 // of the parameter-gradient reduction, an analytic forward value, and the reference
 // backward against central finite differences for x, weight and bias.
@@ -11,19 +11,18 @@
 
 #include "kernels/layer_norm/layer_norm.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
-using testing::Fp32ReductionRtol;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Random;
+using testing::TwinCase;
 
 constexpr float kEps = 1e-5f;
-// Contract tolerances (layer_norm.h): forward and dx are cols-long fp32 sums of O(1)
-// terms then one division: 1e-5. dweight/dbias sum over rows: Fp32ReductionRtol(rows)*4.
-constexpr double kRowTol = 1e-5;
-double ParamTol(int64_t rows) { return Fp32ReductionRtol(rows) * 4; }
 
 // Restores the OpenMP thread count when a section ends.
 struct ThreadScope {
@@ -37,40 +36,60 @@ void Require(const testing::CloseResult& r, const char* what) {
   REQUIRE(r.ok);
 }
 
-void CompareCpuWithRef(int64_t rows, int64_t cols, double offset, uint64_t seed) {
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
+}
+
+// Every twin against the double reference (the harness), forward and every accumulate
+// combination of the backward.
+void CompareTwinsWithRef(int64_t rows, int64_t cols, double offset, uint64_t seed) {
   CAPTURE(rows, cols, offset, omp_get_max_threads());
   const int64_t n = rows * cols;
   auto x = Random<float>(n, seed, offset - 1.0, offset + 1.0);
   auto w = Random<float>(cols, seed + 1, 0.5, 1.5);
   auto b = Random<float>(cols, seed + 2);
   auto dy = Random<float>(n, seed + 3);
+  const auto xd = AsDouble(x), wd = AsDouble(w), bd = AsDouble(b), dyd = AsDouble(dy);
 
-  std::vector<float> y_ref(n), mean_ref(rows), rstd_ref(rows);
-  std::vector<float> y(n), mean(rows), rstd(rows);
-  LayerNormForwardRef(x.data(), w.data(), b.data(), y_ref.data(), mean_ref.data(),
-                      rstd_ref.data(), rows, cols, kEps);
-  LayerNormForward(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), rows,
-                   cols, kEps);
-  Require(AllClose(y, y_ref, kRowTol, kRowTol), "y");
-  Require(AllClose(mean, mean_ref, kRowTol, kRowTol), "mean");
-  Require(AllClose(rstd, rstd_ref, kRowTol, kRowTol), "rstd");
+  std::vector<double> y_ref(n), mean_ref(rows), rstd_ref(rows);
+  LayerNormForwardRef(xd.data(), wd.data(), bd.data(), y_ref.data(), mean_ref.data(), rstd_ref.data(), rows,
+                      cols, kEps);
+  const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+  TwinCase forward("layer norm forward " + shape);
+  const int fx = forward.In(x), fw = forward.In(w), fb = forward.In(b);
+  const int fy = forward.Out("y", std::vector<float>(n), y_ref, LayerNormRowTolerance());
+  const int fm = forward.Out("mean", std::vector<float>(rows), mean_ref, LayerNormRowTolerance());
+  const int fr = forward.Out("rstd", std::vector<float>(rows), rstd_ref, LayerNormRowTolerance());
+  RequireNoFailures(forward.Run(LayerNormForwardTable(), [&](LayerNormForwardFn* fn, Stream s, const auto& a) {
+    fn(ArgAs<float>(a, fx), ArgAs<float>(a, fw), ArgAs<float>(a, fb), ArgAs<float>(a, fy), ArgAs<float>(a, fm),
+       ArgAs<float>(a, fr), rows, cols, kEps, s);
+  }));
+  REQUIRE(forward.ran().size() >= 2);
 
+  // Every twin reads the same saved statistics (the reference's, rounded to fp32).
+  const std::vector<float> mean(mean_ref.begin(), mean_ref.end()), rstd(rstd_ref.begin(), rstd_ref.end());
   for (Accumulate dx_acc : {Accumulate::kNo, Accumulate::kYes}) {
     for (Accumulate dp_acc : {Accumulate::kNo, Accumulate::kYes}) {
       CAPTURE(static_cast<int>(dx_acc), static_cast<int>(dp_acc));
-      // Both twins read the same saved statistics (the reference's).
-      auto dx_ref = Random<float>(n, seed + 4);
-      auto dw_ref = Random<float>(cols, seed + 5);
-      auto db_ref = Random<float>(cols, seed + 6);
-      auto dx = dx_ref, dw = dw_ref, db = db_ref;
-      LayerNormBackwardRef(dy.data(), x.data(), w.data(), mean_ref.data(), rstd_ref.data(),
-                           dx_ref.data(), dw_ref.data(), db_ref.data(), rows, cols, dx_acc,
-                           dp_acc);
-      LayerNormBackward(dy.data(), x.data(), w.data(), mean_ref.data(), rstd_ref.data(),
-                        dx.data(), dw.data(), db.data(), rows, cols, dx_acc, dp_acc);
-      Require(AllClose(dx, dx_ref, kRowTol, kRowTol), "dx");
-      Require(AllClose(dw, dw_ref, ParamTol(rows), ParamTol(rows)), "dweight");
-      Require(AllClose(db, db_ref, ParamTol(rows), ParamTol(rows)), "dbias");
+      const auto dx0 = Random<float>(n, seed + 4), dw0 = Random<float>(cols, seed + 5),
+                 db0 = Random<float>(cols, seed + 6);
+      std::vector<double> dx_ref = AsDouble(dx0), dw_ref = AsDouble(dw0), db_ref = AsDouble(db0);
+      const auto meand = AsDouble(mean), rstdd = AsDouble(rstd);
+      LayerNormBackwardRef(dyd.data(), xd.data(), wd.data(), meand.data(), rstdd.data(), dx_ref.data(),
+                           dw_ref.data(), db_ref.data(), rows, cols, dx_acc, dp_acc);
+      TwinCase backward("layer norm backward " + shape);
+      const int bdy = backward.In(dy), bx = backward.In(x), bw = backward.In(w), bm = backward.In(mean),
+                br = backward.In(rstd);
+      const int bdx = backward.Out("dx", dx0, dx_ref, LayerNormRowTolerance());
+      const int bdw = backward.Out("dweight", dw0, dw_ref, LayerNormParamGradTolerance(rows));
+      const int bdb = backward.Out("dbias", db0, db_ref, LayerNormParamGradTolerance(rows));
+      RequireNoFailures(
+          backward.Run(LayerNormBackwardTable(), [&](LayerNormBackwardFn* fn, Stream s, const auto& a) {
+            fn(ArgAs<float>(a, bdy), ArgAs<float>(a, bx), ArgAs<float>(a, bw), ArgAs<float>(a, bm),
+               ArgAs<float>(a, br), ArgAs<float>(a, bdx), ArgAs<float>(a, bdw), ArgAs<float>(a, bdb), rows, cols,
+               dx_acc, dp_acc, s);
+          }));
     }
   }
 }
@@ -78,24 +97,24 @@ void CompareCpuWithRef(int64_t rows, int64_t cols, double offset, uint64_t seed)
 const std::vector<std::pair<int64_t, int64_t>> kShapes = {
     {1, 1}, {5, 1}, {1, 7}, {3, 5}, {17, 33}, {7, 768}, {129, 384}, {256, 768}, {301, 129}};
 
-TEST_CASE("layer norm: cpu twin matches the reference, one thread") {
+TEST_CASE("layer norm: every twin matches the reference, one thread") {
   ThreadScope threads(1);
   uint64_t seed = 100;
   for (auto [rows, cols] : kShapes) {
-    CompareCpuWithRef(rows, cols, 0.0, seed += 10);
+    CompareTwinsWithRef(rows, cols, 0.0, seed += 10);
     // x = 1000 + noise: a one-pass E[x^2] - E[x]^2 in fp32 would lose the variance.
-    CompareCpuWithRef(rows, cols, 1000.0, seed += 10);
+    CompareTwinsWithRef(rows, cols, 1000.0, seed += 10);
   }
 }
 
-TEST_CASE("layer norm: cpu twin matches the reference, two threads") {
+TEST_CASE("layer norm: every twin matches the reference, two threads") {
   ThreadScope threads(2);
   uint64_t seed = 500;
   for (auto [rows, cols] : kShapes) {
-    CompareCpuWithRef(rows, cols, 0.0, seed += 10);
-    CompareCpuWithRef(rows, cols, -1000.0, seed += 10);
+    CompareTwinsWithRef(rows, cols, 0.0, seed += 10);
+    CompareTwinsWithRef(rows, cols, -1000.0, seed += 10);
   }
-  CompareCpuWithRef(2048, 384, 3.0, 999);
+  CompareTwinsWithRef(2048, 384, 3.0, 999);
 }
 
 TEST_CASE("layer norm: parameter gradients are bitwise deterministic for a thread count") {
@@ -172,17 +191,13 @@ TEST_CASE("layer norm: reference backward matches finite differences") {
                         cols, kEps);
     return testing::Dot(g, y);
   };
-  auto num_dx = testing::FiniteDifference(x, loss);
-  auto num_dw = testing::FiniteDifference(w, loss);
-  auto num_db = testing::FiniteDifference(b, loss);
-  loss();  // mean and rstd of the unperturbed x
   std::vector<double> dx(n), dw(cols), db(cols);
-  LayerNormBackwardRef(g.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(),
-                       dw.data(), db.data(), rows, cols, Accumulate::kNo, Accumulate::kNo);
-  // Central differences with h = 1e-6 on O(1) values: truncation ~h^2, rounding ~1e-10.
-  Require(AllClose(dx, num_dx, 1e-8, 1e-6), "dx");
-  Require(AllClose(dw, num_dw, 1e-8, 1e-6), "dweight");
-  Require(AllClose(db, num_db, 1e-8, 1e-6), "dbias");
+  loss();  // mean and rstd of the unperturbed x
+  LayerNormBackwardRef(g.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(), dw.data(), db.data(),
+                       rows, cols, Accumulate::kNo, Accumulate::kNo);
+  // The backward reads the saved statistics: finite differences recompute them per probe.
+  RequireNoFailures(testing::FiniteDifferenceCheck("layer norm", {{"x", &x}, {"weight", &w}, {"bias", &b}}, loss,
+                                                   {dx, dw, db}));
 }
 
 }  // namespace

@@ -11,8 +11,14 @@
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+// Add, AddInto(kYes) and Scale: one fp32 rounding, relative to the result (2^-23 bound).
+inline Tolerance ElementwiseRoundingTolerance() { return {0.0, 1.2e-7}; }
+// Fill and AddInto(kNo): exact.
+inline Tolerance ElementwiseExactTolerance() { return {0.0, 0.0}; }
 
 using AddFn = void(const float* a, const float* b, float* out, int64_t n, Stream stream);
 Dispatch<AddFn>& AddTable();

@@ -1,4 +1,5 @@
-// Elementwise: CPU twins against the double reference at odd sizes on 1 and 2 threads
+// Elementwise: every twin (the harness) against the double reference at odd sizes on 1
+// and 2 threads
 // (the parallel path starts at 2^15 elements), Add with out aliasing a and/or b, both
 // AddInto modes, and the reference against hand-computed values.
 #include <omp.h>
@@ -14,19 +15,84 @@
 
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Random;
+using testing::TwinCase;
 
-// The contract: one fp32 rounding (relative, 2^-23 bound) for Add, AddInto(kYes) and
-// Scale; no absolute term is needed because a single rounding is relative to the result.
-constexpr double kRtol = 1.2e-7;
+// The contract (elementwise.h): one fp32 rounding for Add, AddInto(kYes) and Scale.
+const double kRtol = ElementwiseRoundingTolerance().rtol;
 
 const std::vector<int64_t> kSizes = {0, 1, 7, 15, 16, 17, 33, 1000, (1 << 15) - 1, 1 << 15,
                                      100003};
+
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
+}
+
+TEST_CASE("elementwise: every twin matches the reference (the harness)") {
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t n : kSizes) {
+      CAPTURE(threads, n);
+      const std::string size = " n=" + std::to_string(n);
+      const auto a = Random<float>(n, 1 + n, -10.0, 10.0), b = Random<float>(n, 2 + n);
+      {
+        std::vector<double> ref(n);
+        AddRef(AsDouble(a).data(), AsDouble(b).data(), ref.data(), n);
+        TwinCase c("add" + size);
+        const int ia = c.In(a), ib = c.In(b);
+        const int io = c.Out("out", std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()), ref,
+                             ElementwiseRoundingTolerance());
+        RequireNoFailures(c.Run(AddTable(), [&](AddFn* fn, Stream st, const auto& x) {
+          fn(ArgAs<float>(x, ia), ArgAs<float>(x, ib), ArgAs<float>(x, io), n, st);
+        }));
+        REQUIRE(c.ran().size() >= 2);
+      }
+      for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
+        CAPTURE(static_cast<int>(acc));
+        const auto dst0 = Random<float>(n, 4 + n, -5.0, 5.0);
+        std::vector<double> ref = AsDouble(dst0);
+        AddIntoRef(AsDouble(a).data(), ref.data(), n, acc);
+        TwinCase c("add_into" + size);
+        const int is = c.In(a);
+        const int id = c.Out("dst", dst0, ref,
+                             acc == Accumulate::kNo ? ElementwiseExactTolerance() : ElementwiseRoundingTolerance());
+        RequireNoFailures(c.Run(AddIntoTable(), [&](AddIntoFn* fn, Stream st, const auto& x) {
+          fn(ArgAs<float>(x, is), ArgAs<float>(x, id), n, acc, st);
+        }));
+      }
+      for (float alpha : {0.0f, 1.0f, -1.5f, 3.0e-3f}) {
+        CAPTURE(alpha);
+        const auto x0 = Random<float>(n, 5 + n, -100.0, 100.0);
+        std::vector<double> ref = AsDouble(x0);
+        ScaleRef(ref.data(), n, alpha);
+        TwinCase c("scale" + size);
+        const int ix = c.Out("x", x0, ref, ElementwiseRoundingTolerance());
+        RequireNoFailures(
+            c.Run(ScaleTable(), [&](ScaleFn* fn, Stream st, const auto& x) { fn(ArgAs<float>(x, ix), n, alpha, st); }));
+      }
+      for (float value : {0.0f, 1.25f, std::numeric_limits<float>::infinity()}) {
+        CAPTURE(value);
+        std::vector<double> ref(n);
+        FillRef(ref.data(), n, value);
+        TwinCase c("fill" + size);
+        const int ix = c.Out("x", Random<float>(n, 6 + n), ref, ElementwiseExactTolerance());
+        RequireNoFailures(
+            c.Run(FillTable(), [&](FillFn* fn, Stream st, const auto& x) { fn(ArgAs<float>(x, ix), n, value, st); }));
+      }
+    }
+  }
+  omp_set_num_threads(1);
+}
+
 
 TEST_CASE("add cpu matches the reference, including out aliasing a or b") {
   for (int threads : {1, 2}) {

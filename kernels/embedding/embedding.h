@@ -15,8 +15,18 @@
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+// The forward is a gather: exact.
+inline Tolerance EmbeddingForwardTolerance() { return {0.0, 0.0}; }
+// The backward sums up to `max_repeat` rows of dout (plus the old value) in fp32 against
+// the double sum.
+inline Tolerance EmbeddingBackwardTolerance(int64_t max_repeat) {
+  const double t = 1e-6 * static_cast<double>(max_repeat < 1 ? 1 : max_repeat);
+  return {t, t};
+}
 
 using EmbeddingForwardFn = void(const int32_t* ids, const float* table, float* out, int64_t n,
                                 int64_t rows, int64_t c, Stream stream);

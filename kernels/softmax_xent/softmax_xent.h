@@ -17,8 +17,18 @@
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+// loss and lse: the error of a v-long fp32 sum of exponentials.
+inline Tolerance SoftmaxXentLossTolerance(int64_t v) {
+  const double t = 4.0 * Fp32ReductionRtol(v);
+  return {t, t};
+}
+// dlogits: one fast exp (2 ulp) times dloss, plus the fp32 rounding of x − lse
+// (|x − lse| <= ~200: <= 1e-5 relative to p where p matters).
+inline Tolerance SoftmaxXentGradTolerance(double max_abs_dloss) { return {1e-6 * max_abs_dloss, 1e-5}; }
 
 using SoftmaxXentForwardFn = void(const float* logits, int64_t ld, const int32_t* targets,
                                   float* loss, float* lse, int64_t n, int64_t v,

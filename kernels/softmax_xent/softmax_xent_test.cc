@@ -1,5 +1,5 @@
-// Softmax cross-entropy: the CPU twin (both instruction sets, 1 and 2 threads) against
-// the double reference at odd widths, padded rows, ignored targets, ±80 logits, in place
+// Softmax cross-entropy: every twin (the harness; the CPU one under both instruction sets,
+// 1 and 2 threads) against the double reference with the header's tolerances at odd widths, padded rows, ignored targets, ±80 logits, in place
 // and accumulating; the reference backward against central finite differences; and the
 // analytic all-equal-logits case.
 #include <catch2/catch.hpp>
@@ -13,25 +13,29 @@
 #include "kernels/softmax_xent/softmax_xent.h"
 #include "kernels/softmax_xent/softmax_xent_cpu.h"
 #include "kernels/testing/kernel_testing.h"
-#include "kernels/testing/twins.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using internal::SoftmaxXentIsa;
 using testing::AllClose;
+using testing::ArgAs;
 using testing::Cast;
 using testing::Random;
+using testing::TwinCase;
 
-// Tolerances from softmax_xent.h: loss and lse carry the error of a v-long fp32 sum of
-// exponentials; dlogits that of one FastExp (2 ulp) times dloss, plus the rounding of
-// x − lse in fp32 (|x − lse| ≤ ~200 here, so ≤ 1e-5 relative to p where p matters).
-double LossTol(int64_t v) { return 4.0 * testing::Fp32ReductionRtol(v); }
-constexpr double kGradRtol = 1e-5;
-double GradAtol(const std::vector<float>& dloss) {
+// Tolerances from softmax_xent.h.
+double LossTol(int64_t v) { return SoftmaxXentLossTolerance(v).rtol; }
+double MaxAbs(const std::vector<float>& v) {
   double m = 0;
-  for (float d : dloss) m = std::max(m, std::fabs(static_cast<double>(d)));
-  return 1e-6 * m;
+  for (float d : v) m = std::max(m, std::fabs(static_cast<double>(d)));
+  return m;
+}
+
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
 }
 
 // Targets in [0, v) with every `ignore_every`-th row set to -1 (ignored) and every 7th
@@ -70,60 +74,66 @@ struct Case {
   double lo, hi;
 };
 
-// Runs one case through the CPU twin and the double reference and compares everything.
+// Runs one case through every twin (the harness) and the double reference.
 void CheckAgainstReference(const Case& c, uint64_t seed) {
   const auto [n, v, ld, lo, hi] = c;
   CAPTURE(n, v, ld, lo, hi, internal::SoftmaxXentUsesAvx512(), omp_get_max_threads());
+  const std::string name = " n=" + std::to_string(n) + " v=" + std::to_string(v) + " ld=" + std::to_string(ld);
   const auto x = Logits(n, v, ld, seed, lo, hi);
   const auto targets = Targets(n, v, seed + 1, 4);
   const auto dloss = Random<float>(n, seed + 2, -2.0, 2.0);
   const auto xd = Cast<double>(x);
 
-  std::vector<float> loss(n, -1.0f), lse(n, -1.0f);
-  SoftmaxXentForward(x.data(), ld, targets.data(), loss.data(), lse.data(), n, v);
   std::vector<double> loss_ref(n), lse_ref(n);
   SoftmaxXentForwardRef(xd.data(), ld, targets.data(), loss_ref.data(), lse_ref.data(), n, v);
+  for (int64_t i = 0; i < n; ++i)
+    if (targets[i] < 0) REQUIRE(loss_ref[i] == 0.0);
   {
-    auto r = AllClose(loss, loss_ref, LossTol(v), LossTol(v));
-    INFO("loss: " << r.message);
-    REQUIRE(r.ok);
-    auto rl = AllClose(lse, lse_ref, LossTol(v), LossTol(v));
-    INFO("lse: " << rl.message);
-    REQUIRE(rl.ok);
-    for (int64_t i = 0; i < n; ++i)
-      if (targets[i] < 0) REQUIRE(loss[i] == 0.0f);
+    TwinCase f("softmax_xent_forward" + name);
+    const int ix = f.In(x), it = f.InI32(targets);
+    // Ignored rows must be written (0), not left: poison every row first.
+    const int il = f.Out("loss", std::vector<float>(n, -1.0f), loss_ref, SoftmaxXentLossTolerance(v));
+    const int is = f.Out("lse", std::vector<float>(n, -1.0f), lse_ref, SoftmaxXentLossTolerance(v));
+    RequireNoFailures(f.Run(SoftmaxXentForwardTable(), [&](SoftmaxXentForwardFn* fn, Stream st, const auto& a) {
+      fn(ArgAs<float>(a, ix), ld, ArgAs<int32_t>(a, it), ArgAs<float>(a, il), ArgAs<float>(a, is), n, v, st);
+    }));
+    REQUIRE(f.ran().size() >= 2);
   }
 
-  // Backward from the twin's own fp32 lse, so only the backward's error is measured.
+  // Backward from an fp32 lse (the reference's, rounded), so only the backward's error is
+  // measured; padding columns must come back untouched (the expected value is the pad).
+  std::vector<float> lse(n);
+  for (int64_t i = 0; i < n; ++i) lse[i] = static_cast<float>(lse_ref[i]);
   const auto lse_d = Cast<double>(lse);
   const auto dloss_d = Cast<double>(dloss);
-  const double atol = GradAtol(dloss);
+  const Tolerance grad = SoftmaxXentGradTolerance(MaxAbs(dloss));
   for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
     CAPTURE(acc == Accumulate::kYes);
-    // Out of place, into a padded buffer with random prior contents.
-    auto prior = Logits(n, v, ld, seed + 3, -1.0, 1.0);
-    auto dx = prior;
-    SoftmaxXentBackward(x.data(), ld, lse.data(), targets.data(), dloss.data(), dx.data(), n, v,
-                        acc);
-    auto dx_ref = Cast<double>(prior);
-    SoftmaxXentBackwardRef(xd.data(), ld, lse_d.data(), targets.data(), dloss_d.data(),
-                           dx_ref.data(), n, v, acc);
-    auto r = AllClose(dx, dx_ref, atol, kGradRtol);
-    INFO("dlogits: " << r.message);
-    REQUIRE(r.ok);
-    REQUIRE(PaddingIntact(dx, n, v, ld));
-
-    // In place: dlogits == logits. The reference reads each x[j] before writing it too.
-    auto inplace = x;
-    SoftmaxXentBackward(inplace.data(), ld, lse.data(), targets.data(), dloss.data(),
-                        inplace.data(), n, v, acc);
-    auto inplace_ref = xd;
-    SoftmaxXentBackwardRef(inplace_ref.data(), ld, lse_d.data(), targets.data(),
-                           dloss_d.data(), inplace_ref.data(), n, v, acc);
-    auto ri = AllClose(inplace, inplace_ref, atol, kGradRtol);
-    INFO("in place: " << ri.message);
-    REQUIRE(ri.ok);
-    REQUIRE(PaddingIntact(inplace, n, v, ld));
+    const auto bind = [&](int ix, int is, int it, int id, int io) {
+      return [=](SoftmaxXentBackwardFn* fn, Stream st, const auto& a) {
+        fn(ArgAs<float>(a, ix), ld, ArgAs<float>(a, is), ArgAs<int32_t>(a, it), ArgAs<float>(a, id),
+           ArgAs<float>(a, io), n, v, acc, st);
+      };
+    };
+    {  // Out of place, into a padded buffer with random prior contents.
+      const auto prior = Logits(n, v, ld, seed + 3, -1.0, 1.0);
+      auto dx_ref = Cast<double>(prior);
+      SoftmaxXentBackwardRef(xd.data(), ld, lse_d.data(), targets.data(), dloss_d.data(), dx_ref.data(), n, v,
+                             acc);
+      TwinCase b("softmax_xent_backward" + name);
+      const int ix = b.In(x), is = b.In(lse), it = b.InI32(targets), id = b.In(dloss);
+      const int io = b.Out("dlogits", prior, dx_ref, grad);
+      RequireNoFailures(b.Run(SoftmaxXentBackwardTable(), bind(ix, is, it, id, io)));
+    }
+    {  // In place: dlogits == logits. The reference reads each x[j] before writing it too.
+      auto inplace_ref = xd;
+      SoftmaxXentBackwardRef(inplace_ref.data(), ld, lse_d.data(), targets.data(), dloss_d.data(),
+                             inplace_ref.data(), n, v, acc);
+      TwinCase b("softmax_xent_backward in place" + name);
+      const int is = b.In(lse), it = b.InI32(targets), id = b.In(dloss);
+      const int io = b.Out("dlogits (= logits)", x, inplace_ref, grad);
+      RequireNoFailures(b.Run(SoftmaxXentBackwardTable(), bind(io, is, it, id, io)));
+    }
   }
 }
 
@@ -136,7 +146,7 @@ const std::vector<Case>& Cases() {
   return cases;
 }
 
-TEST_CASE("softmax_xent: cpu twin matches the reference (both ISAs, 1 and 2 threads)") {
+TEST_CASE("softmax_xent: every twin matches the reference (the harness; both cpu ISAs, 1 and 2 threads)") {
   const int saved_threads = omp_get_max_threads();
   for (SoftmaxXentIsa isa : {SoftmaxXentIsa::kAuto, SoftmaxXentIsa::kAvx2}) {
     internal::SetSoftmaxXentIsaForTesting(isa);
@@ -200,24 +210,30 @@ TEST_CASE("softmax_xent: all-equal logits give loss = log v and dlogits = dloss(
       std::vector<int32_t> targets = {static_cast<int32_t>(v / 2), -1};
       std::vector<float> dloss = {0.75f, 1.0f};
       const double log_v = std::log(static_cast<double>(v));
-      const double tol = LossTol(v);
-      for (Backend b : testing::Twins(SoftmaxXentForwardTable())) {
-        std::vector<float> loss(n), lse(n);
-        SoftmaxXentForward(x.data(), v, targets.data(), loss.data(), lse.data(), n, v, {b});
-        REQUIRE(std::fabs(loss[0] - log_v) <= tol + tol * log_v);
-        REQUIRE(loss[1] == 0.0f);
-        for (float l : lse) REQUIRE(std::fabs(l - (c + log_v)) <= tol + tol * std::fabs(c + log_v));
-        std::vector<float> dx(n * v, 9.0f);
-        SoftmaxXentBackward(x.data(), v, lse.data(), targets.data(), dloss.data(), dx.data(), n, v,
-                            Accumulate::kNo, {b});
-        std::vector<double> expected(n * v, 0.0);
-        for (int64_t j = 0; j < v; ++j) expected[j] = dloss[0] * (1.0 / v - (j == v / 2 ? 1 : 0));
-        // lse is rounded to fp32 (|lse| ≤ 91: ≤ 3.8e-6 absolute), which moves p = 1/v by
-        // that much relative; one FastExp adds 2 ulp.
-        auto r = AllClose(dx, expected, GradAtol(dloss), 5e-6 + kGradRtol);
-        INFO(r.message);
-        REQUIRE(r.ok);
-      }
+      const std::string name = " v=" + std::to_string(v);
+      std::vector<double> loss_expected = {log_v, 0.0}, lse_expected(n, c + log_v);
+      TwinCase f("softmax_xent_forward all-equal" + name);
+      const int ix = f.In(x), it = f.InI32(targets);
+      const int il = f.Out("loss", std::vector<float>(n, -1.0f), loss_expected, SoftmaxXentLossTolerance(v));
+      const int is = f.Out("lse", std::vector<float>(n, -1.0f), lse_expected, SoftmaxXentLossTolerance(v));
+      RequireNoFailures(f.Run(SoftmaxXentForwardTable(), [&](SoftmaxXentForwardFn* fn, Stream st, const auto& a) {
+        fn(ArgAs<float>(a, ix), v, ArgAs<int32_t>(a, it), ArgAs<float>(a, il), ArgAs<float>(a, is), n, v, st);
+      }));
+      // The backward from the fp32-rounded lse c + log v.
+      const std::vector<float> lse(n, static_cast<float>(c + log_v));
+      std::vector<double> expected(n * v, 0.0);
+      for (int64_t j = 0; j < v; ++j) expected[j] = dloss[0] * (1.0 / v - (j == v / 2 ? 1 : 0));
+      // lse is rounded to fp32 (|lse| <= 91: <= 3.8e-6 absolute), which moves p = 1/v by
+      // that much relative, on top of the header's tolerance.
+      Tolerance tol = SoftmaxXentGradTolerance(MaxAbs(dloss));
+      tol.rtol += 5e-6;
+      TwinCase b("softmax_xent_backward all-equal" + name);
+      const int bx = b.In(x), bs = b.In(lse), bt = b.InI32(targets), bd = b.In(dloss);
+      const int bo = b.Out("dlogits", std::vector<float>(n * v, 9.0f), expected, tol);
+      RequireNoFailures(b.Run(SoftmaxXentBackwardTable(), [&](SoftmaxXentBackwardFn* fn, Stream st, const auto& a) {
+        fn(ArgAs<float>(a, bx), v, ArgAs<float>(a, bs), ArgAs<int32_t>(a, bt), ArgAs<float>(a, bd),
+           ArgAs<float>(a, bo), n, v, Accumulate::kNo, st);
+      }));
     }
   }
 }

@@ -24,6 +24,7 @@
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
 
@@ -34,6 +35,17 @@ struct AttentionShape {
   int64_t head_dim = 0;  // D
   int64_t channels() const { return heads * head_dim; }
 };
+
+// Forward (out, probs, decode): fp32 dot products of length D, then sums of length T.
+inline Tolerance AttentionForwardTolerance(const AttentionShape& s) {
+  const double t = 4.0 * Fp32ReductionRtol(s.seq > s.head_dim ? s.seq : s.head_dim);
+  return {t, t};
+}
+// Backward: two chained reductions (dP, then dS·K or dSᵀ·Q): the forward's rtol doubled.
+inline Tolerance AttentionBackwardTolerance(const AttentionShape& s) {
+  const Tolerance f = AttentionForwardTolerance(s);
+  return {f.atol, 2 * f.rtol};
+}
 
 using AttentionForwardFn = void(const float* qkv, float* out, float* probs,
                                 const AttentionShape& shape, Stream stream);

@@ -1,8 +1,8 @@
-// Attention: CPU twin against the double reference over several shapes (T = 1, T not a
-// multiple of the row block, H = 1, D = 8/16/64, B = 1..3) in both accumulate modes with
-// one and two threads; probabilities exactly zero above the diagonal and rows summing to
+// Attention: every twin (the harness) against the double reference with the header's
+// tolerances over several shapes (T = 1, T not a multiple of the row block, H = 1,
+// D = 8/16/64, B = 1..3) in both accumulate modes with one and two threads; probabilities exactly zero above the diagonal and rows summing to
 // one; the reference backward against finite differences for every qkv element; decode
-// against the last row of a full forward over the same sequence.
+// on every twin against the last row of a full forward over the same sequence.
 #include <catch2/catch.hpp>
 #include <omp.h>
 
@@ -13,19 +13,23 @@
 
 #include "kernels/attention/attention.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Fp32ReductionRtol;
 using testing::Random;
+using testing::TwinCase;
 
-// Contract tolerances (attention.h): forward atol = rtol = Fp32ReductionRtol(max(T, D))·4
-// (fp32 dot products of length D, then sums of length T); backward rtol doubled (two
-// chained reductions: dP then dS·K or dSᵀ·Q).
-double ForwardTol(const AttentionShape& s) {
-  return Fp32ReductionRtol(std::max(s.seq, s.head_dim)) * 4;
+double ForwardTol(const AttentionShape& s) { return AttentionForwardTolerance(s).rtol; }
+
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
 }
 
 struct ThreadScope {
@@ -59,33 +63,52 @@ void RequireCausalRows(const std::vector<float>& probs, const AttentionShape& s)
   }
 }
 
-void CompareCpuWithRef(const AttentionShape& s, uint64_t seed) {
+// Every twin (the harness) against the double reference.
+void CompareTwinsWithRef(const AttentionShape& s, uint64_t seed) {
   CAPTURE(s.batch, s.seq, s.heads, s.head_dim, omp_get_max_threads());
+  const std::string name = " B=" + std::to_string(s.batch) + " T=" + std::to_string(s.seq) +
+                           " H=" + std::to_string(s.heads) + " D=" + std::to_string(s.head_dim);
   // q, k uniform in [-1.5, 1.5): scores q·k/sqrt(D) have standard deviation 0.75 for
   // every D, so rows range from nearly flat to clearly peaked.
-  auto qkv = Random<float>(QkvSize(s), seed, -1.5, 1.5);
-  auto dout = Random<float>(OutSize(s), seed + 1);
-  const double tol = ForwardTol(s);
+  const auto qkv = Random<float>(QkvSize(s), seed, -1.5, 1.5);
+  const auto dout = Random<float>(OutSize(s), seed + 1);
+  const auto qkv_d = AsDouble(qkv);
 
-  std::vector<float> out_ref(OutSize(s)), probs_ref(ProbsSize(s));
-  std::vector<float> out(OutSize(s)), probs(ProbsSize(s), std::nanf(""));
-  AttentionForwardRef(qkv.data(), out_ref.data(), probs_ref.data(), s);
-  AttentionForward(qkv.data(), out.data(), probs.data(), s);
-  Require(AllClose(out, out_ref, tol, tol), "out");
-  Require(AllClose(probs, probs_ref, tol, tol), "probs");
-  RequireCausalRows(probs, s);
+  std::vector<double> out_ref(OutSize(s)), probs_ref(ProbsSize(s));
+  AttentionForwardRef(qkv_d.data(), out_ref.data(), probs_ref.data(), s);
+  {
+    TwinCase f("attention_forward" + name);
+    const int iq = f.In(qkv);
+    const int io = f.Out("out", std::vector<float>(OutSize(s), std::nanf("")), out_ref, AttentionForwardTolerance(s));
+    const int ip = f.Out("probs", std::vector<float>(ProbsSize(s), std::nanf("")), probs_ref,
+                         AttentionForwardTolerance(s));
+    RequireNoFailures(f.Run(AttentionForwardTable(), [&](AttentionForwardFn* fn, Stream st, const auto& x) {
+      fn(ArgAs<float>(x, iq), ArgAs<float>(x, io), ArgAs<float>(x, ip), s, st);
+    }));
+    REQUIRE(f.ran().size() >= 2);
+    for (Backend b : f.ran()) {
+      CAPTURE(std::string(BackendName(b)));
+      RequireCausalRows(f.Got(b, ip), s);
+    }
+  }
 
+  // Every twin reads the same probabilities (the reference's, rounded to fp32).
+  const auto probs = testing::Cast<float>(probs_ref);
+  const auto probs_d = AsDouble(probs);
   for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
     CAPTURE(static_cast<int>(acc));
-    auto dqkv_ref = Random<float>(QkvSize(s), seed + 2);
+    const auto prior = Random<float>(QkvSize(s), seed + 2);
+    std::vector<double> dqkv_ref = AsDouble(prior);
+    AttentionBackwardRef(AsDouble(dout).data(), qkv_d.data(), probs_d.data(), dqkv_ref.data(), s, acc);
     // Overwrite must not read its destination: start the twin from NaN.
-    auto dqkv = acc == Accumulate::kYes
-                    ? dqkv_ref
-                    : std::vector<float>(QkvSize(s), std::numeric_limits<float>::quiet_NaN());
-    // Both twins read the same probabilities (the reference's).
-    AttentionBackwardRef(dout.data(), qkv.data(), probs_ref.data(), dqkv_ref.data(), s, acc);
-    AttentionBackward(dout.data(), qkv.data(), probs_ref.data(), dqkv.data(), s, acc);
-    Require(AllClose(dqkv, dqkv_ref, tol, 2 * tol), "dqkv");
+    const auto initial =
+        acc == Accumulate::kYes ? prior : std::vector<float>(QkvSize(s), std::numeric_limits<float>::quiet_NaN());
+    TwinCase b("attention_backward" + name);
+    const int id = b.In(dout), iq = b.In(qkv), ip = b.In(probs);
+    const int io = b.Out("dqkv", initial, dqkv_ref, AttentionBackwardTolerance(s));
+    RequireNoFailures(b.Run(AttentionBackwardTable(), [&](AttentionBackwardFn* fn, Stream st, const auto& x) {
+      fn(ArgAs<float>(x, id), ArgAs<float>(x, iq), ArgAs<float>(x, ip), ArgAs<float>(x, io), s, acc, st);
+    }));
   }
 }
 
@@ -93,16 +116,16 @@ const std::vector<AttentionShape> kShapes = {
     {1, 1, 1, 8},  {2, 1, 3, 16}, {1, 5, 2, 8},   {2, 67, 3, 16}, {3, 64, 2, 64},
     {1, 67, 1, 64}, {2, 130, 2, 16}, {1, 200, 1, 8}, {3, 33, 4, 16}, {1, 129, 2, 64}};
 
-TEST_CASE("attention: cpu twin matches the reference, one thread") {
+TEST_CASE("attention: every twin matches the reference (the harness), one thread") {
   ThreadScope threads(1);
   uint64_t seed = 100;
-  for (const auto& s : kShapes) CompareCpuWithRef(s, seed += 10);
+  for (const auto& s : kShapes) CompareTwinsWithRef(s, seed += 10);
 }
 
-TEST_CASE("attention: cpu twin matches the reference, two threads") {
+TEST_CASE("attention: every twin matches the reference (the harness), two threads") {
   ThreadScope threads(2);
   uint64_t seed = 700;
-  for (const auto& s : kShapes) CompareCpuWithRef(s, seed += 10);
+  for (const auto& s : kShapes) CompareTwinsWithRef(s, seed += 10);
 }
 
 TEST_CASE("attention: reference forward matches a hand-computed case") {
@@ -179,13 +202,15 @@ void CheckDecode(int64_t batch, int64_t len, int64_t max_len, int64_t heads, int
                      heads, head_dim);
   Require(AllClose(dec, last, 1e-13, 1e-13), "decode ref vs forward ref");
 
-  auto qf = testing::Cast<float>(q), kf = testing::Cast<float>(k_cache),
-       vf = testing::Cast<float>(v_cache);
-  std::vector<float> dec_f(batch * C);
-  AttentionDecode(qf.data(), kf.data(), vf.data(), dec_f.data(), batch, len, max_len, heads,
-                  head_dim);
-  const double tol = ForwardTol(s);
-  Require(AllClose(dec_f, last, tol, tol), "decode cpu vs forward ref");
+  TwinCase c("attention_decode len=" + std::to_string(len));
+  const int iq = c.In(testing::Cast<float>(q)), ik = c.In(testing::Cast<float>(k_cache)),
+            iv = c.In(testing::Cast<float>(v_cache));
+  const int io = c.Out("out", std::vector<float>(batch * C, std::nanf("")), last, AttentionForwardTolerance(s));
+  RequireNoFailures(c.Run(AttentionDecodeTable(), [&](AttentionDecodeFn* fn, Stream st, const auto& x) {
+    fn(ArgAs<float>(x, iq), ArgAs<float>(x, ik), ArgAs<float>(x, iv), ArgAs<float>(x, io), batch, len, max_len,
+       heads, head_dim, st);
+  }));
+  REQUIRE(c.ran().size() >= 2);
 }
 
 TEST_CASE("attention: decode equals the last row of a full forward") {

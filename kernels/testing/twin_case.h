@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -70,7 +71,8 @@ class TwinCase {
       for (size_t i = 0; i < args_.size(); ++i) {
         const Arg& a = args_[i];
         if (a.output.name.empty()) continue;
-        std::vector<float> got(a.bytes.size() / sizeof(float));
+        std::vector<float>& got = got_[{backend, static_cast<int>(i)}];
+        got.resize(a.bytes.size() / sizeof(float));
         memory->to_host(got.data(), args[i], static_cast<int64_t>(a.bytes.size()));
         const CloseResult r = AllClose(got, a.output.expected, a.output.tolerance.atol, a.output.tolerance.rtol);
         if (!r.ok) {
@@ -86,6 +88,9 @@ class TwinCase {
 
   const std::vector<Backend>& ran() const { return ran_; }
   const std::vector<Backend>& skipped() const { return skipped_; }
+  // What twin `backend` left in output `index` (after Run), for properties beyond the
+  // tolerance (exact zeros, sums, bit-identity between runs).
+  const std::vector<float>& Got(Backend backend, int index) const { return got_.at({backend, index}); }
 
  private:
   struct Output {
@@ -109,6 +114,7 @@ class TwinCase {
   std::string name_;
   std::vector<Arg> args_;
   std::vector<Backend> ran_, skipped_;
+  std::map<std::pair<Backend, int>, std::vector<float>> got_;
 };
 
 template <typename T>

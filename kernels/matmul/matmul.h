@@ -19,14 +19,27 @@
 // cancel to near 0 need the absolute term in those units.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
 
 enum class Trans : uint8_t { kNo, kYes };
+
+// The GEMM's contract above (inputs in [-1, 1]): relative Fp32ReductionRtol(k) scaled by
+// |alpha|, absolute the same in units of the partial sums' RMS sqrt(k)/3.
+inline Tolerance MatmulTolerance(int64_t k, float alpha) {
+  const double a = alpha < 0 ? -static_cast<double>(alpha) : static_cast<double>(alpha);
+  const double rtol = Fp32ReductionRtol(k) * (a > 1.0 ? a : 1.0);
+  const double units = std::sqrt(static_cast<double>(k)) / 3.0;
+  return {rtol * (units > 1.0 ? units : 1.0), rtol};
+}
+// BiasGrad sums a column in double and rounds once to fp32.
+inline Tolerance BiasGradTolerance() { return {1e-30, 1.2e-7}; }
 
 template <typename T>
 struct MatmulArgsT {

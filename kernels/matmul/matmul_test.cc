@@ -1,6 +1,7 @@
-// Matmul: the CPU twin (oneDNN) against the double reference over every transpose
-// combination, padded leading dimensions, bias, accumulate, alpha, odd and zero sizes,
-// and calls from inside an OpenMP parallel region; BiasGrad against its reference; the
+// Matmul: every twin (the harness; the CPU one is oneDNN) against the double reference
+// with the header's tolerances over every transpose combination, padded leading
+// dimensions (left exactly untouched), bias, accumulate, alpha, odd and zero sizes; the
+// CPU twin from inside an OpenMP parallel region; BiasGrad on every twin; the
 // gradient formulas dA = dC·Bᵀ, dB = Aᵀ·dC (through MatmulRef) against finite
 // differences.
 #include <omp.h>
@@ -13,24 +14,20 @@
 
 #include "kernels/matmul/matmul.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
-using testing::Fp32ReductionRtol;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Random;
+using testing::TwinCase;
 
-// The contract's tolerance (matmul.h): fp32 GEMM sums k products in a blocked order;
-// the rounding error scales with the partial sums (RMS sqrt(k)/3 for inputs in [-1, 1]),
-// so the absolute term is the relative one in those units.
-struct Tol {
-  double atol, rtol;
-};
-Tol MatmulTol(int64_t k, float alpha) {
-  const double rtol =
-      Fp32ReductionRtol(k) * std::max(1.0, std::fabs(static_cast<double>(alpha)));
-  return {rtol * std::max(1.0, std::sqrt(static_cast<double>(k)) / 3.0), rtol};
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
 }
 
 // One problem, stored with the given leading-dimension padding; owns its buffers.
@@ -69,25 +66,45 @@ struct Problem {
   }
 };
 
-// Runs the CPU twin and the reference on copies of the same problem and compares the
-// whole C buffer, padding included (padding must be left untouched: exact there).
-void CheckAgainstRef(Problem& p) {
-  Problem ref = p;
-  ref.Rebind();
-  MatmulRef(ref.args);
-  Matmul(p.args);
-  const Tol tol = MatmulTol(p.args.k, p.args.alpha);
-  auto r = AllClose(p.c, ref.c, tol.atol, tol.rtol);
-  INFO(r.message);
-  REQUIRE(r.ok);
-  for (int64_t i = 0; i < p.args.m; ++i) {
-    for (int64_t j = p.args.n; j < p.args.ldc; ++j) {
-      REQUIRE(p.c[i * p.args.ldc + j] == ref.c[i * p.args.ldc + j]);
+// Runs every twin (the harness) and the double reference on the same problem and
+// compares the whole C buffer, padding included: padding must be left untouched, exactly,
+// on every twin. `initial` replaces C's starting contents in the twins (stale NaN).
+void CheckAgainstRef(const Problem& p, Tolerance tol, const std::vector<float>* initial = nullptr) {
+  const std::vector<double> a = AsDouble(p.a), b = AsDouble(p.b), bias = AsDouble(p.bias);
+  std::vector<double> c = AsDouble(p.c);
+  MatmulArgsT<double> ref;
+  ref.trans_a = p.args.trans_a, ref.trans_b = p.args.trans_b;
+  ref.m = p.args.m, ref.n = p.args.n, ref.k = p.args.k;
+  ref.a = a.data(), ref.lda = p.args.lda, ref.b = b.data(), ref.ldb = p.args.ldb;
+  ref.c = c.data(), ref.ldc = p.args.ldc;
+  ref.bias = p.bias.empty() ? nullptr : bias.data();
+  ref.alpha = p.args.alpha, ref.accumulate = p.args.accumulate;
+  MatmulRef(ref);
+
+  TwinCase tc("matmul m=" + std::to_string(p.args.m) + " n=" + std::to_string(p.args.n) +
+              " k=" + std::to_string(p.args.k));
+  const int ia = tc.In(p.a), ib = tc.In(p.b), ibias = p.bias.empty() ? -1 : tc.In(p.bias);
+  const int ic = tc.Out("c", initial != nullptr ? *initial : p.c, c, tol);
+  RequireNoFailures(tc.Run(MatmulTable(), [&](MatmulFn* fn, Stream st, const auto& x) {
+    MatmulArgs args = p.args;
+    args.a = ArgAs<float>(x, ia), args.b = ArgAs<float>(x, ib), args.c = ArgAs<float>(x, ic);
+    args.bias = ibias < 0 ? nullptr : ArgAs<float>(x, ibias);
+    fn(args, st);
+  }));
+  REQUIRE(tc.ran().size() >= 2);
+  for (Backend backend : tc.ran()) {
+    CAPTURE(std::string(BackendName(backend)));
+    const std::vector<float>& got = tc.Got(backend, ic);
+    for (int64_t i = 0; i < p.args.m; ++i) {
+      for (int64_t j = p.args.n; j < p.args.ldc; ++j) {
+        REQUIRE(got[i * p.args.ldc + j] == p.c[i * p.args.ldc + j]);
+      }
     }
   }
 }
+void CheckAgainstRef(const Problem& p) { CheckAgainstRef(p, MatmulTolerance(p.args.k, p.args.alpha)); }
 
-TEST_CASE("matmul cpu matches the reference: transposes, padding, bias, accumulate, alpha") {
+TEST_CASE("matmul: every twin matches the reference: transposes, padding, bias, accumulate, alpha") {
   uint64_t seed = 100;
   for (Trans ta : {Trans::kNo, Trans::kYes}) {
     for (Trans tb : {Trans::kNo, Trans::kYes}) {
@@ -107,7 +124,7 @@ TEST_CASE("matmul cpu matches the reference: transposes, padding, bias, accumula
   }
 }
 
-TEST_CASE("matmul cpu matches the reference at odd sizes") {
+TEST_CASE("matmul: every twin matches the reference at odd sizes") {
   const std::vector<int64_t> sizes = {1, 3, 17, 65, 257};
   uint64_t seed = 5000;
   for (int64_t m : sizes) {
@@ -125,7 +142,7 @@ TEST_CASE("matmul cpu matches the reference at odd sizes") {
   }
 }
 
-TEST_CASE("matmul cpu at a GPT-sized reduction (k = 768, 3072)") {
+TEST_CASE("matmul: every twin at a GPT-sized reduction (k = 768, 3072)") {
   for (int64_t k : {768, 3072}) {
     CAPTURE(k);
     Problem p(Trans::kNo, Trans::kYes, 64, 96, k, 0, true, Accumulate::kNo, 1.0f, 9000 + k);
@@ -138,13 +155,8 @@ TEST_CASE("matmul cpu at a GPT-sized reduction (k = 768, 3072)") {
 TEST_CASE("matmul overwrite ignores stale NaN in C") {
   for (bool with_bias : {false, true}) {
     Problem p(Trans::kNo, Trans::kNo, 9, 11, 13, 0, with_bias, Accumulate::kNo, 1.0f, 77);
-    Problem ref = p;
-    ref.Rebind();
-    MatmulRef(ref.args);
-    std::fill(p.c.begin(), p.c.end(), std::numeric_limits<float>::quiet_NaN());
-    Matmul(p.args);
-    const Tol tol = MatmulTol(13, 1.0f);
-    REQUIRE(AllClose(p.c, ref.c, tol.atol, tol.rtol).ok);
+    const std::vector<float> nan(p.c.size(), std::numeric_limits<float>::quiet_NaN());
+    CheckAgainstRef(p, MatmulTolerance(13, 1.0f), &nan);
   }
 }
 
@@ -154,14 +166,13 @@ TEST_CASE("matmul with zero dimensions") {
     for (Accumulate acc : {Accumulate::kNo, Accumulate::kYes}) {
       CAPTURE(with_bias, acc == Accumulate::kYes);
       Problem p(Trans::kNo, Trans::kYes, 4, 6, 0, 2, with_bias, acc, 1.0f, 300);
-      Problem ref = p;
-      ref.Rebind();
-      MatmulRef(ref.args);
-      Matmul(p.args);
-      REQUIRE(p.c == ref.c);
-      if (!with_bias && acc == Accumulate::kNo) {
+      CheckAgainstRef(p, Tolerance{0.0, 1.2e-7});  // at most one fp32 rounding of c + bias
+      if (!with_bias && acc == Accumulate::kNo) {  // and the reference writes zeros
+        Problem ref = p;
+        ref.Rebind();
+        MatmulRef(ref.args);
         for (int64_t i = 0; i < 4; ++i)
-          for (int64_t j = 0; j < 6; ++j) REQUIRE(p.c[i * p.args.ldc + j] == 0.0f);
+          for (int64_t j = 0; j < 6; ++j) REQUIRE(ref.c[i * p.args.ldc + j] == 0.0f);
       }
     }
   }
@@ -169,9 +180,11 @@ TEST_CASE("matmul with zero dimensions") {
   for (auto [m, n] : {std::pair<int64_t, int64_t>{0, 5}, {5, 0}, {0, 0}}) {
     CAPTURE(m, n);
     Problem p(Trans::kYes, Trans::kNo, m, n, 7, 1, true, Accumulate::kNo, 1.0f, 400);
-    const auto before = p.c;
-    Matmul(p.args);
-    REQUIRE(p.c == before);
+    CheckAgainstRef(p, Tolerance{0.0, 0.0});  // C unchanged on every twin
+    Problem ref = p;
+    ref.Rebind();
+    MatmulRef(ref.args);
+    REQUIRE(ref.c == p.c);
   }
 }
 
@@ -201,21 +214,21 @@ TEST_CASE("matmul cpu inside an OpenMP parallel region runs on the calling threa
   REQUIRE(team_size == 2);
   for (int i = 0; i < kProblems; ++i) {
     CAPTURE(i);
-    const Tol tol = MatmulTol(problems[i].args.k, 1.0f);
+    const Tolerance tol = MatmulTolerance(problems[i].args.k, 1.0f);
     auto r = AllClose(problems[i].c, refs[i].c, tol.atol, tol.rtol);
     INFO(r.message);
     REQUIRE(r.ok);
   }
 }
 
-TEST_CASE("matmul cpu with two threads matches the reference") {
+TEST_CASE("matmul: every twin with two threads matches the reference") {
   omp_set_num_threads(2);
   Problem p(Trans::kNo, Trans::kYes, 256, 300, 200, 0, true, Accumulate::kNo, 1.0f, 700);
   CheckAgainstRef(p);
   omp_set_num_threads(1);
 }
 
-TEST_CASE("bias grad cpu matches the reference and is thread-count independent") {
+TEST_CASE("bias grad: every twin matches the reference; cpu bit-identical to it on 1 and 2 threads") {
   for (auto [m, n, pad] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 0},
                            {3, 17, 2},
                            {257, 65, 3},
@@ -227,6 +240,16 @@ TEST_CASE("bias grad cpu matches the reference and is thread-count independent")
       const int64_t ld = n + pad;
       auto dy = Random<float>(m * ld, 800 + m + n);
       auto db_ref = Random<float>(n, 900 + n);
+      {
+        std::vector<double> expected = AsDouble(db_ref);
+        BiasGradRef(AsDouble(dy).data(), m, n, ld, expected.data(), acc);
+        TwinCase tc("bias_grad m=" + std::to_string(m) + " n=" + std::to_string(n));
+        const int id = tc.In(dy);
+        const int io = tc.Out("db", db_ref, expected, BiasGradTolerance());
+        RequireNoFailures(tc.Run(BiasGradTable(), [&](BiasGradFn* fn, Stream st, const auto& x) {
+          fn(ArgAs<float>(x, id), m, n, ld, ArgAs<float>(x, io), acc, st);
+        }));
+      }
       BiasGradRef(dy.data(), m, n, ld, db_ref.data(), acc);
       for (int threads : {1, 2}) {
         omp_set_num_threads(threads);
@@ -245,7 +268,7 @@ TEST_CASE("bias grad cpu matches the reference and is thread-count independent")
         for (int64_t i = 0; i < m; ++i) s += dy[i * ld + j];
         expected[j] = s;
       }
-      REQUIRE(AllClose(db_ref, expected, 1e-30, 1.2e-7).ok);
+      REQUIRE(AllClose(db_ref, expected, BiasGradTolerance().atol, BiasGradTolerance().rtol).ok);
     }
   }
 }

@@ -6,15 +6,23 @@
 // `step` counts optimizer steps from 1. The segment may be a whole tensor or a shard of
 // one (AdamW is elementwise, so shards need nothing more). g is read only.
 // Tolerance against the reference after one step: atol = 1e-6·lr, rtol = 1e-6 on w;
-// atol = rtol = 1e-6 on m and v.
+// atol = rtol = 1e-6 on m and v (AdamWWeightTolerance, AdamWMomentTolerance).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+// w after one step: a few fp32 roundings of w itself (rtol 1e-6), plus those of the
+// update, which is at most ~lr per element (|m̂/(√v̂ + eps)| ≲ 1), hence atol 1e-6·lr.
+inline Tolerance AdamWWeightTolerance(float lr) { return {1e-6 * static_cast<double>(lr), 1e-6}; }
+// m and v after one step: two fp32 products and a sum each (a few ulps, rtol 1e-6); atol
+// 1e-6 for elements where β·m and (1−β)·g' nearly cancel.
+inline Tolerance AdamWMomentTolerance() { return {1e-6, 1e-6}; }
 
 template <typename T>
 struct AdamWArgsT {

@@ -1,22 +1,29 @@
-// AdamW: CPU twin (and the float ref twin) against the double reference over sizes and
-// hyper-parameters at 1 and 2 threads; five steps from zero moments against the closed
-// form that a constant gradient gives (m̂ = g', v̂ = g'² at every step).
+// AdamW: every twin (the harness) against the double reference over sizes and
+// hyper-parameters at 1 and 2 threads, one step per case, and over five steps with the
+// state carried from the reference; five steps of the CPU twin from zero moments against
+// the closed form that a constant gradient gives (m̂ = g', v̂ = g'² at every step); and the
+// double reference against that closed form.
 #include <catch2/catch.hpp>
 #include <omp.h>
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/optim/adamw.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Cast;
 using testing::Random;
+using testing::TwinCase;
 
 struct Hyper {
   float lr, weight_decay, grad_scale;
@@ -24,40 +31,57 @@ struct Hyper {
   bool zero_moments;
 };
 
-// One step of the twin under test against the double reference, from the same inputs.
-void CheckOneStep(int64_t n, const Hyper& h, Backend backend, uint64_t seed) {
-  CAPTURE(n, h.lr, h.weight_decay, h.grad_scale, h.step, h.zero_moments, BackendName(backend),
-          omp_get_max_threads());
-  auto w = Random<float>(n, seed, -1.0, 1.0);
-  // Gradients at the scale a loss-scaled backward would leave them.
-  const auto g = Random<float>(n, seed + 1, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
-  auto m = h.zero_moments ? std::vector<float>(n, 0.0f) : Random<float>(n, seed + 2, -0.1, 0.1);
-  auto v = h.zero_moments ? std::vector<float>(n, 0.0f) : Random<float>(n, seed + 3, 0.0, 0.01);
-  auto wd = Cast<double>(w), gd = Cast<double>(g), md = Cast<double>(m), vd = Cast<double>(v);
+struct State {
+  std::vector<float> w, g, m, v;
+};
 
-  AdamWArgs a;
-  a.w = w.data(), a.g = g.data(), a.m = m.data(), a.v = v.data(), a.n = n;
-  a.lr = h.lr, a.weight_decay = h.weight_decay, a.grad_scale = h.grad_scale, a.step = h.step;
-  AdamWStep(a, {backend});
-
-  AdamWArgsT<double> r;
-  r.w = wd.data(), r.g = gd.data(), r.m = md.data(), r.v = vd.data(), r.n = n;
-  r.lr = h.lr, r.weight_decay = h.weight_decay, r.grad_scale = h.grad_scale, r.step = h.step;
-  AdamWStepRef(r);
-
-  // adamw.h: w atol = 1e-6·lr, rtol = 1e-6; m, v atol = rtol = 1e-6.
-  auto rw = AllClose(w, wd, 1e-6 * h.lr, 1e-6);
-  INFO("w: " << rw.message);
-  REQUIRE(rw.ok);
-  auto rm = AllClose(m, md, 1e-6, 1e-6);
-  INFO("m: " << rm.message);
-  REQUIRE(rm.ok);
-  auto rv = AllClose(v, vd, 1e-6, 1e-6);
-  INFO("v: " << rv.message);
-  REQUIRE(rv.ok);
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
 }
 
-TEST_CASE("adamw: cpu and ref twins match the double reference") {
+template <typename T>
+AdamWArgsT<T> Args(T* w, const T* g, T* m, T* v, int64_t n, const Hyper& h) {
+  AdamWArgsT<T> a;
+  a.w = w, a.g = g, a.m = m, a.v = v, a.n = n;
+  a.lr = h.lr, a.weight_decay = h.weight_decay, a.grad_scale = h.grad_scale, a.step = h.step;
+  return a;
+}
+
+State RandomState(int64_t n, const Hyper& h, uint64_t seed) {
+  State s;
+  s.w = Random<float>(n, seed, -1.0, 1.0);
+  // Gradients at the scale a loss-scaled backward would leave them.
+  s.g = Random<float>(n, seed + 1, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
+  s.m = h.zero_moments ? std::vector<float>(n, 0.0f) : Random<float>(n, seed + 2, -0.1, 0.1);
+  s.v = h.zero_moments ? std::vector<float>(n, 0.0f) : Random<float>(n, seed + 3, 0.0, 0.01);
+  return s;
+}
+
+// One step of every twin of AdamWStepTable from `s`, each against the double reference
+// from the same inputs within adamw.h's tolerances. Returns the reference's state after
+// the step, rounded to fp32 (the next step's inputs).
+State StepEveryTwin(const std::string& name, const State& s, const Hyper& h) {
+  CAPTURE(name);
+  const int64_t n = static_cast<int64_t>(s.w.size());
+  auto w = AsDouble(s.w), g = AsDouble(s.g), m = AsDouble(s.m), v = AsDouble(s.v);
+  AdamWStepRef(Args(w.data(), g.data(), m.data(), v.data(), n, h));
+
+  TwinCase c(name);
+  const int iw = c.Out("w", s.w, w, AdamWWeightTolerance(h.lr));
+  const int ig = c.In(s.g);
+  const int im = c.Out("m", s.m, m, AdamWMomentTolerance());
+  const int iv = c.Out("v", s.v, v, AdamWMomentTolerance());
+  RequireNoFailures(c.Run(AdamWStepTable(), [&](AdamWStepFn* fn, Stream st, const auto& x) {
+    fn(Args(ArgAs<float>(x, iw), ArgAs<const float>(x, ig), ArgAs<float>(x, im),
+            ArgAs<float>(x, iv), n, h),
+       st);
+  }));
+  REQUIRE(c.ran().size() >= 2);
+  return {Cast<float>(w), s.g, Cast<float>(m), Cast<float>(v)};
+}
+
+TEST_CASE("adamw: every twin matches the double reference (the harness)") {
   const std::vector<Hyper> hypers = {
       {1e-3f, 0.0f, 1.0f, 1, true},         // first step, no decay
       {3e-4f, 0.1f, 1.0f / 1024, 10, false},  // decay, loss-scaled grads, bias correction at 10
@@ -68,9 +92,37 @@ TEST_CASE("adamw: cpu and ref twins match the double reference") {
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     uint64_t seed = 1;
-    for (int64_t n : {0, 1, 17, 100003})
-      for (const Hyper& h : hypers)
-        for (Backend b : {Backend::kCpu, Backend::kRef}) CheckOneStep(n, h, b, seed += 7);
+    for (int64_t n : {0, 1, 17, 100003}) {
+      for (size_t k = 0; k < hypers.size(); ++k) {
+        const std::string name = "adamw n=" + std::to_string(n) +
+                                 " threads=" + std::to_string(threads) +
+                                 " hyper=" + std::to_string(k);
+        StepEveryTwin(name, RandomState(n, hypers[k], seed += 7), hypers[k]);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("adamw: five steps on every twin, state carried from the reference (the harness)") {
+  // Each step is one case: every twin starts from the reference's state after the steps
+  // before (rounded to fp32), with a fresh gradient, so errors do not compound.
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (float wd : {0.0f, 0.1f}) {
+      for (int64_t n : {17, 100003}) {
+        Hyper h{1e-2f, wd, 0.5f, 1, true};
+        State s = RandomState(n, h, 50 + n);
+        for (h.step = 1; h.step <= 5; ++h.step) {
+          s.g = Random<float>(n, 60 + n + h.step, -2.0, 2.0);
+          const std::string name = "adamw 5 steps n=" + std::to_string(n) +
+                                   " threads=" + std::to_string(threads) +
+                                   " wd=" + std::to_string(wd) + " step=" + std::to_string(h.step);
+          s = StepEveryTwin(name, s, h);
+        }
+      }
+    }
   }
   omp_set_num_threads(saved);
 }
@@ -114,13 +166,14 @@ TEST_CASE("adamw: five steps with a constant gradient follow the closed form") {
           }
           // t steps, each within adamw.h's one-step tolerance; |a| ≤ 1 does not amplify.
           const double steps = static_cast<double>(t);
-          auto rw = AllClose(w, w_exp, steps * 1e-6 * lr, steps * 1e-6);
+          const Tolerance tw = AdamWWeightTolerance(a.lr), tm = AdamWMomentTolerance();
+          auto rw = AllClose(w, w_exp, steps * tw.atol, steps * tw.rtol);
           INFO("step " << t << " w: " << rw.message);
           REQUIRE(rw.ok);
-          auto rm = AllClose(m, m_exp, steps * 1e-6, steps * 1e-6);
+          auto rm = AllClose(m, m_exp, steps * tm.atol, steps * tm.rtol);
           INFO("step " << t << " m: " << rm.message);
           REQUIRE(rm.ok);
-          auto rv = AllClose(v, v_exp, steps * 1e-6, steps * 1e-6);
+          auto rv = AllClose(v, v_exp, steps * tm.atol, steps * tm.rtol);
           INFO("step " << t << " v: " << rv.message);
           REQUIRE(rv.ok);
         }

@@ -1,24 +1,81 @@
-// SumSquares: CPU twin against the double reference (1 and 2 threads), bitwise equality
-// across thread counts, an exact integer-valued case, and additivity over a split
-// segment (what the global norm over shards and ranks relies on).
+// SumSquares: every twin (the harness) against the double reference at odd sizes on 1
+// and 2 threads, bitwise equality of the CPU twin across thread counts, an exact
+// integer-valued case, and additivity over a split segment (what the global norm over
+// shards and ranks relies on).
 #include <catch2/catch.hpp>
 #include <omp.h>
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "kernels/common/backend_memory.h"
 #include "kernels/optim/grad_norm.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
+using testing::AsDouble;
 using testing::Random;
+using testing::TwinCase;
 
-// grad_norm.h: both sides accumulate in double and every square of an fp32 value is
-// exact in double, so only the summation order differs.
-const double kRtol = 1e-12 + testing::Fp32ReductionRtol(1);
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
+}
+
+// TwinCase compares fp32 outputs; SumSquares writes a double into the twin's memory. The
+// case holds room for it (NaN-filled), the call copies each twin's value back to the host
+// through its backend's memory once the twin's stream is done, and Failures holds it to
+// the header's tolerance in double, naming case and twin as the harness does.
+class DoubleOutput {
+ public:
+  DoubleOutput(TwinCase& c, std::string case_name, std::string name, std::vector<double> expected,
+               Tolerance tolerance)
+      : case_name_(std::move(case_name)),
+        name_(std::move(name)),
+        expected_(std::move(expected)),
+        tolerance_(tolerance),
+        index_(c.In(std::vector<float>(expected_.size() * sizeof(double) / sizeof(float),
+                                       std::numeric_limits<float>::quiet_NaN()))) {}
+
+  double* In(const std::vector<void*>& args) const { return testing::ArgAs<double>(args, index_); }
+
+  // In the call, after the twin was enqueued on `stream`.
+  void Record(Stream stream, const std::vector<void*>& args) {
+    const BackendMemory* memory = FindBackendMemory(stream.backend);
+    memory->synchronize(stream);
+    std::vector<double> got(expected_.size());
+    memory->to_host(got.data(), args[index_], static_cast<int64_t>(got.size() * sizeof(double)));
+    got_.emplace_back(stream.backend, std::move(got));
+  }
+
+  std::string Failures(const std::string& table) const {
+    std::string failures;
+    for (const auto& [backend, got] : got_) {
+      const testing::CloseResult r =
+          testing::AllClose(got, expected_, tolerance_.atol, tolerance_.rtol);
+      if (!r.ok) {
+        failures += case_name_ + ", twin " + std::string(BackendName(backend)) + " of " + table +
+                    ", " + name_ + ": " + r.message + "\n";
+      }
+    }
+    return failures;
+  }
+  size_t recorded() const { return got_.size(); }
+
+ private:
+  std::string case_name_, name_;
+  std::vector<double> expected_;
+  Tolerance tolerance_;
+  int index_;
+  std::vector<std::pair<Backend, std::vector<double>>> got_;
+};
 
 double SumSquaresWithThreads(const std::vector<float>& x, int threads) {
   const int saved = omp_get_max_threads();
@@ -29,20 +86,41 @@ double SumSquaresWithThreads(const std::vector<float>& x, int threads) {
   return out;
 }
 
-TEST_CASE("sum_squares: cpu twin matches the reference, for 1 and 2 threads alike") {
-  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{17}, int64_t{100003},
-                    (int64_t{1} << 20) + 5}) {
+const std::vector<int64_t> kSizes = {0, 1, 17, 100003, (int64_t{1} << 20) + 5};
+
+TEST_CASE("sum_squares: every twin matches the double reference (the harness)") {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t n : kSizes) {
+      const std::string name =
+          "sum_squares n=" + std::to_string(n) + " threads=" + std::to_string(threads);
+      CAPTURE(name);
+      const auto x = Random<float>(n, 40 + n, -3.0, 3.0);
+      double expected = -1.0;
+      SumSquaresRef(AsDouble(x).data(), n, &expected);
+      TwinCase c(name);
+      const int ix = c.In(x);
+      DoubleOutput out(c, name, "out", {expected}, SumSquaresTolerance());
+      const std::string failures =
+          c.Run(SumSquaresTable(), [&](SumSquaresFn* fn, Stream st, const auto& a) {
+            fn(testing::ArgAs<float>(a, ix), n, out.In(a), st);
+            out.Record(st, a);
+          });
+      RequireNoFailures(failures + out.Failures(SumSquaresTable().name()));
+      REQUIRE(c.ran().size() >= 2);
+      REQUIRE(out.recorded() == c.ran().size());
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("sum_squares: cpu twin is bitwise the same for 1 and 2 threads") {
+  // Deterministic: blocks are fixed, partials added in order.
+  for (int64_t n : kSizes) {
     CAPTURE(n);
     const auto x = Random<float>(n, 40 + n, -3.0, 3.0);
-    double expected = -1.0;
-    SumSquaresRef(testing::Cast<double>(x).data(), n, &expected);
-    const double one = SumSquaresWithThreads(x, 1);
-    const double two = SumSquaresWithThreads(x, 2);
-    REQUIRE(std::fabs(one - expected) <= kRtol * expected);
-    REQUIRE(one == two);  // deterministic: blocks are fixed, partials added in order
-    double ref_twin = -1.0;
-    SumSquares(x.data(), n, &ref_twin, {Backend::kRef});
-    REQUIRE(std::fabs(ref_twin - expected) <= kRtol * expected);
+    REQUIRE(SumSquaresWithThreads(x, 1) == SumSquaresWithThreads(x, 2));
   }
 }
 

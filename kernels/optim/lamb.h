@@ -7,16 +7,29 @@
 //            [0, trust_clip]; r = 1 for no-decay tensors (wd 0 there too)
 //   phase 2, LambApply: w ← w − lr · r · u   (u recomputed from m, v and the same w)
 // `sums` is host memory for the CPU twins and device memory for CUDA twins.
-// Tolerance against the reference: sums rtol = Fp32ReductionRtol(n)·4; w after apply
-// atol = 1e-6·lr·r, rtol = 1e-6.
+// Tolerance against the reference: sums rtol = Fp32ReductionRtol(n)·4; m and v after
+// moments atol = rtol = 1e-6 (AdamW's); w after apply atol = 1e-6·lr·r, rtol = 1e-6
+// (LambSumsTolerance, LambMomentTolerance, LambWeightTolerance).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+// sums: Σw² and Σu² over n elements; u is formed in fp32 (a few ulps per term) and the
+// blocked double sum adds order effects: 4·Fp32ReductionRtol(n), relative (sums ≥ 0).
+inline Tolerance LambSumsTolerance(int64_t n) { return {0.0, 4.0 * Fp32ReductionRtol(n)}; }
+// m and v: the moment updates are AdamW's (adamw.h), with its atol = rtol = 1e-6.
+inline Tolerance LambMomentTolerance() { return {1e-6, 1e-6}; }
+// w after apply: a few fp32 roundings of w (rtol 1e-6) plus those of the step lr·r·u,
+// |u| ≲ 1, hence atol 1e-6·lr·r.
+inline Tolerance LambWeightTolerance(float lr, float trust_ratio) {
+  return {1e-6 * static_cast<double>(lr) * static_cast<double>(trust_ratio), 1e-6};
+}
 
 template <typename T>
 struct LambArgsT {

@@ -1,8 +1,9 @@
-// LAMB: both phases of the CPU twin (and the float ref twins) against the double
-// reference over sizes and hyper-parameters at 1 and 2 threads; bitwise determinism of
-// the sums across thread counts; LambTrustRatio's edge cases; additivity of the sums
-// over a split segment (ZeRO shards); and five whole two-phase steps against the closed
-// form of a constant gradient.
+// LAMB: both phases of every twin (the harness) against the double reference over
+// sizes and hyper-parameters at 1 and 2 threads, one step per case, and over five steps
+// with the state carried from the reference; bitwise determinism of the CPU twin (sums,
+// w, m, v) across thread counts; LambTrustRatio's edge cases; additivity of the sums
+// over a split segment (ZeRO shards); and five whole two-phase steps of the CPU twin
+// against the closed form of a constant gradient.
 #include <catch2/catch.hpp>
 #include <omp.h>
 
@@ -10,17 +11,78 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "kernels/common/backend_memory.h"
 #include "kernels/optim/lamb.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Cast;
 using testing::Random;
+using testing::TwinCase;
+
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
+}
+
+// TwinCase compares fp32 outputs; LambMoments writes its two double sums into the
+// twin's memory. The case holds room for them (NaN-filled), the call copies each twin's
+// sums back to the host through its backend's memory once the twin's stream is done, and
+// Failures holds them to the header's tolerance in double, naming case and twin as the
+// harness does.
+class DoubleOutput {
+ public:
+  DoubleOutput(TwinCase& c, std::string case_name, std::string name, std::vector<double> expected,
+               Tolerance tolerance)
+      : case_name_(std::move(case_name)),
+        name_(std::move(name)),
+        expected_(std::move(expected)),
+        tolerance_(tolerance),
+        index_(c.In(std::vector<float>(expected_.size() * sizeof(double) / sizeof(float),
+                                       std::numeric_limits<float>::quiet_NaN()))) {}
+
+  double* In(const std::vector<void*>& args) const { return testing::ArgAs<double>(args, index_); }
+
+  // In the call, after the twin was enqueued on `stream`.
+  void Record(Stream stream, const std::vector<void*>& args) {
+    const BackendMemory* memory = FindBackendMemory(stream.backend);
+    memory->synchronize(stream);
+    std::vector<double> got(expected_.size());
+    memory->to_host(got.data(), args[index_], static_cast<int64_t>(got.size() * sizeof(double)));
+    got_.emplace_back(stream.backend, std::move(got));
+  }
+
+  std::string Failures(const std::string& table) const {
+    std::string failures;
+    for (const auto& [backend, got] : got_) {
+      const testing::CloseResult r =
+          testing::AllClose(got, expected_, tolerance_.atol, tolerance_.rtol);
+      if (!r.ok) {
+        failures += case_name_ + ", twin " + std::string(BackendName(backend)) + " of " + table +
+                    ", " + name_ + ": " + r.message + "\n";
+      }
+    }
+    return failures;
+  }
+  size_t recorded() const { return got_.size(); }
+
+ private:
+  std::string case_name_, name_;
+  std::vector<double> expected_;
+  Tolerance tolerance_;
+  int index_;
+  std::vector<std::pair<Backend, std::vector<double>>> got_;
+};
 
 template <typename T>
 struct State {
@@ -48,42 +110,65 @@ State<double> ToDouble(const State<float>& s) {
   return {Cast<double>(s.w), Cast<double>(s.g), Cast<double>(s.m), Cast<double>(s.v)};
 }
 
-// lamb.h: sums rtol = Fp32ReductionRtol(n)·4.
-bool SumsClose(const double* actual, const double* expected, int64_t n) {
-  const double rtol = 4.0 * testing::Fp32ReductionRtol(n);
-  return std::fabs(actual[0] - expected[0]) <= rtol * expected[0] &&
-         std::fabs(actual[1] - expected[1]) <= rtol * expected[1];
+LambArgs WithPointers(LambArgs h, float* w, const float* g, float* m, float* v, int64_t n) {
+  h.w = w, h.g = g, h.m = m, h.v = v, h.n = n;
+  return h;
 }
 
-void CheckBothPhases(int64_t n, const LambArgs& h, bool zero_moments, Backend backend,
-                     uint64_t seed) {
-  CAPTURE(n, h.lr, h.weight_decay, h.grad_scale, h.step, zero_moments, BackendName(backend),
-          omp_get_max_threads());
-  State<float> s = RandomState(n, seed, h.grad_scale, zero_moments);
+std::string Describe(const LambArgs& h) {
+  return " lr=" + std::to_string(h.lr) + " wd=" + std::to_string(h.weight_decay) +
+         " scale=" + std::to_string(h.grad_scale) + " step=" + std::to_string(h.step);
+}
+
+// Both phases of every twin from `s`, each phase against the double reference from the
+// same inputs within lamb.h's tolerances: moments from `s`, then apply from the
+// reference's moments (rounded to fp32) and the reference's trust ratio, so only the
+// apply is compared. Returns the reference's state after the step, rounded to fp32.
+State<float> StepEveryTwin(const std::string& name, const State<float>& s, const LambArgs& h,
+                           float trust_clip = 10.0f) {
+  CAPTURE(name);
+  const int64_t n = static_cast<int64_t>(s.w.size());
   State<double> d = ToDouble(s);
-  const LambArgs a = s.Args(h);
-  const LambArgsT<double> r = d.Args(h);
-
-  double sums[2] = {-1, -1}, sums_ref[2] = {-1, -1};
-  LambMoments(a, sums, {backend});
-  LambMomentsRef(r, sums_ref);
-  INFO("sums " << sums[0] << " " << sums[1] << " ref " << sums_ref[0] << " " << sums_ref[1]);
-  REQUIRE(SumsClose(sums, sums_ref, n));
-  // The moment updates are AdamW's: adamw.h's atol = rtol = 1e-6.
-  REQUIRE(AllClose(s.m, d.m, 1e-6, 1e-6).ok);
-  REQUIRE(AllClose(s.v, d.v, 1e-6, 1e-6).ok);
-
-  // Phase 2 from the same (reference) trust ratio, so only the apply is compared.
-  const float trust = LambTrustRatio(sums_ref[0], sums_ref[1], 10.0f);
-  LambApply(a, trust, {backend});
-  LambApplyRef(r, trust);
-  // lamb.h: w atol = 1e-6·lr·r, rtol = 1e-6.
-  auto rw = AllClose(s.w, d.w, 1e-6 * h.lr * trust, 1e-6);
-  INFO("w: " << rw.message);
-  REQUIRE(rw.ok);
+  double sums_ref[2] = {-1, -1};
+  LambMomentsRef(d.Args(h), sums_ref);
+  {
+    const std::string phase = name + " moments";
+    TwinCase c(phase);
+    const int iw = c.In(s.w), ig = c.In(s.g);
+    const int im = c.Out("m", s.m, d.m, LambMomentTolerance());
+    const int iv = c.Out("v", s.v, d.v, LambMomentTolerance());
+    DoubleOutput sums(c, phase, "sums", {sums_ref[0], sums_ref[1]}, LambSumsTolerance(n));
+    const std::string failures =
+        c.Run(LambMomentsTable(), [&](LambMomentsFn* fn, Stream st, const auto& x) {
+          fn(WithPointers(h, ArgAs<float>(x, iw), ArgAs<const float>(x, ig), ArgAs<float>(x, im),
+                          ArgAs<float>(x, iv), n),
+             sums.In(x), st);
+          sums.Record(st, x);
+        });
+    RequireNoFailures(failures + sums.Failures(LambMomentsTable().name()));
+    REQUIRE(c.ran().size() >= 2);
+    REQUIRE(sums.recorded() == c.ran().size());
+  }
+  State<float> next{s.w, s.g, Cast<float>(d.m), Cast<float>(d.v)};
+  const float trust = LambTrustRatio(sums_ref[0], sums_ref[1], trust_clip);
+  State<double> a = ToDouble(next);
+  LambApplyRef(a.Args(h), trust);
+  {
+    TwinCase c(name + " apply r=" + std::to_string(trust));
+    const int iw = c.Out("w", next.w, a.w, LambWeightTolerance(h.lr, trust));
+    const int ig = c.In(next.g), im = c.In(next.m), iv = c.In(next.v);
+    RequireNoFailures(c.Run(LambApplyTable(), [&](LambApplyFn* fn, Stream st, const auto& x) {
+      fn(WithPointers(h, ArgAs<float>(x, iw), ArgAs<const float>(x, ig), ArgAs<float>(x, im),
+                      ArgAs<float>(x, iv), n),
+         trust, st);
+    }));
+    REQUIRE(c.ran().size() >= 2);
+  }
+  next.w = Cast<float>(a.w);
+  return next;
 }
 
-TEST_CASE("lamb: cpu and ref twins match the double reference in both phases") {
+TEST_CASE("lamb: every twin matches the double reference in both phases (the harness)") {
   std::vector<LambArgs> hypers(4);
   hypers[0].lr = 1e-3f, hypers[0].step = 1;
   hypers[1].lr = 2e-3f, hypers[1].weight_decay = 0.01f, hypers[1].step = 10;
@@ -97,8 +182,35 @@ TEST_CASE("lamb: cpu and ref twins match the double reference in both phases") {
     for (int64_t n : {0, 1, 17, 100003})
       for (const LambArgs& h : hypers)
         for (bool zero_moments : {true, false})
-          for (Backend b : {Backend::kCpu, Backend::kRef})
-            CheckBothPhases(n, h, zero_moments, b, seed += 5);
+          StepEveryTwin("lamb n=" + std::to_string(n) + " threads=" + std::to_string(threads) +
+                            Describe(h) + (zero_moments ? " m0=v0=0" : ""),
+                        RandomState(n, seed += 5, h.grad_scale, zero_moments), h);
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("lamb: five steps on every twin, state carried from the reference (the harness)") {
+  // Each step is one pair of cases from the reference's state after the steps before
+  // (rounded to fp32), with a fresh gradient; moments start at 0.
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t n : {17, 100003}) {
+      for (float wd : {0.0f, 0.01f}) {
+        for (float clip : {10.0f, 0.25f}) {
+          LambArgs h;
+          h.lr = 0.02f, h.weight_decay = wd, h.grad_scale = 0.5f;
+          State<float> s = RandomState(n, 90 + n, h.grad_scale, true);
+          for (h.step = 1; h.step <= 5; ++h.step) {
+            s.g = Random<float>(n, 100 + n + h.step, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
+            s = StepEveryTwin("lamb 5 steps n=" + std::to_string(n) +
+                                  " threads=" + std::to_string(threads) + Describe(h) +
+                                  " clip=" + std::to_string(clip),
+                              s, h, clip);
+          }
+        }
+      }
+    }
   }
   omp_set_num_threads(saved);
 }
@@ -207,7 +319,8 @@ TEST_CASE("lamb: five two-phase steps with a constant gradient follow the closed
         for (int64_t i = 0; i < n; ++i) w_exp[i] = w0[i] - S * u[i];
         // t steps, each within lamb.h's one-step tolerance (atol 1e-6·lr·r, rtol 1e-6);
         // r's own error (sums of fp32 u², ~1e-7 relative) is far inside it.
-        auto rw = AllClose(s.w, w_exp, t * 1e-6 * h.lr * r_max, t * 1e-6);
+        const Tolerance tw = LambWeightTolerance(h.lr, static_cast<float>(r_max));
+        auto rw = AllClose(s.w, w_exp, t * tw.atol, t * tw.rtol);
         INFO("step " << t << " r " << r << ": " << rw.message);
         REQUIRE(rw.ok);
       }

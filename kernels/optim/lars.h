@@ -6,15 +6,26 @@
 //   phase 2, LarsApply: buf ← μ·buf + local_lr·(g' + wd·w);  w ← w − buf
 // η is `trust_coef` (default 0.001), μ is `momentum` (default 0.9).
 // Tolerance against the reference: sums rtol = Fp32ReductionRtol(n)·4; w and buf after
-// apply atol = 1e-6·local_lr, rtol = 1e-6.
+// apply atol = 1e-6·local_lr, rtol = 1e-6 (LarsSumsTolerance, LarsApplyTolerance).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+// sums: Σw² and Σg'² over n elements, blocked double sums of fp32 inputs (and one
+// grad_scale² scaling): 4·Fp32ReductionRtol(n), relative (sums ≥ 0).
+inline Tolerance LarsSumsTolerance(int64_t n) { return {0.0, 4.0 * Fp32ReductionRtol(n)}; }
+// w and buf after apply: a few fp32 roundings (rtol 1e-6) plus those of the step
+// local_lr·(g' + wd·w), hence atol 1e-6·local_lr. This assumes buf at the scale LARS
+// keeps it (a few local_lr): w − buf then loses at most ~1e-7·|buf| to cancellation.
+inline Tolerance LarsApplyTolerance(float local_lr) {
+  return {1e-6 * static_cast<double>(local_lr), 1e-6};
+}
 
 template <typename T>
 struct LarsArgsT {

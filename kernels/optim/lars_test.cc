@@ -1,28 +1,91 @@
-// LARS: both phases of the CPU twin (and the float ref twins) against the double
-// reference over sizes and hyper-parameters at 1 and 2 threads; bitwise determinism of
-// the norms across thread counts; LarsLocalLr's edge cases; additivity of the norms over
-// a split segment; and five whole two-phase steps on a quadratic loss against the
-// closed form in which every tensor stays a multiple of w0.
+// LARS: both phases of every twin (the harness) against the double reference over sizes
+// and hyper-parameters (momentum 0 with an unreadable buffer among them) at 1 and 2
+// threads, one step per case, and over five steps with the state carried from the
+// reference; bitwise determinism of the CPU twin's norms across thread counts;
+// LarsLocalLr's edge cases; additivity of the norms over a split segment; and five whole
+// two-phase steps of the CPU twin on a quadratic loss against the closed form in which
+// every tensor stays a multiple of w0.
 #include <catch2/catch.hpp>
 #include <omp.h>
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "kernels/common/backend_memory.h"
 #include "kernels/optim/lars.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Cast;
 using testing::Random;
+using testing::TwinCase;
 
 struct Hyper {
   float momentum, weight_decay, grad_scale;
+};
+
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
+}
+
+// TwinCase compares fp32 outputs; LarsNorms writes its two double sums into the
+// twin's memory. The case holds room for them (NaN-filled), the call copies each twin's
+// sums back to the host through its backend's memory once the twin's stream is done, and
+// Failures holds them to the header's tolerance in double, naming case and twin as the
+// harness does.
+class DoubleOutput {
+ public:
+  DoubleOutput(TwinCase& c, std::string case_name, std::string name, std::vector<double> expected,
+               Tolerance tolerance)
+      : case_name_(std::move(case_name)),
+        name_(std::move(name)),
+        expected_(std::move(expected)),
+        tolerance_(tolerance),
+        index_(c.In(std::vector<float>(expected_.size() * sizeof(double) / sizeof(float),
+                                       std::numeric_limits<float>::quiet_NaN()))) {}
+
+  double* In(const std::vector<void*>& args) const { return testing::ArgAs<double>(args, index_); }
+
+  // In the call, after the twin was enqueued on `stream`.
+  void Record(Stream stream, const std::vector<void*>& args) {
+    const BackendMemory* memory = FindBackendMemory(stream.backend);
+    memory->synchronize(stream);
+    std::vector<double> got(expected_.size());
+    memory->to_host(got.data(), args[index_], static_cast<int64_t>(got.size() * sizeof(double)));
+    got_.emplace_back(stream.backend, std::move(got));
+  }
+
+  std::string Failures(const std::string& table) const {
+    std::string failures;
+    for (const auto& [backend, got] : got_) {
+      const testing::CloseResult r =
+          testing::AllClose(got, expected_, tolerance_.atol, tolerance_.rtol);
+      if (!r.ok) {
+        failures += case_name_ + ", twin " + std::string(BackendName(backend)) + " of " + table +
+                    ", " + name_ + ": " + r.message + "\n";
+      }
+    }
+    return failures;
+  }
+  size_t recorded() const { return got_.size(); }
+
+ private:
+  std::string case_name_, name_;
+  std::vector<double> expected_;
+  Tolerance tolerance_;
+  int index_;
+  std::vector<std::pair<Backend, std::vector<double>>> got_;
 };
 
 template <typename T>
@@ -34,52 +97,113 @@ LarsArgsT<T> Args(std::vector<T>& w, const std::vector<T>& g, std::vector<T>& bu
   return a;
 }
 
-void CheckBothPhases(int64_t n, const Hyper& h, Backend backend, uint64_t seed) {
-  CAPTURE(n, h.momentum, h.weight_decay, h.grad_scale, BackendName(backend),
-          omp_get_max_threads());
-  auto w = Random<float>(n, seed, -1.0, 1.0);
-  const auto g = Random<float>(n, seed + 1, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
-  // A momentum buffer at the scale LARS keeps it: a few local_lr (≈ 1e-4 here: η = 1e-3,
-  // lr = 0.1, ‖w‖ ≈ ‖g'‖). lars.h's atol of 1e-6·local_lr assumes that scale: fp32
-  // rounding of buf is ~1e-7·|buf|, and w − buf inherits it when they nearly cancel.
-  auto buf = Random<float>(n, seed + 2, -1e-4, 1e-4);
-  auto wd = Cast<double>(w), gd = Cast<double>(g), bufd = Cast<double>(buf);
-  // With momentum 0 the old buffer must not be read: poison the twin's copy.
-  if (h.momentum == 0.0f) buf.assign(n, std::numeric_limits<float>::quiet_NaN());
-  const LarsArgs a = Args(w, g, buf, h);
-  const LarsArgsT<double> r = Args(wd, gd, bufd, h);
-
-  double sums[2] = {-1, -1}, sums_ref[2] = {-1, -1};
-  LarsNorms(a, sums, {backend});
-  LarsNormsRef(r, sums_ref);
-  // lars.h: sums rtol = Fp32ReductionRtol(n)·4.
-  const double rtol = 4.0 * testing::Fp32ReductionRtol(n);
-  INFO("sums " << sums[0] << " " << sums[1] << " ref " << sums_ref[0] << " " << sums_ref[1]);
-  REQUIRE(std::fabs(sums[0] - sums_ref[0]) <= rtol * sums_ref[0]);
-  REQUIRE(std::fabs(sums[1] - sums_ref[1]) <= rtol * sums_ref[1]);
-
-  const float local_lr = LarsLocalLr(sums_ref[0], sums_ref[1], 0.1f, 0.001f, h.weight_decay);
-  LarsApply(a, local_lr, {backend});
-  LarsApplyRef(r, local_lr);
-  // lars.h: w and buf atol = 1e-6·local_lr, rtol = 1e-6.
-  auto rw = AllClose(w, wd, 1e-6 * local_lr, 1e-6);
-  INFO("w: " << rw.message);
-  REQUIRE(rw.ok);
-  auto rb = AllClose(buf, bufd, 1e-6 * local_lr, 1e-6);
-  INFO("buf: " << rb.message);
-  REQUIRE(rb.ok);
+LarsArgs Args(float* w, const float* g, float* buf, int64_t n, const Hyper& h) {
+  LarsArgs a;
+  a.w = w, a.g = g, a.buf = buf, a.n = n;
+  a.momentum = h.momentum, a.weight_decay = h.weight_decay, a.grad_scale = h.grad_scale;
+  return a;
 }
 
-TEST_CASE("lars: cpu and ref twins match the double reference in both phases") {
+std::string Describe(const Hyper& h) {
+  return " mu=" + std::to_string(h.momentum) + " wd=" + std::to_string(h.weight_decay) +
+         " scale=" + std::to_string(h.grad_scale);
+}
+
+struct State {
+  std::vector<float> w, g, buf;
+};
+
+// Both phases of every twin from `s`, each against the double reference from the same
+// inputs within lars.h's tolerances: norms from `s`, then apply with the local_lr of the
+// reference's sums (lr = 0.1, η = 0.001), so only the apply is compared. With momentum 0
+// the twins' buffer is poisoned with NaN (it must not be read). Returns the reference's
+// state after the step, rounded to fp32.
+State StepEveryTwin(const std::string& name, const State& s, const Hyper& h) {
+  CAPTURE(name);
+  const int64_t n = static_cast<int64_t>(s.w.size());
+  auto w = AsDouble(s.w), g = AsDouble(s.g), buf = AsDouble(s.buf);
+  const LarsArgsT<double> r = Args(w, g, buf, h);
+  double sums_ref[2] = {-1, -1};
+  LarsNormsRef(r, sums_ref);
+  {
+    const std::string phase = name + " norms";
+    TwinCase c(phase);
+    const int iw = c.In(s.w), ig = c.In(s.g), ib = c.In(s.buf);
+    DoubleOutput sums(c, phase, "sums", {sums_ref[0], sums_ref[1]}, LarsSumsTolerance(n));
+    const std::string failures =
+        c.Run(LarsNormsTable(), [&](LarsNormsFn* fn, Stream st, const auto& x) {
+          fn(Args(ArgAs<float>(x, iw), ArgAs<const float>(x, ig), ArgAs<float>(x, ib), n, h),
+             sums.In(x), st);
+          sums.Record(st, x);
+        });
+    RequireNoFailures(failures + sums.Failures(LarsNormsTable().name()));
+    REQUIRE(c.ran().size() >= 2);
+    REQUIRE(sums.recorded() == c.ran().size());
+  }
+  const float local_lr = LarsLocalLr(sums_ref[0], sums_ref[1], 0.1f, 0.001f, h.weight_decay);
+  LarsApplyRef(r, local_lr);
+  {
+    const std::vector<float> buf0 =
+        h.momentum == 0.0f ? std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()) : s.buf;
+    TwinCase c(name + " apply local_lr=" + std::to_string(local_lr));
+    const int iw = c.Out("w", s.w, w, LarsApplyTolerance(local_lr));
+    const int ig = c.In(s.g);
+    const int ib = c.Out("buf", buf0, buf, LarsApplyTolerance(local_lr));
+    RequireNoFailures(c.Run(LarsApplyTable(), [&](LarsApplyFn* fn, Stream st, const auto& x) {
+      fn(Args(ArgAs<float>(x, iw), ArgAs<const float>(x, ig), ArgAs<float>(x, ib), n, h), local_lr,
+         st);
+    }));
+    REQUIRE(c.ran().size() >= 2);
+  }
+  return {Cast<float>(w), s.g, Cast<float>(buf)};
+}
+
+TEST_CASE("lars: every twin matches the double reference in both phases (the harness)") {
   const std::vector<Hyper> hypers = {
       {0.9f, 0.0f, 1.0f}, {0.9f, 5e-4f, 1.0f / 256}, {0.0f, 1e-4f, 1.0f}, {0.0f, 0.0f, 3.0f}};
   const int saved = omp_get_max_threads();
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     uint64_t seed = 1;
-    for (int64_t n : {0, 1, 17, 100003})
-      for (const Hyper& h : hypers)
-        for (Backend b : {Backend::kCpu, Backend::kRef}) CheckBothPhases(n, h, b, seed += 5);
+    for (int64_t n : {0, 1, 17, 100003}) {
+      for (const Hyper& h : hypers) {
+        seed += 5;
+        State s;
+        s.w = Random<float>(n, seed, -1.0, 1.0);
+        s.g = Random<float>(n, seed + 1, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
+        // A momentum buffer at the scale LARS keeps it: a few local_lr (≈ 1e-4 here: η =
+        // 1e-3, lr = 0.1, ‖w‖ ≈ ‖g'‖), which lars.h's atol of 1e-6·local_lr assumes.
+        s.buf = Random<float>(n, seed + 2, -1e-4, 1e-4);
+        StepEveryTwin(
+            "lars n=" + std::to_string(n) + " threads=" + std::to_string(threads) + Describe(h), s,
+            h);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("lars: five steps on every twin, state carried from the reference (the harness)") {
+  // Each step is one pair of cases from the reference's state after the steps before
+  // (rounded to fp32), with a fresh gradient; buf starts at 0.
+  const std::vector<Hyper> hypers = {{0.9f, 0.0f, 1.0f}, {0.9f, 5e-4f, 0.5f}, {0.0f, 1e-4f, 2.0f}};
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t n : {17, 100003}) {
+      for (const Hyper& h : hypers) {
+        State s;
+        s.w = Random<float>(n, 110 + n, -1.0, 1.0);
+        s.buf.assign(n, 0.0f);
+        for (int t = 1; t <= 5; ++t) {
+          s.g = Random<float>(n, 120 + n + t, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
+          s = StepEveryTwin("lars 5 steps n=" + std::to_string(n) +
+                                " threads=" + std::to_string(threads) + Describe(h) +
+                                " step=" + std::to_string(t),
+                            s, h);
+        }
+      }
+    }
   }
   omp_set_num_threads(saved);
 }
@@ -168,11 +292,11 @@ TEST_CASE("lars: five two-phase steps on a quadratic loss follow the closed form
         for (int64_t i = 0; i < n; ++i) w_exp[i] = c * w0[i], buf_exp[i] = b * w0[i];
         // t steps within lars.h's one-step tolerance, taken relative to local_lr·(sα +
         // wd) = lr·η, the size of one step's update per unit weight.
-        const double atol = t * 1e-6 * lr * eta;
-        auto rw = AllClose(w, w_exp, atol, t * 1e-6);
+        const Tolerance tol = LarsApplyTolerance(lr * eta);
+        auto rw = AllClose(w, w_exp, t * tol.atol, t * tol.rtol);
         INFO("step " << t << " w: " << rw.message);
         REQUIRE(rw.ok);
-        auto rb = AllClose(buf, buf_exp, atol, t * 1e-6);
+        auto rb = AllClose(buf, buf_exp, t * tol.atol, t * tol.rtol);
         INFO("step " << t << " buf: " << rb.message);
         REQUIRE(rb.ok);
       }

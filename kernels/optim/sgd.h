@@ -3,15 +3,24 @@
 //   buf ← μ·buf + g'                    (buf starts at 0, so step 1 gives buf = g')
 //   w ← w − lr·(nesterov ? g' + μ·buf : buf)
 // With μ = 0 this is plain SGD (buf still written, equal to g').
-// Tolerance against the reference: atol = 1e-6·lr, rtol = 1e-6.
+// Tolerance against the reference after one step: atol = 1e-6·lr, rtol = 1e-6 on w;
+// atol = rtol = 1e-6 on buf (SgdWeightTolerance, SgdBufferTolerance).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
+#include "kernels/common/tolerance.h"
 
 namespace colossal::kernels {
+
+// w: a few fp32 roundings of w (rtol 1e-6) plus those of the step lr·(buf or g' + μ·buf),
+// which scales with lr, hence atol 1e-6·lr.
+inline Tolerance SgdWeightTolerance(float lr) { return {1e-6 * static_cast<double>(lr), 1e-6}; }
+// buf = μ·buf + g': not multiplied by lr, so the same relative bound with an absolute
+// 1e-6 for elements where μ·buf and g' nearly cancel (buf is O(grad) in size).
+inline Tolerance SgdBufferTolerance() { return {1e-6, 1e-6}; }
 
 enum class Nesterov : uint8_t { kNo, kYes };
 

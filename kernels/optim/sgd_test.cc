@@ -1,62 +1,83 @@
-// SGD with momentum: CPU twin (and the float ref twin) against the double reference over
-// sizes and hyper-parameters (Nesterov on/off, momentum 0 with an unreadable buffer,
-// decay, grad_scale) at 1 and 2 threads; five steps against closed forms.
+// SGD with momentum: every twin (the harness) against the double reference over sizes
+// and hyper-parameters (Nesterov on/off, momentum 0 with an unreadable buffer, decay,
+// grad_scale) at 1 and 2 threads, one step per case, and over five steps with the state
+// carried from the reference; five steps of the CPU twin against closed forms.
 #include <catch2/catch.hpp>
 #include <omp.h>
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/optim/sgd.h"
 #include "kernels/testing/kernel_testing.h"
+#include "kernels/testing/twin_case.h"
 
 namespace colossal::kernels {
 namespace {
 
 using testing::AllClose;
+using testing::ArgAs;
+using testing::AsDouble;
 using testing::Cast;
 using testing::Random;
+using testing::TwinCase;
 
 struct Hyper {
   float lr, momentum, weight_decay, grad_scale;
   Nesterov nesterov;
 };
 
-void CheckOneStep(int64_t n, const Hyper& h, Backend backend, uint64_t seed) {
-  CAPTURE(n, h.lr, h.momentum, h.weight_decay, h.grad_scale, h.nesterov == Nesterov::kYes,
-          BackendName(backend), omp_get_max_threads());
-  auto w = Random<float>(n, seed, -1.0, 1.0);
-  const auto g = Random<float>(n, seed + 1, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
-  auto buf = Random<float>(n, seed + 2, -0.5, 0.5);
-  auto wd = Cast<double>(w), gd = Cast<double>(g), bufd = Cast<double>(buf);
-  // With momentum 0 the old buffer must not be read: poison the twin's copy.
-  if (h.momentum == 0.0f) buf.assign(n, std::numeric_limits<float>::quiet_NaN());
+struct State {
+  std::vector<float> w, g, buf;
+};
 
-  SgdArgs a;
-  a.w = w.data(), a.g = g.data(), a.buf = buf.data(), a.n = n;
-  a.lr = h.lr, a.momentum = h.momentum, a.weight_decay = h.weight_decay;
-  a.grad_scale = h.grad_scale, a.nesterov = h.nesterov;
-  SgdStep(a, {backend});
-
-  SgdArgsT<double> r;
-  r.w = wd.data(), r.g = gd.data(), r.buf = bufd.data(), r.n = n;
-  r.lr = h.lr, r.momentum = h.momentum, r.weight_decay = h.weight_decay;
-  r.grad_scale = h.grad_scale, r.nesterov = h.nesterov;
-  SgdStepRef(r);
-
-  // sgd.h: atol = 1e-6·lr, rtol = 1e-6 on w. buf is not multiplied by lr: the same
-  // relative bound with atol 1e-6 (it is O(1) here).
-  auto rw = AllClose(w, wd, 1e-6 * h.lr, 1e-6);
-  INFO("w: " << rw.message);
-  REQUIRE(rw.ok);
-  auto rb = AllClose(buf, bufd, 1e-6, 1e-6);
-  INFO("buf: " << rb.message);
-  REQUIRE(rb.ok);
+void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
 }
 
-TEST_CASE("sgd: cpu and ref twins match the double reference") {
+template <typename T>
+SgdArgsT<T> Args(T* w, const T* g, T* buf, int64_t n, const Hyper& h) {
+  SgdArgsT<T> a;
+  a.w = w, a.g = g, a.buf = buf, a.n = n;
+  a.lr = h.lr, a.momentum = h.momentum, a.weight_decay = h.weight_decay;
+  a.grad_scale = h.grad_scale, a.nesterov = h.nesterov;
+  return a;
+}
+
+std::string Describe(const Hyper& h) {
+  return " lr=" + std::to_string(h.lr) + " mu=" + std::to_string(h.momentum) +
+         " wd=" + std::to_string(h.weight_decay) + " scale=" + std::to_string(h.grad_scale) +
+         (h.nesterov == Nesterov::kYes ? " nesterov" : "");
+}
+
+// One step of every twin of SgdStepTable from `s`, each against the double reference
+// from the same inputs within sgd.h's tolerances. With momentum 0 the twins' buffer is
+// poisoned with NaN (it must not be read). Returns the reference's state after the step,
+// rounded to fp32.
+State StepEveryTwin(const std::string& name, const State& s, const Hyper& h) {
+  CAPTURE(name);
+  const int64_t n = static_cast<int64_t>(s.w.size());
+  auto w = AsDouble(s.w), g = AsDouble(s.g), buf = AsDouble(s.buf);
+  SgdStepRef(Args(w.data(), g.data(), buf.data(), n, h));
+
+  const std::vector<float> buf0 =
+      h.momentum == 0.0f ? std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()) : s.buf;
+  TwinCase c(name);
+  const int iw = c.Out("w", s.w, w, SgdWeightTolerance(h.lr));
+  const int ig = c.In(s.g);
+  const int ib = c.Out("buf", buf0, buf, SgdBufferTolerance());
+  RequireNoFailures(c.Run(SgdStepTable(), [&](SgdStepFn* fn, Stream st, const auto& x) {
+    fn(Args(ArgAs<float>(x, iw), ArgAs<const float>(x, ig), ArgAs<float>(x, ib), n, h), st);
+  }));
+  REQUIRE(c.ran().size() >= 2);
+  return {Cast<float>(w), s.g, Cast<float>(buf)};
+}
+
+TEST_CASE("sgd: every twin matches the double reference (the harness)") {
   const std::vector<Hyper> hypers = {
       {0.1f, 0.9f, 0.0f, 1.0f, Nesterov::kNo},
       {0.1f, 0.9f, 1e-4f, 0.5f, Nesterov::kYes},
@@ -68,9 +89,47 @@ TEST_CASE("sgd: cpu and ref twins match the double reference") {
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     uint64_t seed = 1;
-    for (int64_t n : {0, 1, 17, 100003})
-      for (const Hyper& h : hypers)
-        for (Backend b : {Backend::kCpu, Backend::kRef}) CheckOneStep(n, h, b, seed += 5);
+    for (int64_t n : {0, 1, 17, 100003}) {
+      for (const Hyper& h : hypers) {
+        seed += 5;
+        State s;
+        s.w = Random<float>(n, seed, -1.0, 1.0);
+        s.g = Random<float>(n, seed + 1, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
+        s.buf = Random<float>(n, seed + 2, -0.5, 0.5);
+        StepEveryTwin(
+            "sgd n=" + std::to_string(n) + " threads=" + std::to_string(threads) + Describe(h), s,
+            h);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("sgd: five steps on every twin, state carried from the reference (the harness)") {
+  // Each step is one case from the reference's state after the steps before (rounded to
+  // fp32), with a fresh gradient; buf starts at 0 as in PyTorch's first step.
+  const std::vector<Hyper> hypers = {
+      {0.05f, 0.9f, 0.0f, 1.0f, Nesterov::kNo},
+      {0.05f, 0.9f, 0.01f, 0.5f, Nesterov::kYes},
+      {0.05f, 0.0f, 0.1f, 2.0f, Nesterov::kNo},
+  };
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t n : {17, 100003}) {
+      for (const Hyper& h : hypers) {
+        State s;
+        s.w = Random<float>(n, 70 + n, -1.0, 1.0);
+        s.buf.assign(n, 0.0f);
+        for (int t = 1; t <= 5; ++t) {
+          s.g = Random<float>(n, 80 + n + t, -1.0 / h.grad_scale, 1.0 / h.grad_scale);
+          s = StepEveryTwin("sgd 5 steps n=" + std::to_string(n) +
+                                " threads=" + std::to_string(threads) + Describe(h) +
+                                " step=" + std::to_string(t),
+                            s, h);
+        }
+      }
+    }
   }
   omp_set_num_threads(saved);
 }
@@ -123,10 +182,11 @@ TEST_CASE("sgd: five steps with a constant gradient follow the closed form") {
         }
       }
       // t steps, each within sgd.h's one-step tolerance, errors adding (|a| ≤ 1).
-      auto rw = AllClose(w, w_exp, t * 1e-6 * lr, t * 1e-6);
+      const Tolerance tw = SgdWeightTolerance(a.lr), tb = SgdBufferTolerance();
+      auto rw = AllClose(w, w_exp, t * tw.atol, t * tw.rtol);
       INFO("step " << t << " w: " << rw.message);
       REQUIRE(rw.ok);
-      auto rb = AllClose(buf, buf_exp, t * 1e-6, t * 1e-6);
+      auto rb = AllClose(buf, buf_exp, t * tb.atol, t * tb.rtol);
       INFO("step " << t << " buf: " << rb.message);
       REQUIRE(rb.ok);
     }

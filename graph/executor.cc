@@ -2,6 +2,7 @@
 #include "graph/executor.h"
 
 #include <chrono>
+#include <cstring>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +38,18 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
   ex->ptr_.assign(num_values, nullptr);
   for (int v = 0; v < num_values; ++v) {
     if (ex->plan_.offset[v] >= 0) ex->ptr_[v] = ex->arena_.as<char>() + ex->plan_.offset[v];
+  }
+  // States: one zeroed buffer, each 64-byte aligned, kept for the executor's life.
+  int64_t state_bytes = 0;
+  std::vector<int64_t> state_offset;
+  for (int v : graph->states()) {
+    state_offset.push_back(state_bytes);
+    state_bytes += (graph->value(v).bytes() + 63) / 64 * 64;
+  }
+  ex->state_ = memory::HostBuffer(state_bytes);
+  if (state_bytes > 0) std::memset(ex->state_.data(), 0, static_cast<size_t>(state_bytes));
+  for (size_t i = 0; i < graph->states().size(); ++i) {
+    ex->ptr_[graph->states()[i]] = ex->state_.as<char>() + state_offset[i];
   }
   for (size_t i = 0; i < graph->params().size(); ++i) {
     const Value& p = graph->value(graph->params()[i]);

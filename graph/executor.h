@@ -101,6 +101,7 @@ class Executor {
   Schedule schedule_;
   MemoryPlan plan_;
   memory::HostBuffer arena_;
+  memory::HostBuffer state_;  // the graph's kState values, across runs
   std::vector<void*> ptr_;                       // per value
   std::vector<std::vector<void*>> node_inputs_;  // per node
   std::vector<std::vector<void*>> node_outputs_;

@@ -339,6 +339,48 @@ TEST_CASE("overlapped communication: posted early, waited late, validated, plann
   CHECK_THAT(std::string(ValidateSchedule(*g, wait_first).message()), Catch::Contains("before its start"));
 }
 
+TEST_CASE("the decode graph (KV cache in kState values) gives the training forward's logits") {
+  const int64_t B = 2, T = kTiny.seq_len, V = kTiny.vocab;
+  Setup train = Make(kTiny, B, kernels::Backend::kCpu);
+  FillTokens(train, B, T, V, 0, 3);
+  train.ex->Forward();
+  const float* logits = train.ex->Data<float>(train.graph.Find("logits"));
+  const int32_t* ids = train.ex->Data<int32_t>(train.graph.Find("ids"));
+
+  auto built = BuildGpt(kTiny, B, {}, GptPass::kDecode);
+  REQUIRE(built.ok());
+  const Graph& dec = *built;
+  // The same parameters in the same order; no targets, no loss; two caches per layer.
+  REQUIRE(dec.params().size() == train.graph.params().size());
+  for (size_t i = 0; i < dec.params().size(); ++i) {
+    REQUIRE(dec.value(dec.params()[i]).name == train.graph.value(train.graph.params()[i]).name);
+  }
+  REQUIRE(dec.Find("targets") < 0);
+  REQUIRE(dec.loss() < 0);
+  REQUIRE(dec.states().size() == 2 * static_cast<size_t>(kTiny.n_layer));
+  auto ex = Executor::Create(&dec, train.params.get(), kernels::Stream{kernels::Backend::kCpu});
+  REQUIRE(ex.ok());
+  // States live outside the arena, so they survive every run.
+  for (int v : dec.states()) REQUIRE((*ex)->plan().offset[v] < 0);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t b = 0; b < B; ++b) {
+      (*ex)->Data<int32_t>(dec.Find("ids"))[b] = ids[b * T + t];
+      (*ex)->Data<int32_t>(dec.Find("positions"))[b] = static_cast<int32_t>(t);
+    }
+    (*ex)->Forward();
+    const float* step = (*ex)->Data<float>(dec.Find("logits"));
+    for (int64_t b = 0; b < B; ++b) {
+      std::vector<float> got(step + b * V, step + (b + 1) * V);
+      std::vector<float> want(logits + (b * T + t) * V, logits + (b * T + t + 1) * V);
+      CAPTURE(t, b);
+      auto r = kernels::testing::AllClose(got, want, 1e-5, 1e-4);
+      INFO(r.message);
+      REQUIRE(r.ok);
+    }
+  }
+  REQUIRE(!BuildGpt(kTiny, 1, GptTensorParallel{.size = 2}, GptPass::kDecode).ok());
+}
+
 TEST_CASE("memory plan never overlaps two values that are live at once") {
   auto g = BuildGpt({3, 4, 32, 16, 50}, 2);
   REQUIRE(g.ok());

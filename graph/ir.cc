@@ -27,6 +27,7 @@ std::string_view ValueKindName(ValueKind kind) {
     case ValueKind::kParamGrad: return "param_grad";
     case ValueKind::kActivation: return "activation";
     case ValueKind::kGrad: return "grad";
+    case ValueKind::kState: return "state";
   }
   return "?";
 }
@@ -82,6 +83,12 @@ int Graph::AddParam(std::string name, Shape shape, ParamInit init) {
   return id;
 }
 
+int Graph::AddState(std::string name, Shape shape) {
+  int id = AddValue(std::move(name), std::move(shape), DType::kF32, ValueKind::kState);
+  states_.push_back(id);
+  return id;
+}
+
 int Graph::AddNode(std::string op, std::vector<int> inputs, std::vector<int> outputs, Attrs attrs,
                    std::vector<Accumulate> accumulate, bool backward) {
   Node n;
@@ -96,7 +103,7 @@ int Graph::AddNode(std::string op, std::vector<int> inputs, std::vector<int> out
   for (int out : n.outputs) {
     COL_CHECK(out >= 0 && out < static_cast<int>(values_.size()));
     if (values_[out].producer < 0 && values_[out].kind != ValueKind::kParam &&
-        values_[out].kind != ValueKind::kInput) {
+        values_[out].kind != ValueKind::kInput && values_[out].kind != ValueKind::kState) {
       values_[out].producer = n.id;
     }
   }

@@ -34,6 +34,8 @@ enum class ValueKind : uint8_t {
   kParamGrad,  // gradient of a kParam, storage owned by the parameter store
   kActivation, // produced by a forward node
   kGrad,       // gradient of an activation, produced by backward nodes
+  kState,      // kept by the executor across runs, zero at creation, updated in place by
+               // the nodes that read it (a decode graph's KV cache); outside the arena
 };
 std::string_view ValueKindName(ValueKind kind);
 
@@ -89,6 +91,8 @@ class Graph {
 
   int AddInput(std::string name, Shape shape, DType dtype);
   int AddParam(std::string name, Shape shape, ParamInit init);
+  // An fp32 kState value (see ValueKind).
+  int AddState(std::string name, Shape shape);
   // A fresh value with no producer yet; AddNode's outputs set the producer.
   int AddValue(std::string name, Shape shape, DType dtype, ValueKind kind);
   // Appends a node. Outputs whose producer is unset get this node as producer.
@@ -103,6 +107,7 @@ class Graph {
   const std::deque<Node>& nodes() const { return nodes_; }
   const std::vector<int>& params() const { return params_; }
   const std::vector<int>& inputs() const { return inputs_; }
+  const std::vector<int>& states() const { return states_; }
 
   // Values the caller reads after a run (kept alive to the end by the memory plan).
   void MarkOutput(int value) { outputs_.push_back(value); }
@@ -126,6 +131,7 @@ class Graph {
   std::deque<Node> nodes_;
   std::vector<int> params_;
   std::vector<int> inputs_;
+  std::vector<int> states_;
   std::vector<int> outputs_;
   std::map<std::string, int> by_name_;
   std::map<std::string, int64_t> dims_;

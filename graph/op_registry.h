@@ -15,6 +15,7 @@
 #include "graph/ir.h"
 #include "kernels/common/kernel.h"
 #include "parallel/comm/communicator.h"
+#include "runtime/base/check.h"
 
 namespace colossal::graph {
 
@@ -55,6 +56,12 @@ struct KernelContext {
   template <typename T = float>
   const T* in(size_t i) const {
     return static_cast<const T*>((*inputs)[i]);
+  }
+  // Input i when it is a kState value: read and updated in place.
+  template <typename T = float>
+  T* state(size_t i) const {
+    COL_DCHECK(in_value(i).kind == ValueKind::kState);
+    return static_cast<T*>((*inputs)[i]);
   }
   template <typename T = float>
   T* out(size_t i) const {

@@ -152,6 +152,7 @@ absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
   std::vector<bool> written(graph.values().size(), false);
   for (int v : graph.inputs()) written[v] = true;
   for (int v : graph.params()) written[v] = true;
+  for (int v : graph.states()) written[v] = true;
   for (int t = 0; t < num_entries; ++t) {
     const int n = schedule.entries[t].node;
     if (schedule.entries[t].phase == Phase::kCommWait) {

@@ -390,10 +390,15 @@ absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptT
 
 }  // namespace
 
-absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
+absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp,
+                               GptPass pass) {
   if (cfg.n_layer < 1 || cfg.n_head < 1 || cfg.d_model < 1 || cfg.seq_len < 1 || cfg.vocab < 1 ||
       batch < 1 || cfg.d_model % cfg.n_head != 0) {
     return absl::InvalidArgumentError("invalid GPT configuration");
+  }
+  const bool decode = pass == GptPass::kDecode;
+  if (decode && tp.size != 1) {
+    return absl::InvalidArgumentError("a decode graph is built whole (tensor-parallel size 1)");
   }
   if ((tp.two_d || tp.three_d) && tp.size > 1) {
     if (tp.rank < 0 || tp.rank >= tp.size) {
@@ -416,8 +421,10 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   const int64_t B = batch, T = cfg.seq_len, C = cfg.d_model, V = cfg.vocab, L = cfg.n_layer;
   const int64_t P = tp.size;
   const bool split = P > 1;
+  // Tokens per sequence in one run: the window, or the one new token of a decode step.
+  const int64_t Tn = decode ? 1 : T;
   g.dims()["batch"] = B;
-  g.dims()["seq"] = T;
+  g.dims()["seq"] = Tn;
   const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
   const ParamInit zeros{ParamInit::Kind::kConstant, 0.0};
   const ParamInit ones{ParamInit::Kind::kConstant, 1.0};
@@ -446,7 +453,7 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   };
   // Under sp, the residual stream holds this rank's tokens: [B·T/P, C].
   const Shape local_tokens = {B * T / P, C};
-  const Shape all_tokens = {B, T, C};
+  const Shape all_tokens = {B, Tn, C};
   Attrs gather = group, scatter = group;
   gather["parts"] = P;
   gather["shape"] = std::vector<int64_t>(all_tokens);
@@ -471,9 +478,9 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
     return b.One("bias_add", {sum, bias}, {}, {name});
   };
 
-  int ids = g.AddInput("ids", {B, T}, DType::kI32);
-  int targets = g.AddInput("targets", {B, T}, DType::kI32);
-  int positions = g.AddInput("positions", {B, T}, DType::kI32);
+  int ids = g.AddInput("ids", {B, Tn}, DType::kI32);
+  int targets = decode ? -1 : g.AddInput("targets", {B, T}, DType::kI32);
+  int positions = g.AddInput("positions", {B, Tn}, DType::kI32);
   ASSIGN_OR_RETURN(int wte, param("wte.weight", {V, C}, normal, 0));
   ASSIGN_OR_RETURN(int wpe, param("wpe.weight", {T, C}, normal));
   const Attrs shard = {{"start", tp.rank * (V / P)}, {"size", V / P}};
@@ -516,8 +523,16 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
                                       {p + "ln_1.out", p + "ln_1.mean", p + "ln_1.rstd"}));
     ASSIGN_OR_RETURN(int attn_in, to_group(ln1[0], p + "attn.in"));
     ASSIGN_OR_RETURN(int qkv, b.One("matmul", {attn_in, attn_w, attn_b}, {}, {p + "attn.qkv"}));
-    ASSIGN_OR_RETURN(auto att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head / P}},
-                                      {p + "attn.out", p + "attn.probs"}));
+    std::vector<int> att;
+    if (decode) {
+      const int k_cache = g.AddState(p + "attn.k_cache", {B, T, C});
+      const int v_cache = g.AddState(p + "attn.v_cache", {B, T, C});
+      ASSIGN_OR_RETURN(att, b.Many("attention_decode", {qkv, positions, k_cache, v_cache},
+                                   {{"n_head", cfg.n_head}}, {p + "attn.out"}));
+    } else {
+      ASSIGN_OR_RETURN(att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head / P}},
+                                   {p + "attn.out", p + "attn.probs"}));
+    }
     ASSIGN_OR_RETURN(int ao, row_linear(att[0], aproj_w, aproj_b, p + "attn.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, ao}, {}, {p + "res_1"}));
     ASSIGN_OR_RETURN(auto ln2, b.Many("layer_norm", {x, ln2_w, ln2_b}, ln,
@@ -535,6 +550,10 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   ASSIGN_OR_RETURN(int head_in, to_group(lnf[0], "head.in"));
   ASSIGN_OR_RETURN(int logits, b.One("matmul", {head_in, wte}, {{"transpose_w", int64_t{1}}},
                                      {"logits"}));
+  if (decode) {
+    g.MarkOutput(logits);
+    return g;
+  }
   std::vector<int> xent;
   if (split) {
     Attrs a = group;

@@ -122,9 +122,19 @@ absl::Status CheckGptTensorParallel2d(const GptConfig& config, int64_t size, int
 // micro-batch multiples of q² (matrix rows and the tokens split in q² blocks); size a cube.
 absl::Status CheckGptTensorParallel3d(const GptConfig& config, int64_t size, int64_t batch);
 
+// What a GPT graph computes. kTrain: the forward of a micro-batch to the loss (the graph
+// above; autodiff adds the backward). kDecode: one generation step of `batch` sequences
+// with a KV cache — inputs "ids" and "positions" [B, 1] (the new token of each sequence
+// and its position p, the same for all), the same parameters in the same order, every
+// layer's attention an attention_decode over kState caches "h.<l>.attn.k_cache" /
+// "v_cache" [B, T, C] that the step fills at row p, and the output "logits" [B, 1, V];
+// no targets, no loss. The model is defined once: both come from the same builder.
+// kDecode is built whole (tensor-parallel size 1).
+enum class GptPass { kTrain, kDecode };
+
 // Builds the forward graph for micro-batch `batch` (the loss is marked, autodiff not run).
 absl::StatusOr<Graph> BuildGpt(const GptConfig& config, int64_t batch,
-                               const GptTensorParallel& tp = {});
+                               const GptTensorParallel& tp = {}, GptPass pass = GptPass::kTrain);
 
 // Parameter counts; `non_embedding_pos` is the N of the 6·N FLOPs-per-token formula
 // (every parameter but wpe, as in the field notes and the PaLM/nanoGPT MFU convention).

@@ -1,4 +1,7 @@
 // The graph op attention: causal multi-head self-attention over packed q|k|v, and its backward.
+#include <algorithm>
+#include <vector>
+
 #include "graph/autodiff.h"
 #include "graph/ops/op_helpers.h"
 #include "kernels/attention/attention.h"
@@ -72,6 +75,74 @@ const OpRegistrar kAttentionBackward(OpDef{
                                      AttentionDims(c.in_value(1).shape,
                                                    c.node->IntAttr("n_head")),
                                      c.accumulate[0], c.stream);
+        },
+});
+
+// One decoding step with a KV cache (a decode graph, models/gpt.h): qkv [B, 1, 3C] of
+// each sequence's new token, positions [B, 1] i32 (the same position p for every
+// sequence), k_cache and v_cache kState [B, T, C] → out [B, 1, C]. Writes the token's k
+// and v at row p of the caches, then attends to rows 0..p (AttentionDecode). Forward
+// only: there is no gradient of a cached step.
+const OpRegistrar kAttentionDecode(OpDef{
+    .name = "attention_decode",
+    .min_inputs = 4,
+    .max_inputs = 4,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "attention_decode";
+      RETURN_IF_ERROR(ExpectDType(op, "qkv", in[0], DType::kF32));
+      RETURN_IF_ERROR(ExpectDType(op, "positions", in[1], DType::kI32));
+      ASSIGN_OR_RETURN(int64_t heads, GetIntAttr(attrs, op, "n_head"));
+      const Shape& s = in[0].shape;
+      if (s.size() != 3 || s[1] != 1 || s[2] % 3 != 0) {
+        return ShapeError(op, absl::StrCat("qkv must be [B, 1, 3C], got ", ShapeString(s)));
+      }
+      const int64_t c = s[2] / 3;
+      if (heads < 1 || c % heads != 0) {
+        return ShapeError(op, absl::StrCat("n_head ", heads, " must divide C = ", c));
+      }
+      if (in[1].shape != Shape{s[0], 1}) {
+        return ShapeError(op, absl::StrCat("positions must be [B, 1], got ", ShapeString(in[1].shape)));
+      }
+      for (int i : {2, 3}) {
+        const Shape& cache = in[i].shape;
+        if (cache.size() != 3 || cache[0] != s[0] || cache[2] != c) {
+          return ShapeError(op, absl::StrCat(i == 2 ? "k_cache" : "v_cache", " must be [B, T, C], got ",
+                                             ShapeString(cache)));
+        }
+      }
+      if (in[3].shape != in[2].shape) return ShapeError(op, "k_cache and v_cache differ in shape");
+      return std::vector<TensorType>{{{s[0], 1, c}, DType::kF32}};
+    },
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      const Shape& cache = in[2].shape;  // at most T cached rows: 2·T·C for q·K and as much for P·V
+      return 4.0 * cache[0] * cache[1] * cache[2];
+    },
+    .run =
+        [](const KernelContext& c) {
+          const Shape& cache = c.in_value(2).shape;
+          const int64_t B = cache[0], T = cache[1], C = cache[2];
+          const int64_t heads = c.node->IntAttr("n_head");
+          // The position is read on the host: decode graphs run on the host backends.
+          const int64_t pos = c.in<int32_t>(1)[0];
+          COL_CHECK_MSG(pos >= 0 && pos < T, "attention_decode: position outside the cache");
+          const float* qkv = c.in(0);
+          float* k = c.state(2);
+          float* v = c.state(3);
+          for (int64_t b = 0; b < B; ++b) {
+            const float* row = qkv + b * 3 * C;
+            std::copy(row + C, row + 2 * C, k + (b * T + pos) * C);
+            std::copy(row + 2 * C, row + 3 * C, v + (b * T + pos) * C);
+          }
+          // q of sequence b is row b of qkv with stride 3C; the kernel takes [B, C]: pack it.
+          float* out = c.out(0);
+          if (B == 1) {
+            kernels::AttentionDecode(qkv, k, v, out, 1, pos + 1, T, heads, C / heads, c.stream);
+            return;
+          }
+          std::vector<float> q(B * C);
+          for (int64_t b = 0; b < B; ++b) std::copy(qkv + b * 3 * C, qkv + b * 3 * C + C, q.begin() + b * C);
+          kernels::AttentionDecode(q.data(), k, v, out, B, pos + 1, T, heads, C / heads, c.stream);
         },
 });
 

@@ -255,9 +255,9 @@ absl::Status Generate(const ParsedArgs& args) {
   }
   if (o.tokens < 0 || o.top_k < 0) return absl::InvalidArgumentError("--tokens and --top-k must be >= 0");
   o.token_limit = tokenizer->vocab_size();
-  ASSIGN_OR_RETURN(worker::GptSampler sampler, worker::GptSampler::Create(cfg, &params));
+  ASSIGN_OR_RETURN(std::unique_ptr<worker::GptSampler> sampler, worker::GptSampler::Create(cfg, &params));
   const std::string prompt = args.Get("--prompt", "\n");
-  std::vector<int32_t> out = sampler.Generate(tokenizer->Encode(prompt), o);
+  std::vector<int32_t> out = sampler->Generate(tokenizer->Encode(prompt), o);
   std::printf("%s%s\n", prompt.c_str(), tokenizer->Decode(out).c_str());
   return absl::OkStatus();
 }

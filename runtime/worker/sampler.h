@@ -1,16 +1,21 @@
-// Text generation from a GPT with a KV cache: one token at a time through the same
-// kernels as training (LayerNorm, Matmul, AttentionDecode, GELU), reading parameters
-// by their Hugging Face names from a ParamStore. When the context reaches seq_len the
-// cache is rebuilt from the last seq_len/2 tokens (a sliding window).
+// Text generation from a GPT with a KV cache: one token at a time through the model's
+// decode graph (graph::BuildGpt with GptPass::kDecode: the same builder, parameters and
+// kernels as training, each layer's attention over the executor's cached keys and values),
+// reading parameters by their Hugging Face names from a ParamStore without copying them.
+// When the context reaches seq_len the cache is rebuilt from the last seq_len/2 tokens
+// (a sliding window).
 // Sampling: logits / temperature, optional top-k, softmax, a seeded draw; ids at or
 // above `token_limit` (the tokenizer's vocabulary) are never drawn.
 // Not thread-safe; the kernels use the caller's OpenMP team.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "graph/executor.h"
+#include "graph/ir.h"
 #include "graph/models/gpt.h"
 #include "memory/param_store.h"
 
@@ -26,31 +31,27 @@ struct SampleOptions {
 
 class GptSampler {
  public:
-  // Fails when a parameter is missing or misshapen.
-  static absl::StatusOr<GptSampler> Create(const graph::GptConfig& config,
-                                           const memory::ParamStore* params);
+  // Fails when a parameter of the decode graph is missing from `params` or misshapen.
+  // `params` must outlive the sampler; it is only read.
+  static absl::StatusOr<std::unique_ptr<GptSampler>> Create(const graph::GptConfig& config,
+                                                            const memory::ParamStore* params);
 
   // The `options.tokens` ids generated after `prompt` (an empty prompt starts from id 0).
   std::vector<int32_t> Generate(const std::vector<int32_t>& prompt, const SampleOptions& options);
 
   // Logits [vocab] after feeding `token` at position `pos` (exposed for tests).
-  const std::vector<float>& Step(int32_t token, int64_t pos);
+  const float* Step(int32_t token, int64_t pos);
 
  private:
   GptSampler() = default;
 
-  struct Layer {
-    const float *ln1_w, *ln1_b, *attn_w, *attn_b, *aproj_w, *aproj_b;
-    const float *ln2_w, *ln2_b, *fc_w, *fc_b, *mproj_w, *mproj_b;
-  };
   graph::GptConfig cfg_;
-  const float* wte_ = nullptr;
-  const float* wpe_ = nullptr;
-  const float* lnf_w_ = nullptr;
-  const float* lnf_b_ = nullptr;
-  std::vector<Layer> layers_;
-  std::vector<float> k_cache_, v_cache_;  // [L, T, C]
-  std::vector<float> x_, h_, qkv_, att_, fc_, logits_, mean_, rstd_;
+  graph::Graph graph_;
+  std::unique_ptr<memory::ParamStore> layout_;  // the decode graph's parameters, unallocated
+  std::unique_ptr<graph::Executor> executor_;
+  int32_t* ids_ = nullptr;
+  int32_t* positions_ = nullptr;
+  const float* logits_ = nullptr;
 };
 
 }  // namespace colossal::worker

@@ -545,7 +545,7 @@ std::string Run::Sample() {
   o.seed = spec_.train.seed;
   o.token_limit = tokenizer_->vocab_size();
   std::vector<int32_t> prompt = tokenizer_->Encode(spec_.sample.prompt);
-  std::vector<int32_t> out = sampler->Generate(prompt, o);
+  std::vector<int32_t> out = (*sampler)->Generate(prompt, o);
   return spec_.sample.prompt + tokenizer_->Decode(out);
 }
 

@@ -303,19 +303,19 @@ TEST_CASE("tensor parallelism refuses a model that does not divide, naming the f
   const GptConfig cfg{1, 6, 48, 8, 64};
   auto bad_heads = BuildGpt(cfg, 1, {4, 0, "tensor"});
   REQUIRE(!bad_heads.ok());
-  REQUIRE(std::string(bad_heads.status().message()).find("model.n_head (6) must be a multiple") !=
+  REQUIRE(std::string(bad_heads.status().message()).find("model.n_head: must be a multiple of parallel.tensor.size (4)") !=
           std::string::npos);
   auto bad_vocab = BuildGpt({1, 4, 32, 8, 50}, 1, {4, 0, "tensor"});
   REQUIRE(!bad_vocab.ok());
-  REQUIRE(std::string(bad_vocab.status().message()).find("model.vocab (50)") != std::string::npos);
+  REQUIRE(std::string(bad_vocab.status().message()).find("model.vocab: must be a multiple of parallel.tensor.size (4)") != std::string::npos);
   GptTensorParallel cube{8, 0, "tensor", false, false, 1, true};
   auto bad_width = BuildGpt({1, 2, 34, 8, 64}, 4, cube);
   REQUIRE(!bad_width.ok());
-  REQUIRE(std::string(bad_width.status().message()).find("model.d_model (34) must be a multiple of 4") !=
+  REQUIRE(std::string(bad_width.status().message()).find("model.d_model: must be a multiple of 4 in mode 3d") !=
           std::string::npos);
   auto bad_batch = BuildGpt({1, 2, 32, 8, 64}, 2, cube);
   REQUIRE(!bad_batch.ok());
-  REQUIRE(std::string(bad_batch.status().message()).find("train.micro_batch (2)") != std::string::npos);
+  REQUIRE(std::string(bad_batch.status().message()).find("train.micro_batch: must be a multiple of 4 in mode 3d") != std::string::npos);
 }
 
 }  // namespace

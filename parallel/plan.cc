@@ -4,30 +4,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace colossal::parallel {
-namespace {
-
-int64_t IntRoot(int64_t n, int power) {
-  int64_t r = 1;
-  auto pow = [&](int64_t x) {
-    int64_t p = 1;
-    for (int i = 0; i < power; ++i) p *= x;
-    return p;
-  };
-  while (pow(r + 1) <= n) ++r;
-  return pow(r) == n ? r : 0;
-}
-
-}  // namespace
-
-std::string TensorModeName(TensorMode mode) {
-  switch (mode) {
-    case TensorMode::k1d: return "1d";
-    case TensorMode::k2d: return "2d";
-    case TensorMode::k2p5d: return "2.5d";
-    case TensorMode::k3d: return "3d";
-  }
-  return "?";
-}
 
 std::string TensorAxisName(TensorAxis axis) {
   switch (axis) {
@@ -66,19 +42,11 @@ absl::StatusOr<Plan> Plan::Create(const PlanOptions& options, int64_t world_size
     case TensorMode::k2d:
     case TensorMode::k2p5d:
     case TensorMode::k3d: {
-      const bool cube = options.tensor_mode == TensorMode::k3d;
-      const int64_t d = cube ? 0 : options.tensor_depth;
-      const int64_t q = cube ? IntRoot(t, 3) : (d >= 1 && t % d == 0 ? IntRoot(t / d, 2) : 0);
-      if (q == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor size ", t, " does not fit mode ", mode,
-            cube ? " (needs a cube q^3)"
-                 : (options.tensor_mode == TensorMode::k2d
-                        ? " (needs a square q^2)"
-                        : absl::StrCat(" (needs depth x q^2 with depth ", d, ")"))));
-      }
+      absl::StatusOr<TensorGrid> grid = TensorGridOf(options.tensor_mode, t, options.tensor_depth);
+      if (!grid.ok()) return absl::InvalidArgumentError(absl::StrCat("tensor size: ", grid.status().message()));
+      const int64_t q = grid->q;
       plan.q_ = q;
-      plan.depth_ = cube ? q : d;
+      plan.depth_ = grid->depth;
       deg[row] = deg[col] = q;
       deg[depth] = plan.depth_;
       stride[col] = 1;

@@ -20,11 +20,10 @@
 
 #include "absl/status/statusor.h"
 #include "parallel/mesh.h"
+#include "parallel/tensor_grid.h"
 
 namespace colossal::parallel {
 
-enum class TensorMode { k1d, k2d, k2p5d, k3d };
-std::string TensorModeName(TensorMode mode);  // "1d", "2d", "2.5d", "3d"
 
 // A sub-axis of the tensor axis.
 enum class TensorAxis : int { kTensor1d = 0, kRow = 1, kCol = 2, kDepth = 3 };
@@ -41,8 +40,7 @@ struct PlanOptions {
 class Plan {
  public:
   // InvalidArgument naming the degrees when they do not fit `world_size` or the tensor
-  // size does not fit its mode (not a square for 2d, not depth·q² for 2.5d, not a cube for
-  // 3d), or the ZeRO stage is outside 0..3.
+  // size does not fit its mode (TensorGridOf), or the ZeRO stage is outside 0..3.
   static absl::StatusOr<Plan> Create(const PlanOptions& options, int64_t world_size);
 
   const Mesh& mesh() const { return mesh_; }

@@ -95,10 +95,10 @@ TEST_CASE("sizes that do not fit their mode are errors naming size and mode") {
     REQUIRE_FALSE(plan.ok());
     return std::string(plan.status().message());
   };
-  CHECK(error(8, TensorMode::k2d) == "tensor size 8 does not fit mode 2d (needs a square q^2)");
-  CHECK(error(4, TensorMode::k3d) == "tensor size 4 does not fit mode 3d (needs a cube q^3)");
+  CHECK(error(8, TensorMode::k2d) == "tensor size: mode 2d needs a square size (1, 4, 9, 16, ...), got 8");
+  CHECK(error(4, TensorMode::k3d) == "tensor size: mode 3d needs a cube size (1, 8, 27, 64, ...), got 4");
   CHECK(error(6, TensorMode::k2p5d, 2) ==
-        "tensor size 6 does not fit mode 2.5d (needs depth x q^2 with depth 2)");
+        "tensor size: mode 2.5d needs size = depth x q^2 (depth 2: 2, 8, 18, ...), got 6");
   CHECK(error(4, TensorMode::k1d, 2) == "only tensor mode 2.5d takes a depth; mode 1d got depth 2");
   CHECK(error(1, TensorMode::k1d, 1, 4) == "ZeRO stage must be 0, 1, 2 or 3, got 4");
   PlanOptions o;

@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "graph/models/gpt_split.h"
 #include "graph/op_registry.h"
 #include "runtime/base/status_macros.h"
 
@@ -66,67 +67,19 @@ absl::StatusOr<LayerParams> DeclareLayer(const std::string& p, int64_t C, int64_
 
 }  // namespace
 
-absl::Status CheckGptTensorParallel(const GptConfig& cfg, int64_t size) {
-  if (size < 1) return absl::InvalidArgumentError("tensor-parallel size must be >= 1");
-  if (cfg.n_head % size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model.n_head (", cfg.n_head, ") must be a multiple of parallel.tensor.size (", size,
-        "): tensor parallelism gives every rank n_head / size whole heads"));
-  }
-  if (cfg.vocab % size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model.vocab (", cfg.vocab, ") must be a multiple of parallel.tensor.size (", size,
-        "): the vocab-parallel embedding splits wte by rows (pad the vocabulary up to one)"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckGptTensorParallel2d(const GptConfig& cfg, int64_t size, int64_t batch,
-                                      int64_t depth) {
-  int64_t q = 1;
-  while (depth >= 1 && size % depth == 0 && (q + 1) * (q + 1) <= size / depth) ++q;
-  if (depth < 1 || q * q * depth != size) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size, " is not ",
-                                                   depth > 1 ? "depth x q^2" : "a square", " (depth ",
-                                                   depth, ")"));
-  }
-  for (auto [value, name, by] : {std::tuple{cfg.n_head, "model.n_head", q},
-                                 std::tuple{cfg.vocab, "model.vocab", q},
-                                 std::tuple{batch, "train.micro_batch", q * depth}}) {
-    if (value % by != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, " (", value, ") must be a multiple of ", by, " on a ", depth, " x ", q, " x ", q,
-          " grid"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckGptTensorParallel3d(const GptConfig& cfg, int64_t size, int64_t batch) {
-  int64_t q = 1;
-  while ((q + 1) * (q + 1) * (q + 1) <= size) ++q;
-  if (q * q * q != size) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size,
-                                                   " is not a cube q^3 (mode 3d)"));
-  }
-  for (auto [value, name, by, what] :
-       {std::tuple{cfg.n_head, "model.n_head", q, "heads"},
-        std::tuple{cfg.d_model, "model.d_model", q * q, "rows of every matrix"},
-        std::tuple{cfg.vocab, "model.vocab", q * q, "vocabulary rows of wte"},
-        std::tuple{batch, "train.micro_batch", q * q, "sequences of the micro-batch"}}) {
-    if (value % by != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(name, " (", value, ") must be a multiple of ",
-                                                     by, " on a ", q, " x ", q, " x ", q,
-                                                     " cube, which splits the ", what, " in ", by));
-    }
-  }
-  return absl::OkStatus();
+absl::Status CheckGptTensorParallel(const GptConfig& cfg, const GptTensorParallel& tp, int64_t batch) {
+  using parallel::TensorMode;
+  const TensorMode mode = tp.three_d ? TensorMode::k3d
+                          : tp.two_d ? (tp.depth > 1 ? TensorMode::k2p5d : TensorMode::k2d)
+                                     : TensorMode::k1d;
+  return CheckGptSplit(mode, tp.size, tp.depth, tp.sequence_parallel,
+                       {cfg.n_head, cfg.d_model, cfg.vocab, cfg.seq_len, batch});
 }
 
 namespace {
 
 absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
-  RETURN_IF_ERROR(CheckGptTensorParallel2d(cfg, tp.size, batch, tp.depth));
+  RETURN_IF_ERROR(CheckGptTensorParallel(cfg, tp, batch));
   const int64_t D = tp.depth;
   const int64_t q = tp.grid_q();
   // 2.5d: depth slice k runs 2d on its 1/D of the micro-batch (token blocks k·q + i).
@@ -248,7 +201,7 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
 
 // 3D (gpt.h): rank (a, b, c) of a q×q×q cube; even and odd activation forms alternate.
 absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp) {
-  RETURN_IF_ERROR(CheckGptTensorParallel3d(cfg, tp.size, batch));
+  RETURN_IF_ERROR(CheckGptTensorParallel(cfg, tp, batch));
   const int64_t q = tp.grid_q();
   const int64_t a = tp.IndexOf("depth", tp.rank), bi = tp.IndexOf("row", tp.rank),
                 c = tp.IndexOf("col", tp.rank);
@@ -406,16 +359,11 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
     }
     return tp.three_d ? BuildGpt3d(cfg, batch, tp) : BuildGpt2d(cfg, batch, tp);
   }
-  RETURN_IF_ERROR(CheckGptTensorParallel(cfg, tp.size));
+  RETURN_IF_ERROR(CheckGptTensorParallel(cfg, tp, batch));
   if (tp.rank < 0 || tp.rank >= tp.size) {
     return absl::InvalidArgumentError(absl::StrCat("tensor-parallel rank ", tp.rank, " of ", tp.size));
   }
   const bool sp = tp.sequence_parallel && tp.size > 1;
-  if (sp && (batch * cfg.seq_len) % tp.size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sequence parallelism splits the micro-batch's ", batch * cfg.seq_len, " tokens over ",
-        tp.size, " ranks: make model.seq_len a multiple of parallel.tensor.size"));
-  }
   Graph g;
   Builder b(g);
   const int64_t B = batch, T = cfg.seq_len, C = cfg.d_model, V = cfg.vocab, L = cfg.n_layer;

@@ -110,17 +110,9 @@ struct GptTensorParallel {
   }
 };
 
-// InvalidArgument naming the field and the divisibility when `config` cannot be split
-// over `size` ranks (n_head and vocab must be multiples of size).
-absl::Status CheckGptTensorParallel(const GptConfig& config, int64_t size);
-// The same for 2D over a q×q grid: n_head, vocab and the micro-batch must be multiples
-// of q, and size a square.
-absl::Status CheckGptTensorParallel2d(const GptConfig& config, int64_t size, int64_t batch,
-                                      int64_t depth = 1);
-
-// The same for 3D over a q×q×q cube: n_head a multiple of q; d_model, vocab and the
-// micro-batch multiples of q² (matrix rows and the tokens split in q² blocks); size a cube.
-absl::Status CheckGptTensorParallel3d(const GptConfig& config, int64_t size, int64_t batch);
+// InvalidArgument naming the key and the divisibility when `config` at micro-batch
+// `batch` cannot be split as `tp` says (the rules of graph/models/gpt_split.h).
+absl::Status CheckGptTensorParallel(const GptConfig& config, const GptTensorParallel& tp, int64_t batch);
 
 // What a GPT graph computes. kTrain: the forward of a micro-batch to the loss (the graph
 // above; autodiff adds the backward). kDecode: one generation step of `batch` sequences

@@ -70,7 +70,7 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   const double grad_bytes = zero >= 2 ? flat / D : flat;
   const double state_bytes = states * (zero >= 1 ? flat / D : flat);
   std::printf("\nplan         data=%d x tensor=%d (%s%s), ZeRO %lld: %d ranks\n", D, T,
-              std::string(config::TensorModeName(par.tensor_mode)).c_str(),
+              parallel::TensorModeName(par.tensor_mode).c_str(),
               par.tensor_sequence_parallel ? ", sequence parallel" : "",
               static_cast<long long>(zero), D * T);
   const graph::MemoryPlan& plan = model.executor->plan();

@@ -502,9 +502,6 @@ std::string_view PrecisionName(Precision precision) {
   return internal::NameOf(internal::kPrecisionNames, precision);
 }
 std::string_view LrDecayName(LrDecay decay) { return internal::NameOf(internal::kLrDecayNames, decay); }
-std::string_view TensorModeName(TensorMode mode) {
-  return internal::NameOf(internal::kTensorModeNames, mode);
-}
 std::string_view PipelineScheduleName(PipelineSchedule schedule) {
   return internal::NameOf(internal::kPipelineScheduleNames, schedule);
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "parallel/tensor_grid.h"
 
 namespace colossal::config {
 
@@ -113,7 +114,8 @@ struct TrainSpec {
   bool operator==(const TrainSpec&) const = default;
 };
 
-enum class TensorMode { k1d, k2d, k2p5d, k3d };
+// The tensor-parallel modes are the Plan's (parallel/tensor_grid.h: also the sizes each accepts).
+using TensorMode = parallel::TensorMode;
 enum class PipelineSchedule { kGpipe, k1f1b, kInterleaved };
 enum class SequenceMode { kRing, kAllToAll };
 
@@ -242,7 +244,6 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
 std::string_view OptimizerTypeName(OptimizerType type);
 std::string_view PrecisionName(Precision precision);
 std::string_view LrDecayName(LrDecay decay);
-std::string_view TensorModeName(TensorMode mode);
 std::string_view PipelineScheduleName(PipelineSchedule schedule);
 std::string_view SequenceModeName(SequenceMode mode);
 std::string_view PlacementName(Placement placement);

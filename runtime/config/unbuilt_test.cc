@@ -91,7 +91,7 @@ TEST_CASE("tensor parallelism 1d needs heads, vocabulary (and with sequence_para
   CHECK(ErrorOf(Replace(Replace(b, "vocab: 256", "vocab: 258"), "n_head: 2", "n_head: 4") +
                 "parallel: {tensor: {size: 4}}\nresources: {ranks_per_node: 4}\n") ==
         "job.yaml:8:10: model.vocab: must be a multiple of parallel.tensor.size (4) in mode 1d, "
-        "which splits wte by rows; pad it up to 260, got 258");
+        "which splits wte by rows (pad it up to 260); got 258");
   CHECK(ErrorOf("name: g\nmodel: {graph: m.graph.yaml}\ndata: {train: t.txt}\n"
                 "train: {steps: 1, global_batch: 2}\n"
                 "parallel: {tensor: 2}\nresources: {ranks_per_node: 2}\n") ==
@@ -112,11 +112,11 @@ TEST_CASE("tensor parallelism 1d needs heads, vocabulary (and with sequence_para
   // Mode 2d: heads, vocabulary and micro-batch split in q.
   CHECK(ErrorOf(Replace(b, "n_head: 2", "n_head: 1") +
                 "parallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n") ==
-        "job.yaml:5:11: model.n_head: must be a multiple of q = 2 in mode 2d (the 2 x 2 grid "
+        "job.yaml:5:11: model.n_head: must be a multiple of 2 in mode 2d (the 2 x 2 grid "
         "splits the heads in 2); got 1");
   CHECK(ErrorOf(Replace(b, "n_head: 2", "n_head: 4") + "  micro_batch: 1\n"
                 "parallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n") ==
-        "job.yaml:14:16: train.micro_batch: must be a multiple of q = 2 in mode 2d (the 2 x 2 "
+        "job.yaml:14:16: train.micro_batch: must be a multiple of 2 in mode 2d (the 2 x 2 "
         "grid splits the sequences of the micro-batch in 2); got 1");
   CHECK(Parse(Replace(b, "n_head: 2", "n_head: 4") +
               "parallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n")

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "graph/models/gpt_split.h"
+#include "parallel/tensor_grid.h"
 #include "runtime/data/tokenizer.h"
 
 namespace colossal::config::internal {
@@ -27,16 +29,6 @@ std::string DegreePath(const YamlContext& ctx, absl::string_view axis) {
 
 bool IsNameChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-}
-
-int64_t IntRoot(int64_t n, int power) {
-  int64_t r = 0;
-  while (true) {
-    int64_t next = r + 1, p = 1;
-    for (int i = 0; i < power; ++i) p *= next;
-    if (p > n) return r;
-    r = next;
-  }
 }
 
 absl::Status ValidateTop(const JobSpec& s, const YamlContext& ctx) {
@@ -163,35 +155,15 @@ absl::Status ValidateParallel(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(p.tensor_depth >= 1, "parallel.tensor.depth", "must be >= 1, got ", p.tensor_depth);
   ENSURE(p.tensor_mode == TensorMode::k2p5d || p.tensor_depth == 1, "parallel.tensor.depth",
          "only mode 2.5d uses depth, got depth ", p.tensor_depth, " with mode ",
-         Sv(TensorModeName(p.tensor_mode)));
+         parallel::TensorModeName(p.tensor_mode));
   ENSURE(!p.tensor_sequence_parallel || (p.tensor > 1 && p.tensor_mode == TensorMode::k1d),
          "parallel.tensor.sequence_parallel",
          "splits the layer-norm regions over the ranks of a 1d tensor group: it needs "
          "parallel.tensor.size > 1 and mode 1d, got size ", p.tensor, " mode ",
-         Sv(TensorModeName(p.tensor_mode)));
-  switch (p.tensor_mode) {
-    case TensorMode::k1d:
-      break;
-    case TensorMode::k2d: {
-      int64_t q = IntRoot(p.tensor, 2);
-      ENSURE(q * q == p.tensor, tensor, "mode 2d needs a square size (1, 4, 9, 16, ...), got ",
-             p.tensor);
-      break;
-    }
-    case TensorMode::k2p5d: {
-      int64_t q = p.tensor % p.tensor_depth == 0 ? IntRoot(p.tensor / p.tensor_depth, 2) : 0;
-      ENSURE(q >= 1 && p.tensor_depth * q * q == p.tensor, tensor,
-             "mode 2.5d needs size = depth x q^2 (depth ", p.tensor_depth, ": ",
-             p.tensor_depth, ", ", 4 * p.tensor_depth, ", ", 9 * p.tensor_depth, ", ...), got ",
-             p.tensor);
-      break;
-    }
-    case TensorMode::k3d: {
-      int64_t q = IntRoot(p.tensor, 3);
-      ENSURE(q * q * q == p.tensor, tensor, "mode 3d needs a cube size (1, 8, 27, 64, ...), got ",
-             p.tensor);
-      break;
-    }
+         parallel::TensorModeName(p.tensor_mode));
+  if (absl::StatusOr<parallel::TensorGrid> grid = parallel::TensorGridOf(p.tensor_mode, p.tensor, p.tensor_depth);
+      !grid.ok()) {
+    ENSURE(false, tensor, grid.status().message());
   }
   ENSURE(p.pipeline >= 1, DegreePath(ctx, "pipeline"), "must be >= 1, got ", p.pipeline);
   ENSURE(p.pipeline_microbatches >= 1, "parallel.pipeline.microbatches", "must be >= 1, got ",
@@ -250,51 +222,14 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
            p.pipeline);
     ENSURE(s.model.gpt.seq_len % p.sequence == 0, DegreePath(ctx, "sequence"),
            "must divide model.seq_len (", s.model.gpt.seq_len, "), got ", p.sequence);
-    if (p.tensor > 1 && p.tensor_mode == TensorMode::k1d) {
-      ENSURE(s.model.gpt.n_head % p.tensor == 0, "model.n_head", "must be a multiple of ",
-             DegreePath(ctx, "tensor"), " (", p.tensor, ") in mode 1d, which gives every rank ",
-             "n_head / ", p.tensor, " whole heads; got ", s.model.gpt.n_head);
-      ENSURE(!p.tensor_sequence_parallel || s.model.gpt.seq_len % p.tensor == 0, "model.seq_len",
-             "must be a multiple of ", DegreePath(ctx, "tensor"), " (", p.tensor,
-             ") with parallel.tensor.sequence_parallel, which splits the tokens; got ",
-             s.model.gpt.seq_len);
-      ENSURE(s.model.gpt.vocab % p.tensor == 0, "model.vocab", "must be a multiple of ",
-             DegreePath(ctx, "tensor"), " (", p.tensor, ") in mode 1d, which splits wte by ",
-             "rows; pad it up to ", (s.model.gpt.vocab + p.tensor - 1) / p.tensor * p.tensor,
-             ", got ", s.model.gpt.vocab);
-    }
-    if (p.tensor > 1 && p.tensor_mode == TensorMode::k2d) {
-      const int64_t q = IntRoot(p.tensor, 2);
-      for (auto [value, key, what] :
-           {std::tuple{s.model.gpt.n_head, "model.n_head", "heads"},
-            std::tuple{s.model.gpt.vocab, "model.vocab", "vocabulary rows of wte"},
-            std::tuple{t.micro_batch, "train.micro_batch", "sequences of the micro-batch"}}) {
-        ENSURE(q * q != p.tensor || value % q == 0, key, "must be a multiple of q = ", q,
-               " in mode 2d (the ", q, " x ", q, " grid splits the ", what, " in ", q, "); got ",
-               value);
-      }
-    }
-    if (p.tensor > 1 && p.tensor_mode == TensorMode::k2p5d && p.tensor % p.tensor_depth == 0) {
-      const int64_t d = p.tensor_depth, q = IntRoot(p.tensor / d, 2);
-      for (auto [value, key, by, what] :
-           {std::tuple{s.model.gpt.n_head, "model.n_head", q, "heads"},
-            std::tuple{s.model.gpt.vocab, "model.vocab", q, "vocabulary rows of wte"},
-            std::tuple{t.micro_batch, "train.micro_batch", d * q, "sequences of the micro-batch"}}) {
-        ENSURE(d * q * q != p.tensor || value % by == 0, key, "must be a multiple of ", by,
-               " in mode 2.5d (the ", d, " x ", q, " x ", q, " grid splits the ", what, " in ", by,
-               "); got ", value);
-      }
-    }
-    if (p.tensor > 1 && p.tensor_mode == TensorMode::k3d) {
-      const int64_t q = IntRoot(p.tensor, 3);
-      for (auto [value, key, by, what] :
-           {std::tuple{s.model.gpt.n_head, "model.n_head", q, "heads"},
-            std::tuple{s.model.gpt.d_model, "model.d_model", q * q, "rows of every matrix"},
-            std::tuple{s.model.gpt.vocab, "model.vocab", q * q, "vocabulary rows of wte"},
-            std::tuple{t.micro_batch, "train.micro_batch", q * q, "sequences of the micro-batch"}}) {
-        ENSURE(q * q * q != p.tensor || value % by == 0, key, "must be a multiple of ", by,
-               " in mode 3d (the ", q, " x ", q, " x ", q, " cube splits the ", what, " in ", by,
-               "); got ", value);
+    // The grid was checked above (ValidateParallel).
+    const absl::StatusOr<parallel::TensorGrid> grid = parallel::TensorGridOf(p.tensor_mode, p.tensor, p.tensor_depth);
+    const graph::GptSplitDims dims{s.model.gpt.n_head, s.model.gpt.d_model, s.model.gpt.vocab, s.model.gpt.seq_len,
+                                   t.micro_batch};
+    if (grid.ok()) {
+      for (const graph::GptSplitRule& rule :
+           graph::GptSplitRules(p.tensor_mode, *grid, p.tensor, p.tensor_sequence_parallel, dims)) {
+        if (!rule.ok()) return ctx.ErrorKey(rule.key, rule.Requirement(DegreePath(ctx, "tensor")));
       }
     }
   } else {

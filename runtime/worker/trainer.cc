@@ -656,12 +656,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
 parallel::PlanOptions PlanOptionsOf(const config::ParallelSpec& p) {
   parallel::PlanOptions o;
   o.dims = {p.data, p.pipeline, p.tensor, p.sequence};
-  switch (p.tensor_mode) {
-    case config::TensorMode::k1d: o.tensor_mode = parallel::TensorMode::k1d; break;
-    case config::TensorMode::k2d: o.tensor_mode = parallel::TensorMode::k2d; break;
-    case config::TensorMode::k2p5d: o.tensor_mode = parallel::TensorMode::k2p5d; break;
-    case config::TensorMode::k3d: o.tensor_mode = parallel::TensorMode::k3d; break;
-  }
+  o.tensor_mode = p.tensor_mode;
   o.tensor_depth = p.tensor_depth;
   o.zero_stage = static_cast<int>(p.zero);
   return o;

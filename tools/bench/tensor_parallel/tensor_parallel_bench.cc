@@ -249,10 +249,13 @@ int main(int argc, char** argv) {
     const bool grid = mode == Mode::k2d || mode == Mode::k2p5d;
     // 2d: a square; 2.5d: 2 x a square; 3d: a cube.
     if ((grid || cube) && ((cube ? q * q * q : q * q * depth) != p || q < 2)) continue;
-    if (auto s = cube   ? graph::CheckGptTensorParallel3d(o.gpt, p, o.batch)
-                 : grid ? graph::CheckGptTensorParallel2d(o.gpt, p, o.batch, depth)
-                        : graph::CheckGptTensorParallel(o.gpt, p);
-        !s.ok()) {
+    graph::GptTensorParallel split;
+    split.size = p;
+    split.two_d = grid;
+    split.depth = depth;
+    split.three_d = cube;
+    split.sequence_parallel = mode == Mode::kSp;
+    if (auto s = graph::CheckGptTensorParallel(o.gpt, split, o.batch); !s.ok()) {
       std::printf("%5d  skipped: %s\n", p, std::string(s.message()).c_str());
       continue;
     }

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -46,6 +47,12 @@ class TwinCase {
     Output out{std::move(name), std::move(expected), tolerance};
     return Add(initial.data(), initial.size() * sizeof(float), std::move(out));
   }
+  // An fp64 output (the optimizers' global sums), compared in double; NaN to start with.
+  int OutF64(std::string name, std::vector<double> expected, Tolerance tolerance) {
+    const std::vector<double> initial(expected.size(), std::numeric_limits<double>::quiet_NaN());
+    Output out{std::move(name), std::move(expected), tolerance, /*f64=*/true};
+    return Add(initial.data(), initial.size() * sizeof(double), std::move(out));
+  }
 
   // Runs `call(fn, stream, args)` for every twin of `table`, args[i] pointing at argument
   // i in that twin's memory. Returns one line per failure (case, twin, output, worst
@@ -71,10 +78,17 @@ class TwinCase {
       for (size_t i = 0; i < args_.size(); ++i) {
         const Arg& a = args_[i];
         if (a.output.name.empty()) continue;
-        std::vector<float>& got = got_[{backend, static_cast<int>(i)}];
-        got.resize(a.bytes.size() / sizeof(float));
-        memory->to_host(got.data(), args[i], static_cast<int64_t>(a.bytes.size()));
-        const CloseResult r = AllClose(got, a.output.expected, a.output.tolerance.atol, a.output.tolerance.rtol);
+        CloseResult r;
+        if (a.output.f64) {
+          std::vector<double> got(a.bytes.size() / sizeof(double));
+          memory->to_host(got.data(), args[i], static_cast<int64_t>(a.bytes.size()));
+          r = AllClose(got, a.output.expected, a.output.tolerance.atol, a.output.tolerance.rtol);
+        } else {
+          std::vector<float>& got = got_[{backend, static_cast<int>(i)}];
+          got.resize(a.bytes.size() / sizeof(float));
+          memory->to_host(got.data(), args[i], static_cast<int64_t>(a.bytes.size()));
+          r = AllClose(got, a.output.expected, a.output.tolerance.atol, a.output.tolerance.rtol);
+        }
         if (!r.ok) {
           failures += name_ + ", twin " + std::string(BackendName(backend)) + " of " + table.name() + ", " +
                       a.output.name + ": " + r.message + "\n";
@@ -88,7 +102,7 @@ class TwinCase {
 
   const std::vector<Backend>& ran() const { return ran_; }
   const std::vector<Backend>& skipped() const { return skipped_; }
-  // What twin `backend` left in output `index` (after Run), for properties beyond the
+  // What twin `backend` left in fp32 output `index` (after Run), for properties beyond the
   // tolerance (exact zeros, sums, bit-identity between runs).
   const std::vector<float>& Got(Backend backend, int index) const { return got_.at({backend, index}); }
 
@@ -97,6 +111,7 @@ class TwinCase {
     std::string name;  // empty: an input
     std::vector<double> expected;
     Tolerance tolerance;
+    bool f64 = false;
   };
   struct Arg {
     std::vector<char> bytes;

@@ -25,8 +25,6 @@ using testing::Fp32ReductionRtol;
 using testing::Random;
 using testing::TwinCase;
 
-double ForwardTol(const AttentionShape& s) { return AttentionForwardTolerance(s).rtol; }
-
 void RequireNoFailures(const std::string& failures) {
   INFO(failures);
   REQUIRE(failures.empty());

@@ -31,11 +31,6 @@ struct ThreadScope {
   int saved;
 };
 
-void Require(const testing::CloseResult& r, const char* what) {
-  INFO(what << ": " << r.message);
-  REQUIRE(r.ok);
-}
-
 void RequireNoFailures(const std::string& failures) {
   INFO(failures);
   REQUIRE(failures.empty());

@@ -13,6 +13,10 @@ std::string PieceName(std::string_view name, int64_t offset) {
   return absl::StrCat(std::string(name), "@", offset);
 }
 
+std::string BlockPieceName(std::string_view name, int64_t offset, int64_t stride) {
+  return absl::StrCat(std::string(name), "@", offset, ":", stride);
+}
+
 absl::StatusOr<PieceReader> PieceReader::Open(const std::vector<std::string>& files) {
   PieceReader r;
   for (const std::string& path : files) {
@@ -23,18 +27,29 @@ absl::StatusOr<PieceReader> PieceReader::Open(const std::vector<std::string>& fi
   for (int f = 0; f < static_cast<int>(r.files_.size()); ++f) {
     for (const TensorInfo& t : r.files_[f].tensors()) {
       std::string base = t.name;
-      int64_t offset = 0;
+      int64_t offset = 0, stride = 0;
       const auto at = t.name.rfind('@');
       const bool piece = at != std::string::npos;
       if (piece) {
         base = t.name.substr(0, at);
-        if (!absl::SimpleAtoi(t.name.substr(at + 1), &offset) || offset < 0) {
+        const std::string spec = t.name.substr(at + 1);
+        const auto colon = spec.find(':');
+        const bool block = colon != std::string::npos;
+        if (!absl::SimpleAtoi(spec.substr(0, colon), &offset) || offset < 0 ||
+            (block && (!absl::SimpleAtoi(spec.substr(colon + 1), &stride) || stride < 1))) {
           return absl::InvalidArgumentError(
               absl::StrCat(r.files_[f].path(), ": tensor '", t.name, "' has a bad piece offset"));
         }
-        if (t.dtype != "F32" || t.shape.size() != 1) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(r.files_[f].path(), ": piece '", t.name, "' must be 1-D F32"));
+        if (t.dtype != "F32" || t.shape.size() != (block ? 2u : 1u) || (block && t.shape[1] > stride)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              r.files_[f].path(), ": piece '", t.name,
+              block ? "' must be 2-D F32 [rows, width] with width <= its stride" : "' must be 1-D F32"));
+        }
+        if (block) {
+          for (int64_t i = 0; i < t.shape[0]; ++i) {
+            r.pieces_[base].push_back({f, &t, offset + i * stride, t.shape[1], i * t.shape[1]});
+          }
+          continue;
         }
       } else if (t.dtype == "F32") {
         r.whole_shapes_[base] = t.shape;
@@ -72,7 +87,7 @@ absl::Status PieceReader::ReadF32(std::string_view name, int64_t offset, int64_t
     }
     const int64_t stop = std::min(end, p.offset + p.count);
     std::span<const uint8_t> bytes = files_[p.file].Bytes(*p.info);
-    std::memcpy(out + (next - offset), bytes.data() + (next - p.offset) * sizeof(float),
+    std::memcpy(out + (next - offset), bytes.data() + (p.src + next - p.offset) * sizeof(float),
                 (stop - next) * sizeof(float));
     next = stop;
     if (next == end) break;

@@ -63,6 +63,51 @@ TEST_CASE("ranges read across pieces in several files equal the whole tensor") {
   REQUIRE_THAT(std::string(twice.status().message()), Catch::Contains("overlap"));
 }
 
+TEST_CASE("block pieces: a 2-D block of a matrix is one piece; rows read back by global offset") {
+  fs::path dir = Tmp("blocks");
+  // A [6, 10] matrix in 2 x 2 blocks of [3, 5], one file per block, plus a 1-D piece of
+  // another tensor beside them.
+  std::vector<float> full(60);
+  std::iota(full.begin(), full.end(), 0.0f);
+  std::vector<std::string> files;
+  std::vector<std::vector<float>> blocks;
+  for (int bi = 0; bi < 2; ++bi) {
+    for (int bj = 0; bj < 2; ++bj) {
+      std::vector<float> b;
+      for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 5; ++c) b.push_back(full[(bi * 3 + r) * 10 + bj * 5 + c]);
+      blocks.push_back(std::move(b));
+      const int64_t offset = bi * 3 * 10 + bj * 5;
+      REQUIRE(BlockPieceName("m", offset, 10) == "m@" + std::to_string(offset) + ":10");
+      std::vector<TensorView> views = {{BlockPieceName("m", offset, 10), "F32", {3, 5}, blocks.back().data()}};
+      files.push_back((dir / (std::to_string(bi * 2 + bj) + ".safetensors")).string());
+      REQUIRE(WriteSafetensors(files.back(), views, {}).ok());
+    }
+  }
+  auto reader = PieceReader::Open(files);
+  REQUIRE(reader.ok());
+  REQUIRE(reader->CoveredElements("m") == 60);
+  for (auto [off, n] : {std::pair{0, 60}, std::pair{3, 9}, std::pair{27, 11}, std::pair{59, 1}}) {
+    std::vector<float> out(n, -1);
+    REQUIRE(reader->ReadF32("m", off, n, out.data()).ok());
+    for (int i = 0; i < n; ++i) REQUIRE(out[i] == full[off + i]);
+  }
+  // Three of the four blocks leave a gap named by its first element; a block wider than
+  // its stride, or overlapping another, is refused at open.
+  auto three = PieceReader::Open({files[0], files[1], files[3]});
+  REQUIRE(three.ok());
+  std::vector<float> out(60);
+  REQUIRE_THAT(std::string(three->ReadF32("m", 0, 60, out.data()).message()), Catch::Contains("element 30"));
+  std::vector<TensorView> wide = {{BlockPieceName("x", 0, 4), "F32", {3, 5}, blocks[0].data()}};
+  REQUIRE(WriteSafetensors((dir / "wide.safetensors").string(), wide, {}).ok());
+  REQUIRE_THAT(std::string(PieceReader::Open({(dir / "wide.safetensors").string()}).status().message()),
+               Catch::Contains("width <= its stride"));
+  std::vector<TensorView> shifted = {{BlockPieceName("m", 12, 10), "F32", {3, 5}, blocks[0].data()}};
+  REQUIRE(WriteSafetensors((dir / "shifted.safetensors").string(), shifted, {}).ok());
+  REQUIRE_THAT(std::string(PieceReader::Open({files[0], (dir / "shifted.safetensors").string()}).status().message()),
+               Catch::Contains("overlap"));
+}
+
 TEST_CASE("shard files staged by other ranks move into the published step directory") {
   fs::path dir = Tmp("sharded");
   float x = 1;

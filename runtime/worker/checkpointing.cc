@@ -1,6 +1,8 @@
 // Sharded and unsharded checkpoints of the training state.
 #include "runtime/worker/checkpointing.h"
 
+#include <deque>
+
 #include <filesystem>
 #include <map>
 
@@ -32,8 +34,10 @@ const graph::Layout& LayoutOf(const TrainState& state, int param) {
 }
 
 
-std::vector<checkpoint::TensorView> PieceViews(const TrainState& state,
-                                              const parallel::HeldParams& held) {
+// The model pieces of this rank's segments; pieces whose rows are not back to back in a
+// segment (c_attn's q, k, v thirds of a column split) are gathered into `gathered`.
+std::vector<checkpoint::TensorView> PieceViews(const TrainState& state, const parallel::HeldParams& held,
+                                              std::deque<std::vector<float>>& gathered) {
   std::vector<checkpoint::TensorView> views;
   for (size_t i = 0; i < held.segments.size(); ++i) {
     const memory::ParamSegment& s = held.segments[i];
@@ -41,7 +45,7 @@ std::vector<checkpoint::TensorView> PieceViews(const TrainState& state,
     const memory::ParamInfo& info = state.params->info(s.param);
     for (const StoredPiece& p :
          StoredPieces(info.name, info.shape, LayoutOf(state, s.param), s.offset, s.length)) {
-      views.push_back({p.name, "F32", p.shape, held.data[i] + p.local});
+      views.push_back({p.name, "F32", p.shape, p.Data(held.data[i], gathered)});
     }
   }
   return views;
@@ -76,6 +80,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
   auto writes_optimizer = [&](int r) { return zero >= 1 || data_index(r) == 0; };
   std::vector<StateTensor> optimizer = state.optimizer->StateTensors(state.stored);
   const parallel::HeldParams held = Held(state);
+  std::deque<std::vector<float>> gathered;
   const std::string staging = checkpoint::StagingDir(c.dir, steps_done);
   absl::Status written = absl::OkStatus();
   if (rank != 0 && (writes_model(rank) || writes_optimizer(rank))) {
@@ -89,7 +94,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
     }
     if (written.ok() && writes_model(rank)) {
       written = checkpoint::WriteSafetensors(checkpoint::ShardFile(staging, "model", rank),
-                                             PieceViews(state, held), meta);
+                                             PieceViews(state, held, gathered), meta);
     }
   }
   std::vector<std::string> extras;
@@ -104,7 +109,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
     if (written.ok()) written = barrier;
   }
   if (rank == 0 && written.ok()) {
-    written = checkpoint::WriteCheckpoint(c.dir, steps_done, PieceViews(state, held),
+    written = checkpoint::WriteCheckpoint(c.dir, steps_done, PieceViews(state, held, gathered),
                                           Views(optimizer), state_json, c.keep, extras);
   }
   {
@@ -143,11 +148,9 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
   for (size_t i = 0; i < held.segments.size(); ++i) {
     const memory::ParamSegment& seg = held.segments[i];
     const memory::ParamInfo& info = state.params->info(seg.param);
-    for (const StoredPiece& p :
-         StoredPieces(info.name, info.shape, LayoutOf(state, seg.param), seg.offset, seg.length)) {
-      absl::Status s = model.ReadF32(info.name, p.global, p.count, held.data[i] + p.local);
-      if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
-    }
+    absl::Status s =
+        ReadSegment(model, info.name, info.shape, LayoutOf(state, seg.param), seg.offset, seg.length, held.data[i]);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
   }
   ASSIGN_OR_RETURN(std::vector<std::string> optimizer_files, checkpoint::StepFiles(*latest, "optimizer"));
   ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(optimizer_files));

@@ -130,6 +130,7 @@ void Optimizer::Step(double lr, float grad_scale) {
 
 std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep) {
   std::vector<StateTensor> out;
+  gathered_.clear();
   const bool adam = state2_.data() != nullptr;
   const graph::Layout whole;
   for (size_t i = 0; i < segments_.size(); ++i) {
@@ -139,7 +140,8 @@ std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep) 
     if (keep && !(*keep)[s.param]) continue;
     auto add = [&](const char* suffix, memory::HostBuffer& buf) {
       for (const StoredPiece& p : StoredPieces(info.name + suffix, info.shape, layout, s.offset, s.length)) {
-        out.push_back({p.name, p.shape, buf.as<float>() + state_offset_[i] + p.local});
+        // Written before the next call: gathered pieces live in gathered_ until then.
+        out.push_back({p.name, p.shape, const_cast<float*>(p.Data(buf.as<float>() + state_offset_[i], gathered_))});
       }
     };
     if (adam) {
@@ -161,12 +163,7 @@ absl::Status Optimizer::LoadState(const checkpoint::PieceReader& reader) {
     const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
     auto load = [&](const char* suffix, memory::HostBuffer& buf) -> absl::Status {
       const std::string name = info.name + suffix;
-      for (const StoredPiece& p : StoredPieces(name, info.shape, layout, s.offset, s.length)) {
-        absl::Status st = reader.ReadF32(name, p.global, p.count,
-                                         buf.as<float>() + state_offset_[i] + p.local);
-        if (!st.ok()) return st;
-      }
-      return absl::OkStatus();
+      return ReadSegment(reader, name, info.shape, layout, s.offset, s.length, buf.as<float>() + state_offset_[i]);
     };
     if (adam) {
       if (absl::Status st = load(".exp_avg", state1_); !st.ok()) return st;

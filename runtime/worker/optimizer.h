@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
@@ -77,6 +78,7 @@ class Optimizer {
   std::vector<float*> weights_;
   std::vector<const float*> grads_;
   std::vector<int64_t> state_offset_;  // per segment, into the state buffers
+  std::deque<std::vector<float>> gathered_;  // StateTensors' gathered pieces, until its next call
   ReduceSums reduce_sums_;
   std::vector<bool> decay_;            // per parameter
   memory::HostBuffer state1_;  // exp_avg or momentum_buffer

@@ -124,6 +124,7 @@ void CheckAgainstReference(const Case& c, uint64_t seed) {
       const int ix = b.In(x), is = b.In(lse), it = b.InI32(targets), id = b.In(dloss);
       const int io = b.Out("dlogits", prior, dx_ref, grad);
       RequireNoFailures(b.Run(SoftmaxXentBackwardTable(), bind(ix, is, it, id, io)));
+      for (Backend twin : b.ran()) REQUIRE(PaddingIntact(b.Got(twin, io), n, v, ld));  // exactly
     }
     {  // In place: dlogits == logits. The reference reads each x[j] before writing it too.
       auto inplace_ref = xd;
@@ -133,6 +134,7 @@ void CheckAgainstReference(const Case& c, uint64_t seed) {
       const int is = b.In(lse), it = b.InI32(targets), id = b.In(dloss);
       const int io = b.Out("dlogits (= logits)", x, inplace_ref, grad);
       RequireNoFailures(b.Run(SoftmaxXentBackwardTable(), bind(io, is, it, id, io)));
+      for (Backend twin : b.ran()) REQUIRE(PaddingIntact(b.Got(twin, io), n, v, ld));
     }
   }
 }

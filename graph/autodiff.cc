@@ -85,6 +85,7 @@ void GradBuilder::PassThrough(int i, int grad) {
 void GradBuilder::Emit(const std::string& op, std::vector<int> inputs, std::vector<int> outputs,
                        Attrs attrs, std::vector<Accumulate> accumulate) {
   COL_CHECK_MSG(FindOp(op) != nullptr, ("backward op not registered: " + op).c_str());
+  graph_->SetLayer(node().layer);
   graph_->AddNode(op, std::move(inputs), std::move(outputs), std::move(attrs),
                   std::move(accumulate), /*backward=*/true);
 }

@@ -99,6 +99,7 @@ int Graph::AddNode(std::string op, std::vector<int> inputs, std::vector<int> out
   n.attrs = std::move(attrs);
   n.accumulate = std::move(accumulate);
   n.backward = backward;
+  n.layer = layer_;
   for (int in : n.inputs) COL_CHECK(in >= 0 && in < static_cast<int>(values_.size()));
   for (int out : n.outputs) {
     COL_CHECK(out >= 0 && out < static_cast<int>(values_.size()));

@@ -75,6 +75,11 @@ struct Node {
   std::vector<Accumulate> accumulate;
   Attrs attrs;
   bool backward = false;  // emitted by autodiff
+  // The model layer the node belongs to, in forward order, as its builder marked it
+  // (Graph::SetLayer; a backward node takes its forward node's): a pipeline stage holds
+  // whole layers (stage_split.h). GPT: 0 the embeddings, 1..L the transformer layers,
+  // L+1 the final norm, head and loss. -1: unmarked.
+  int layer = -1;
 
   Accumulate OutputAccumulate(size_t i) const {
     return i < accumulate.size() ? accumulate[i] : Accumulate::kNo;
@@ -95,6 +100,8 @@ class Graph {
   int AddState(std::string name, Shape shape);
   // A fresh value with no producer yet; AddNode's outputs set the producer.
   int AddValue(std::string name, Shape shape, DType dtype, ValueKind kind);
+  // Nodes appended from now on belong to model layer `layer` (Node::layer).
+  void SetLayer(int layer) { layer_ = layer; }
   // Appends a node. Outputs whose producer is unset get this node as producer.
   int AddNode(std::string op, std::vector<int> inputs, std::vector<int> outputs, Attrs attrs = {},
               std::vector<Accumulate> accumulate = {}, bool backward = false);
@@ -137,6 +144,7 @@ class Graph {
   std::map<std::string, int64_t> dims_;
   int loss_ = -1;
   int loss_seed_ = -1;
+  int layer_ = -1;
 };
 
 }  // namespace colossal::graph

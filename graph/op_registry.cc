@@ -90,4 +90,12 @@ absl::StatusOr<double> GetFloatAttr(const Attrs& attrs, const std::string& op,
   return std::get<double>(it->second);
 }
 
+double NodeFlops(const Graph& graph, const Node& node) {
+  const OpDef* def = FindOp(node.op);
+  if (def == nullptr || !def->flops) return 0;
+  std::vector<TensorType> in;
+  for (int v : node.inputs) in.push_back({graph.value(v).shape, graph.value(v).dtype});
+  return def->flops(in, node.attrs);
+}
+
 }  // namespace colossal::graph

@@ -120,6 +120,10 @@ absl::StatusOr<std::vector<int>> Apply(Graph& graph, const std::string& op,
                                        const std::vector<int>& inputs, const Attrs& attrs = {},
                                        const std::vector<std::string>& output_names = {});
 
+// FLOPs of one run of `node` (OpDef::flops from its inputs' types); 0 when the op
+// declares none.
+double NodeFlops(const Graph& graph, const Node& node);
+
 // Attribute readers for infer functions: InvalidArgument naming the op and key.
 absl::StatusOr<int64_t> GetIntAttr(const Attrs& attrs, const std::string& op,
                                    const std::string& key);

@@ -128,6 +128,7 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
     return b.Many("layer_norm_2d", {x, w, bias}, ln, {p + ".out", p + ".mean", p + ".rstd"});
   };
 
+  g.SetLayer(0);  // the embeddings
   int ids = g.AddInput("ids", {B, T}, DType::kI32);
   int targets = g.AddInput("targets", {B, T}, DType::kI32);
   int positions = g.AddInput("positions", {B, T}, DType::kI32);
@@ -149,6 +150,7 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
   ASSIGN_OR_RETURN(int x, b.One("add", {tok, pos}, {}, {"h.in"}));
 
   for (int64_t l = 0; l < L; ++l) {
+    g.SetLayer(static_cast<int>(l) + 1);
     const std::string p = absl::StrCat("h.", l, ".");
     // Every matrix in q×q blocks, every vector by hidden block.
     ASSIGN_OR_RETURN(const LayerParams w,
@@ -173,6 +175,7 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
     ASSIGN_OR_RETURN(int mo, linear(act, mproj_w, mproj_b, p + "mlp.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, mo}, {}, {p + "res_2"}));
   }
+  g.SetLayer(static_cast<int>(L) + 1);  // final norm, head, loss
   ASSIGN_OR_RETURN(int lnf_w, vector("ln_f.weight", {C}, ones));
   ASSIGN_OR_RETURN(int lnf_b, vector("ln_f.bias", {C}, zeros));
   ASSIGN_OR_RETURN(auto lnf, layer_norm(x, lnf_w, lnf_b, "ln_f"));
@@ -274,6 +277,7 @@ absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptT
                  {name});
   };
 
+  g.SetLayer(0);  // the embeddings
   int ids = g.AddInput("ids", {B, T}, DType::kI32);
   int targets = g.AddInput("targets", {B, T}, DType::kI32);
   int positions = g.AddInput("positions", {B, T}, DType::kI32);
@@ -295,6 +299,7 @@ absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptT
   ASSIGN_OR_RETURN(int x, b.One("add", {tok, pos}, {}, {"h.in"}));
 
   for (int64_t l = 0; l < L; ++l) {
+    g.SetLayer(static_cast<int>(l) + 1);
     const std::string p = absl::StrCat("h.", l, ".");
     // c_attn and c_fc from the even form, the projections from the odd; the norms and the
     // projections' biases are added in the even form, c_attn's and c_fc's in the odd.
@@ -323,6 +328,7 @@ absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptT
     ASSIGN_OR_RETURN(int mo, linear(act, mproj_w, mproj_b, odd, p + "mlp.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, mo}, {}, {p + "res_2"}));
   }
+  g.SetLayer(static_cast<int>(L) + 1);  // final norm, head, loss
   ASSIGN_OR_RETURN(int lnf_w, vector("ln_f.weight", {C}, ones, even));
   ASSIGN_OR_RETURN(int lnf_b, vector("ln_f.bias", {C}, zeros, even));
   ASSIGN_OR_RETURN(auto lnf, layer_norm(x, lnf_w, lnf_b, "ln_f"));
@@ -426,6 +432,7 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
     return b.One("bias_add", {sum, bias}, {}, {name});
   };
 
+  g.SetLayer(0);  // the embeddings
   int ids = g.AddInput("ids", {B, Tn}, DType::kI32);
   int targets = decode ? -1 : g.AddInput("targets", {B, T}, DType::kI32);
   int positions = g.AddInput("positions", {B, Tn}, DType::kI32);
@@ -436,7 +443,6 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   int tok = -1, local_targets = targets;
   if (split) {
     ASSIGN_OR_RETURN(int local_ids, b.One("vocab_shard_ids", {ids}, shard, {"ids.local"}));
-    ASSIGN_OR_RETURN(local_targets, b.One("vocab_shard_ids", {targets}, shard, {"targets.local"}));
     ASSIGN_OR_RETURN(int partial, b.One("embedding", {local_ids, wte}, {}, {"tok_emb.partial"}));
     ASSIGN_OR_RETURN(tok, from_group(partial, "tok_emb"));
   } else {
@@ -453,6 +459,7 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   ASSIGN_OR_RETURN(int x, b.One("add", {tok, pos}, {}, {"h.in"}));
 
   for (int64_t l = 0; l < L; ++l) {
+    g.SetLayer(static_cast<int>(l) + 1);
     const std::string p = absl::StrCat("h.", l, ".");
     // 1d: column-parallel c_attn / c_fc (weight columns, bias), row-parallel projections
     // (weight rows; bias whole), layer norms whole.
@@ -491,6 +498,7 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
     ASSIGN_OR_RETURN(int mo, row_linear(act, mproj_w, mproj_b, p + "mlp.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, mo}, {}, {p + "res_2"}));
   }
+  g.SetLayer(static_cast<int>(L) + 1);  // final norm, head, loss
   ASSIGN_OR_RETURN(int lnf_w, param("ln_f.weight", {C}, ones));
   ASSIGN_OR_RETURN(int lnf_b, param("ln_f.bias", {C}, zeros));
   ASSIGN_OR_RETURN(auto lnf, b.Many("layer_norm", {x, lnf_w, lnf_b}, ln,
@@ -504,6 +512,9 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   }
   std::vector<int> xent;
   if (split) {
+    // The targets' vocabulary shard belongs to the loss (the last pipeline stage reads
+    // the targets itself).
+    ASSIGN_OR_RETURN(local_targets, b.One("vocab_shard_ids", {targets}, shard, {"targets.local"}));
     Attrs a = group;
     ASSIGN_OR_RETURN(xent, b.Many("vocab_parallel_xent", {logits, local_targets}, a,
                                   {"token_loss", "token_lse"}));

@@ -21,13 +21,7 @@ namespace colossal::worker {
 
 double GraphFlops(const graph::Graph& g) {
   double total = 0;
-  for (const graph::Node& n : g.nodes()) {
-    const graph::OpDef* def = graph::FindOp(n.op);
-    if (def == nullptr || !def->flops) continue;
-    std::vector<graph::TensorType> in;
-    for (int v : n.inputs) in.push_back({g.value(v).shape, g.value(v).dtype});
-    total += def->flops(in, n.attrs);
-  }
+  for (const graph::Node& n : g.nodes()) total += graph::NodeFlops(g, n);
   return total;
 }
 

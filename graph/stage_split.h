@@ -1,0 +1,43 @@
+// Pipeline stages: the forward graph cut into `stages` contiguous runs of whole layers
+// (Node::layer, as the builder marked them). The first stage also holds the layer before
+// the transformer layers (the embeddings, layer 0), the last the one after them (final
+// norm, head and loss, layer L+1); the transformer layers 1..L are split either as
+// `layers_per_stage` says or balanced by FLOPs (the split whose costliest stage is least,
+// OpDef::flops per node). The split names what crosses each cut — the values a stage
+// sends forward (its outputs read by a later stage; the gradients of the same values
+// travel back) — and the parameters more than one stage reads (GPT's tied wte: embedding
+// on the first stage, head on the last), whose gradients those stages sum between them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "graph/ir.h"
+
+namespace colossal::graph {
+
+struct StageSplit {
+  // Stage s holds transformer layers [first_layer[s], first_layer[s + 1]) (1-based, so
+  // first_layer[0] = 1 and first_layer[stages] = L + 1), plus layer 0 on the first stage
+  // and layer L + 1 on the last.
+  std::vector<int> first_layer;
+  std::vector<std::vector<int>> nodes;  // forward node ids per stage, in graph order
+  std::vector<double> flops;            // forward FLOPs per stage
+  // Per stage: the values it produces that a later stage reads (activations sent on).
+  std::vector<std::vector<int>> sends;
+  // Parameters read by nodes of more than one stage, with those stages.
+  struct Shared {
+    int param = -1;  // value id
+    std::vector<int> stages;
+  };
+  std::vector<Shared> shared_params;
+};
+
+// InvalidArgument when a forward node is unmarked (layer < 0) or layers are not 0..L+1,
+// when `stages` is < 1 or more than L, or `layers_per_stage` (when not empty) does not
+// give each of the `stages` stages >= 1 layers summing to L.
+absl::StatusOr<StageSplit> SplitStages(const Graph& graph, int stages,
+                                       const std::vector<int>& layers_per_stage = {});
+
+}  // namespace colossal::graph

@@ -92,11 +92,20 @@ void GradBuilder::Emit(const std::string& op, std::vector<int> inputs, std::vect
 
 absl::Status BuildBackward(Graph& graph) {
   if (graph.loss() < 0) return absl::InvalidArgumentError("graph has no loss to differentiate");
-  const Value& loss = graph.value(graph.loss());
-  if (loss.numel() != 1 || loss.dtype != DType::kF32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("loss '", loss.name, "' must be a float scalar, got shape ",
-                     ShapeString(loss.shape)));
+  return BuildBackward(graph, {}, {}).status();
+}
+
+absl::StatusOr<std::vector<int>> BuildBackward(Graph& graph, const std::vector<int>& seeded,
+                                               const std::vector<int>& input_grads) {
+  if (graph.loss() < 0 && seeded.empty()) {
+    return absl::InvalidArgumentError("graph has no loss and no seeded output to differentiate");
+  }
+  if (graph.loss() >= 0) {
+    const Value& loss = graph.value(graph.loss());
+    if (loss.numel() != 1 || loss.dtype != DType::kF32) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("loss '", loss.name, "' must be a float scalar, got shape ", ShapeString(loss.shape)));
+    }
   }
   const int num_forward = static_cast<int>(graph.nodes().size());
   for (int n = 0; n < num_forward; ++n) {
@@ -108,6 +117,13 @@ absl::Status BuildBackward(Graph& graph) {
   GradBuilder b(&graph);
   b.requires_grad_.assign(graph.values().size(), false);
   for (int p : graph.params()) b.requires_grad_[p] = true;
+  for (int v : input_grads) {
+    const Value& value = graph.value(v);
+    if (value.kind != ValueKind::kInput || value.dtype != DType::kF32) {
+      return absl::InvalidArgumentError(absl::StrCat("'", value.name, "' is not a float input of the graph"));
+    }
+    b.requires_grad_[v] = true;
+  }
   for (int n = 0; n < num_forward; ++n) {
     const Node& node = graph.node(n);
     bool any = false;
@@ -116,15 +132,29 @@ absl::Status BuildBackward(Graph& graph) {
       b.requires_grad_[out] = any && graph.value(out).dtype == DType::kF32;
     }
   }
-  if (!b.requires_grad_[graph.loss()]) {
-    return absl::InvalidArgumentError("the loss does not depend on any parameter");
+  std::vector<int> roots = seeded;
+  if (graph.loss() >= 0) roots.push_back(graph.loss());
+  for (int r : roots) {
+    if (!b.requires_grad_[r]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", graph.value(r).name, "' does not depend on any parameter"));
+    }
   }
 
-  int seed = graph.AddInput("loss_grad", {1}, DType::kF32);
-  graph.SetLossSeed(seed);
-  graph.MarkOutput(graph.loss());
-  b.grad_[graph.loss()] = seed;
-  b.owners_[seed].insert(graph.loss());
+  if (graph.loss() >= 0) {
+    int seed = graph.AddInput("loss_grad", {1}, DType::kF32);
+    graph.SetLossSeed(seed);
+    graph.MarkOutput(graph.loss());
+    b.grad_[graph.loss()] = seed;
+    b.owners_[seed].insert(graph.loss());
+  }
+  for (int v : seeded) {
+    // The gradient that arrives for v (from the next pipeline stage), fed by the caller.
+    const Value& value = graph.value(v);
+    int seed = graph.AddInput(absl::StrCat(value.name, ".grad"), value.shape, value.dtype);
+    b.grad_[v] = seed;
+    b.owners_[seed].insert(v);
+  }
   b.processed_.assign(num_forward, false);
   b.requires_grad_.resize(graph.values().size(), false);
 
@@ -147,7 +177,13 @@ absl::Status BuildBackward(Graph& graph) {
     // Values created by the rule (scratch, copies) never need gradients.
     b.requires_grad_.resize(graph.values().size(), false);
   }
-  return absl::OkStatus();
+  std::vector<int> grads;
+  for (int v : input_grads) {
+    auto it = b.grad_.find(v);
+    grads.push_back(it == b.grad_.end() ? -1 : it->second);
+    if (grads.back() >= 0) graph.MarkOutput(grads.back());
+  }
+  return grads;
 }
 
 }  // namespace colossal::graph

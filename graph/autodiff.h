@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "graph/ir.h"
 #include "graph/op_registry.h"
 
@@ -56,7 +57,8 @@ class GradBuilder {
   int Scratch(int like);
 
  private:
-  friend absl::Status BuildBackward(Graph& graph);
+  friend absl::StatusOr<std::vector<int>> BuildBackward(Graph& graph, const std::vector<int>& seeded,
+                                                        const std::vector<int>& input_grads);
   GradBuilder(Graph* graph) : graph_(graph) {}
 
   int NewGrad(int of);
@@ -75,5 +77,13 @@ class GradBuilder {
 // loss an output. Fails (InvalidArgument) when there is no loss, it is not a scalar, or
 // an op on the path has no backward rule.
 absl::Status BuildBackward(Graph& graph);
+
+// The same for a pipeline stage: the loss's backward when the graph has one (the last
+// stage), plus, for every value in `seeded` (a stage's outputs sent on), an input
+// "<name>.grad" holding the gradient that arrives for it from the next stage; and the
+// gradients of the graph inputs `input_grads` (the activations the stage received),
+// returned in that order (-1 when none flows) and marked outputs, to send back.
+absl::StatusOr<std::vector<int>> BuildBackward(Graph& graph, const std::vector<int>& seeded,
+                                               const std::vector<int>& input_grads);
 
 }  // namespace colossal::graph

@@ -110,4 +110,67 @@ absl::StatusOr<StageSplit> SplitStages(const Graph& graph, int stages, const std
   return split;
 }
 
+absl::StatusOr<StageGraph> BuildStageGraph(const Graph& whole, const StageSplit& split, int stage) {
+  if (stage < 0 || stage >= static_cast<int>(split.nodes.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("no stage ", stage, " of ", split.nodes.size()));
+  }
+  std::set<int> in_stage(split.nodes[stage].begin(), split.nodes[stage].end());
+  std::vector<bool> read(whole.values().size(), false);
+  for (int n : split.nodes[stage]) {
+    for (int v : whole.node(n).inputs) read[v] = true;
+  }
+  StageGraph out;
+  Graph& g = out.graph;
+  g.dims() = whole.dims();
+  std::vector<int> map(whole.values().size(), -1);
+  for (int v : whole.inputs()) {
+    if (read[v]) map[v] = g.AddInput(whole.value(v).name, whole.value(v).shape, whole.value(v).dtype);
+  }
+  for (int v : whole.params()) {
+    if (!read[v]) continue;
+    const Value& p = whole.value(v);
+    map[v] = g.AddParam(p.name, p.shape, p.init);
+    g.mutable_value(map[v]).layout = p.layout;
+  }
+  for (int v : whole.states()) {
+    if (read[v]) map[v] = g.AddState(whole.value(v).name, whole.value(v).shape);
+  }
+  for (int n : split.nodes[stage]) {
+    const Node& node = whole.node(n);
+    std::vector<int> inputs, outputs;
+    for (int v : node.inputs) {
+      if (map[v] < 0) {
+        // Produced by an earlier stage: received, under the same name.
+        const Value& value = whole.value(v);
+        if (value.producer < 0 || in_stage.count(value.producer) > 0) {
+          return absl::InternalError(absl::StrCat("stage ", stage, ": '", value.name, "' is read before it is written"));
+        }
+        map[v] = g.AddInput(value.name, value.shape, value.dtype);
+        g.mutable_value(map[v]).layout = value.layout;
+        out.received.push_back(map[v]);
+      }
+      inputs.push_back(map[v]);
+    }
+    for (int v : node.outputs) {
+      if (map[v] < 0) {
+        const Value& value = whole.value(v);
+        map[v] = g.AddValue(value.name, value.shape, value.dtype, value.kind);
+        g.mutable_value(map[v]).layout = value.layout;
+      }
+      outputs.push_back(map[v]);
+    }
+    g.SetLayer(node.layer);
+    g.AddNode(node.op, std::move(inputs), std::move(outputs), node.attrs, node.accumulate);
+  }
+  if (whole.loss() >= 0 && map[whole.loss()] >= 0) g.SetLoss(map[whole.loss()]);
+  for (int v : whole.outputs()) {
+    if (map[v] >= 0) g.MarkOutput(map[v]);
+  }
+  for (int v : split.sends[stage]) {
+    out.sent.push_back(map[v]);
+    g.MarkOutput(map[v]);
+  }
+  return out;
+}
+
 }  // namespace colossal::graph

@@ -34,6 +34,19 @@ struct StageSplit {
   std::vector<Shared> shared_params;
 };
 
+// One stage's own forward graph, cut out of the whole one: the stage's nodes (layers and
+// attributes kept), the graph inputs and parameters they read (parameters in the whole
+// graph's order, with their layouts), and as extra inputs — same names — the values it
+// receives from earlier stages. The last stage keeps the loss. BuildBackward(graph,
+// sent, received) then gives the stage's backward: seeded by the gradients that arrive
+// for what it sent, producing those of what it received.
+struct StageGraph {
+  Graph graph;
+  std::vector<int> received;  // its inputs that earlier stages produce
+  std::vector<int> sent;      // its values later stages read (StageSplit::sends)
+};
+absl::StatusOr<StageGraph> BuildStageGraph(const Graph& whole, const StageSplit& split, int stage);
+
 // InvalidArgument when a forward node is unmarked (layer < 0) or layers are not 0..L+1,
 // when `stages` is < 1 or more than L, or `layers_per_stage` (when not empty) does not
 // give each of the `stages` stages >= 1 layers summing to L.

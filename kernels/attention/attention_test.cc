@@ -23,12 +23,8 @@ using testing::ArgAs;
 using testing::AsDouble;
 using testing::Fp32ReductionRtol;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 struct ThreadScope {
   explicit ThreadScope(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }

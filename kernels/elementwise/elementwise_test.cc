@@ -24,6 +24,7 @@ using testing::AllClose;
 using testing::ArgAs;
 using testing::AsDouble;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
 
 // The contract (elementwise.h): one fp32 rounding for Add, AddInto(kYes) and Scale.
@@ -31,11 +32,6 @@ const double kRtol = ElementwiseRoundingTolerance().rtol;
 
 const std::vector<int64_t> kSizes = {0, 1, 7, 15, 16, 17, 33, 1000, (1 << 15) - 1, 1 << 15,
                                      100003};
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 TEST_CASE("elementwise: every twin matches the reference (the harness)") {
   for (int threads : {1, 2}) {

@@ -24,6 +24,7 @@ using testing::AllClose;
 using testing::ArgAs;
 using testing::AsDouble;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
 
 // n ids in [0, rows) with many repeats (drawn from `distinct` values), forced to contain
@@ -55,11 +56,6 @@ const std::vector<Case> kCases = {
     // rows·c >= 2^22: the overwrite's zeroing takes the streaming-store path of Fill.
     {64, 8200, 512, 60},
 };
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 TEST_CASE("embedding forward: every twin is an exact gather (the harness)") {
   for (int threads : {1, 2}) {

@@ -20,6 +20,7 @@ using testing::AllClose;
 using testing::ArgAs;
 using testing::AsDouble;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
 
 constexpr float kEps = 1e-5f;
@@ -30,11 +31,6 @@ struct ThreadScope {
   ~ThreadScope() { omp_set_num_threads(saved); }
   int saved;
 };
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 // Every twin against the double reference (the harness), forward and every accumulate
 // combination of the backward.

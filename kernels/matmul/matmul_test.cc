@@ -23,12 +23,8 @@ using testing::AllClose;
 using testing::ArgAs;
 using testing::AsDouble;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 // One problem, stored with the given leading-dimension padding; owns its buffers.
 struct Problem {

@@ -23,6 +23,7 @@ using testing::ArgAs;
 using testing::AsDouble;
 using testing::Cast;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
 
 struct Hyper {
@@ -34,11 +35,6 @@ struct Hyper {
 struct State {
   std::vector<float> w, g, m, v;
 };
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 template <typename T>
 AdamWArgsT<T> Args(T* w, const T* g, T* m, T* v, int64_t n, const Hyper& h) {

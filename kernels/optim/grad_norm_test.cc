@@ -22,12 +22,8 @@ namespace {
 
 using testing::AsDouble;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 double SumSquaresWithThreads(const std::vector<float>& x, int threads) {
   const int saved = omp_get_max_threads();

@@ -28,12 +28,8 @@ using testing::ArgAs;
 using testing::AsDouble;
 using testing::Cast;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 template <typename T>
 struct State {

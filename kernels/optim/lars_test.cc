@@ -28,16 +28,12 @@ using testing::ArgAs;
 using testing::AsDouble;
 using testing::Cast;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
 
 struct Hyper {
   float momentum, weight_decay, grad_scale;
 };
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 template <typename T>
 LarsArgsT<T> Args(std::vector<T>& w, const std::vector<T>& g, std::vector<T>& buf,

@@ -23,6 +23,7 @@ using testing::ArgAs;
 using testing::AsDouble;
 using testing::Cast;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
 
 struct Hyper {
@@ -33,11 +34,6 @@ struct Hyper {
 struct State {
   std::vector<float> w, g, buf;
 };
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
-}
 
 template <typename T>
 SgdArgsT<T> Args(T* w, const T* g, T* buf, int64_t n, const Hyper& h) {

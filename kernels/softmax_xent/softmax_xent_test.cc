@@ -23,6 +23,7 @@ using testing::AllClose;
 using testing::ArgAs;
 using testing::Cast;
 using testing::Random;
+using testing::RequireNoFailures;
 using testing::TwinCase;
 
 // Tolerances from softmax_xent.h.
@@ -31,11 +32,6 @@ double MaxAbs(const std::vector<float>& v) {
   double m = 0;
   for (float d : v) m = std::max(m, std::fabs(static_cast<double>(d)));
   return m;
-}
-
-void RequireNoFailures(const std::string& failures) {
-  INFO(failures);
-  REQUIRE(failures.empty());
 }
 
 // Targets in [0, v) with every `ignore_every`-th row set to -1 (ignored) and every 7th

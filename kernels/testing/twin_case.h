@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include "kernels/common/backend_memory.h"
 #include "kernels/common/dispatch.h"
 #include "kernels/common/tolerance.h"
@@ -131,6 +133,12 @@ class TwinCase {
   std::vector<Backend> ran_, skipped_;
   std::map<std::pair<Backend, int>, std::vector<float>> got_;
 };
+
+// Fails the test case with Run's failure lines when there are any.
+inline void RequireNoFailures(const std::string& failures) {
+  INFO(failures);
+  REQUIRE(failures.empty());
+}
 
 template <typename T>
 T* ArgAs(const std::vector<void*>& args, int i) {

@@ -1,5 +1,6 @@
 // The graph op attention: causal multi-head self-attention over packed q|k|v, and its backward.
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "graph/autodiff.h"
@@ -140,10 +141,15 @@ const OpRegistrar kAttentionDecode(OpDef{
             kernels::AttentionDecode(qkv, k, v, out, 1, pos + 1, T, heads, C / heads, c.stream);
             return;
           }
-          std::vector<float> q(B * C);
-          for (int64_t b = 0; b < B; ++b) std::copy(qkv + b * 3 * C, qkv + b * 3 * C + C, q.begin() + b * C);
-          kernels::AttentionDecode(q.data(), k, v, out, B, pos + 1, T, heads, C / heads, c.stream);
+          float* q = static_cast<float*>(c.scratch);
+          for (int64_t b = 0; b < B; ++b) std::copy(qkv + b * 3 * C, qkv + b * 3 * C + C, q + b * C);
+          kernels::AttentionDecode(q, k, v, out, B, pos + 1, T, heads, C / heads, c.stream);
         },
+    // B > 1: the queries packed [B, C] for the kernel (rows of qkv are 3C apart).
+    .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs&) -> int64_t {
+      const Shape& cache = in[2].shape;
+      return cache[0] > 1 ? cache[0] * cache[2] * static_cast<int64_t>(sizeof(float)) : 0;
+    },
 });
 
 }  // namespace

@@ -78,9 +78,10 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
   };
   auto writes_model = [&](int r) { return zero == 3 || data_index(r) == 0; };
   auto writes_optimizer = [&](int r) { return zero >= 1 || data_index(r) == 0; };
-  std::vector<StateTensor> optimizer = state.optimizer->StateTensors(state.stored);
-  const parallel::HeldParams held = Held(state);
+  // Pieces gathered for the write (stored_pieces.h), freed when it is done.
   std::deque<std::vector<float>> gathered;
+  std::vector<StateTensor> optimizer = state.optimizer->StateTensors(state.stored, gathered);
+  const parallel::HeldParams held = Held(state);
   const std::string staging = checkpoint::StagingDir(c.dir, steps_done);
   absl::Status written = absl::OkStatus();
   if (rank != 0 && (writes_model(rank) || writes_optimizer(rank))) {

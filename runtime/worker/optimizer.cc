@@ -128,9 +128,9 @@ void Optimizer::Step(double lr, float grad_scale) {
   }
 }
 
-std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep) {
+std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep,
+                                                 std::deque<std::vector<float>>& gathered) {
   std::vector<StateTensor> out;
-  gathered_.clear();
   const bool adam = state2_.data() != nullptr;
   const graph::Layout whole;
   for (size_t i = 0; i < segments_.size(); ++i) {
@@ -140,8 +140,7 @@ std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep) 
     if (keep && !(*keep)[s.param]) continue;
     auto add = [&](const char* suffix, memory::HostBuffer& buf) {
       for (const StoredPiece& p : StoredPieces(info.name + suffix, info.shape, layout, s.offset, s.length)) {
-        // Written before the next call: gathered pieces live in gathered_ until then.
-        out.push_back({p.name, p.shape, const_cast<float*>(p.Data(buf.as<float>() + state_offset_[i], gathered_))});
+        out.push_back({p.name, p.shape, p.Data(buf.as<float>() + state_offset_[i], gathered)});
       }
     };
     if (adam) {

@@ -29,7 +29,7 @@ namespace colossal::worker {
 struct StateTensor {
   std::string name;
   std::vector<int64_t> shape;
-  float* data = nullptr;
+  const float* data = nullptr;
 };
 
 class Optimizer {
@@ -66,7 +66,9 @@ class Optimizer {
 
   // Every segment's state, or only those of the parameters `keep` marks (a part several
   // ranks of a tensor group hold is stored by one of them).
-  std::vector<StateTensor> StateTensors(const std::vector<bool>* keep = nullptr);
+  // Pieces whose rows are not back to back in the state buffers are gathered into
+  // `gathered`, which must outlive the write.
+  std::vector<StateTensor> StateTensors(const std::vector<bool>* keep, std::deque<std::vector<float>>& gathered);
   // Fills this rank's state from whatever mix of whole tensors and pieces `reader` holds
   // (a checkpoint of any data-parallel degree or ZeRO stage). Errors name the tensor.
   absl::Status LoadState(const checkpoint::PieceReader& reader);
@@ -78,7 +80,6 @@ class Optimizer {
   std::vector<float*> weights_;
   std::vector<const float*> grads_;
   std::vector<int64_t> state_offset_;  // per segment, into the state buffers
-  std::deque<std::vector<float>> gathered_;  // StateTensors' gathered pieces, until its next call
   ReduceSums reduce_sums_;
   std::vector<bool> decay_;            // per parameter
   memory::HostBuffer state1_;  // exp_avg or momentum_buffer

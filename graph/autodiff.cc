@@ -2,6 +2,7 @@
 #include "graph/autodiff.h"
 
 #include "absl/strings/str_cat.h"
+#include "graph/schedule.h"
 #include "runtime/base/check.h"
 
 namespace colossal::graph {
@@ -61,7 +62,7 @@ GradSlot GradBuilder::Slot(int i) {
     return {g, Accumulate::kNo};
   }
   int g = it->second;
-  if (!HasPendingReaders(g, x)) return {g, Accumulate::kYes};
+  if (!HasPendingReaders(g, x) && read_by_deferred_.count(g) == 0) return {g, Accumulate::kYes};
   // Copy-on-write: x's gradient is shared with a value whose reader has not run yet.
   int copy = NewGrad(x);
   Emit("accumulate", {g}, {copy}, {}, {Accumulate::kNo});
@@ -86,8 +87,11 @@ void GradBuilder::Emit(const std::string& op, std::vector<int> inputs, std::vect
                        Attrs attrs, std::vector<Accumulate> accumulate) {
   COL_CHECK_MSG(FindOp(op) != nullptr, ("backward op not registered: " + op).c_str());
   graph_->SetLayer(node().layer);
-  graph_->AddNode(op, std::move(inputs), std::move(outputs), std::move(attrs),
-                  std::move(accumulate), /*backward=*/true);
+  const int id = graph_->AddNode(op, std::move(inputs), std::move(outputs), std::move(attrs),
+                                 std::move(accumulate), /*backward=*/true);
+  if (defer_weight_grads_ && NodePhase(*graph_, id) == Phase::kBackwardWeight) {
+    for (int v : graph_->node(id).inputs) read_by_deferred_.insert(v);
+  }
 }
 
 absl::Status BuildBackward(Graph& graph) {
@@ -96,7 +100,8 @@ absl::Status BuildBackward(Graph& graph) {
 }
 
 absl::StatusOr<std::vector<int>> BuildBackward(Graph& graph, const std::vector<int>& seeded,
-                                               const std::vector<int>& input_grads) {
+                                               const std::vector<int>& input_grads,
+                                               bool defer_weight_grads) {
   if (graph.loss() < 0 && seeded.empty()) {
     return absl::InvalidArgumentError("graph has no loss and no seeded output to differentiate");
   }
@@ -115,6 +120,7 @@ absl::StatusOr<std::vector<int>> BuildBackward(Graph& graph, const std::vector<i
   }
 
   GradBuilder b(&graph);
+  b.defer_weight_grads_ = defer_weight_grads;
   b.requires_grad_.assign(graph.values().size(), false);
   for (int p : graph.params()) b.requires_grad_[p] = true;
   for (int v : input_grads) {

@@ -58,7 +58,8 @@ class GradBuilder {
 
  private:
   friend absl::StatusOr<std::vector<int>> BuildBackward(Graph& graph, const std::vector<int>& seeded,
-                                                        const std::vector<int>& input_grads);
+                                                        const std::vector<int>& input_grads,
+                                                        bool defer_weight_grads);
   GradBuilder(Graph* graph) : graph_(graph) {}
 
   int NewGrad(int of);
@@ -71,6 +72,11 @@ class GradBuilder {
   std::map<int, int> grad_;           // value -> gradient value
   std::map<int, std::set<int>> owners_;  // gradient value -> values whose gradient it is
   std::set<int> param_grad_written_;  // kParamGrad values written at least once
+  // Deferred weight gradients: the gradient values read by weight-gradient nodes, which
+  // run after every input-gradient node (zero-bubble W), so none is accumulated into in
+  // place (copy-on-write instead).
+  bool defer_weight_grads_ = false;
+  std::set<int> read_by_deferred_;
 };
 
 // Appends the backward pass for graph.loss(); adds the "loss_grad" input and marks the
@@ -83,7 +89,12 @@ absl::Status BuildBackward(Graph& graph);
 // "<name>.grad" holding the gradient that arrives for it from the next stage; and the
 // gradients of the graph inputs `input_grads` (the activations the stage received),
 // returned in that order (-1 when none flows) and marked outputs, to send back.
+// `defer_weight_grads`: the weight-gradient nodes (NodePhase kBackwardWeight, schedule.h)
+// may run after every input-gradient node (SplitBackward), for the zero-bubble
+// schedules' W; a gradient such a node reads is then never accumulated into in place by
+// a later node (it is copied first), at the cost of those copies.
 absl::StatusOr<std::vector<int>> BuildBackward(Graph& graph, const std::vector<int>& seeded,
-                                               const std::vector<int>& input_grads);
+                                               const std::vector<int>& input_grads,
+                                               bool defer_weight_grads = false);
 
 }  // namespace colossal::graph

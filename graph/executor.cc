@@ -163,9 +163,9 @@ KernelContext Executor::Context(int n, int micro_step) {
   ctx.status = &status_;
   ctx.accumulate.resize(node.outputs.size());
   for (size_t o = 0; o < node.outputs.size(); ++o) {
-    ctx.accumulate[o] = (param_grad_first_[n][o] && micro_step > 0 && accumulate_param_grads_)
-                            ? Accumulate::kYes
-                            : node.OutputAccumulate(o);
+    const bool add = param_grads_ == ParamGrads::kAlwaysAdd ||
+                     (param_grads_ == ParamGrads::kAcrossMicroSteps && micro_step > 0);
+    ctx.accumulate[o] = param_grad_first_[n][o] && add ? Accumulate::kYes : node.OutputAccumulate(o);
   }
   return ctx;
 }
@@ -216,6 +216,21 @@ void Executor::Forward() {
 void Executor::Backward(int micro_step) {
   const int num_entries = static_cast<int>(schedule_.entries.size());
   for (int t = schedule_.num_forward; t < num_entries; ++t) RunEntry(schedule_.entries[t], micro_step);
+}
+
+void Executor::BackwardInput(int micro_step) {
+  const int num_entries = static_cast<int>(schedule_.entries.size());
+  const int end = schedule_.num_backward_input < 0 ? num_entries
+                                                   : schedule_.num_forward + schedule_.num_backward_input;
+  for (int t = schedule_.num_forward; t < end; ++t) RunEntry(schedule_.entries[t], micro_step);
+}
+
+void Executor::BackwardWeight(int micro_step) {
+  if (schedule_.num_backward_input < 0) return;
+  const int num_entries = static_cast<int>(schedule_.entries.size());
+  for (int t = schedule_.num_forward + schedule_.num_backward_input; t < num_entries; ++t) {
+    RunEntry(schedule_.entries[t], micro_step);
+  }
 }
 
 std::vector<std::pair<std::string, double>> Executor::ProfileByOp() const {

@@ -52,6 +52,11 @@ class Executor {
 
   void Forward();
   void Backward(int micro_step);
+  // The two parts of a SplitBackward schedule (schedule.h), in this order; together they
+  // are Backward. Without a split, BackwardInput runs the whole backward pass and
+  // BackwardWeight nothing.
+  void BackwardInput(int micro_step);
+  void BackwardWeight(int micro_step);
 
   // Called before / after every node (forward and backward) with its node id: data
   // parallelism launches gradient reductions after backward nodes, ZeRO 3 gathers and
@@ -67,10 +72,16 @@ class Executor {
   // that runs while one of its parameters is unbound (null) is a programmer error.
   void RebindParam(int param, void* data, void* grad);
 
-  // Whether parameter gradients accumulate across the micro-steps of a step (the default:
-  // the first writer overwrites on micro-step 0 only), or every micro-step starts them
-  // afresh (ZeRO 3 reduces each micro-step's gradients into shards itself).
-  void SetParamGradsAccumulate(bool across_micro_steps) { accumulate_param_grads_ = across_micro_steps; }
+  // How parameter gradients are written:
+  //   kAcrossMicroSteps  the first writer overwrites on micro-step 0, every later write
+  //                      adds (the default)
+  //   kFresh             every micro-step starts them afresh (ZeRO 3 reduces each
+  //                      micro-step's gradients into shards itself)
+  //   kAlwaysAdd         every write adds; the caller zeroes them before a step
+  //                      (pipeline stages: several executors, one per in-flight
+  //                      micro-batch and chunk, add into one store in any order)
+  enum class ParamGrads { kAcrossMicroSteps, kFresh, kAlwaysAdd };
+  void SetParamGrads(ParamGrads mode) { param_grads_ = mode; }
 
   // Binds the process group `name` (the "group", "group_b" or "group_c" attribute of communication
   // ops) to `comm`, which must outlive the executor. Running a communication op whose
@@ -108,7 +119,7 @@ class Executor {
   std::vector<const OpDef*> node_ops_;
   std::vector<std::vector<bool>> param_grad_first_;  // per node, per output
   bool profile_ = false;
-  bool accumulate_param_grads_ = true;
+  ParamGrads param_grads_ = ParamGrads::kAcrossMicroSteps;
   std::function<void(int)> before_, after_;
   // Per value (params and param grads): the (node, output?, slot) pointer entries that
   // hold it, for RebindParam.

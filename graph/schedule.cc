@@ -121,12 +121,59 @@ Schedule OverlapCommunication(const Graph& graph, const Schedule& schedule) {
   return s;
 }
 
+Schedule SplitBackward(const Graph& graph, const Schedule& schedule) {
+  Schedule s = schedule;
+  const int begin = schedule.num_forward, end = static_cast<int>(schedule.entries.size());
+  // From the last entry back: a W node moves when nothing that stays after it conflicts.
+  std::vector<bool> moves(end, false);
+  std::vector<bool> written(graph.values().size(), false), read(graph.values().size(), false);
+  for (int t = end - 1; t >= begin; --t) {
+    const ScheduleEntry& e = schedule.entries[t];
+    const Node& n = graph.node(e.node);
+    if (e.phase == Phase::kBackwardWeight) {
+      bool conflict = false;
+      for (int v : n.inputs) conflict |= written[v];
+      for (int v : n.outputs) conflict |= written[v] || read[v];
+      if (!conflict) {
+        moves[t] = true;
+        continue;
+      }
+    }
+    for (int v : n.inputs) read[v] = true;
+    for (int v : n.outputs) written[v] = true;
+  }
+  s.entries.resize(begin);
+  for (int t = begin; t < end; ++t) {
+    if (!moves[t]) s.entries.push_back(schedule.entries[t]);
+  }
+  s.num_backward_input = static_cast<int>(s.entries.size()) - begin;
+  for (int t = begin; t < end; ++t) {
+    if (moves[t]) s.entries.push_back(schedule.entries[t]);
+  }
+  return s;
+}
+
 absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
   const int num_nodes = static_cast<int>(graph.nodes().size());
   const int num_entries = static_cast<int>(schedule.entries.size());
   if (schedule.num_forward < 0 || schedule.num_forward > num_entries) {
     return absl::InvalidArgumentError(absl::StrCat("schedule: num_forward ", schedule.num_forward,
                                                    " is outside [0, ", num_entries, "]"));
+  }
+  if (schedule.num_backward_input > num_entries - schedule.num_forward) {
+    return absl::InvalidArgumentError(absl::StrCat("schedule: num_backward_input ", schedule.num_backward_input,
+                                                   " is more than the ", num_entries - schedule.num_forward,
+                                                   " backward entries"));
+  }
+  if (schedule.num_backward_input >= 0) {
+    for (int t = schedule.num_forward + schedule.num_backward_input; t < num_entries; ++t) {
+      const ScheduleEntry& e = schedule.entries[t];
+      if (e.phase != Phase::kBackwardWeight && e.phase != Phase::kCommWait) {
+        return absl::InvalidArgumentError(absl::StrCat("schedule entry ", t, " (node ", e.node,
+                                                       ") is in the weight-gradient part but is ",
+                                                       std::string(PhaseName(e.phase))));
+      }
+    }
   }
   // Asynchronous nodes: where each is waited for.
   std::vector<int> wait_at(num_nodes, -1);

@@ -39,6 +39,10 @@ struct Schedule {
   // entries[0, num_forward) are the forward pass (run by Executor::Forward, also alone
   // for validation); the rest the backward pass of a micro-batch.
   int num_forward = 0;
+  // When >= 0 (SplitBackward): the backward pass is entries[num_forward, num_forward +
+  // num_backward_input), the input gradients (zero-bubble B, Executor::BackwardInput),
+  // then the rest, weight gradients only (W, Executor::BackwardWeight). -1: one part.
+  int num_backward_input = -1;
 };
 
 // The phase a node has in any schedule that runs it once: kForward for forward nodes;
@@ -55,6 +59,13 @@ Schedule DefaultSchedule(const Graph& graph);
 // entry can run in between (Megatron's overlap of the input gradient's all-reduce with
 // the weight gradient's product). Node order is otherwise kept.
 Schedule OverlapCommunication(const Graph& graph, const Schedule& schedule);
+
+// `schedule` with its backward part split for the zero-bubble schedules: every
+// backward-weight node that can run after every input-gradient node (no later entry it
+// stays before writes what it reads or touches what it writes) moves, in order, into a
+// W part at the end; the rest keeps its order as the B part. A graph built with
+// BuildBackward(..., defer_weight_grads = true) has every weight-gradient node movable.
+Schedule SplitBackward(const Graph& graph, const Schedule& schedule);
 
 // Checks that `schedule` runs every node of `graph` exactly once, that every forward
 // node is in the forward part and every backward node after it, and that every value a

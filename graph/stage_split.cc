@@ -110,7 +110,8 @@ absl::StatusOr<StageSplit> SplitStages(const Graph& graph, int stages, const std
   return split;
 }
 
-absl::StatusOr<StageGraph> BuildStageGraph(const Graph& whole, const StageSplit& split, int stage) {
+absl::StatusOr<StageGraph> BuildStageGraph(const Graph& whole, const StageSplit& split, int stage,
+                                           const std::vector<int>& also_params) {
   if (stage < 0 || stage >= static_cast<int>(split.nodes.size())) {
     return absl::InvalidArgumentError(absl::StrCat("no stage ", stage, " of ", split.nodes.size()));
   }
@@ -126,8 +127,9 @@ absl::StatusOr<StageGraph> BuildStageGraph(const Graph& whole, const StageSplit&
   for (int v : whole.inputs()) {
     if (read[v]) map[v] = g.AddInput(whole.value(v).name, whole.value(v).shape, whole.value(v).dtype);
   }
+  std::set<int> also(also_params.begin(), also_params.end());
   for (int v : whole.params()) {
-    if (!read[v]) continue;
+    if (!read[v] && also.count(v) == 0) continue;
     const Value& p = whole.value(v);
     map[v] = g.AddParam(p.name, p.shape, p.init);
     g.mutable_value(map[v]).layout = p.layout;

@@ -45,7 +45,11 @@ struct StageGraph {
   std::vector<int> received;  // its inputs that earlier stages produce
   std::vector<int> sent;      // its values later stages read (StageSplit::sends)
 };
-absl::StatusOr<StageGraph> BuildStageGraph(const Graph& whole, const StageSplit& split, int stage);
+// `also_params` (value ids of `whole`'s parameters) are kept as parameters too, unread:
+// the chunks of one pipeline rank share one parameter store, so each chunk's graph lists
+// the parameters of them all, in the whole graph's order.
+absl::StatusOr<StageGraph> BuildStageGraph(const Graph& whole, const StageSplit& split, int stage,
+                                           const std::vector<int>& also_params = {});
 
 // InvalidArgument when a forward node is unmarked (layer < 0) or layers are not 0..L+1,
 // when `stages` is < 1 or more than L, or `layers_per_stage` (when not empty) does not

@@ -121,7 +121,7 @@ class Zero3 : public DataParallel {
 
   void Attach(graph::Executor* executor) override {
     executor_ = executor;
-    executor_->SetParamGradsAccumulate(false);
+    executor_->SetParamGrads(graph::Executor::ParamGrads::kFresh);
   }
 
   void BeginMicroStep(int micro_step, bool) override {

@@ -34,6 +34,32 @@ void SumInto(const std::vector<const void*>& all, int64_t offset, int64_t count,
   }
 }
 
+// A receive: completes when its message is in the mailbox.
+class RecvWork : public Work {
+ public:
+  RecvWork(std::shared_ptr<LocalGroup> group, int from, int to, int tag, void* buf, int64_t bytes)
+      : group_(std::move(group)), from_(from), to_(to), tag_(tag), buf_(buf), bytes_(bytes) {}
+  absl::Status Wait() override {
+    if (!done_) status_ = group_->Take(from_, to_, tag_, buf_, bytes_, /*wait=*/true), done_ = true;
+    return status_;
+  }
+  bool Done() override {
+    if (done_) return true;
+    absl::Status s = group_->Take(from_, to_, tag_, buf_, bytes_, /*wait=*/false);
+    if (absl::IsUnavailable(s)) return false;
+    status_ = s, done_ = true;
+    return true;
+  }
+
+ private:
+  std::shared_ptr<LocalGroup> group_;
+  int from_, to_, tag_;
+  void* buf_;
+  int64_t bytes_;
+  bool done_ = false;
+  absl::Status status_;
+};
+
 class LocalCommunicator : public Communicator {
  public:
   LocalCommunicator(std::shared_ptr<LocalGroup> group, int rank) : group_(std::move(group)), rank_(rank) {}
@@ -87,11 +113,19 @@ class LocalCommunicator : public Communicator {
     });
   }
 
-  std::unique_ptr<Work> Send(const void*, int64_t, int, int) override {
-    return std::make_unique<DoneWork>(absl::UnimplementedError("LocalGroup has no point-to-point"));
+  std::unique_ptr<Work> Send(const void* buf, int64_t bytes, int peer, int tag) override {
+    if (peer < 0 || peer >= size() || peer == rank_) {
+      return std::make_unique<DoneWork>(absl::InvalidArgumentError(absl::StrCat("Send to rank ", peer)));
+    }
+    CountSent(bytes);
+    group_->Post(rank_, peer, tag, buf, bytes);
+    return std::make_unique<DoneWork>(absl::OkStatus());
   }
-  std::unique_ptr<Work> Recv(void*, int64_t, int, int) override {
-    return std::make_unique<DoneWork>(absl::UnimplementedError("LocalGroup has no point-to-point"));
+  std::unique_ptr<Work> Recv(void* buf, int64_t bytes, int peer, int tag) override {
+    if (peer < 0 || peer >= size() || peer == rank_) {
+      return std::make_unique<DoneWork>(absl::InvalidArgumentError(absl::StrCat("Recv from rank ", peer)));
+    }
+    return std::make_unique<RecvWork>(group_, peer, rank_, tag, buf, bytes);
   }
 
   std::unique_ptr<Work> Barrier() override {
@@ -192,6 +226,38 @@ std::shared_ptr<LocalGroup> LocalGroup::SubGroup(const std::vector<int>& members
     g = Create(static_cast<int>(members_local.size()), timeout_, globals);
   }
   return g;
+}
+
+void LocalGroup::Post(int from, int to, int tag, const void* buf, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const char* p = static_cast<const char*>(buf);
+  mail_[{from, to, tag}].emplace_back(p, p + bytes);
+  cv_.notify_all();
+}
+
+absl::Status LocalGroup::Take(int from, int to, int tag, void* buf, int64_t bytes, bool wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto ready = [&] {
+    auto it = mail_.find({from, to, tag});
+    return !aborted_.ok() || (it != mail_.end() && !it->second.empty());
+  };
+  if (!ready()) {
+    if (!wait) return absl::UnavailableError("not yet");
+    if (!cv_.wait_for(lock, timeout_, ready)) {
+      return absl::DeadlineExceededError(absl::StrCat("receive from rank ", global_ranks_[from], " (tag ", tag,
+                                                      ") timed out"));
+    }
+  }
+  if (!aborted_.ok()) return aborted_;
+  std::deque<std::vector<char>>& q = mail_[{from, to, tag}];
+  std::vector<char> msg = std::move(q.front());
+  q.pop_front();
+  if (static_cast<int64_t>(msg.size()) != bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("receive of ", bytes, " bytes from rank ", global_ranks_[from],
+                                                   " got a message of ", msg.size()));
+  }
+  std::memcpy(buf, msg.data(), msg.size());
+  return absl::OkStatus();
 }
 
 void LocalGroup::Abort(const absl::Status& status) {

@@ -4,12 +4,16 @@
 // the returned Work is already done); sums are taken in rank order, so every rank gets
 // bit-identical results. A member that does not arrive within the timeout makes the
 // others fail with DEADLINE_EXCEEDED naming the missing ranks. Thread-safe by design
-// (one thread per rank).
+// (one thread per rank). Send copies the bytes into the destination's mailbox at once
+// (complete on return); Recv completes when a message of its (source, tag) is there,
+// taking the oldest, so sends and receives pair in issue order per (source, tag).
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
+#include <tuple>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -32,6 +36,11 @@ class LocalGroup : public std::enable_shared_from_this<LocalGroup> {
   // have (or the timeout passes), with every member's input by rank in `all`.
   absl::Status Exchange(int rank, const void* send, std::vector<const void*>* all);
   std::shared_ptr<LocalGroup> SubGroup(const std::vector<int>& members_local);
+  // Internal: point to point.
+  void Post(int from, int to, int tag, const void* buf, int64_t bytes);
+  // Takes the oldest message (from, to, tag) into `buf`; waits up to the timeout when
+  // `wait`, else reports Unavailable when there is none yet.
+  absl::Status Take(int from, int to, int tag, void* buf, int64_t bytes, bool wait);
   const std::vector<int>& global_ranks() const { return global_ranks_; }
   void Abort(const absl::Status& status);
 
@@ -49,6 +58,7 @@ class LocalGroup : public std::enable_shared_from_this<LocalGroup> {
   std::vector<bool> present_;
   absl::Status aborted_;
   std::map<std::vector<int>, std::shared_ptr<LocalGroup>> subgroups_;
+  std::map<std::tuple<int, int, int>, std::deque<std::vector<char>>> mail_;  // (from, to, tag)
 };
 
 }  // namespace colossal::parallel

@@ -12,7 +12,7 @@ namespace {
 
 template <typename F>
 void RunRanks(int n, F&& body) {
-  auto group = LocalGroup::Create(n, std::chrono::seconds(10));
+  auto group = LocalGroup::Create(n, std::chrono::seconds(2));
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) {
     threads.emplace_back([&, r] { body(group->Member(r)); });
@@ -67,6 +67,42 @@ TEST_CASE("sub-groups reduce among their members only") {
     REQUIRE(v == (c->rank() % 2 == 0 ? 2.0f : 4.0f));
     REQUIRE((*sub)->global_ranks() == members);
   });
+}
+
+TEST_CASE("point to point: matched by (peer, tag) in order, sizes checked, a missing send times out") {
+  RunRanks(2, [&](std::unique_ptr<Communicator> c) {
+    const int r = c->rank(), peer = 1 - r;
+    // Each rank posts its receives first, then sends: no deadlock.
+    float a = -1, b = -1;
+    auto ra = c->Recv(&a, 4, peer, 7);
+    auto rb = c->Recv(&b, 4, peer, 8);
+    float x = 10.0f + r, y = 20.0f + r;
+    REQUIRE(c->Send(&y, 4, peer, 8)->Wait().ok());
+    REQUIRE(c->Send(&x, 4, peer, 7)->Wait().ok());
+    REQUIRE(ra->Wait().ok());
+    REQUIRE(rb->Wait().ok());
+    REQUIRE(a == 10.0f + peer);
+    REQUIRE(b == 20.0f + peer);
+    // Same tag twice: first sent, first received.
+    float one = 1.0f + r, two = 2.0f + r;
+    REQUIRE(c->Send(&one, 4, peer, 9)->Wait().ok());
+    REQUIRE(c->Send(&two, 4, peer, 9)->Wait().ok());
+    REQUIRE(c->Recv(&a, 4, peer, 9)->Wait().ok());
+    REQUIRE(c->Recv(&b, 4, peer, 9)->Wait().ok());
+    REQUIRE(a == 1.0f + peer);
+    REQUIRE(b == 2.0f + peer);
+    double wide = 0;
+    REQUIRE(c->Send(&one, 4, peer, 10)->Wait().ok());
+    CHECK_THAT(std::string(c->Recv(&wide, 8, peer, 10)->Wait().message()), Catch::Contains("got a message of 4"));
+  });
+  auto group = LocalGroup::Create(2, std::chrono::milliseconds(200));
+  auto c = group->Member(0);
+  float late = -1;
+  auto never = c->Recv(&late, 4, 1, 11);
+  REQUIRE_FALSE(never->Done());
+  const absl::Status s = never->Wait();
+  CHECK(s.code() == absl::StatusCode::kDeadlineExceeded);
+  CHECK_THAT(std::string(s.message()), Catch::Contains("from rank 1"));
 }
 
 TEST_CASE("a member that never arrives is named in the timeout") {

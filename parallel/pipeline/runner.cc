@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <set>
@@ -98,6 +99,20 @@ absl::StatusOr<std::vector<Chunk>> BuildChunks(const graph::Graph& whole, const 
     chunks.push_back(std::move(chunk));
   }
   return chunks;
+}
+
+double MeasuredBubble(const std::vector<std::vector<TimedAction>>& ranks) {
+  int64_t first = INT64_MAX, last = INT64_MIN;
+  double busy = 0;
+  for (const auto& rank : ranks) {
+    for (const TimedAction& t : rank) {
+      first = std::min(first, t.start_us);
+      last = std::max(last, t.end_us);
+      busy += static_cast<double>(t.end_us - t.start_us);
+    }
+  }
+  if (last <= first || ranks.empty()) return 0;
+  return 1.0 - busy / (static_cast<double>(ranks.size()) * static_cast<double>(last - first));
 }
 
 absl::StatusOr<std::unique_ptr<Runner>> Runner::Create(const PipelineSchedule& schedule, int rank,

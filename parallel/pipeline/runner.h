@@ -64,6 +64,11 @@ struct TimedAction {
   int64_t start_us = 0, end_us = 0;  // wall clock (system_clock), microseconds
 };
 
+// The bubble of one step as measured: 1 − Σ busy / (P · (latest end − earliest start))
+// over every pipeline rank's timed compute actions (`ranks[r]` = rank r's), the
+// fraction of the P ranks' time spent idle. 0 when nothing ran.
+double MeasuredBubble(const std::vector<std::vector<TimedAction>>& ranks);
+
 class Runner {
  public:
   // Prepares a new executor (slot): binds its process groups, fixed inputs (positions,

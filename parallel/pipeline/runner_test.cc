@@ -211,6 +211,15 @@ TEST_CASE("pipeline runner: every schedule gives the whole model's losses and gr
   CHECK(seen);
 }
 
+TEST_CASE("measured bubble: idle share of the ranks' span") {
+  // Rank 0 busy [0, 10) and [20, 30), rank 1 busy [10, 30): 40 of 60 rank-units busy.
+  std::vector<std::vector<TimedAction>> ranks(2);
+  ranks[0] = {{Action{}, 0, 10}, {Action{}, 20, 30}};
+  ranks[1] = {{Action{}, 10, 30}};
+  CHECK(MeasuredBubble(ranks) == Approx(1.0 / 3.0));
+  CHECK(MeasuredBubble({}) == 0);
+}
+
 TEST_CASE("pipeline chunks: more virtual stages than layers is named") {
   auto schedule = MakeSchedule(ScheduleKind::kInterleaved, 4, 4, 2);
   REQUIRE(schedule.ok());

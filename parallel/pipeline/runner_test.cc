@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include <cmath>
 #include <map>
 #include <random>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "graph/autodiff.h"
 #include "graph/executor.h"
+#include "graph/layout.h"
 #include "graph/models/gpt.h"
 #include "kernels/testing/kernel_testing.h"
 #include "parallel/comm/local/local_communicator.h"
@@ -209,6 +211,100 @@ TEST_CASE("pipeline runner: every schedule gives the whole model's losses and gr
     }
   }
   CHECK(seen);
+}
+
+// Pipeline × tensor parallelism (1d, 2 ranks per stage): world rank p·2 + t; the slot
+// executors of a stage share its tensor group. Every rank's parameter parts start as the
+// whole model's elements (through their layouts) and its gradient parts must be the
+// whole model's.
+TEST_CASE("pipeline runner with tensor parallelism: the whole model's losses and gradient parts") {
+  const ScheduleKind kind = GENERATE(ScheduleKind::k1f1b, ScheduleKind::kZbv);
+  const int P = 2, T = 2, M = 4, chunks = kind == ScheduleKind::kZbv ? 2 : 1;
+  INFO(std::string(ScheduleName(kind)));
+  auto schedule = MakeSchedule(kind, P, M, chunks);
+  REQUIRE(schedule.ok());
+  const Reference ref = RunWhole(M);
+  auto world = LocalGroup::Create(P * T, std::chrono::seconds(20));
+  std::vector<absl::Status> status(P * T);
+  std::vector<std::map<int, float>> losses(P * T);
+  std::vector<int> mismatches(P * T, 0), compared(P * T, 0);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < P * T; ++w) {
+    threads.emplace_back([&, w] {
+      omp_set_num_threads(1);
+      const int p = w / T, t = w % T;
+      auto comm = world->Member(w);
+      auto pipe = comm->Split({t, T + t});
+      auto tensor = comm->Split({p * T, p * T + 1});
+      if (!pipe.ok() || !tensor.ok()) return void(status[w] = absl::InternalError("split"));
+      graph::GptTensorParallel tp;
+      tp.size = T;
+      tp.rank = t;
+      auto whole = graph::BuildGpt(kCfg, kBatch, tp);
+      if (!whole.ok()) return void(status[w] = whole.status());
+      auto chunked = BuildChunks(*whole, *schedule, p);
+      if (!chunked.ok()) return void(status[w] = chunked.status());
+      std::vector<const graph::Graph*> graphs;
+      for (const Chunk& c : *chunked) graphs.push_back(c.graph.get());
+      const graph::Graph& g0 = *graphs[0];
+      std::vector<memory::ParamStore::Spec> specs;
+      for (int v : g0.params()) specs.push_back({g0.value(v).name, g0.value(v).shape});
+      memory::ParamStore store(specs);
+      auto runs = [&](int i) {
+        const graph::Value& v = g0.value(g0.params()[i]);
+        return graph::GlobalRuns(v.shape, v.layout, 0, store.info(i).numel);
+      };
+      for (int i = 0; i < store.size(); ++i) {
+        for (const graph::ElementRun& r : runs(i)) {
+          for (int64_t k = 0; k < r.count; ++k) store.data(i)[r.local + k] = Weight(store.info(i).name, r.global + k);
+        }
+      }
+      auto runner = Runner::Create(*schedule, p, std::move(*chunked), &store, pipe->get(),
+                                   [&](int c, graph::Executor& ex) {
+                                     const graph::Graph& g = *graphs[c];
+                                     ex.SetGroup("tensor", tensor->get());
+                                     if (g.Find("positions") >= 0) {
+                                       graph::FillPositions(ex.Data<int32_t>(g.Find("positions")), kBatch, kCfg.seq_len);
+                                     }
+                                     if (g.loss_seed() >= 0) ex.Data<float>(g.loss_seed())[0] = 1.0f / M;
+                                     return absl::OkStatus();
+                                   });
+      if (!runner.ok()) return void(status[w] = runner.status());
+      status[w] = (*runner)->Step([&](int c, int m, graph::Executor& ex) { FillTokens(*graphs[c], ex, m); },
+                                  [&](int m, graph::Executor& ex) {
+                                    for (const graph::Graph* g : graphs) {
+                                      if (g->loss() >= 0) losses[w][m] = ex.Data<float>(g->loss())[0];
+                                    }
+                                  });
+      if (!status[w].ok()) return;
+      for (int i = 0; i < store.size(); ++i) {
+        const std::vector<float>& want = ref.grads.at(store.info(i).name);
+        // wte: this stage's share (the other end adds its own); checked summed below.
+        if (store.info(i).name == "wte.weight") continue;
+        for (const graph::ElementRun& r : runs(i)) {
+          for (int64_t k = 0; k < r.count; ++k) {
+            ++compared[w];
+            const float got = store.grad(i)[r.local + k], expect = want[r.global + k];
+            if (std::abs(got - expect) > 1e-6 + 1e-4 * std::abs(expect)) ++mismatches[w];
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  int holders = 0;
+  for (int w = 0; w < P * T; ++w) {
+    INFO("world rank " << w << ": " << status[w].message());
+    REQUIRE(status[w].ok());
+    CHECK(compared[w] > 0);
+    CHECK(mismatches[w] == 0);
+    if (!losses[w].empty()) {
+      ++holders;
+      REQUIRE(losses[w].size() == static_cast<size_t>(M));
+      for (int m = 0; m < M; ++m) CHECK(losses[w][m] == Approx(ref.losses[m]).epsilon(1e-5));
+    }
+  }
+  CHECK(holders == T);  // both tensor ranks of the last stage
 }
 
 TEST_CASE("measured bubble: idle share of the ranks' span") {

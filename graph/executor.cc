@@ -10,6 +10,12 @@
 
 namespace colossal::graph {
 
+std::vector<memory::ParamStore::Spec> ParamSpecs(const Graph& graph) {
+  std::vector<memory::ParamStore::Spec> specs;
+  for (int p : graph.params()) specs.push_back({graph.value(p).name, graph.value(p).shape});
+  return specs;
+}
+
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
                                                            memory::ParamStore* params,
                                                            kernels::Stream stream) {

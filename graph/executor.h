@@ -29,6 +29,10 @@
 
 namespace colossal::graph {
 
+// The parameter store specs of `graph`'s parameters, in order (graph.params()[i] is store
+// index i, as the executor binds them).
+std::vector<memory::ParamStore::Spec> ParamSpecs(const Graph& graph);
+
 class Executor {
  public:
   // `graph` and `params` must outlive the executor. Fails when the graph does not

@@ -29,15 +29,13 @@ struct Setup {
   std::unique_ptr<Executor> ex;
 };
 
-Setup Make(const GptConfig& cfg, int64_t batch, kernels::Backend backend) {
+Setup Make(const GptConfig& cfg, int64_t batch, kernels::Backend backend, bool defer_weight_grads = false) {
   Setup s;
   auto g = BuildGpt(cfg, batch);
   REQUIRE(g.ok());
   s.graph = std::move(*g);
-  REQUIRE(BuildBackward(s.graph).ok());
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : s.graph.params()) specs.push_back({s.graph.value(p).name, s.graph.value(p).shape});
-  s.params = std::make_unique<memory::ParamStore>(specs);
+  REQUIRE(BuildBackward(s.graph, {}, {}, defer_weight_grads).ok());
+  s.params = std::make_unique<memory::ParamStore>(ParamSpecs(s.graph));
   // Large random weights so that every path carries a visible gradient.
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 0.4f);
@@ -173,40 +171,9 @@ Schedule AllWeightsLast(const Graph& g) {
   return s;
 }
 
-// Each backward-weight node as late as its dependencies allow: it waits until a later
-// node would write what it reads or touch what it writes.
-Schedule WeightsDeferred(const Graph& g) {
-  const Schedule base = DefaultSchedule(g);
-  Schedule s;
-  s.num_forward = base.num_forward;
-  s.entries.assign(base.entries.begin(), base.entries.begin() + base.num_forward);
-  std::vector<ScheduleEntry> pending;
-  auto touches = [&](const Node& later, const Node& w) {
-    for (int v : later.outputs) {
-      for (int r : w.inputs) if (r == v) return true;
-      for (int o : w.outputs) if (o == v) return true;
-    }
-    for (int v : later.inputs) {
-      for (int o : w.outputs) if (o == v) return true;
-    }
-    return false;
-  };
-  for (size_t t = base.num_forward; t < base.entries.size(); ++t) {
-    const ScheduleEntry& e = base.entries[t];
-    std::vector<ScheduleEntry> still;
-    for (const ScheduleEntry& p : pending) {
-      (touches(g.node(e.node), g.node(p.node)) ? s.entries : still).push_back(p);
-    }
-    pending = std::move(still);
-    (e.phase == Phase::kBackwardWeight ? pending : s.entries).push_back(e);
-  }
-  s.entries.insert(s.entries.end(), pending.begin(), pending.end());
-  return s;
-}
-
 TEST_CASE("schedules: phases, validation, and a reordered backward computes the same") {
   Setup a = Make(kTiny, 2, kernels::Backend::kCpu);
-  const Schedule deferred = WeightsDeferred(a.graph);
+  const Schedule deferred = SplitBackward(a.graph, DefaultSchedule(a.graph));
   int weights = 0, inputs = 0;
   for (const ScheduleEntry& e : deferred.entries) {
     weights += e.phase == Phase::kBackwardWeight;
@@ -274,13 +241,7 @@ TEST_CASE("split backward (zero-bubble B then W): every weight gradient deferred
   Setup a = Make(kTiny, 2, kernels::Backend::kCpu);
   // The same model with deferral-safe autodiff: no gradient a weight-gradient node reads
   // is accumulated into in place later.
-  Setup b = Make(kTiny, 2, kernels::Backend::kCpu);
-  {
-    auto g = BuildGpt(kTiny, 2);
-    REQUIRE(g.ok());
-    b.graph = std::move(*g);
-    REQUIRE(BuildBackward(b.graph, {}, {}, /*defer_weight_grads=*/true).ok());
-  }
+  Setup b = Make(kTiny, 2, kernels::Backend::kCpu, /*defer_weight_grads=*/true);
   // Default autodiff: only part of the weight gradients can move.
   const Schedule partial = SplitBackward(a.graph, DefaultSchedule(a.graph));
   const Schedule split = SplitBackward(b.graph, DefaultSchedule(b.graph));
@@ -454,7 +415,7 @@ TEST_CASE("memory plan never overlaps two values that are live at once") {
   REQUIRE(BuildBackward(*g).ok());
   const bool deferred = GENERATE(false, true);
   INFO((deferred ? "weights-deferred schedule" : "default schedule"));
-  const Schedule schedule = deferred ? WeightsDeferred(*g) : DefaultSchedule(*g);
+  const Schedule schedule = deferred ? SplitBackward(*g, DefaultSchedule(*g)) : DefaultSchedule(*g);
   auto plan = PlanMemory(*g, schedule);
   REQUIRE(plan.ok());
   // Lifetimes recomputed here over schedule positions.
@@ -586,9 +547,7 @@ TEST_CASE("a GPT exported to a graph file loads back and computes the same loss"
   Setup b;
   b.graph = std::move(*loaded);
   REQUIRE(BuildBackward(b.graph).ok());
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : b.graph.params()) specs.push_back({b.graph.value(p).name, b.graph.value(p).shape});
-  b.params = std::make_unique<memory::ParamStore>(specs);
+  b.params = std::make_unique<memory::ParamStore>(ParamSpecs(b.graph));
   std::copy(a.params->flat_data(), a.params->flat_data() + a.params->flat_numel(),
             b.params->flat_data());
   auto ex = Executor::Create(&b.graph, b.params.get());

@@ -140,9 +140,7 @@ struct Run {
   float* In(const std::string& name) { return ex->Data<float>(graph.Find(name)); }
 };
 void Start(Run& r, const memory::ParamStore* from) {
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : r.graph.params()) specs.push_back({r.graph.value(p).name, r.graph.value(p).shape});
-  r.store = std::make_unique<memory::ParamStore>(specs);
+  r.store = std::make_unique<memory::ParamStore>(ParamSpecs(r.graph));
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 0.3f);
   for (int i = 0; i < r.store->size(); ++i) {

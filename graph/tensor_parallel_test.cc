@@ -109,9 +109,7 @@ absl::StatusOr<std::unique_ptr<Built>> Build(const GptConfig& cfg, int64_t batch
   if (!g.ok()) return g.status();
   b.graph = std::move(*g);
   if (absl::Status s = BuildBackward(b.graph); !s.ok()) return s;
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : b.graph.params()) specs.push_back({b.graph.value(p).name, b.graph.value(p).shape});
-  b.params = std::make_unique<memory::ParamStore>(specs);
+  b.params = std::make_unique<memory::ParamStore>(ParamSpecs(b.graph));
   const Schedule base = DefaultSchedule(b.graph);
   auto ex = Executor::Create(&b.graph, b.params.get(), overlap ? OverlapCommunication(b.graph, base) : base);
   if (!ex.ok()) return ex.status();

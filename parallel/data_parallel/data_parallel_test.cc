@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "graph/autodiff.h"
+#include "graph/executor.h"
 #include "graph/models/gpt.h"
 #include "parallel/comm/local/local_communicator.h"
 #include "parallel/data_parallel/data_parallel.h"
@@ -18,8 +19,7 @@ TEST_CASE("bytes per rank fall as 1/N with the ZeRO stage, and the pieces tile t
   auto g = graph::BuildGpt({4, 4, 64, 32, 300}, 1);
   REQUIRE(g.ok());
   REQUIRE(graph::BuildBackward(*g).ok());
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : g->params()) specs.push_back({g->value(p).name, g->value(p).shape});
+  const std::vector<memory::ParamStore::Spec> specs = graph::ParamSpecs(*g);
   const int64_t flat = memory::ParamStore::FlatNumel(specs);
   int64_t num_params = 0;
   for (const auto& s : specs) num_params += graph::NumElements(s.shape);

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -134,27 +133,16 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Create(const PipelineSchedule& s
   r->pipe_ = pipe;
   r->setup_ = std::move(setup);
   r->slots_.resize(r->chunks_.size());
+  for (const Chunk& c : r->chunks_) {
+    graph::Schedule order = graph::OverlapCommunication(*c.graph, graph::DefaultSchedule(*c.graph));
+    r->orders_.push_back(schedule.split_backward() ? graph::SplitBackward(*c.graph, order) : std::move(order));
+  }
   // One slot per chunk now: a bad graph or store fails here, not mid-step.
   for (int c = 0; c < r->num_chunks(); ++c) {
     absl::StatusOr<Slot*> s = r->Acquire(c, -1);
     if (!s.ok()) return s.status();
-    (*s)->microbatch = -1;
   }
   return r;
-}
-
-bool Runner::holds_first_stage() const {
-  for (const Chunk& c : chunks_) {
-    if (c.virtual_stage == 0) return true;
-  }
-  return false;
-}
-
-bool Runner::holds_last_stage() const {
-  for (const Chunk& c : chunks_) {
-    if (c.virtual_stage == schedule_.virtual_stages() - 1) return true;
-  }
-  return false;
 }
 
 int64_t Runner::arena_bytes() const {
@@ -165,25 +153,17 @@ int64_t Runner::arena_bytes() const {
   return total;
 }
 
-std::vector<graph::Executor*> Runner::executors() const {
-  std::vector<graph::Executor*> out;
-  for (const auto& chunk : slots_) {
-    for (const auto& s : chunk) out.push_back(s->ex.get());
-  }
-  return out;
-}
-
 int Runner::Tag(int direction, int boundary, int m, int j) const {
   return ((direction * schedule_.virtual_stages() + boundary) * (schedule_.microbatches + 1) + m) *
              kMaxValuesPerBoundary +
          j;
 }
 
-absl::Status Runner::WaitAll(std::vector<std::unique_ptr<Work>>& works, const std::string& what) {
+absl::Status Runner::WaitAll(std::vector<std::unique_ptr<Work>>& works, const std::function<std::string()>& what) {
   absl::Status status;
   for (auto& w : works) {
     absl::Status s = w->Wait();
-    if (!s.ok() && status.ok()) status = absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+    if (!s.ok() && status.ok()) status = absl::Status(s.code(), absl::StrCat(what(), ": ", s.message()));
   }
   works.clear();
   return status;
@@ -208,10 +188,8 @@ absl::StatusOr<Runner::Slot*> Runner::Acquire(int chunk, int m) {
     }
   }
   if (slot == nullptr) {
-    const graph::Graph& g = *chunks_[chunk].graph;
-    graph::Schedule order = graph::OverlapCommunication(g, graph::DefaultSchedule(g));
-    if (schedule_.split_backward()) order = graph::SplitBackward(g, order);
-    absl::StatusOr<std::unique_ptr<graph::Executor>> ex = graph::Executor::Create(&g, store_, std::move(order));
+    absl::StatusOr<std::unique_ptr<graph::Executor>> ex =
+        graph::Executor::Create(chunks_[chunk].graph.get(), store_, orders_[chunk]);
     if (!ex.ok()) return ex.status();
     (*ex)->SetParamGrads(graph::Executor::ParamGrads::kAlwaysAdd);
     if (setup_) {
@@ -224,7 +202,7 @@ absl::StatusOr<Runner::Slot*> Runner::Acquire(int chunk, int m) {
     slots_[chunk].push_back(std::move(s));
   }
   // Its previous micro-batch's sends read its buffers until they complete.
-  absl::Status s = WaitAll(slot->sends, absl::StrCat("pipeline rank ", rank_, ": a send"));
+  absl::Status s = WaitAll(slot->sends, [&] { return absl::StrCat("pipeline rank ", rank_, ": a send"); });
   if (!s.ok()) return s;
   slot->microbatch = m;
   return slot;
@@ -279,19 +257,21 @@ void Copy(graph::Executor& from, const graph::Graph& gf, const std::vector<int>&
 absl::Status Runner::Run(const Action& a, const FeedFn& feed, const LossFn& on_loss) {
   const Chunk& c = chunks_[a.chunk];
   const int last = schedule_.virtual_stages() - 1;
-  const std::string where = absl::StrCat("pipeline rank ", rank_, ", virtual stage ", c.virtual_stage,
-                                         ", micro-batch ", a.microbatch);
+  // Names the action in errors (built only then).
+  auto where = [&] {
+    return absl::StrCat("pipeline rank ", rank_, ", virtual stage ", c.virtual_stage, ", micro-batch ", a.microbatch);
+  };
   Slot* slot = nullptr;
   if (a.kind == ActionKind::kForward) {
     absl::StatusOr<Slot*> got = Acquire(a.chunk, a.microbatch);
     if (!got.ok()) return got.status();
     slot = *got;
-    absl::Status s = WaitAll(slot->activation_recvs, absl::StrCat(where, ": receiving its activations"));
+    absl::Status s = WaitAll(slot->activation_recvs, [&] { return absl::StrCat(where(), ": receiving its activations"); });
     if (!s.ok()) return s;
   } else {
     slot = Held(a.chunk, a.microbatch);
-    if (slot == nullptr) return absl::InternalError(absl::StrCat(where, ": a backward before its forward"));
-    absl::Status s = WaitAll(slot->grad_recvs, absl::StrCat(where, ": receiving its output's gradient"));
+    if (slot == nullptr) return absl::InternalError(absl::StrCat(where(), ": a backward before its forward"));
+    absl::Status s = WaitAll(slot->grad_recvs, [&] { return absl::StrCat(where(), ": receiving its output's gradient"); });
     if (!s.ok()) return s;
   }
   graph::Executor& ex = *slot->ex;
@@ -321,7 +301,7 @@ absl::Status Runner::Run(const Action& a, const FeedFn& feed, const LossFn& on_l
       if (c.virtual_stage > 0 && schedule_.RankOf(c.virtual_stage - 1) == rank_) {
         const int prev = schedule_.ChunkOf(c.virtual_stage - 1);
         Slot* to = Held(prev, a.microbatch);
-        if (to == nullptr) return absl::InternalError(absl::StrCat(where, ": the previous chunk is not in flight"));
+        if (to == nullptr) return absl::InternalError(absl::StrCat(where(), ": the previous chunk is not in flight"));
         Copy(ex, *c.graph, c.received_grads, *to->ex, chunks_[prev].sent_grads);
       }
       break;
@@ -329,7 +309,7 @@ absl::Status Runner::Run(const Action& a, const FeedFn& feed, const LossFn& on_l
     case ActionKind::kBackwardWeight: ex.BackwardWeight(a.microbatch); break;
     default: return absl::InternalError("pipeline: not a compute action");
   }
-  if (!ex.status().ok()) return absl::Status(ex.status().code(), absl::StrCat(where, ": ", ex.status().message()));
+  if (!ex.status().ok()) return absl::Status(ex.status().code(), absl::StrCat(where(), ": ", ex.status().message()));
   timed.end_us = NowUs();
   timeline_.push_back(timed);
   return absl::OkStatus();
@@ -369,7 +349,7 @@ absl::Status Runner::Step(const FeedFn& feed, const LossFn& on_loss) {
   }
   for (auto& chunk : slots_) {
     for (auto& s : chunk) {
-      absl::Status w = WaitAll(s->sends, absl::StrCat("pipeline rank ", rank_, ": a send"));
+      absl::Status w = WaitAll(s->sends, [&] { return absl::StrCat("pipeline rank ", rank_, ": a send"); });
       if (status.ok() && !w.ok()) status = w;
       if (!status.ok()) {
         s->activation_recvs.clear();
@@ -405,8 +385,9 @@ absl::Status Runner::Forward(const FeedFn& feed, const LossFn& on_loss) {
         recvs.push_back(pipe_->Recv(ex.Data(chunk.received[j]), chunk.graph->value(chunk.received[j]).bytes(),
                                     schedule_.RankOf(vs - 1), Tag(kEval, vs - 1, 0, static_cast<int>(j))));
       }
-      status = WaitAll(recvs, absl::StrCat("pipeline rank ", rank_, ", virtual stage ", vs,
-                                           ": receiving a validation activation"));
+      status = WaitAll(recvs, [&] {
+        return absl::StrCat("pipeline rank ", rank_, ", virtual stage ", vs, ": receiving a validation activation");
+      });
       if (!status.ok()) break;
     }
     if (feed) feed(c, 0, ex);
@@ -434,7 +415,7 @@ absl::Status Runner::Forward(const FeedFn& feed, const LossFn& on_loss) {
                                   schedule_.RankOf(vs + 1), Tag(kEval, vs, 0, static_cast<int>(j))));
     }
   }
-  absl::Status w = WaitAll(sends, absl::StrCat("pipeline rank ", rank_, ": sending a validation activation"));
+  absl::Status w = WaitAll(sends, [&] { return absl::StrCat("pipeline rank ", rank_, ": sending a validation activation"); });
   if (status.ok()) status = w;
   for (int c = 0; c < num_chunks(); ++c) Release(c, kEvalBatch);
   return status;

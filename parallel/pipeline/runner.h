@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -95,17 +96,11 @@ class Runner {
   // (m = 0).
   absl::Status Forward(const FeedFn& feed, const LossFn& on_loss);
 
-  const PipelineSchedule& schedule() const { return schedule_; }
   int num_chunks() const { return static_cast<int>(chunks_.size()); }
-  const Chunk& chunk(int c) const { return chunks_[c]; }
-  bool holds_last_stage() const;
-  bool holds_first_stage() const;
   // Executors created so far for `chunk` (its peak in-flight micro-batches).
   int slots(int chunk) const { return static_cast<int>(slots_[chunk].size()); }
   // Arena bytes of every slot of every chunk (the activation memory the schedule holds).
   int64_t arena_bytes() const;
-  // Every executor of the rank (for groups, profiling, status).
-  std::vector<graph::Executor*> executors() const;
   const std::vector<TimedAction>& last_timeline() const { return timeline_; }
 
  private:
@@ -124,11 +119,13 @@ class Runner {
   absl::Status Run(const Action& a, const FeedFn& feed, const LossFn& on_loss);
   absl::Status PostSend(const Action& a);
   int Tag(int direction, int boundary, int m, int j) const;
-  absl::Status WaitAll(std::vector<std::unique_ptr<Work>>& works, const std::string& what);
+  // Waits for every work; the first failure is named by `what()` (built only then).
+  absl::Status WaitAll(std::vector<std::unique_ptr<Work>>& works, const std::function<std::string()>& what);
 
   PipelineSchedule schedule_;
   int rank_ = 0;
   std::vector<Chunk> chunks_;
+  std::vector<graph::Schedule> orders_;  // per chunk: the node order every slot runs
   memory::ParamStore* store_ = nullptr;
   Communicator* pipe_ = nullptr;
   SetupFn setup_;

@@ -45,9 +45,7 @@ void InitStore(memory::ParamStore& store) {
   }
 }
 std::unique_ptr<memory::ParamStore> StoreFor(const graph::Graph& g) {
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
-  auto store = std::make_unique<memory::ParamStore>(specs);
+  auto store = std::make_unique<memory::ParamStore>(graph::ParamSpecs(g));
   InitStore(*store);
   return store;
 }
@@ -247,9 +245,7 @@ TEST_CASE("pipeline runner with tensor parallelism: the whole model's losses and
       std::vector<const graph::Graph*> graphs;
       for (const Chunk& c : *chunked) graphs.push_back(c.graph.get());
       const graph::Graph& g0 = *graphs[0];
-      std::vector<memory::ParamStore::Spec> specs;
-      for (int v : g0.params()) specs.push_back({g0.value(v).name, g0.value(v).shape});
-      memory::ParamStore store(specs);
+      memory::ParamStore store(graph::ParamSpecs(g0));
       auto runs = [&](int i) {
         const graph::Value& v = g0.value(g0.params()[i]);
         return graph::GlobalRuns(v.shape, v.layout, 0, store.info(i).numel);

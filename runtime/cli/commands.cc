@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "graph/executor.h"
 #include "graph/graph_file.h"
 #include "graph/memory_plan.h"
 #include "graph/models/gpt.h"
@@ -234,9 +235,7 @@ absl::Status Generate(const ParsedArgs& args) {
   graph::GptConfig cfg{m.value("n_layer", 0), m.value("n_head", 0), m.value("d_model", 0),
                        m.value("seq_len", 0), m.value("vocab", 0)};
   ASSIGN_OR_RETURN(graph::Graph g, graph::BuildGpt(cfg, 1));
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
-  memory::ParamStore params(specs);
+  memory::ParamStore params(graph::ParamSpecs(g));
   RETURN_IF_ERROR(worker::LoadParams(params, dir));
   ASSIGN_OR_RETURN(auto tokenizer, data::MakeTokenizer(state.value("tokenizer", "bytes")));
   worker::SampleOptions o;

@@ -103,11 +103,8 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   }
   model->flops_per_micro_batch = GraphFlops(g);
 
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : g.params()) {
-    specs.push_back({g.value(p).name, g.value(p).shape});
-    model->layouts.push_back(g.value(p).layout);
-  }
+  const std::vector<memory::ParamStore::Spec> specs = graph::ParamSpecs(g);
+  for (int p : g.params()) model->layouts.push_back(g.value(p).layout);
   const int64_t flat = memory::ParamStore::FlatNumel(specs);
   model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat,
                                                        allocate_params);

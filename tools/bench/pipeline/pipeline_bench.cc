@@ -54,9 +54,7 @@ Result Measure(const PipelineSchedule& schedule, int steps) {
       if (!chunks.ok()) return void(errors[r] = std::string(chunks.status().message()));
       std::vector<const graph::Graph*> graphs;
       for (const Chunk& c : *chunks) graphs.push_back(c.graph.get());
-      std::vector<memory::ParamStore::Spec> specs;
-      for (int p : graphs[0]->params()) specs.push_back({graphs[0]->value(p).name, graphs[0]->value(p).shape});
-      memory::ParamStore store(specs);
+      memory::ParamStore store(graph::ParamSpecs(*graphs[0]));
       std::mt19937 rng(1);
       std::normal_distribution<float> normal(0.0f, 0.02f);
       for (int64_t i = 0; i < store.flat_numel(); ++i) store.flat_data()[i] = normal(rng);

@@ -121,9 +121,7 @@ absl::Status RunRank(const Options& o, Mode mode, int rank, int size, parallel::
   if (!built.ok()) return built.status();
   graph::Graph g = std::move(*built);
   if (absl::Status s = graph::BuildBackward(g); !s.ok()) return s;
-  std::vector<memory::ParamStore::Spec> specs;
-  for (int p : g.params()) specs.push_back({g.value(p).name, g.value(p).shape});
-  memory::ParamStore params(specs);
+  memory::ParamStore params(graph::ParamSpecs(g));
   for (int i = 0; i < params.size(); ++i) {
     float* d = params.data(i);
     for (int64_t k = 0; k < params.info(i).numel; ++k) d[k] = 0.02f * static_cast<float>((k * 7919 % 201) - 100) / 100.0f;

@@ -153,6 +153,55 @@ int64_t Runner::arena_bytes() const {
   return total;
 }
 
+absl::StatusOr<std::vector<SharedParam>> SharedParams(const graph::Graph& whole, const PipelineSchedule& schedule,
+                                                      const std::vector<int>& layers_per_stage) {
+  absl::StatusOr<graph::StageSplit> split = graph::SplitStages(whole, schedule.virtual_stages(), layers_per_stage);
+  if (!split.ok()) return split.status();
+  std::vector<SharedParam> out;
+  for (const graph::StageSplit::Shared& s : split->shared_params) {
+    std::set<int> ranks;
+    for (int vs : s.stages) ranks.insert(schedule.RankOf(vs));
+    if (ranks.size() > 1) out.push_back({whole.value(s.param).name, std::vector<int>(ranks.begin(), ranks.end())});
+  }
+  return out;
+}
+
+absl::Status Runner::SumSharedGrads(const std::vector<SharedParam>& shared) {
+  for (size_t k = 0; k < shared.size(); ++k) {
+    const SharedParam& sp = shared[k];
+    if (std::find(sp.ranks.begin(), sp.ranks.end(), rank_) == sp.ranks.end()) continue;
+    const int p = store_->Find(sp.name);
+    if (p < 0 || pipe_ == nullptr) {
+      return absl::InternalError(absl::StrCat("pipeline rank ", rank_, ": shared parameter '", sp.name,
+                                              "' is not in its store or there is no pipeline group"));
+    }
+    const int64_t n = store_->info(p).numel;
+    float* grad = store_->grad(p);
+    // Every holder's gradient, by position in sp.ranks; this rank's own in place.
+    std::vector<std::vector<float>> theirs(sp.ranks.size());
+    std::vector<std::unique_ptr<Work>> works;
+    const int tag = Tag(2, 0, 0, static_cast<int>(k));
+    for (size_t i = 0; i < sp.ranks.size(); ++i) {
+      if (sp.ranks[i] == rank_) continue;
+      works.push_back(pipe_->Send(grad, n * static_cast<int64_t>(sizeof(float)), sp.ranks[i], tag));
+      theirs[i].resize(n);
+      works.push_back(pipe_->Recv(theirs[i].data(), n * static_cast<int64_t>(sizeof(float)), sp.ranks[i], tag));
+    }
+    if (absl::Status st = WaitAll(works, [&] { return absl::StrCat("summing the gradient of '", sp.name, "'"); });
+        !st.ok()) {
+      return st;
+    }
+    // The same order on every holder: ranks ascending.
+    std::vector<float> sum(n, 0.0f);
+    for (size_t i = 0; i < sp.ranks.size(); ++i) {
+      const float* g = sp.ranks[i] == rank_ ? grad : theirs[i].data();
+      for (int64_t e = 0; e < n; ++e) sum[e] += g[e];
+    }
+    std::copy(sum.begin(), sum.end(), grad);
+  }
+  return absl::OkStatus();
+}
+
 int Runner::Tag(int direction, int boundary, int m, int j) const {
   return ((direction * schedule_.virtual_stages() + boundary) * (schedule_.microbatches + 1) + m) *
              kMaxValuesPerBoundary +

@@ -59,6 +59,18 @@ struct Chunk {
 absl::StatusOr<std::vector<Chunk>> BuildChunks(const graph::Graph& whole, const PipelineSchedule& schedule,
                                                int rank, const std::vector<int>& layers_per_stage = {});
 
+// A parameter that chunks on more than one pipeline rank read (GPT's tied wte: the
+// embedding on the first virtual stage, the head on the last), with those ranks in
+// ascending order. Each holds the value; their gradients are summed between them.
+struct SharedParam {
+  std::string name;
+  std::vector<int> ranks;
+};
+// The shared parameters of the split BuildChunks makes (same arguments); under zbv the
+// first and last virtual stages are both on rank 0, so wte is not shared across ranks.
+absl::StatusOr<std::vector<SharedParam>> SharedParams(const graph::Graph& whole, const PipelineSchedule& schedule,
+                                                      const std::vector<int>& layers_per_stage = {});
+
 // A compute action as it ran.
 struct TimedAction {
   Action action;
@@ -95,6 +107,11 @@ class Runner {
   // order, blocking (validation). The last virtual stage's loss goes to `on_loss`
   // (m = 0).
   absl::Status Forward(const FeedFn& feed, const LossFn& on_loss);
+
+  // Sums the gradients of `shared` (those this rank holds) in the store between the
+  // pipeline ranks holding them, in rank order, so every holder gets the same bits.
+  // Call after Step, before any data-parallel reduction (whose shards differ per stage).
+  absl::Status SumSharedGrads(const std::vector<SharedParam>& shared);
 
   int num_chunks() const { return static_cast<int>(chunks_.size()); }
   // Executors created so far for `chunk` (its peak in-flight micro-batches).

@@ -1,6 +1,6 @@
 // The interpreter against one executor over the whole model: every schedule at 2 and 4
 // stages (threads over LocalGroup), same per-micro-batch losses and the same parameter
-// gradients (wte summed over the stages holding it); slots within the schedule's
+// gradients (wte summed between the ranks holding it by SumSharedGrads); slots within the schedule's
 // simulated peak; validation forward; and a bad split named.
 #include <catch2/catch.hpp>
 
@@ -134,6 +134,9 @@ std::vector<RankResult> RunPipeline(const PipelineSchedule& schedule) {
         });
       }
       if (!res.status.ok()) return;
+      auto shared = SharedParams(whole, schedule);
+      res.status = shared.ok() ? (*runner)->SumSharedGrads(*shared) : shared.status();
+      if (!res.status.ok()) return;
       for (int i = 0; i < store->size(); ++i) {
         res.grads[store->info(i).name].assign(store->grad(i), store->grad(i) + store->info(i).numel);
       }
@@ -176,10 +179,10 @@ TEST_CASE("pipeline runner: every schedule gives the whole model's losses and gr
     INFO("rank " << r);
     REQUIRE(ranks[r].status.ok());
     for (const auto& [m, loss] : ranks[r].losses) losses[m] = loss;
+    // A parameter on several ranks (wte) has the same summed gradient on each.
     for (const auto& [name, g] : ranks[r].grads) {
-      auto& s = summed[name];
-      if (s.empty()) s.assign(g.size(), 0.0f);
-      for (size_t i = 0; i < g.size(); ++i) s[i] += g[i];
+      auto [it, fresh] = summed.emplace(name, g);
+      if (!fresh) CHECK(it->second == g);
     }
     // Activations held per chunk: its peak of micro-batches forwarded and not yet done
     // with (B+W, or W) in list order, plus one for the receive posted one action ahead.

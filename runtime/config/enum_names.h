@@ -42,6 +42,8 @@ inline const EnumNames<PipelineSchedule> kPipelineScheduleNames = {
     {"gpipe", PipelineSchedule::kGpipe},
     {"1f1b", PipelineSchedule::k1f1b},
     {"interleaved", PipelineSchedule::kInterleaved},
+    {"zb-h1", PipelineSchedule::kZbH1},
+    {"zbv", PipelineSchedule::kZbv},
 };
 inline const EnumNames<SequenceMode> kSequenceModeNames = {
     {"ring", SequenceMode::kRing},

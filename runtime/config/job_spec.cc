@@ -3,6 +3,7 @@
 // types and defaults. Canonical output lives in to_yaml.cc.
 #include "runtime/config/job_spec.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include <cmath>
@@ -220,11 +221,14 @@ absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
         return m.Bool("sequence_parallel", &par.tensor_sequence_parallel);
       }));
   RETURN_IF_ERROR(ParseDegree(
-      p, "pipeline", {"size", "schedule", "microbatches"},
-      "an integer or a map {size, schedule: gpipe|1f1b|interleaved, microbatches}", &par.pipeline,
-      [&](const MapReader& m) {
+      p, "pipeline", {"size", "schedule", "microbatches", "chunks", "layers_per_stage"},
+      "an integer or a map {size, schedule: gpipe|1f1b|interleaved|zb-h1|zbv, microbatches, "
+      "chunks, layers_per_stage}",
+      &par.pipeline, [&](const MapReader& m) {
         RETURN_IF_ERROR(m.Enum("schedule", internal::kPipelineScheduleNames, &par.pipeline_schedule));
-        return m.Int("microbatches", &par.pipeline_microbatches);
+        RETURN_IF_ERROR(m.Int("microbatches", &par.pipeline_microbatches));
+        RETURN_IF_ERROR(m.Int("chunks", &par.pipeline_chunks));
+        return m.IntList("layers_per_stage", &par.pipeline_layers_per_stage);
       }));
   return ParseDegree(p, "sequence", {"size", "mode"},
                      "an integer or a map {size, mode: ring|all_to_all}", &par.sequence,
@@ -299,8 +303,26 @@ std::string JoinDir(const std::string& dir, absl::string_view leaf) {
 
 // Fills the defaults that depend on other fields.
 void FillDerivedDefaults(const YamlContext& ctx, JobSpec& spec) {
-  if (!ctx.Written("train.micro_batch") && spec.parallel.data >= 1) {
-    spec.train.micro_batch = spec.train.global_batch / spec.parallel.data;
+  ParallelSpec& p = spec.parallel;
+  if (!ctx.Written("parallel.pipeline.chunks")) {
+    const bool two = p.pipeline_schedule == PipelineSchedule::kInterleaved ||
+                     p.pipeline_schedule == PipelineSchedule::kZbv;
+    p.pipeline_chunks = two ? 2 : 1;
+  }
+  // Micro-batches: parallel.pipeline.microbatches and train.micro_batch each set the
+  // other (their product with parallel.data is train.global_batch); a pipeline without
+  // either runs micro-batches of one sequence; otherwise the micro-batch is the rank's
+  // whole share, one micro-batch per step.
+  const int64_t per_rank = p.data >= 1 ? spec.train.global_batch / p.data : 0;
+  if (!ctx.Written("train.micro_batch")) {
+    if (ctx.Written("parallel.pipeline.microbatches") && p.pipeline_microbatches >= 1) {
+      spec.train.micro_batch = std::max<int64_t>(1, per_rank / p.pipeline_microbatches);
+    } else {
+      spec.train.micro_batch = p.pipeline > 1 ? 1 : per_rank;
+    }
+  }
+  if (!ctx.Written("parallel.pipeline.microbatches") && spec.train.micro_batch >= 1) {
+    p.pipeline_microbatches = std::max<int64_t>(1, per_rank / spec.train.micro_batch);
   }
   if (!ctx.Written("run_dir")) spec.run_dir = JoinDir("runs", spec.name);
   if (!ctx.Written("train.checkpoint.dir")) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "parallel/pipeline/schedule.h"
 #include "parallel/tensor_grid.h"
 
 namespace colossal::config {
@@ -116,7 +117,8 @@ struct TrainSpec {
 
 // The tensor-parallel modes are the Plan's (parallel/tensor_grid.h: also the sizes each accepts).
 using TensorMode = parallel::TensorMode;
-enum class PipelineSchedule { kGpipe, k1f1b, kInterleaved };
+// The pipeline schedules are the interpreter's (parallel/pipeline/schedule.h).
+using PipelineSchedule = parallel::pipeline::ScheduleKind;
 enum class SequenceMode { kRing, kAllToAll };
 
 struct ParallelSpec {
@@ -131,7 +133,13 @@ struct ParallelSpec {
   bool tensor_sequence_parallel = false;  // Megatron sequence parallelism (1d)
   int64_t pipeline = 1;
   PipelineSchedule pipeline_schedule = PipelineSchedule::k1f1b;
+  // Micro-batches per optimizer step (= train.global_batch / (data · micro_batch); either
+  // key sets the other, see FillDerivedDefaults).
   int64_t pipeline_microbatches = 1;
+  // Virtual stages (chunks) per pipeline rank: 1, or 2 for interleaved (any >= 2) and zbv.
+  int64_t pipeline_chunks = 1;
+  // Transformer layers of each virtual stage, in order (empty: balanced by FLOPs).
+  std::vector<int64_t> pipeline_layers_per_stage;
   int64_t sequence = 1;
   SequenceMode sequence_mode = SequenceMode::kRing;
 

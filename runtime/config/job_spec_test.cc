@@ -417,6 +417,79 @@ TEST_CASE("out-of-range values") {
   }
 }
 
+TEST_CASE("pipeline keys: micro-batches, chunks and layers per stage") {
+  const std::string b = Replace(Replace(kBase, "n_layer: 2", "n_layer: 4"), "global_batch: 4", "global_batch: 8");
+  const std::string two = "resources: {ranks_per_node: 2}\n";
+  // Micro-batches set the micro-batch and the other way round; a pipeline alone runs
+  // micro-batches of one sequence.
+  JobSpec m = Parse(b + "parallel: {pipeline: {size: 2, microbatches: 4}}\n" + two);
+  CHECK(m.train.micro_batch == 2);
+  CHECK(m.parallel.pipeline_chunks == 1);
+  CHECK(Parse(b + "  micro_batch: 4\nparallel: {pipeline: 2}\n" + two).parallel.pipeline_microbatches == 2);
+  JobSpec one = Parse(b + "parallel: {pipeline: 2}\n" + two);
+  CHECK(one.train.micro_batch == 1);
+  CHECK(one.parallel.pipeline_microbatches == 8);
+  CHECK(Parse(b).parallel.pipeline_microbatches == 1);
+  // Interleaved and zbv hold two virtual stages by default; layers per stage as given.
+  JobSpec v = Parse(b + "parallel: {pipeline: {size: 2, schedule: zbv, layers_per_stage: [1, 1, 1, 1]}}\n" + two);
+  CHECK(v.parallel.pipeline_schedule == PipelineSchedule::kZbv);
+  CHECK(v.parallel.pipeline_chunks == 2);
+  CHECK(v.parallel.pipeline_layers_per_stage == std::vector<int64_t>{1, 1, 1, 1});
+  CHECK(Parse(ToYaml(v)) == v);
+  CHECK(Parse(b + "parallel: {pipeline: {size: 2, schedule: zb-h1}}\n" + two).parallel.pipeline_schedule ==
+        PipelineSchedule::kZbH1);
+  struct Case {
+    std::string yaml;  // appended to b
+    const char* message;
+  };
+  const Case cases[] = {
+      {"parallel: {pipeline: {size: 2, schedule: zb-h2}}\n" + two,
+       "job.yaml:14:42: parallel.pipeline.schedule: unknown value 'zb-h2'; did you mean 'zb-h1'? "
+       "(one of gpipe|1f1b|interleaved|zb-h1|zbv)"},
+      {"parallel: {pipeline: {size: 2, microbatches: 3}}\n" + two,
+       "job.yaml:14:46: parallel.pipeline.microbatches: must divide train.global_batch / "
+       "parallel.data (8 / 1 = 8), got 3"},
+      {"  micro_batch: 2\nparallel: {pipeline: {size: 2, microbatches: 2}}\n" + two,
+       "job.yaml:15:46: parallel.pipeline.microbatches: must be train.global_batch / "
+       "(parallel.data x train.micro_batch) = 8 / 2 = 4 (or leave one of the two out), got 2"},
+      {"  micro_batch: 8\nparallel: {pipeline: {size: 2, schedule: interleaved}}\n" + two,
+       "job.yaml:15:29: parallel.pipeline.size: the interleaved schedule runs micro-batches in rounds "
+       "of the pipeline size: micro-batches per step (1) must be a multiple of 2"},
+      {"parallel: {pipeline: {size: 2, schedule: interleaved, chunks: 1}}\n" + two,
+       "job.yaml:14:63: parallel.pipeline.chunks: the interleaved schedule needs >= 2 virtual "
+       "stages per rank, got 1"},
+      {"parallel: {pipeline: {size: 2, chunks: 2}}\n" + two,
+       "job.yaml:14:40: parallel.pipeline.chunks: schedule 1f1b holds 1 stage per rank; virtual "
+       "stages need schedule interleaved or zbv, got 2"},
+      {"parallel: {pipeline: {size: 2, schedule: zbv, chunks: 3}}\n" + two,
+       "job.yaml:14:55: parallel.pipeline.chunks: the zbv schedule places 2 virtual stages per "
+       "rank (a V), got 3"},
+      {"parallel: {pipeline: {size: 4, schedule: interleaved}}\nresources: {ranks_per_node: 4}\n",
+       "job.yaml:14:29: parallel.pipeline.size: pipeline stages x chunks (4 x 2 = 8) must be <= "
+       "model.n_layer (4), one layer per stage at least"},
+      {"parallel: {pipeline: {size: 2, layers_per_stage: [1, 2]}}\n" + two,
+       "job.yaml:14:50: parallel.pipeline.layers_per_stage: must sum to model.n_layer (4), got 3"},
+      {"parallel: {pipeline: {size: 2, layers_per_stage: [4]}}\n" + two,
+       "job.yaml:14:50: parallel.pipeline.layers_per_stage: needs one entry per virtual stage "
+       "(size 2 x chunks 1 = 2), got 1"},
+      {"parallel: {pipeline: {size: 2, layers_per_stage: [4, 0]}}\n" + two,
+       "job.yaml:14:54: parallel.pipeline.layers_per_stage[1]: every stage needs >= 1 layer, got 0"},
+      {"parallel: {pipeline: {size: 2, layers_per_stage: [1, x]}}\n" + two,
+       "job.yaml:14:54: parallel.pipeline.layers_per_stage[1]: expected an integer, got 'x'"},
+      {"parallel: {pipeline: {layers_per_stage: [4]}}\n",
+       "job.yaml:14:41: parallel.pipeline.layers_per_stage: splits the layers over pipeline "
+       "stages: it needs parallel.pipeline.size > 1"},
+      {"parallel: {data: 2, zero: 3, pipeline: 2}\nresources: {ranks_per_node: 4}\n",
+       "job.yaml:14:27: parallel.zero: ZeRO 3 gathers each layer's parameters as the one "
+       "executor of a rank reaches it, which a pipeline's interleaved micro-batches do not "
+       "follow; with parallel.pipeline use zero 0, 1 or 2, got 3"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.yaml);
+    CHECK(ErrorOf(b + c.yaml) == c.message);
+  }
+}
+
 TEST_CASE("inconsistent combinations show the numbers") {
   const BadCase cases[] = {
       {"global_batch: 4=>global_batch: 6\nparallel: {data: 4}\nresources: {ranks_per_node: 4}",
@@ -441,8 +514,8 @@ TEST_CASE("inconsistent combinations show the numbers") {
        "job.yaml:14:47: parallel.tensor.depth: only mode 2.5d uses depth, got depth 2 with mode "
        "2d"},
       {"parallel: {pipeline: 3}\nresources: {ranks_per_node: 3}\n",
-       "job.yaml:14:22: parallel.pipeline: must be <= model.n_layer (2), one layer per stage at "
-       "least, got 3"},
+       "job.yaml:14:22: parallel.pipeline: pipeline stages x chunks (3 x 1 = 3) must be <= "
+       "model.n_layer (2), one layer per stage at least"},
       {"parallel: {sequence: {size: 3, mode: ring}}\nresources: {ranks_per_node: 3}\n",
        "job.yaml:14:29: parallel.sequence.size: must divide model.seq_len (32), got 3"},
       {"  precision: bf16\n",

@@ -73,6 +73,11 @@ class Writer {
     for (double v : values) out_ << FormatDouble(v);
     out_ << YAML::EndSeq;
   }
+  void Ints(const char* key, const std::vector<int64_t>& values) {
+    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (int64_t v : values) out_ << absl::StrCat(v);
+    out_ << YAML::EndSeq;
+  }
   void StrList(const char* key, const std::vector<std::string>& values) {
     out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const std::string& v : values) out_ << YAML::DoubleQuoted << v;
@@ -156,6 +161,8 @@ void WriteParallel(Writer& w, const ParallelSpec& p) {
   w.Int("size", p.pipeline);
   w.Plain("schedule", PipelineScheduleName(p.pipeline_schedule));
   w.Int("microbatches", p.pipeline_microbatches);
+  w.Int("chunks", p.pipeline_chunks);
+  if (!p.pipeline_layers_per_stage.empty()) w.Ints("layers_per_stage", p.pipeline_layers_per_stage);
   w.EndMap();
   w.BeginMap("sequence", /*flow=*/true);
   w.Int("size", p.sequence);

@@ -3,6 +3,7 @@
 // a later check may rely on the earlier ones (no division by a zero degree).
 #include "runtime/config/validate.h"
 
+#include <algorithm>
 #include <cctype>
 #include <memory>
 #include <string>
@@ -168,6 +169,35 @@ absl::Status ValidateParallel(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(p.pipeline >= 1, DegreePath(ctx, "pipeline"), "must be >= 1, got ", p.pipeline);
   ENSURE(p.pipeline_microbatches >= 1, "parallel.pipeline.microbatches", "must be >= 1, got ",
          p.pipeline_microbatches);
+  {
+    const std::string_view schedule = PipelineScheduleName(p.pipeline_schedule);
+    switch (p.pipeline_schedule) {
+      case PipelineSchedule::kInterleaved:
+        ENSURE(p.pipeline_chunks >= 2, "parallel.pipeline.chunks",
+               "the interleaved schedule needs >= 2 virtual stages per rank, got ", p.pipeline_chunks);
+        break;
+      case PipelineSchedule::kZbv:
+        ENSURE(p.pipeline_chunks == 2, "parallel.pipeline.chunks",
+               "the zbv schedule places 2 virtual stages per rank (a V), got ", p.pipeline_chunks);
+        break;
+      default:
+        ENSURE(p.pipeline_chunks == 1, "parallel.pipeline.chunks", "schedule ", Sv(schedule),
+               " holds 1 stage per rank; virtual stages need schedule interleaved or zbv, got ",
+               p.pipeline_chunks);
+    }
+  }
+  if (!p.pipeline_layers_per_stage.empty()) {
+    const int64_t stages = p.pipeline * p.pipeline_chunks;
+    ENSURE(static_cast<int64_t>(p.pipeline_layers_per_stage.size()) == stages,
+           "parallel.pipeline.layers_per_stage", "needs one entry per virtual stage (size ",
+           p.pipeline, " x chunks ", p.pipeline_chunks, " = ", stages, "), got ",
+           p.pipeline_layers_per_stage.size());
+    for (size_t i = 0; i < p.pipeline_layers_per_stage.size(); ++i) {
+      ENSURE(p.pipeline_layers_per_stage[i] >= 1,
+             absl::StrCat("parallel.pipeline.layers_per_stage[", i, "]"),
+             "every stage needs >= 1 layer, got ", p.pipeline_layers_per_stage[i]);
+    }
+  }
   ENSURE(p.sequence >= 1, DegreePath(ctx, "sequence"), "must be >= 1, got ", p.sequence);
   return absl::OkStatus();
 }
@@ -216,10 +246,48 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
            " ranks, but resources.nodes x resources.ranks_per_node = ", r.nodes, " x ",
            r.ranks_per_node, " = ", r.WorldSize(), "; make the two products equal");
   }
-  if (s.model.kind == ModelSpec::Kind::kGpt) {
-    ENSURE(p.pipeline <= s.model.gpt.n_layer, DegreePath(ctx, "pipeline"),
-           "must be <= model.n_layer (", s.model.gpt.n_layer, "), one layer per stage at least, got ",
+  // Micro-batches per step: both keys written must agree; interleaving needs whole rounds.
+  const std::string microbatches = ctx.Written("parallel.pipeline.microbatches")
+                                       ? "parallel.pipeline.microbatches"
+                                       : DegreePath(ctx, "pipeline");
+  if (ctx.Written("parallel.pipeline.microbatches")) {
+    ENSURE(per_rank % p.pipeline_microbatches == 0, microbatches,
+           "must divide train.global_batch / parallel.data (", t.global_batch, " / ", p.data, " = ",
+           per_rank, "), got ", p.pipeline_microbatches);
+    ENSURE(p.pipeline_microbatches * t.micro_batch == per_rank, microbatches,
+           "must be train.global_batch / (parallel.data x train.micro_batch) = ", per_rank, " / ",
+           t.micro_batch, " = ", per_rank / std::max<int64_t>(1, t.micro_batch), " (or leave one of the two out), got ",
+           p.pipeline_microbatches);
+  }
+  if (p.pipeline > 1 && p.pipeline_schedule == PipelineSchedule::kInterleaved) {
+    ENSURE(p.pipeline_microbatches % p.pipeline == 0, microbatches,
+           "the interleaved schedule runs micro-batches in rounds of the pipeline size: ",
+           "micro-batches per step (", p.pipeline_microbatches, ") must be a multiple of ",
            p.pipeline);
+  }
+  if (p.pipeline > 1 && p.data > 1) {
+    ENSURE(p.zero <= 2, "parallel.zero",
+           "ZeRO 3 gathers each layer's parameters as the one executor of a rank reaches "
+           "it, which a pipeline's interleaved micro-batches do not follow; with "
+           "parallel.pipeline use zero 0, 1 or 2, got ", p.zero);
+  }
+  if (!p.pipeline_layers_per_stage.empty()) {
+    ENSURE(p.pipeline > 1, "parallel.pipeline.layers_per_stage",
+           "splits the layers over pipeline stages: it needs parallel.pipeline.size > 1");
+  }
+  if (s.model.kind == ModelSpec::Kind::kGpt) {
+    const int64_t stages = p.pipeline * p.pipeline_chunks;
+    if (p.pipeline > 1) {
+      ENSURE(stages <= s.model.gpt.n_layer, DegreePath(ctx, "pipeline"),
+             "pipeline stages x chunks (", p.pipeline, " x ", p.pipeline_chunks, " = ", stages,
+             ") must be <= model.n_layer (", s.model.gpt.n_layer, "), one layer per stage at least");
+    }
+    if (!p.pipeline_layers_per_stage.empty()) {
+      int64_t sum = 0;
+      for (int64_t n : p.pipeline_layers_per_stage) sum += n;
+      ENSURE(sum == s.model.gpt.n_layer, "parallel.pipeline.layers_per_stage",
+             "must sum to model.n_layer (", s.model.gpt.n_layer, "), got ", sum);
+    }
     ENSURE(s.model.gpt.seq_len % p.sequence == 0, DegreePath(ctx, "sequence"),
            "must divide model.seq_len (", s.model.gpt.seq_len, "), got ", p.sequence);
     // The grid was checked above (ValidateParallel).
@@ -255,8 +323,6 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");
 
-  ENSURE(p.pipeline == 1, DegreePath(ctx, "pipeline"),
-         "pipeline parallelism is not available yet; set it to 1, got ", p.pipeline);
   ENSURE(p.sequence == 1, DegreePath(ctx, "sequence"),
          "sequence parallelism is not available yet; set it to 1, got ", p.sequence);
   const std::string gemini =

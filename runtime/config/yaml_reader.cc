@@ -359,6 +359,26 @@ absl::Status MapReader::StringList(absl::string_view key, std::vector<std::strin
   return absl::OkStatus();
 }
 
+absl::Status MapReader::IntList(absl::string_view key, std::vector<int64_t>* out) const {
+  const Entry* entry = Read(key);
+  if (entry == nullptr) return absl::OkStatus();
+  if (!entry->value.IsSequence()) {
+    return ErrorAt(key, absl::StrCat("expected a list of integers such as [2, 3], got ",
+                                     Describe(entry->value)));
+  }
+  std::vector<int64_t> items;
+  for (size_t i = 0; i < entry->value.size(); ++i) {
+    YAML::Node item = entry->value[i];
+    std::string item_path = absl::StrCat(Path(key), "[", i, "]");
+    absl::StatusOr<int64_t> value = ScalarToInt(item);
+    if (!value.ok()) return ctx_->Error(ctx_->Where(item, item_path), item_path, value.status().message());
+    ctx_->Note(item_path, ctx_->Where(item, item_path));
+    items.push_back(*value);
+  }
+  *out = std::move(items);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<size_t> MapReader::EnumIndex(absl::string_view key,
                                             const std::vector<std::string>& words) const {
   const Entry* entry = Read(key);

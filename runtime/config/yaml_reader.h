@@ -134,6 +134,7 @@ class MapReader {
   absl::Status Bool(absl::string_view key, bool* out) const;
   absl::Status String(absl::string_view key, std::string* out) const;
   absl::Status StringList(absl::string_view key, std::vector<std::string>* out) const;
+  absl::Status IntList(absl::string_view key, std::vector<int64_t>* out) const;
 
   // Reads one of `names` (each paired with its value) into *out.
   template <typename E>

@@ -37,7 +37,8 @@ std::vector<memory::ParamStore::Spec> Model::GlobalSpecs() const {
 absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, int64_t batch,
                                                    const std::function<int64_t(int64_t)>& flat_numel,
                                                    bool allocate_params,
-                                                   const graph::GptTensorParallel& tp) {
+                                                   const graph::GptTensorParallel& tp,
+                                                   const PipelinePlacement* pipeline) {
   auto model = std::make_unique<Model>();
   model->batch = batch;
   model->tensor_parallel = tp.size;
@@ -81,9 +82,36 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
       return absl::InvalidArgumentError(absl::StrCat(where, ": 'ids' must feed an embedding"));
     }
   }
-  RETURN_IF_ERROR(graph::BuildBackward(g));
-  model->loss = g.loss();
-  model->loss_grad = g.loss_seed();
+  for (const memory::ParamStore::Spec& p : graph::ParamSpecs(g)) model->model_specs.push_back(p);
+  for (size_t i = 0; i < g.params().size(); ++i) {
+    const graph::Layout& l = g.value(g.params()[i]).layout;
+    if (l.split()) model->model_specs[i].shape = l.global;
+  }
+  const graph::Graph* loss_graph = &g;
+  if (pipeline != nullptr && pipeline->schedule.stages > 1) {
+    model->pipelined = true;
+    absl::StatusOr<std::vector<parallel::pipeline::Chunk>> chunks =
+        parallel::pipeline::BuildChunks(g, pipeline->schedule, pipeline->rank, pipeline->layers_per_stage);
+    if (!chunks.ok()) return absl::Status(chunks.status().code(), absl::StrCat(where, ": ", chunks.status().message()));
+    ASSIGN_OR_RETURN(model->shared,
+                     parallel::pipeline::SharedParams(g, pipeline->schedule, pipeline->layers_per_stage));
+    model->chunks = std::move(*chunks);
+    g = *model->chunks[0].graph;  // the rank's parameters, in the store's order
+    for (size_t c = 0; c < model->chunks.size(); ++c) {
+      const graph::Graph& cg = *model->chunks[c].graph;
+      model->flops_per_micro_batch += GraphFlops(cg);
+      if (cg.loss() >= 0) {
+        model->last_chunk = static_cast<int>(c);
+        loss_graph = &cg;
+      }
+    }
+    model->ids = model->targets = model->positions = -1;
+  } else {
+    RETURN_IF_ERROR(graph::BuildBackward(g));
+    model->flops_per_micro_batch = GraphFlops(g);
+  }
+  model->loss = model->pipelined && model->last_chunk < 0 ? -1 : loss_graph->loss();
+  model->loss_grad = model->pipelined && model->last_chunk < 0 ? -1 : loss_graph->loss_seed();
   model->token_rows = batch;
   if (tp.two_d && tp.size > 1) {  // the logits' token block k·q + j of depth·q (gpt.h)
     const int64_t q = tp.grid_q();
@@ -97,17 +125,20 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
                              model->token_rows;
   }
   model->tp = tp;
-  if (const int producer = g.value(g.loss()).producer; producer >= 0 && g.node(producer).op == "mean") {
-    const int input = g.node(producer).inputs[0];
-    if (g.value(input).numel() == model->token_rows * model->seq) model->token_loss = input;
+  if (model->loss >= 0) {
+    const graph::Graph& lg = *loss_graph;
+    if (const int producer = lg.value(model->loss).producer; producer >= 0 && lg.node(producer).op == "mean") {
+      const int input = lg.node(producer).inputs[0];
+      if (lg.value(input).numel() == model->token_rows * model->seq) model->token_loss = input;
+    }
   }
-  model->flops_per_micro_batch = GraphFlops(g);
 
   const std::vector<memory::ParamStore::Spec> specs = graph::ParamSpecs(g);
   for (int p : g.params()) model->layouts.push_back(g.value(p).layout);
   const int64_t flat = memory::ParamStore::FlatNumel(specs);
   model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat,
                                                        allocate_params);
+  if (model->pipelined) return model;  // the trainer's Runner makes the executors
   // Collectives that can overlap (tensor parallelism's input-gradient all-reduces and
   // sequence parallelism's gathers and scatters) run while the next nodes compute.
   ASSIGN_OR_RETURN(model->executor,
@@ -161,7 +192,7 @@ void TakeHeld(const Model& model, const memory::ParamStore& whole,
   for (size_t i = 0; i < segments.size(); ++i) {
     const memory::ParamSegment& s = segments[i];
     const graph::Value& v = g.value(g.params()[s.param]);
-    const float* src = whole.data(s.param);
+    const float* src = whole.data(whole.Find(v.name));  // `whole` may hold more parameters
     for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
       std::copy(src + r.global, src + r.global + r.count, data[i] + (r.local - s.offset));
     }

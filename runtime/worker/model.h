@@ -16,6 +16,8 @@
 #include "graph/models/gpt.h"
 #include "memory/param_store.h"
 #include "parallel/comm/communicator.h"
+#include "parallel/pipeline/runner.h"
+#include "parallel/pipeline/schedule.h"
 #include "runtime/config/job_spec.h"
 
 namespace colossal::worker {
@@ -46,6 +48,28 @@ struct Model {
   std::vector<graph::Layout> layouts;
   // The whole (global) shape of every parameter, as a store spec.
   std::vector<memory::ParamStore::Spec> GlobalSpecs() const;
+
+  // Pipeline parallelism (more than one stage): this rank's chunks, each a stage graph
+  // with its backward, for the trainer's Runner to take; `graph` is then a copy of chunk
+  // 0's graph (it lists every parameter of the rank in the store's order), `executor` is
+  // null, and loss, loss_grad and token_loss are ids in chunk last_chunk's graph (-1:
+  // this rank holds no loss). ids, targets and positions are looked up per chunk.
+  bool pipelined = false;
+  std::vector<parallel::pipeline::Chunk> chunks;
+  int last_chunk = -1;
+  // Parameters held by more than one pipeline rank (the tied wte), summed between them.
+  std::vector<parallel::pipeline::SharedParam> shared;
+  // Every parameter of the whole model (all stages) at its global shape: what
+  // checkpoints describe and samples gather.
+  std::vector<memory::ParamStore::Spec> model_specs;
+};
+
+// This rank's place in a pipeline: the schedule, its pipeline rank and the layers of each
+// virtual stage (empty: balanced by FLOPs).
+struct PipelinePlacement {
+  parallel::pipeline::PipelineSchedule schedule;
+  int rank = 0;
+  std::vector<int> layers_per_stage;
 };
 
 // Tensor rank `rank`'s GptTensorParallel under the job's parallel.tensor (size, mode,
@@ -57,11 +81,12 @@ graph::GptTensorParallel TensorParallelOf(const config::ParallelSpec& parallel, 
 // the parameters need to the size to allocate (data parallelism pads it).
 // With `allocate_params` false the store keeps the layout only (ZeRO 3 holds parameters
 // in shards).
-// `tp` builds this rank's part of a tensor-parallel GPT (graph models: size 1 only).
+// `tp` builds this rank's part of a tensor-parallel GPT (graph models: size 1 only);
+// `pipeline` (more than one stage) cuts this rank's chunks out of it (Model::pipelined).
 absl::StatusOr<std::unique_ptr<Model>> BuildModel(
     const config::JobSpec& spec, int64_t batch,
     const std::function<int64_t(int64_t)>& flat_numel = {}, bool allocate_params = true,
-    const graph::GptTensorParallel& tp = {});
+    const graph::GptTensorParallel& tp = {}, const PipelinePlacement* pipeline = nullptr);
 
 // GPT-2 style initialisation from each parameter's ParamInit, seeded by (seed, name):
 // every parameter whole, or just `segments` (held at data[i]) of them — the values are
@@ -80,8 +105,8 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
 // wrong shape or any other extra tensor is an error.
 absl::Status LoadParams(memory::ParamStore& params, const std::string& path);
 
-// Copies the elements of `whole` (every parameter at its global shape) that this rank
-// holds (segments at data[i], through the layouts) into place.
+// Copies the elements of `whole` (every parameter at its global shape, found by name;
+// model_specs or GlobalSpecs) that this rank holds (segments at data[i], through the layouts) into place.
 void TakeHeld(const Model& model, const memory::ParamStore& whole,
               const std::vector<memory::ParamSegment>& segments, const std::vector<float*>& data);
 

@@ -24,6 +24,7 @@
 #include "runtime/data/token_file.h"
 #include "runtime/data/tokenizer.h"
 #include "parallel/data_parallel/data_parallel.h"
+#include "parallel/pipeline/runner.h"
 #include "parallel/process_groups.h"
 #include "runtime/worker/checkpointing.h"
 #include "runtime/worker/device_peak.h"
@@ -83,7 +84,8 @@ class Run {
   bool rank0() const { return world_rank_ == 0; }
   TrainState State() {
     return {&spec_, model_->params.get(), optimizer_.get(), dp_.get(), options_.groups,
-            tp_size_ > 1 ? &model_->layouts : nullptr, tp_size_ > 1 ? &counted_ : nullptr};
+            tp_size_ > 1 ? &model_->layouts : nullptr,
+            pp_size_ > 1 ? &stored_ : (tp_size_ > 1 ? &counted_ : nullptr)};
   }
   // Σ over `comm` (null: this rank's values).
   absl::StatusOr<std::vector<double>> SumOver(parallel::Communicator* comm, std::vector<double> v) {
@@ -104,6 +106,17 @@ class Run {
     return tp_rank_ == 0 || l.split();
   }
   absl::StatusOr<double> GradSumSquares();
+  // Pipeline parallelism: the slot executors' process groups and fixed inputs; one
+  // step's forwards and backwards through the Runner; the measured bubble of the step
+  // over the pipeline group.
+  absl::Status SetupSlot(int chunk, graph::Executor& ex);
+  absl::Status PipelineStep(int64_t step, double& loss_sum);
+  // One step's micro-batches through the one executor.
+  absl::Status MicroSteps(int64_t step, double& loss_sum);
+  absl::StatusOr<double> PipelineBubble();
+  // Adds micro-batch rows [0, rows) of the loss in `ex` (the executor of the graph that
+  // holds the loss) to the validation sums.
+  void AddValidationLoss(graph::Executor& ex, int64_t rows, double& sum, double& tokens) const;
   // Sums the gradients that are partial over the tensor group (sequence parallelism) in
   // the segments this rank's optimizer reads, in one all-reduce.
   absl::Status SumPartialGrads();
@@ -142,6 +155,17 @@ class Run {
   parallel::Communicator* col_comm_ = nullptr;
   parallel::Communicator* depth_comm_ = nullptr;
   std::vector<bool> counted_;  // per parameter, CountsInTensorSums
+  // Pipeline parallelism: this rank's stage, the group along the pipeline and the
+  // interpreter of the schedule over this rank's chunks (their graphs, its per-chunk
+  // data inputs). A shared parameter (wte) is counted in norms and stored by its first
+  // holder only (pipe_owned_); stored_ = counted_ and pipe_owned_.
+  int pp_rank_ = 0, pp_size_ = 1;
+  parallel::Communicator* pp_comm_ = nullptr;
+  std::unique_ptr<parallel::pipeline::Runner> runner_;
+  std::vector<const graph::Graph*> chunk_graphs_;
+  std::vector<int> chunk_ids_, chunk_targets_;
+  std::vector<bool> pipe_owned_, stored_;
+  double bubble_ = -1;  // last step's, measured; -1 without a pipeline
   bool stop_agreed_ = false;
   std::optional<JsonlSink> metrics_;
   int64_t start_step_ = 0;
@@ -165,6 +189,9 @@ absl::Status Run::Setup() {
     ranks_ = static_cast<int>(g->plan().degree(parallel::Axis::kData));
     tp_rank_ = static_cast<int>(g->index(parallel::Axis::kTensor));
     tp_size_ = static_cast<int>(g->plan().degree(parallel::Axis::kTensor));
+    pp_comm_ = g->axis(parallel::Axis::kPipeline);
+    pp_rank_ = static_cast<int>(g->index(parallel::Axis::kPipeline));
+    pp_size_ = static_cast<int>(g->plan().degree(parallel::Axis::kPipeline));
     const parallel::TensorMode mode = g->plan().tensor_mode();
     if (mode != parallel::TensorMode::k1d && tp_size_ > 1) {
       two_d_ = mode != parallel::TensorMode::k3d;
@@ -181,10 +208,11 @@ absl::Status Run::Setup() {
       col_comm_ = g->tensor_axis(parallel::TensorAxis::kCol);
     }
   }
-  if (ranks_ != spec_.parallel.data || tp_size_ != spec_.parallel.tensor) {
+  if (ranks_ != spec_.parallel.data || tp_size_ != spec_.parallel.tensor || pp_size_ != spec_.parallel.pipeline) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "parallel.data is ", spec_.parallel.data, " and parallel.tensor ", spec_.parallel.tensor,
-        " but the process groups have ", ranks_, " and ", tp_size_, " ranks"));
+        "parallel.data, tensor and pipeline are ", spec_.parallel.data, ", ", spec_.parallel.tensor, " and ",
+        spec_.parallel.pipeline, " but the process groups have ", ranks_, ", ", tp_size_, " and ", pp_size_,
+        " ranks"));
   }
   std::error_code ec;
   fs::create_directories(spec_.run_dir, ec);
@@ -201,6 +229,16 @@ absl::Status Run::Setup() {
   dp_options.zero_stage = static_cast<int>(spec_.parallel.zero);
   dp_options.bucket_bytes = spec_.parallel.bucket_bytes;
   const bool zero3 = ranks_ > 1 && spec_.parallel.zero == 3;
+  PipelinePlacement placement;
+  if (pp_size_ > 1) {
+    const config::ParallelSpec& p = spec_.parallel;
+    ASSIGN_OR_RETURN(placement.schedule,
+                     parallel::pipeline::MakeSchedule(p.pipeline_schedule, static_cast<int>(p.pipeline),
+                                                      static_cast<int>(accumulation_),
+                                                      static_cast<int>(p.pipeline_chunks)));
+    placement.rank = pp_rank_;
+    for (int64_t n : p.pipeline_layers_per_stage) placement.layers_per_stage.push_back(static_cast<int>(n));
+  }
   ASSIGN_OR_RETURN(model_, BuildModel(
                                spec_, spec_.train.micro_batch,
                                [&](int64_t flat) {
@@ -209,15 +247,33 @@ absl::Status Run::Setup() {
                                             : flat;
                                },
                                /*allocate_params=*/!zero3,
-                               TensorParallelOf(spec_.parallel, tp_rank_)));
-  if (two_d_ || three_d_) {
+                               TensorParallelOf(spec_.parallel, tp_rank_),
+                               pp_size_ > 1 ? &placement : nullptr));
+  for (int p = 0; p < model_->params->size(); ++p) {
+    counted_.push_back(ComputeCounted(p));
+    bool owned = true;
+    for (const parallel::pipeline::SharedParam& sp : model_->shared) {
+      if (sp.name == model_->params->info(p).name) owned = sp.ranks.front() == pp_rank_;
+    }
+    pipe_owned_.push_back(owned);
+    stored_.push_back(counted_.back() && owned);
+  }
+  if (model_->pipelined) {
+    for (const parallel::pipeline::Chunk& c : model_->chunks) {
+      chunk_graphs_.push_back(c.graph.get());
+      chunk_ids_.push_back(c.graph->Find("ids"));
+      chunk_targets_.push_back(c.graph->Find("targets"));
+    }
+    ASSIGN_OR_RETURN(runner_, parallel::pipeline::Runner::Create(
+                                  placement.schedule, pp_rank_, std::move(model_->chunks), model_->params.get(),
+                                  pp_comm_, [this](int c, graph::Executor& ex) { return SetupSlot(c, ex); }));
+  } else if (two_d_ || three_d_) {
     model_->executor->SetGroup("row", row_comm_);
     model_->executor->SetGroup("col", col_comm_);
     if (three_d_) model_->executor->SetGroup("depth", depth_comm_);
   } else if (tp_comm_) {
     model_->executor->SetGroup("tensor", tp_comm_);
   }
-  for (int p = 0; p < model_->params->size(); ++p) counted_.push_back(ComputeCounted(p));
   if (stream.vocab_size > model_->vocab) {
     return absl::InvalidArgumentError(absl::StrCat(
         spec_.data.train, ": tokens use a vocabulary of ", stream.vocab_size,
@@ -242,9 +298,13 @@ absl::Status Run::Setup() {
   if (ranks_ > 1) {
     ASSIGN_OR_RETURN(dp_, parallel::DataParallel::Create(data_comm_, model_->graph,
                                                          model_->params.get(), dp_options));
-    dp_->Attach(model_->executor.get());
-    model_->executor->SetHooks([this](int node) { dp_->BeforeNode(node); },
-                               [this](int node) { dp_->AfterNode(node); });
+    if (!model_->pipelined) {
+      // Buckets are reduced as the backward completes them. (A pipeline's micro-batches
+      // of different chunks interleave: its buckets are all reduced after the step.)
+      dp_->Attach(model_->executor.get());
+      model_->executor->SetHooks([this](int node) { dp_->BeforeNode(node); },
+                                 [this](int node) { dp_->AfterNode(node); });
+    }
     auto dp_sums = dp_->SumReducer();
     Optimizer::ReduceSums sums = dp_sums;
     if (tp_size_ > 1) {
@@ -269,8 +329,11 @@ absl::Status Run::Setup() {
   // and the reduction sums the ranks' gradients, so 1/ranks more.
   // 2d / 2.5d: each rank's loss is its token block's mean, 1/(q·depth) of the
   // micro-batch's; 3d: 1/q² (depth_ = q).
-  model_->executor->Data<float>(model_->loss_grad)[0] =
-      1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_);
+  // (Pipeline slots: SetupSlot.)
+  if (!model_->pipelined) {
+    model_->executor->Data<float>(model_->loss_grad)[0] =
+        1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_);
+  }
   RETURN_IF_ERROR(Restore());
   if (rank0()) {
     ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
@@ -278,6 +341,20 @@ absl::Status Run::Setup() {
   }
   peak_flops_ = MatmulPeakFlops();
   profile_ = base::GetEnv(base::kEnvProfile).value_or("0") == "1";
+  if (model_->pipelined) {
+    LOG_INFO("pipeline stage {} of {}: schedule {}, {} chunk(s) of virtual stages, {} micro-batches per step",
+             pp_rank_, pp_size_, parallel::pipeline::ScheduleName(spec_.parallel.pipeline_schedule),
+             runner_->num_chunks(), accumulation_);
+    LOG_INFO("model: {} parameters on this rank, micro-batch {} x {} tokens, {} threads, {} data-parallel x {} "
+             "tensor-parallel x {} pipeline rank(s), ZeRO {}; bytes per rank: parameters {:.1f} MiB, gradients "
+             "{:.1f} MiB, optimizer state {:.1f} MiB",
+             model_->params->num_params(), model_->batch, model_->seq, omp_get_max_threads(), ranks_, tp_size_,
+             pp_size_, spec_.parallel.zero,
+             (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
+             (dp_ ? dp_->grad_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
+             optimizer_->state_bytes() / 1048576.0);
+    return absl::OkStatus();
+  }
   model_->executor->EnableProfiling(profile_);
   LOG_INFO("model: {} parameters on this rank, micro-batch {} x {} tokens, {} micro-batches "
            "per step, arena {:.1f} MiB, {} threads, {} data-parallel x {} tensor-parallel "
@@ -303,12 +380,12 @@ absl::Status Run::Restore() {
   }
   const parallel::HeldParams held = Held(State());
   if (!spec_.model.init_from.empty()) {
-    if (model_->params->allocated() && tp_size_ == 1) {
+    if (model_->params->allocated() && tp_size_ == 1 && !model_->pipelined) {
       RETURN_IF_ERROR(LoadParams(*model_->params, spec_.model.init_from));
     } else {
       // Sharded or split parameters: load whole into a transient store, keep this rank's
       // elements.
-      memory::ParamStore full(model_->GlobalSpecs());
+      memory::ParamStore full(model_->model_specs);
       RETURN_IF_ERROR(LoadParams(full, spec_.model.init_from));
       TakeHeld(*model_, full, held.segments, held.data);
     }
@@ -319,12 +396,71 @@ absl::Status Run::Restore() {
   return absl::OkStatus();
 }
 
-absl::Status Run::TrainStep(int64_t step) {
+absl::Status Run::SetupSlot(int chunk, graph::Executor& ex) {
+  const graph::Graph& g = *chunk_graphs_[chunk];
+  if (two_d_ || three_d_) {
+    ex.SetGroup("row", row_comm_);
+    ex.SetGroup("col", col_comm_);
+    if (three_d_) ex.SetGroup("depth", depth_comm_);
+  } else if (tp_comm_) {
+    ex.SetGroup("tensor", tp_comm_);
+  }
+  if (const int positions = g.Find("positions"); positions >= 0) {
+    graph::FillPositions(ex.Data<int32_t>(positions), model_->batch, model_->seq);
+  }
+  if (g.loss_seed() >= 0) {
+    ex.Data<float>(g.loss_seed())[0] = 1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run::PipelineStep(int64_t step, double& loss_sum) {
+  const int64_t b = model_->batch;
+  std::vector<int32_t> unused(b * model_->seq);  // a chunk that reads ids but not targets
+  auto feed = [&](int c, int m, graph::Executor& ex) {
+    const int ids = chunk_ids_[c], targets = chunk_targets_[c];
+    if (ids < 0 && targets < 0) return;
+    const int64_t first = data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b);
+    train_loader_->Fill(first, b, ids >= 0 ? ex.Data<int32_t>(ids) : unused.data(),
+                        targets >= 0 ? ex.Data<int32_t>(targets) : unused.data());
+  };
+  RETURN_IF_ERROR(runner_->Step(feed, [&](int, graph::Executor& ex) { loss_sum += ex.Data<float>(model_->loss)[0]; }));
+  // The tied wte's two halves, then the data-parallel reduction of every bucket.
+  RETURN_IF_ERROR(runner_->SumSharedGrads(model_->shared));
+  if (dp_) dp_->BeginMicroStep(0, /*last=*/true);
+  ASSIGN_OR_RETURN(bubble_, PipelineBubble());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Run::PipelineBubble() {
+  // (earliest start, latest end, busy µs) of each pipeline rank, as int64 bits.
+  const auto& timeline = runner_->last_timeline();
+  int64_t mine[3] = {0, 0, 0};
+  if (!timeline.empty()) {
+    mine[0] = timeline.front().start_us;
+    for (const parallel::pipeline::TimedAction& a : timeline) {
+      mine[0] = std::min(mine[0], a.start_us);
+      mine[1] = std::max(mine[1], a.end_us);
+      mine[2] += a.end_us - a.start_us;
+    }
+  }
+  std::vector<int64_t> all(3 * pp_size_);
+  RETURN_IF_ERROR(pp_comm_->AllGather(mine, all.data(), 6, graph::DType::kF32)->Wait());
+  int64_t first = all[0], last = all[1], busy = 0;
+  for (int r = 0; r < pp_size_; ++r) {
+    first = std::min(first, all[3 * r]);
+    last = std::max(last, all[3 * r + 1]);
+    busy += all[3 * r + 2];
+  }
+  if (last <= first) return 0.0;
+  return 1.0 - static_cast<double>(busy) / (static_cast<double>(pp_size_) * static_cast<double>(last - first));
+}
+
+absl::Status Run::MicroSteps(int64_t step, double& loss_sum) {
   graph::Executor& ex = *model_->executor;
   const int64_t b = model_->batch;
   int32_t* ids = ex.Data<int32_t>(model_->ids);
   int32_t* targets = ex.Data<int32_t>(model_->targets);
-  double loss_sum = 0;
   for (int64_t m = 0; m < accumulation_; ++m) {
     const int64_t first =
         data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b);
@@ -337,16 +473,26 @@ absl::Status Run::TrainStep(int64_t step) {
     RETURN_IF_ERROR(ExecutorStatus());
     loss_sum += ex.Data<float>(model_->loss)[0];
   }
+  return absl::OkStatus();
+}
+
+absl::Status Run::TrainStep(int64_t step) {
+  double loss_sum = 0;
+  if (model_->pipelined) {
+    RETURN_IF_ERROR(PipelineStep(step, loss_sum));
+  } else {
+    RETURN_IF_ERROR(MicroSteps(step, loss_sum));
+  }
   loss_ = loss_sum / static_cast<double>(accumulation_);
   const bool stop_here = options_.stop && options_.stop->load();
   if (dp_) RETURN_IF_ERROR(dp_->FinishReduction());
   RETURN_IF_ERROR(SumPartialGrads());
   // One small collective: the global mean loss (the ranks of a tensor group hold the
-  // same loss) and whether any rank must stop.
+  // same loss; only the last pipeline stage has one) and whether any rank must stop.
   ASSIGN_OR_RETURN(std::vector<double> agreed,
                    SumOver(options_.groups ? options_.groups->world() : nullptr,
                            {loss_, stop_here ? 1.0 : 0.0}));
-  loss_ = agreed[0] / world_size_;
+  loss_ = agreed[0] / (world_size_ / pp_size_);
   stop_agreed_ = agreed[1] > 0;
   if (options_.on_gradients) options_.on_gradients(step, *model_->params);
   ASSIGN_OR_RETURN(const double sum_sq, GradSumSquares());
@@ -367,11 +513,12 @@ std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
   std::vector<std::pair<std::string, int64_t>> out;
   if (data_comm_) out.emplace_back("data", data_comm_->bytes_sent());
   if (tp_comm_) out.emplace_back("tensor", tp_comm_->bytes_sent());
+  if (pp_comm_) out.emplace_back("pipeline", pp_comm_->bytes_sent());
   if (row_comm_) out.emplace_back("tensor_row", row_comm_->bytes_sent());
   if (col_comm_) out.emplace_back("tensor_col", col_comm_->bytes_sent());
   if (depth_comm_) out.emplace_back("tensor_depth", depth_comm_->bytes_sent());
   parallel::Communicator* world = options_.groups ? options_.groups->world() : nullptr;
-  if (world && world != data_comm_ && world != tp_comm_) out.emplace_back("world", world->bytes_sent());
+  if (world && world != data_comm_ && world != tp_comm_ && world != pp_comm_) out.emplace_back("world", world->bytes_sent());
   return out;
 }
 
@@ -414,7 +561,7 @@ absl::Status Run::SumPartialGrads(const std::string& axis, parallel::Communicato
 }
 
 absl::StatusOr<double> Run::GradSumSquares() {
-  if (tp_size_ == 1) {
+  if (tp_size_ == 1 && pp_size_ == 1) {
     if (dp_) return dp_->GradSumSquares();
     double sum_sq = 0;
     kernels::SumSquares(model_->params->flat_grad(), model_->params->flat_numel(), &sum_sq);
@@ -424,12 +571,19 @@ absl::StatusOr<double> Run::GradSumSquares() {
   // The gradients this rank's optimizer reads (its ZeRO shard, or every tensor whole).
   const std::vector<memory::ParamSegment>& segments = optimizer_->segments();
   const std::vector<const float*>& grads = optimizer_->grads();
+  // Pipeline: each stage its own tensors, a shared one (wte) on its first holder.
   double local = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
-    if (!CountsInTensorSums(segments[i].param)) continue;
+    if (!CountsInTensorSums(segments[i].param) || !pipe_owned_[segments[i].param]) continue;
     double part = 0;
     kernels::SumSquares(grads[i], segments[i].length, &part);
     local += part;
+  }
+  if (pp_size_ > 1) {
+    // Every rank's share over the world; ZeRO 0's data replicas count once.
+    if (dp_ && dp_->zero_stage() == 0 && rank_ != 0) local = 0;
+    ASSIGN_OR_RETURN(std::vector<double> total, SumOver(options_.groups->world(), {local}));
+    return total[0];
   }
   // ZeRO 1-3 shards partition the data group's tensors: sum over it too.
   const bool over_data = dp_ && dp_->zero_stage() >= 1;
@@ -450,9 +604,24 @@ void Run::ReduceTensorSums(std::vector<double>& sums) {
   if (summed.ok()) sums = std::move(*summed);
 }
 
-absl::StatusOr<double> Run::Validate() {
-  graph::Executor& ex = *model_->executor;
+void Run::AddValidationLoss(graph::Executor& ex, int64_t rows, double& sum, double& tokens) const {
   const int64_t b = model_->batch, T = model_->seq;
+  if (model_->token_loss >= 0) {
+    // This rank's sequences of the micro-batch (2d: its token block), those in range.
+    const float* per_token = ex.Data<float>(model_->token_loss);
+    for (int64_t r = 0; r < model_->token_rows; ++r) {
+      if (model_->token_row_start + r >= rows) break;
+      for (int64_t t = 0; t < T; ++t) sum += per_token[r * T + t];
+      tokens += static_cast<double>(T);
+    }
+  } else {
+    sum += ex.Data<float>(model_->loss)[0] * static_cast<double>(b * T);
+    tokens += static_cast<double>(b * T);
+  }
+}
+
+absl::StatusOr<double> Run::Validate() {
+  const int64_t b = model_->batch;
   // val_batches global batches of windows, in micro-batches taken by the ranks in turn;
   // the mean is over exactly those windows' tokens, whatever the micro-batch and degree.
   const int64_t total =
@@ -461,21 +630,24 @@ absl::StatusOr<double> Run::Validate() {
   double sum = 0, tokens = 0;
   for (int64_t k = rank_; k < micro_batches; k += ranks_) {
     const int64_t rows = std::min(b, total - k * b);
+    if (model_->pipelined) {
+      // Through every stage; the last one's loss.
+      std::vector<int32_t> unused(b * model_->seq);
+      RETURN_IF_ERROR(runner_->Forward(
+          [&](int c, int, graph::Executor& ex) {
+            const int ids = chunk_ids_[c], targets = chunk_targets_[c];
+            if (ids < 0 && targets < 0) return;
+            val_loader_->Fill(k * b, b, ids >= 0 ? ex.Data<int32_t>(ids) : unused.data(),
+                              targets >= 0 ? ex.Data<int32_t>(targets) : unused.data());
+          },
+          [&](int, graph::Executor& ex) { AddValidationLoss(ex, rows, sum, tokens); }));
+      continue;
+    }
+    graph::Executor& ex = *model_->executor;
     val_loader_->Fill(k * b, b, ex.Data<int32_t>(model_->ids), ex.Data<int32_t>(model_->targets));
     ex.Forward();
     RETURN_IF_ERROR(ExecutorStatus());
-    if (model_->token_loss >= 0) {
-      // This rank's sequences of the micro-batch (2d: its token block), those in range.
-      const float* per_token = ex.Data<float>(model_->token_loss);
-      for (int64_t r = 0; r < model_->token_rows; ++r) {
-        if (model_->token_row_start + r >= rows) break;
-        for (int64_t t = 0; t < T; ++t) sum += per_token[r * T + t];
-        tokens += static_cast<double>(T);
-      }
-    } else {
-      sum += ex.Data<float>(model_->loss)[0] * static_cast<double>(b * T);
-      tokens += static_cast<double>(b * T);
-    }
+    AddValidationLoss(ex, rows, sum, tokens);
   }
   // Over every rank: the ranks of a tensor group that hold the same sequences add them
   // the same number of times to both sums.
@@ -497,11 +669,12 @@ std::string Run::StateJson(int64_t steps_done) const {
   state["tokenizer"] = spec_.data.tokenizer;
   state["data_parallel"] = ranks_;
   state["tensor_parallel"] = tp_size_;
+  state["pipeline_parallel"] = pp_size_;
   state["zero"] = spec_.parallel.zero;
   // Every parameter's global shape: sharded and split checkpoints store parameters in
   // pieces, and `colossal export` consolidates them from this.
   nlohmann::json shapes = nlohmann::json::object();
-  for (const memory::ParamStore::Spec& p : model_->GlobalSpecs()) shapes[p.name] = p.shape;
+  for (const memory::ParamStore::Spec& p : model_->model_specs) shapes[p.name] = p.shape;
   state["param_shapes"] = shapes;
   if (model_->is_gpt) {
     state["model"] = {{"type", "gpt"},
@@ -534,6 +707,20 @@ std::string Run::Sample() {
     whole = std::make_unique<memory::ParamStore>(model_->GlobalSpecs());
     if (!GatherWhole(*model_, *params, tp_comm_, *whole).ok()) return "";
     params = whole.get();
+  }
+  if (model_->pipelined) {
+    // Each stage adds its tensors (a shared one once) into the whole model, summed over
+    // the pipeline group.
+    auto all = std::make_unique<memory::ParamStore>(model_->model_specs);
+    std::fill(all->flat_data(), all->flat_data() + all->flat_numel(), 0.0f);
+    for (int i = 0; i < params->size(); ++i) {
+      if (!pipe_owned_[i]) continue;
+      const int to = all->Find(params->info(i).name);
+      std::copy(params->data(i), params->data(i) + params->info(i).numel, all->data(to));
+    }
+    if (!pp_comm_->AllReduce(all->flat_data(), all->flat_numel(), graph::DType::kF32)->Wait().ok()) return "";
+    full = std::move(all);
+    params = full.get();
   }
   if (!rank0()) return "";
   auto sampler = GptSampler::Create(model_->gpt, params);
@@ -578,15 +765,17 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     r.tokens_per_s = tokens_per_step / dt;
     r.mfu = peak_flops_ > 0 ? flops_per_step / dt / peak_flops_ : 0;
     if (metrics_) {
-      RETURN_IF_ERROR(metrics_->Write(MetricRecord()
-                                          .Int("step", r.step)
-                                          .Num("loss", r.loss)
-                                          .Num("lr", r.lr)
-                                          .Num("grad_norm", r.grad_norm)
-                                          .Num("tokens_per_s", r.tokens_per_s)
-                                          .Num("step_ms", r.step_ms)
-                                          .Num("mfu", r.mfu)
-                                          .Ints("comm_bytes", comm_bytes)));
+      MetricRecord record = MetricRecord()
+                                .Int("step", r.step)
+                                .Num("loss", r.loss)
+                                .Num("lr", r.lr)
+                                .Num("grad_norm", r.grad_norm)
+                                .Num("tokens_per_s", r.tokens_per_s)
+                                .Num("step_ms", r.step_ms)
+                                .Num("mfu", r.mfu)
+                                .Ints("comm_bytes", comm_bytes);
+      if (model_->pipelined) record.Num("bubble", bubble_);  // measured, this step
+      RETURN_IF_ERROR(metrics_->Write(record));
     }
     if (!std::isfinite(loss_)) {
       return absl::InternalError(absl::StrCat("loss is ", loss_, " at step ", r.step,
@@ -626,7 +815,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     if (stopping) return absl::CancelledError(absl::StrCat("stopped after step ", r.step));
   }
   base::SetLogStep(-1);
-  if (profile_) {
+  if (profile_ && model_->executor) {
     const double steps = static_cast<double>(total - start_step_);
     LOG_INFO("profile (ms per step):");
     for (const auto& [op, seconds] : model_->executor->ProfileByOp()) {

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Pipeline parallelism across processes (UCX over loopback), through `colossal run`
+# (embedded coordinator, node daemon, one worker process per rank): an 8-layer GPT with
+# the unshuffled loader, 20 steps on 1 rank give the same per-step losses (relative
+# 1e-5) and validation loss as pipeline 2 under each of the five schedules, pipeline 4
+# under 1f1b and interleaved (2 chunks), pipeline 2 x data 2 under ZeRO 0, 1 and 2 (zbv
+# with ZeRO 2), pipeline 2 x tensor 2, and pipeline 2 x tensor 2 x data 2 (8 ranks,
+# ZeRO 1), with AdamW, and LAMB (trust ratios per stage) on pipeline 2 x data 2; the
+# final weights (colossal export of each run's per-stage checkpoint files) agree within
+# the multi-process bounds of tests/dp_multiprocess_test.sh (`run` in
+# tests/weight_bounds.h) — the 1-rank run's, or for pipeline x tensor those of tensor 2
+# on one stage. A pipeline-2 checkpoint at step 10 resumes under pipeline 1
+# and pipeline 4 with the losses of the uninterrupted run. Every process is started by
+# colossal run, which ends them all.
+set -uo pipefail
+
+ROOT="$(pwd)"
+COLOSSAL="$ROOT/colossal"
+CORPUS="$ROOT/tests/golden/adamw/corpus.txt"
+T="${TEST_TMPDIR:-$(mktemp -d)}/ppmp"
+rm -rf "$T" && mkdir -p "$T" && cd "$T"
+cp "$CORPUS" corpus.txt
+source "$ROOT/tests/multiprocess_lib.sh"
+
+job() {  # OPTIMIZER
+  cat > "job-$1.yaml" <<YAML
+name: pp-$1
+model: {type: gpt, n_layer: 8, n_head: 4, d_model: 32, seq_len: 16, vocab: 256}
+data: {train: corpus.txt, val_fraction: 0.1, shuffle: false}
+train:
+  steps: 20
+  global_batch: 8
+  micro_batch: 2
+  optimizer: {type: $1, lr: 1.0e-2, weight_decay: 0.1, no_decay: [bias, ln_]}
+  lr_schedule: {warmup: 2, decay: cosine, min_lr: 1.0e-3}
+  grad_clip: 1.0
+  checkpoint: {every: 10, keep: 0}
+parallel: {bucket: 8KiB, timeout_s: 30}
+resources: {threads_per_rank: 1}
+YAML
+}
+
+val_loss() { grep -o '"val_loss": [0-9.e+-]*' "$1" | tail -1 | cut -d' ' -f2; }
+
+# same_weights REF NAME: exported weights within the multi-process bounds.
+same_weights() {
+  "$COLOSSAL" export "$T/runs/$2/checkpoints" "$T/$2.safetensors" >/dev/null || { fail "export $2"; return; }
+  "$ROOT/tests/compare_weights" "$T/$1.safetensors" "$T/$2.safetensors" \
+    >"cmp-$2.txt" || { fail "$2: final weights differ: $(cat "cmp-$2.txt")"; return; }
+  echo "$2: $(cat "cmp-$2.txt")"
+}
+
+# check REF NAME [WREF]: losses and validation loss against the 1-rank run REF, weights
+# against WREF (default REF).
+check() {
+  same_losses "runs/$1/metrics.jsonl" "runs/$2/metrics.jsonl" ||
+    fail "$2: losses differ from 1 rank: $(paste <(losses "runs/$1/metrics.jsonl") <(losses "runs/$2/metrics.jsonl") | head -3)"
+  awk -v a="$(val_loss "runs/$1/metrics.jsonl")" -v b="$(val_loss "runs/$2/metrics.jsonl")" \
+    'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-5 * a) }' ||
+    fail "$2: validation loss $(val_loss "runs/$2/metrics.jsonl") against 1 rank's $(val_loss "runs/$1/metrics.jsonl")"
+  grep -q '"bubble": ' "runs/$2/metrics.jsonl" || fail "$2: metrics carry no measured bubble"
+  same_weights "${3:-$1}" "$2"
+}
+
+for opt in adamw lamb; do
+  job "$opt"
+  "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$opt-1" >/dev/null 2>"err-$opt-1.txt" ||
+    { fail "$opt 1 rank: $(tail -2 "err-$opt-1.txt")"; continue; }
+  "$COLOSSAL" export "$T/runs/$opt-1/checkpoints" "$T/$opt-1.safetensors" >/dev/null || fail "export $opt-1"
+  [ "$(losses "runs/$opt-1/metrics.jsonl" | wc -l)" = 20 ] || fail "$opt: reference lacks steps"
+  if [ "$opt" = adamw ]; then
+    # Tensor 2 on one stage: what the pipeline x tensor runs' weights are held to. (On 8
+    # layers tensor 2 itself drifts from 1 rank by up to 1.1e-5 in norm, just past the
+    # bound; tests/tp_multiprocess_test.sh holds tensor layouts to 1 rank on 2 layers.)
+    "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$opt-t2" --set parallel.tensor=2 \
+      --set resources.ranks_per_node=2 >/dev/null 2>"err-$opt-t2.txt" || fail "$opt tensor 2: $(tail -2 "err-$opt-t2.txt")"
+    "$COLOSSAL" export "$T/runs/$opt-t2/checkpoints" "$T/$opt-t2.safetensors" >/dev/null || fail "export $opt-t2"
+    same_losses "runs/$opt-1/metrics.jsonl" "runs/$opt-t2/metrics.jsonl" || fail "$opt tensor 2: losses differ from 1 rank"
+    # pipeline schedule data tensor zero; micro-batch 2 of 8: 4 micro-batches per step
+    # (2 under data 2).
+    cfgs="2:gpipe:1:1:0 2:1f1b:1:1:0 2:interleaved:1:1:0 2:zb-h1:1:1:0 2:zbv:1:1:0 4:1f1b:1:1:0
+          4:interleaved:1:1:0 2:1f1b:2:1:0 2:1f1b:2:1:1 2:zbv:2:1:2 2:1f1b:1:2:0 2:zb-h1:2:2:1"
+  else
+    cfgs="2:zb-h1:2:1:2"
+  fi
+  for cfg in $cfgs; do
+    IFS=: read -r P schedule D TP Z <<<"$cfg"
+    name="$opt-p$P-$schedule-d$D-t$TP-z$Z"
+    "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$name" --set "parallel.pipeline.size=$P" \
+      --set "parallel.pipeline.schedule=$schedule" --set "parallel.data=$D" --set "parallel.tensor=$TP" \
+      --set "parallel.zero=$Z" --set "resources.ranks_per_node=$((P * D * TP))" \
+      >"out-$name.txt" 2>"err-$name.txt" || { fail "$name: $(tail -2 "err-$name.txt")"; continue; }
+    wref="$opt-1"; [ "$TP" = 1 ] || wref="$opt-t$TP"
+    check "$opt-1" "$name" "$wref"
+  done
+done
+
+# The pipeline-2 checkpoint at step 10 resumes under pipeline 1 and pipeline 4.
+for to in 1 4; do
+  name="resumed-p2-p$to"
+  cp -r runs/adamw-p2-1f1b-d1-t1-z0 "runs/$name"
+  rm -rf "runs/$name/checkpoints/step-20"
+  "$COLOSSAL" run job-adamw.yaml --set "run_dir=$T/runs/$name" --set "parallel.pipeline.size=$to" \
+    --set "resources.ranks_per_node=$to" >"out-$name.txt" 2>"err-$name.txt" ||
+    { fail "resume under pipeline $to: $(tail -2 "err-$name.txt")"; continue; }
+  grep -q "resumed from" "out-$name.txt" "err-$name.txt" || fail "$name: did not resume"
+  check adamw-1 "$name"
+done
+
+if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi
+echo "all multi-process pipeline-parallel checks passed"

@@ -80,6 +80,9 @@ struct Node {
   // whole layers (stage_split.h). GPT: 0 the embeddings, 1..L the transformer layers,
   // L+1 the final norm, head and loss. -1: unmarked.
   int layer = -1;
+  // A recompute clone (recompute.h): the forward node it runs again in the backward, -1
+  // otherwise. Clones are backward nodes.
+  int recompute_of = -1;
 
   Accumulate OutputAccumulate(size_t i) const {
     return i < accumulate.size() ? accumulate[i] : Accumulate::kNo;
@@ -109,6 +112,8 @@ class Graph {
   const Value& value(int id) const { return values_[id]; }
   Value& mutable_value(int id) { return values_[id]; }
   const Node& node(int id) const { return nodes_[id]; }
+  // For graph transforms (recompute.h) that rewire a node's inputs.
+  Node& mutable_node(int id) { return nodes_[id]; }
   // Deques: references to values and nodes stay valid while the graph grows.
   const std::deque<Value>& values() const { return values_; }
   const std::deque<Node>& nodes() const { return nodes_; }

@@ -23,6 +23,7 @@ std::string_view PhaseName(Phase phase) {
 Phase NodePhase(const Graph& graph, int node) {
   const Node& n = graph.node(node);
   if (!n.backward) return Phase::kForward;
+  if (n.recompute_of >= 0) return Phase::kRecompute;
   bool weight_only = !n.outputs.empty();
   for (int v : n.outputs) weight_only = weight_only && graph.value(v).kind == ValueKind::kParamGrad;
   return weight_only ? Phase::kBackwardWeight : Phase::kBackwardInput;
@@ -31,11 +32,46 @@ Phase NodePhase(const Graph& graph, int node) {
 Schedule DefaultSchedule(const Graph& graph) {
   Schedule s;
   const int num_nodes = static_cast<int>(graph.nodes().size());
-  for (int pass = 0; pass < 2; ++pass) {
-    for (int n = 0; n < num_nodes; ++n) {
-      if (graph.node(n).backward == (pass == 1)) s.entries.push_back({n, NodePhase(graph, n)});
+  for (int n = 0; n < num_nodes; ++n) {
+    if (!graph.node(n).backward) s.entries.push_back({n, Phase::kForward});
+  }
+  s.num_forward = static_cast<int>(s.entries.size());
+  // Recompute clones run right before the first backward node that reads what they
+  // write, each after the clones it reads.
+  std::vector<int> clone_writer(graph.values().size(), -1);
+  for (int n = 0; n < num_nodes; ++n) {
+    if (graph.node(n).recompute_of < 0) continue;
+    for (int v : graph.node(n).outputs) clone_writer[v] = n;
+  }
+  std::vector<bool> placed(num_nodes, false);
+  std::vector<int> stack;
+  auto place = [&](int node) {
+    // Depth first over the unplaced clones `node` reads; `node` last.
+    stack.push_back(node);
+    while (!stack.empty()) {
+      const int top = stack.back();
+      bool ready = true;
+      for (int v : graph.node(top).inputs) {
+        const int w = clone_writer[v];
+        if (w >= 0 && !placed[w] && w != top) {
+          stack.push_back(w);
+          ready = false;
+          break;
+        }
+      }
+      if (!ready) continue;
+      stack.pop_back();
+      if (!placed[top]) {
+        placed[top] = true;
+        s.entries.push_back({top, NodePhase(graph, top)});
+      }
     }
-    if (pass == 0) s.num_forward = static_cast<int>(s.entries.size());
+  };
+  for (int n = 0; n < num_nodes; ++n) {
+    if (graph.node(n).backward && graph.node(n).recompute_of < 0) place(n);
+  }
+  for (int n = 0; n < num_nodes; ++n) {
+    if (graph.node(n).recompute_of >= 0 && !placed[n]) place(n);  // read by nothing
   }
   return s;
 }
@@ -252,7 +288,7 @@ absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
   }
   // Values are written more than once (accumulated gradients): every node that reads or
   // writes a value must keep its order, relative to each writer of that value, that the
-  // id order gives it.
+  // id order gives it (a recompute clone, appended last, runs before its readers).
   std::vector<int> pos(num_nodes);
   for (int t = 0; t < num_entries; ++t) {
     if (schedule.entries[t].phase != Phase::kCommWait) pos[schedule.entries[t].node] = t;
@@ -267,6 +303,8 @@ absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
       for (int v : *values) {
         for (int w : writers[v]) {
           if (w == n || (w < n) == (pos[w] < pos[n])) continue;
+          // A recompute clone's values (its alone) are read after it, whatever the ids.
+          if (graph.node(w).recompute_of >= 0 && writers[v].size() == 1 && pos[w] < pos[n]) continue;
           return absl::InvalidArgumentError(absl::StrCat(
               "schedule entry ", pos[n], " (node ", n, ", ", node.op, ") and entry ", pos[w],
               " (node ", w, ", ", graph.node(w).op, ", which writes '", graph.value(v).name,

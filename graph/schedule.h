@@ -50,7 +50,8 @@ struct Schedule {
 // kBackwardInput.
 Phase NodePhase(const Graph& graph, int node);
 
-// Forward nodes in id order, then backward nodes in id order.
+// Forward nodes in id order, then backward nodes in id order, each recompute clone
+// (recompute.h) placed right before the first entry that reads what it writes.
 Schedule DefaultSchedule(const Graph& graph);
 
 // `schedule` with every asynchronous-capable communication node (OpDef::start, its

@@ -34,7 +34,8 @@ bool IsSend(ActionKind k) { return k == ActionKind::kSendActivation || k == Acti
 }  // namespace
 
 absl::StatusOr<std::vector<Chunk>> BuildChunks(const graph::Graph& whole, const PipelineSchedule& schedule, int rank,
-                                               const std::vector<int>& layers_per_stage) {
+                                               const std::vector<int>& layers_per_stage,
+                                               const std::function<absl::Status(graph::Graph&)>& after_backward) {
   const int VS = schedule.virtual_stages();
   absl::StatusOr<graph::StageSplit> split = graph::SplitStages(whole, VS, layers_per_stage);
   if (!split.ok()) return split.status();
@@ -95,6 +96,11 @@ absl::StatusOr<std::vector<Chunk>> BuildChunks(const graph::Graph& whole, const 
     }
     chunk.received_grads = std::move(*grads);
     for (int v : chunk.sent) chunk.sent_grads.push_back(g.Find(g.value(v).name + ".grad"));
+    if (after_backward) {
+      if (absl::Status s = after_backward(g); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("pipeline virtual stage ", vs, ": ", s.message()));
+      }
+    }
     chunks.push_back(std::move(chunk));
   }
   return chunks;

@@ -54,10 +54,12 @@ struct Chunk {
 // balanced, or `layers_per_stage`, one entry per virtual stage). Each chunk graph lists
 // the parameters of every chunk of the rank, in the whole graph's order (the store's
 // order), and carries its backward (weight gradients deferrable for the zero-bubble
-// schedules). InvalidArgument when the split fails or a value crosses more than one
-// virtual-stage boundary.
+// schedules). `after_backward`, when set, transforms each chunk graph once its backward
+// is built (activation checkpointing, graph/recompute.h). InvalidArgument when the split
+// fails or a value crosses more than one virtual-stage boundary.
 absl::StatusOr<std::vector<Chunk>> BuildChunks(const graph::Graph& whole, const PipelineSchedule& schedule,
-                                               int rank, const std::vector<int>& layers_per_stage = {});
+                                               int rank, const std::vector<int>& layers_per_stage = {},
+                                               const std::function<absl::Status(graph::Graph&)>& after_backward = {});
 
 // A parameter that chunks on more than one pipeline rank read (GPT's tied wte: the
 // embedding on the first virtual stage, the head on the last), with those ranks in

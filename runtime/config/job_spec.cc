@@ -246,7 +246,18 @@ absl::Status ParseMemory(const MapReader& root, JobSpec& spec) {
   RETURN_IF_ERROR(ReadByteSize(m, "device_budget", &spec.memory.device_budget));
   RETURN_IF_ERROR(ReadByteSize(m, "host_budget", &spec.memory.host_budget));
   RETURN_IF_ERROR(m.String("nvme_dir", &spec.memory.nvme_dir));
-  return m.Bool("activation_checkpointing", &spec.memory.activation_checkpointing);
+  MemorySpec& mem = spec.memory;
+  if (!m.Has("activation_checkpointing") || m.Get("activation_checkpointing").IsScalar()) {
+    return m.Bool("activation_checkpointing", &mem.activation_checkpointing);
+  }
+  ASSIGN_OR_RETURN(MapReader ac, m.Map("activation_checkpointing", "true, false, {every: k} or {layers: N}"));
+  RETURN_IF_ERROR(ac.CheckKeys({"every", "layers"}));
+  if (ac.Has("every") && ac.Has("layers")) {
+    return ac.ErrorAt("layers", "give either every (every k-th layer) or layers (the first N of each stage), not both");
+  }
+  mem.activation_checkpointing = true;
+  RETURN_IF_ERROR(ac.Int("every", &mem.checkpoint_every));
+  return ac.Int("layers", &mem.checkpoint_layers);
 }
 
 absl::Status ParseResources(const MapReader& root, JobSpec& spec) {

@@ -155,7 +155,12 @@ struct MemorySpec {
   int64_t device_budget = 0;  // bytes; 0: unlimited
   int64_t host_budget = 0;    // bytes; 0: unlimited
   std::string nvme_dir;
+  // Recompute (graph/recompute.h): off; every `checkpoint_every`-th transformer layer
+  // (true: every layer; {every: k}); or, with checkpoint_layers > 0 ({layers: N}), the
+  // first N layers of each pipeline chunk (of the model without a pipeline).
   bool activation_checkpointing = false;
+  int64_t checkpoint_every = 1;
+  int64_t checkpoint_layers = 0;
 
   bool operator==(const MemorySpec&) const = default;
 };

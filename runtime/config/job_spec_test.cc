@@ -490,6 +490,26 @@ TEST_CASE("pipeline keys: micro-batches, chunks and layers per stage") {
   }
 }
 
+TEST_CASE("activation checkpointing: true, false, every k-th layer or the first N") {
+  CHECK_FALSE(Parse(kBase).memory.activation_checkpointing);
+  const JobSpec all = Parse(std::string(kBase) + "memory: {activation_checkpointing: true}\n");
+  CHECK(all.memory.activation_checkpointing);
+  CHECK(all.memory.checkpoint_every == 1);
+  const JobSpec every = Parse(std::string(kBase) + "memory: {activation_checkpointing: {every: 2}}\n");
+  CHECK(every.memory.activation_checkpointing);
+  CHECK(every.memory.checkpoint_every == 2);
+  const JobSpec first = Parse(std::string(kBase) + "memory: {activation_checkpointing: {layers: 1}}\n");
+  CHECK(first.memory.checkpoint_layers == 1);
+  for (const JobSpec& s : {all, every, first}) CHECK(Parse(ToYaml(s)) == s);
+  CHECK(ErrorOf(std::string(kBase) + "memory: {activation_checkpointing: {every: 0}}\n") ==
+        "job.yaml:14:44: memory.activation_checkpointing.every: must be >= 1 (1: every layer), got 0");
+  CHECK(ErrorOf(std::string(kBase) + "memory: {activation_checkpointing: {every: 2, layers: 1}}\n") ==
+        "job.yaml:14:55: memory.activation_checkpointing.layers: give either every (every k-th "
+        "layer) or layers (the first N of each stage), not both");
+  CHECK(ErrorOf(std::string(kBase) + "memory: {activation_checkpointing: {evry: 2}}\n") ==
+        "job.yaml:14:37: memory.activation_checkpointing.evry: unknown key 'evry'; did you mean 'every'?");
+}
+
 TEST_CASE("inconsistent combinations show the numbers") {
   const BadCase cases[] = {
       {"global_batch: 4=>global_batch: 6\nparallel: {data: 4}\nresources: {ranks_per_node: 4}",

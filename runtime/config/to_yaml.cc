@@ -194,7 +194,18 @@ std::string ToYaml(const JobSpec& spec) {
   w.Plain("device_budget", FormatBytes(spec.memory.device_budget));
   w.Plain("host_budget", FormatBytes(spec.memory.host_budget));
   w.Str("nvme_dir", spec.memory.nvme_dir);
-  w.Bool("activation_checkpointing", spec.memory.activation_checkpointing);
+  const MemorySpec& mem = spec.memory;
+  if (mem.activation_checkpointing && (mem.checkpoint_every != 1 || mem.checkpoint_layers > 0)) {
+    w.BeginMap("activation_checkpointing", /*flow=*/true);
+    if (mem.checkpoint_layers > 0) {
+      w.Int("layers", mem.checkpoint_layers);
+    } else {
+      w.Int("every", mem.checkpoint_every);
+    }
+    w.EndMap();
+  } else {
+    w.Bool("activation_checkpointing", mem.activation_checkpointing);
+  }
   w.EndMap();
 
   w.BeginMap("resources");

@@ -207,6 +207,12 @@ absl::Status ValidateMemoryResourcesSample(const JobSpec& s, const YamlContext& 
          s.memory.device_budget);
   ENSURE(s.memory.host_budget >= 0, "memory.host_budget", "must be >= 0 (0: unlimited), got ",
          s.memory.host_budget);
+  ENSURE(s.memory.checkpoint_every >= 1, "memory.activation_checkpointing.every",
+         "must be >= 1 (1: every layer), got ", s.memory.checkpoint_every);
+  ENSURE(s.memory.checkpoint_layers >= 0, "memory.activation_checkpointing.layers",
+         "must be >= 1, got ", s.memory.checkpoint_layers);
+  ENSURE(!ctx.Written("memory.activation_checkpointing.layers") || s.memory.checkpoint_layers >= 1,
+         "memory.activation_checkpointing.layers", "must be >= 1, got ", s.memory.checkpoint_layers);
   const ResourcesSpec& r = s.resources;
   ENSURE(r.nodes >= 1, "resources.nodes", "must be >= 1, got ", r.nodes);
   ENSURE(r.ranks_per_node >= 1, "resources.ranks_per_node", "must be >= 1, got ",
@@ -336,9 +342,6 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
          "a host budget", gemini);
   ENSURE(s.memory.nvme_dir == memory_defaults.nvme_dir, "memory.nvme_dir", "NVMe offload",
          gemini);
-  ENSURE(s.memory.activation_checkpointing == memory_defaults.activation_checkpointing,
-         "memory.activation_checkpointing",
-         "activation checkpointing is not available yet; set it to false or remove the key");
   return absl::OkStatus();
 }
 

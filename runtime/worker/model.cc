@@ -11,6 +11,7 @@
 #include "graph/autodiff.h"
 #include "graph/graph_file.h"
 #include "graph/op_registry.h"
+#include "graph/recompute.h"
 #include "runtime/base/rng.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/checkpoint/checkpoint.h"
@@ -21,7 +22,9 @@ namespace colossal::worker {
 
 double GraphFlops(const graph::Graph& g) {
   double total = 0;
-  for (const graph::Node& n : g.nodes()) total += graph::NodeFlops(g, n);
+  for (const graph::Node& n : g.nodes()) {
+    if (n.recompute_of < 0) total += graph::NodeFlops(g, n);  // model FLOPs: not the recompute
+  }
   return total;
 }
 
@@ -87,11 +90,24 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     const graph::Layout& l = g.value(g.params()[i]).layout;
     if (l.split()) model->model_specs[i].shape = l.global;
   }
+  // Activation checkpointing: recompute clones of the chosen transformer layers.
+  int num_layers = 0;  // the transformer layers, 1..num_layers
+  for (const graph::Node& n : g.nodes()) num_layers = std::max(num_layers, n.layer - 1);
+  const config::MemorySpec& mem = spec.memory;
+  if (mem.activation_checkpointing && num_layers < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": memory.activation_checkpointing needs the graph's transformer layers marked (node layers 1..L)"));
+  }
+  auto recompute = [&](graph::Graph& graph) -> absl::Status {
+    if (!mem.activation_checkpointing) return absl::OkStatus();
+    return graph::AddRecompute(graph, graph::RecomputeLayers(graph, num_layers, static_cast<int>(mem.checkpoint_every),
+                                                             static_cast<int>(mem.checkpoint_layers)));
+  };
   const graph::Graph* loss_graph = &g;
   if (pipeline != nullptr && pipeline->schedule.stages > 1) {
     model->pipelined = true;
     absl::StatusOr<std::vector<parallel::pipeline::Chunk>> chunks =
-        parallel::pipeline::BuildChunks(g, pipeline->schedule, pipeline->rank, pipeline->layers_per_stage);
+        parallel::pipeline::BuildChunks(g, pipeline->schedule, pipeline->rank, pipeline->layers_per_stage, recompute);
     if (!chunks.ok()) return absl::Status(chunks.status().code(), absl::StrCat(where, ": ", chunks.status().message()));
     ASSIGN_OR_RETURN(model->shared,
                      parallel::pipeline::SharedParams(g, pipeline->schedule, pipeline->layers_per_stage));
@@ -108,6 +124,7 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     model->ids = model->targets = model->positions = -1;
   } else {
     RETURN_IF_ERROR(graph::BuildBackward(g));
+    RETURN_IF_ERROR(recompute(g));
     model->flops_per_micro_batch = GraphFlops(g);
   }
   model->loss = model->pipelined && model->last_chunk < 0 ? -1 : loss_graph->loss();

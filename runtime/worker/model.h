@@ -116,7 +116,8 @@ void TakeHeld(const Model& model, const memory::ParamStore& whole,
 absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
                          parallel::Communicator* tensor, memory::ParamStore& whole);
 
-// Sum of forward + backward FLOPs of every node of the graph.
+// Sum of forward + backward FLOPs of every node of the graph (model FLOPs: recompute
+// clones are not counted).
 double GraphFlops(const graph::Graph& graph);
 
 }  // namespace colossal::worker

@@ -103,6 +103,39 @@ for opt in adamw lamb; do
   done
 done
 
+# The measured timeline of step 2 (Chrome trace): every compute action of every stage
+# once, none overlapping on its stage, and the bubble it records is 1 - busy / (P x span)
+# of its own events.
+for case in "adamw-p2-1f1b-d1-t1-z0 2 16" "adamw-p2-zbv-d1-t1-z0 2 48" "adamw-p4-interleaved-d1-t1-z0 4 64"; do
+  set -- $case
+  /usr/bin/python3 - "runs/$1/timeline.json" "$2" "$3" <<'PY' || fail "$1: timeline.json: $(cat timeline-check.txt)"
+import json, sys
+path, stages, actions = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = open("timeline-check.txt", "w")
+t = json.load(open(path))
+ev = [e for e in t["traceEvents"] if e["ph"] == "X"]
+ok = len(ev) == actions and t["otherData"]["step"] == 2
+busy, first, last = 0, min(e["ts"] for e in ev), max(e["ts"] + e["dur"] for e in ev)
+for r in range(stages):
+    mine = sorted((e["ts"], e["ts"] + e["dur"]) for e in ev if e["tid"] == r)
+    ok = ok and mine and all(a[1] <= b[0] for a, b in zip(mine, mine[1:]))
+    busy += sum(b - a for a, b in mine)
+bubble = 1 - busy / (stages * (last - first))
+ok = ok and abs(bubble - t["otherData"]["bubble"]) < 1e-6
+print(len(ev), "events, bubble", bubble, "recorded", t["otherData"]["bubble"], file=out)
+sys.exit(0 if ok else 1)
+PY
+  echo "$1 timeline: $(cat timeline-check.txt)"
+done
+
+# colossal graph: the schedule's textbook and replayed bubble, each rank's share and
+# peak activations, the timeline chart.
+"$COLOSSAL" graph job-adamw.yaml --set parallel.pipeline.size=2 --set parallel.pipeline.schedule=1f1b \
+  --set resources.ranks_per_node=2 >graph-p2.txt || fail "colossal graph of a pipeline: $(tail -2 graph-p2.txt)"
+grep -q '^bubble       0.200 textbook' graph-p2.txt || fail "colossal graph: no textbook bubble 0.200 (P 2, M 4): $(grep bubble graph-p2.txt)"
+[ "$(grep -c '^rank [01] .*activations .* at the peak' graph-p2.txt)" = 2 ] || fail "colossal graph: no per-rank figures"
+[ "$(grep -c '^rank [01] |[FBW.]*|$' graph-p2.txt)" = 2 ] || fail "colossal graph: no timeline chart"
+
 # The pipeline-2 checkpoint at step 10 resumes under pipeline 1 and pipeline 4.
 for to in 1 4; do
   name="resumed-p2-p$to"

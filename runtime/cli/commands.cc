@@ -10,10 +10,13 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "graph/executor.h"
 #include "graph/graph_file.h"
 #include "graph/memory_plan.h"
 #include "graph/models/gpt.h"
+#include "graph/schedule.h"
+#include "graph/stage_split.h"
 #include "kernels/common/dispatch.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/checkpoint/checkpoint.h"
@@ -29,6 +32,8 @@
 #include "graph/op_registry.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/data_parallel/data_parallel.h"
+#include "parallel/pipeline/runner.h"
+#include "parallel/pipeline/schedule.h"
 #include "runtime/worker/sampler.h"
 
 namespace colossal::cli {
@@ -70,10 +75,11 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   const double param_bytes = zero == 3 ? flat / D : flat;
   const double grad_bytes = zero >= 2 ? flat / D : flat;
   const double state_bytes = states * (zero >= 1 ? flat / D : flat);
-  std::printf("\nplan         data=%d x tensor=%d (%s%s), ZeRO %lld: %d ranks\n", D, T,
+  std::printf("\nplan         data=%d x tensor=%d (%s%s) x pipeline=%lld, ZeRO %lld: %lld ranks%s\n", D, T,
               parallel::TensorModeName(par.tensor_mode).c_str(),
-              par.tensor_sequence_parallel ? ", sequence parallel" : "",
-              static_cast<long long>(zero), D * T);
+              par.tensor_sequence_parallel ? ", sequence parallel" : "", static_cast<long long>(par.pipeline),
+              static_cast<long long>(zero), static_cast<long long>(D * T * par.pipeline),
+              par.pipeline > 1 ? " (per rank below: the whole model on one stage; each stage's share under pipeline)" : "");
   const graph::MemoryPlan& plan = model.executor->plan();
   std::printf("per rank     parameters %s, gradients %s, optimizer state %s, activations %s (arena",
               Bytes(param_bytes).c_str(), Bytes(grad_bytes).c_str(), Bytes(state_bytes).c_str(),
@@ -133,6 +139,65 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
               zero >= 2 && !partial.empty() ? "; partial gradients: about, by shard" : "");
 }
 
+// The job's pipeline: its virtual stages (layers, FLOPs), each rank's parameters and
+// peak activations (its chunks' arenas times the micro-batches the schedule holds on
+// each at once), the bubble (textbook, and replayed at unit action costs) and the
+// schedule's timeline per rank as a text chart.
+absl::Status PrintPipeline(const config::JobSpec& spec, const graph::Graph& forward) {
+  namespace pp = parallel::pipeline;
+  const config::ParallelSpec& par = spec.parallel;
+  const int P = static_cast<int>(par.pipeline);
+  const int64_t M = spec.train.AccumulationSteps(par.data);
+  ASSIGN_OR_RETURN(pp::PipelineSchedule schedule,
+                   pp::MakeSchedule(par.pipeline_schedule, P, static_cast<int>(M), static_cast<int>(par.pipeline_chunks)));
+  std::vector<int> layers_per_stage;
+  for (int64_t n : par.pipeline_layers_per_stage) layers_per_stage.push_back(static_cast<int>(n));
+  ASSIGN_OR_RETURN(graph::StageSplit split, graph::SplitStages(forward, schedule.virtual_stages(), layers_per_stage));
+  std::string layers, flops;
+  for (int vs = 0; vs < schedule.virtual_stages(); ++vs) {
+    absl::StrAppend(&layers, vs ? ", " : "", split.first_layer[vs + 1] - split.first_layer[vs]);
+    absl::StrAppend(&flops, vs ? ", " : "", absl::StrFormat("%.3g", split.flops[vs]));
+  }
+  std::printf("\npipeline     %d stages x %d chunk(s), schedule %s, %lld micro-batches per step\n", P,
+              schedule.chunks, std::string(pp::ScheduleName(schedule.kind)).c_str(), static_cast<long long>(M));
+  std::printf("stages       transformer layers per virtual stage [%s]; forward FLOPs per micro-batch [%s]\n",
+              layers.c_str(), flops.c_str());
+  ASSIGN_OR_RETURN(pp::Timeline timeline, pp::Simulate(schedule));
+  std::printf("bubble       %.3f textbook, %.3f replayed at unit costs (F = B = W = 1)\n",
+              pp::TheoreticalBubble(schedule), timeline.bubble);
+  worker::PipelinePlacement placement;
+  placement.schedule = schedule;
+  placement.layers_per_stage = layers_per_stage;
+  for (int r = 0; r < P; ++r) {
+    placement.rank = r;
+    ASSIGN_OR_RETURN(auto model, worker::BuildModel(spec, spec.train.micro_batch, {}, /*allocate_params=*/false,
+                                                    worker::TensorParallelOf(par, 0), &placement));
+    // Micro-batches each chunk holds at once under the rank's list.
+    std::vector<int> held(schedule.chunks, 0), peak(schedule.chunks, 0);
+    for (const pp::Action& a : schedule.ranks[r]) {
+      if (a.kind == pp::ActionKind::kForward) peak[a.chunk] = std::max(peak[a.chunk], ++held[a.chunk]);
+      if (a.kind == pp::ActionKind::kBackward || a.kind == pp::ActionKind::kBackwardWeight) --held[a.chunk];
+    }
+    double activations = 0;
+    std::string per_chunk;
+    for (int c = 0; c < schedule.chunks; ++c) {
+      const graph::Graph& g = *model->chunks[c].graph;
+      graph::Schedule order = graph::OverlapCommunication(g, graph::DefaultSchedule(g));
+      if (schedule.split_backward()) order = graph::SplitBackward(g, order);
+      ASSIGN_OR_RETURN(graph::MemoryPlan plan, graph::PlanMemory(g, order));
+      activations += static_cast<double>(peak[c]) * static_cast<double>(plan.arena_bytes);
+      absl::StrAppend(&per_chunk, c ? " + " : "", peak[c], " x ", Bytes(static_cast<double>(plan.arena_bytes)));
+    }
+    std::printf("rank %-7d parameters %lld (%s fp32), activations %s at the peak (%s micro-batch arenas)\n", r,
+                static_cast<long long>(model->params->num_params()), Bytes(model->params->num_params() * 4.0).c_str(),
+                Bytes(activations).c_str(), per_chunk.c_str());
+  }
+  std::printf("\ntimeline     one character per unit (F forward, B backward or its input part, W weight part;\n"
+              "             lower case: the second chunk of a rank; '.' idle)\n%s",
+              pp::TimelineChart(schedule, timeline).c_str());
+  return absl::OkStatus();
+}
+
 absl::Status Graph(const ParsedArgs& args) {
   ASSIGN_OR_RETURN(config::JobSpec spec, LoadJob("graph", args));
   if (spec.model.kind == config::ModelSpec::Kind::kGraph) {
@@ -183,6 +248,15 @@ absl::Status Graph(const ParsedArgs& args) {
               Bytes(plan.forward_peak_bytes).c_str(), Bytes(plan.arena_bytes).c_str(),
               Bytes(plan.unshared_bytes).c_str());
   PrintPerRank(spec, *model);
+  if (par.pipeline > 1) {
+    graph::Graph forward;
+    if (model->is_gpt) {
+      ASSIGN_OR_RETURN(forward, graph::BuildGpt(model->gpt, batch, worker::TensorParallelOf(par, 0)));
+    } else {
+      ASSIGN_OR_RETURN(forward, graph::LoadGraphFile(spec.model.graph_path, batch));
+    }
+    RETURN_IF_ERROR(PrintPipeline(spec, forward));
+  }
   std::printf("\n%-34s %-18s %s\n", "parameter", "shape", "elements");
   for (const memory::ParamInfo& info : model->params->infos()) {
     std::printf("%-34s %-18s %lld\n", info.name.c_str(), graph::ShapeString(info.shape).c_str(),

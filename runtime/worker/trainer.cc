@@ -114,6 +114,9 @@ class Run {
   // One step's micro-batches through the one executor.
   absl::Status MicroSteps(int64_t step, double& loss_sum);
   absl::StatusOr<double> PipelineBubble();
+  // Gathers every pipeline rank's timed actions of the last step to the pipeline group of
+  // world rank 0, which writes them as runs/<name>/timeline.json (Chrome trace format).
+  absl::Status WriteTimeline(int64_t step);
   // Adds micro-batch rows [0, rows) of the loss in `ex` (the executor of the graph that
   // holds the loss) to the validation sums.
   void AddValidationLoss(graph::Executor& ex, int64_t rows, double& sum, double& tokens) const;
@@ -161,6 +164,7 @@ class Run {
   // holder only (pipe_owned_); stored_ = counted_ and pipe_owned_.
   int pp_rank_ = 0, pp_size_ = 1;
   parallel::Communicator* pp_comm_ = nullptr;
+  parallel::pipeline::PipelineSchedule schedule_;
   std::unique_ptr<parallel::pipeline::Runner> runner_;
   std::vector<const graph::Graph*> chunk_graphs_;
   std::vector<int> chunk_ids_, chunk_targets_;
@@ -264,6 +268,7 @@ absl::Status Run::Setup() {
       chunk_ids_.push_back(c.graph->Find("ids"));
       chunk_targets_.push_back(c.graph->Find("targets"));
     }
+    schedule_ = placement.schedule;
     ASSIGN_OR_RETURN(runner_, parallel::pipeline::Runner::Create(
                                   placement.schedule, pp_rank_, std::move(model_->chunks), model_->params.get(),
                                   pp_comm_, [this](int c, graph::Executor& ex) { return SetupSlot(c, ex); }));
@@ -473,6 +478,74 @@ absl::Status Run::MicroSteps(int64_t step, double& loss_sum) {
     RETURN_IF_ERROR(ExecutorStatus());
     loss_sum += ex.Data<float>(model_->loss)[0];
   }
+  return absl::OkStatus();
+}
+
+absl::Status Run::WriteTimeline(int64_t step) {
+  namespace pp = parallel::pipeline;
+  // Only the pipeline group of world rank 0 (data and tensor index 0).
+  if (rank_ != 0 || tp_rank_ != 0) return absl::OkStatus();
+  std::vector<std::vector<pp::Action>> computes(pp_size_);
+  size_t most = 0;
+  for (int r = 0; r < pp_size_; ++r) {
+    for (const pp::Action& a : schedule_.ranks[r]) {
+      if (a.kind == pp::ActionKind::kForward || a.kind == pp::ActionKind::kBackward ||
+          a.kind == pp::ActionKind::kBackwardInput || a.kind == pp::ActionKind::kBackwardWeight) {
+        computes[r].push_back(a);
+      }
+    }
+    most = std::max(most, computes[r].size());
+  }
+  const auto& mine = runner_->last_timeline();
+  if (mine.size() != computes[pp_rank_].size()) {
+    return absl::InternalError(absl::StrCat("pipeline rank ", pp_rank_, " timed ", mine.size(), " actions of ",
+                                            computes[pp_rank_].size()));
+  }
+  // (start, end) µs of each action, as int64 bits, padded to the longest list.
+  std::vector<int64_t> send(2 * most, 0), all(2 * most * pp_size_);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    send[2 * i] = mine[i].start_us;
+    send[2 * i + 1] = mine[i].end_us;
+  }
+  RETURN_IF_ERROR(pp_comm_->AllGather(send.data(), all.data(), static_cast<int64_t>(4 * most), graph::DType::kF32)->Wait());
+  if (!rank0()) return absl::OkStatus();
+  int64_t t0 = INT64_MAX;
+  for (int r = 0; r < pp_size_; ++r) {
+    if (!computes[r].empty()) t0 = std::min(t0, all[2 * most * r]);
+  }
+  nlohmann::json events = nlohmann::json::array();
+  events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 0}, {"args", {{"name", "pipeline"}}}});
+  for (int r = 0; r < pp_size_; ++r) {
+    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 0}, {"tid", r},
+                      {"args", {{"name", absl::StrCat("stage ", r)}}}});
+    for (size_t i = 0; i < computes[r].size(); ++i) {
+      const pp::Action& a = computes[r][i];
+      const int64_t start = all[2 * most * r + 2 * i], end = all[2 * most * r + 2 * i + 1];
+      const char* letter = a.kind == pp::ActionKind::kForward          ? "F"
+                           : a.kind == pp::ActionKind::kBackwardWeight ? "W"
+                                                                      : "B";
+      events.push_back({{"name", absl::StrCat(letter, a.microbatch, schedule_.chunks > 1 ? absl::StrCat(" c", a.chunk) : "")},
+                        {"cat", a.kind == pp::ActionKind::kForward          ? "forward"
+                                : a.kind == pp::ActionKind::kBackward       ? "backward"
+                                : a.kind == pp::ActionKind::kBackwardInput  ? "backward_input"
+                                                                            : "backward_weight"},
+                        {"ph", "X"},
+                        {"pid", 0},
+                        {"tid", r},
+                        {"ts", start - t0},
+                        {"dur", end - start},
+                        {"args", {{"microbatch", a.microbatch}, {"chunk", a.chunk},
+                                  {"virtual_stage", schedule_.VirtualStage(r, a.chunk)}}}});
+    }
+  }
+  nlohmann::json trace = {{"traceEvents", events},
+                          {"displayTimeUnit", "ms"},
+                          {"otherData", {{"step", step}, {"schedule", std::string(pp::ScheduleName(schedule_.kind))},
+                                         {"stages", pp_size_}, {"chunks", schedule_.chunks},
+                                         {"microbatches", schedule_.microbatches}, {"bubble", bubble_}}}};
+  const fs::path path = fs::path(spec_.run_dir) / "timeline.json";
+  std::ofstream out(path);
+  if (!(out << trace.dump(1) << "\n")) return absl::PermissionDeniedError(absl::StrCat(path.string(), ": cannot write"));
   return absl::OkStatus();
 }
 
@@ -783,6 +856,8 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     }
     if (options_.on_step) options_.on_step(r);
     const bool last = r.step == total;
+    // One warm step's measured timeline (the second of this run, or its only one).
+    if (model_->pipelined && r.step == std::min(total, start_step_ + 2)) RETURN_IF_ERROR(WriteTimeline(r.step));
     if (val_loader_ && ((spec_.train.val_every > 0 && r.step % spec_.train.val_every == 0) || last)) {
       ASSIGN_OR_RETURN(val_loss, Validate());
       if (metrics_) {

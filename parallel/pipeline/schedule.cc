@@ -356,6 +356,14 @@ absl::Status ValidatePipelineSchedule(const PipelineSchedule& s) {
 }
 
 absl::StatusOr<Timeline> Simulate(const PipelineSchedule& s, const ActionCosts& costs) {
+  return Simulate(s, std::vector<ActionCosts>(s.virtual_stages(), costs));
+}
+
+absl::StatusOr<Timeline> Simulate(const PipelineSchedule& s, const std::vector<ActionCosts>& per_stage) {
+  if (static_cast<int>(per_stage.size()) != s.virtual_stages()) {
+    return absl::InvalidArgumentError(absl::StrCat("Simulate: ", per_stage.size(), " stage costs for ",
+                                                   s.virtual_stages(), " virtual stages"));
+  }
   const int P = s.stages;
   Done done(s.virtual_stages(), s.microbatches);
   Timeline tl;
@@ -375,7 +383,7 @@ absl::StatusOr<Timeline> Simulate(const PipelineSchedule& s, const ActionCosts& 
         const int vs = s.VirtualStage(r, a.chunk);
         const double ready = Ready(s, done, vs, a);
         if (ready == kNever) break;
-        const double start = std::max(free_at[r], ready), end = start + Cost(costs, a.kind);
+        const double start = std::max(free_at[r], ready), end = start + Cost(per_stage[vs], a.kind);
         Record(done, vs, a, end);
         tl.ranks[r].push_back({a, start, end});
         tl.busy[r] += end - start;

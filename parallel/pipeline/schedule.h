@@ -117,6 +117,8 @@ struct Timeline {
 // Replays the lists; FailedPrecondition naming the stuck ranks' next actions when they
 // cannot run to the end (a dependency cycle).
 absl::StatusOr<Timeline> Simulate(const PipelineSchedule& schedule, const ActionCosts& costs = {});
+// The same with each virtual stage's own costs (per_stage[vs]; measured, say).
+absl::StatusOr<Timeline> Simulate(const PipelineSchedule& schedule, const std::vector<ActionCosts>& per_stage);
 
 // The textbook bubble fraction of the kind: (P−1)/(M+P−1) for gpipe and 1f1b,
 // (P−1)/(v·M+P−1) for interleaved; for the zero-bubble kinds their simulated value at

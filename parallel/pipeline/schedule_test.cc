@@ -177,5 +177,19 @@ TEST_CASE("broken lists and bad arguments are named") {
   CHECK(!MakeSchedule(ScheduleKind::kGpipe, 2, 0).ok());
 }
 
+
+TEST_CASE("simulate with each virtual stage's own costs") {
+  // gpipe, 2 stages, 1 micro-batch: F0 (1), F1 (2), B1 (4), B0 (2) back to back.
+  auto s = MakeSchedule(ScheduleKind::kGpipe, 2, 1);
+  REQUIRE(s.ok());
+  auto tl = Simulate(*s, std::vector<ActionCosts>{{1, 2, 0}, {2, 4, 0}});
+  REQUIRE(tl.ok());
+  CHECK(tl->makespan == 9);
+  CHECK(tl->busy == std::vector<double>{3, 6});
+  CHECK(tl->bubble == Approx(0.5));
+  CHECK(Simulate(*s, std::vector<ActionCosts>{{1, 1, 1}}).status().message() ==
+        "Simulate: 1 stage costs for 2 virtual stages");
+}
+
 }  // namespace
 }  // namespace colossal::parallel::pipeline

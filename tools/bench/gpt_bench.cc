@@ -19,12 +19,16 @@
 // Usage (from the repository root, after tools/setup.sh):
 //   bazel run -c opt //tools/bench:gpt_bench -- [--models 124m,small] [--threads 1,2]
 //       [--steps 5] [--warmup 2] [--rounds 2] [--torch-cores auto,SkylakeX,Haswell]
-//       [--no-torch] [--dp]
+//       [--no-torch] [--dp] [--recompute]
+// --recompute adds the activation-checkpointing table: each model of --models (kjv is the
+// default job's) with and without recomputing every layer, both peers, step time and
+// peak resident memory.
 // --dp adds the data-parallel table: the small model on 1 rank × 1 and 2 threads and on
 // 2 ranks × 1 thread (ZeRO 0 and 1), with the efficiency of the 2-rank step against the
 // 1-rank × 2-thread one (same cores).
 #include <dnnl.h>
 #include <omp.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,6 +60,7 @@ struct Model {
 const std::vector<Model> kModels = {
     {"124m", "GPT-2 124M (12L d768 V50257) B=4 T=64", 12, 12, 768, 50257, 64, 4, 0.85},
     {"small", "small (6L d384 V256) B=8 T=256", 6, 6, 384, 256, 256, 8, 0.70},
+    {"kjv", "default job (4L d256 V256) B=32 T=128", 4, 4, 256, 256, 128, 32, 0},
 };
 
 std::vector<std::string> Split(const std::string& s) {
@@ -67,6 +72,10 @@ std::vector<std::string> Split(const std::string& s) {
   }
   return out;
 }
+
+// Peak resident set of the last child RunChild waited for, and of its descendants
+// (getrusage's maxrss of the child's tree), in MiB.
+double g_child_rss_mib = 0;
 
 // Runs `argv` with extra environment `env`, stdout captured; returns (exit code, stdout).
 std::pair<int, std::string> RunChild(const std::vector<std::string>& argv,
@@ -92,7 +101,9 @@ std::pair<int, std::string> RunChild(const std::vector<std::string>& argv,
   while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) out.append(buf, n);
   close(pipefd[0]);
   int status = 0;
-  waitpid(pid, &status, 0);
+  struct rusage usage {};
+  wait4(pid, &status, 0, &usage);
+  g_child_rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
@@ -126,7 +137,8 @@ double SgemmPeak(int threads) {
 // One colossal round: median step ms of the timed steps, or NaN. `ranks` > 1 runs
 // data-parallel ranks (one process each, UCX between them) with `threads` each.
 double RunColossal(const std::string& binary, const std::string& corpus, const fs::path& work,
-                   const Model& m, int threads, int warmup, int steps, int ranks = 1, int zero = 0) {
+                   const Model& m, int threads, int warmup, int steps, int ranks = 1, int zero = 0,
+                   bool recompute = false) {
   const fs::path run_dir = work / ("run-" + m.key + "-" + std::to_string(threads) + "-" + std::to_string(ranks));
   fs::remove_all(run_dir);
   const fs::path job = work / ("job-" + m.key + ".yaml");
@@ -141,7 +153,8 @@ double RunColossal(const std::string& binary, const std::string& corpus, const f
                      << "\n  optimizer: {type: adamw, lr: 6.0e-4, weight_decay: 0.1, no_decay: [bias, ln_]}"
                      << "\n  grad_clip: 1.0\n"
                      << "parallel: {data: " << ranks << ", zero: " << zero << "}\n"
-                     << "resources: {ranks_per_node: " << ranks << "}\n";
+                     << "resources: {ranks_per_node: " << ranks << "}\n"
+                     << "memory: {activation_checkpointing: " << (recompute ? "true" : "false") << "}\n";
   auto [rc, out] = RunChild({binary, "run", job.string(), "--threads", std::to_string(threads),
                              "--no-resume", "--no-checkpoints"},
                             {{"COLOSSAL_PROGRESS", "0"}, {"COLOSSAL_LOG_LEVEL", "warn"}});
@@ -162,7 +175,7 @@ double RunColossal(const std::string& binary, const std::string& corpus, const f
 }
 
 double RunTorch(const std::string& script, const Model& m, int threads, int warmup, int steps,
-                const std::string& core) {
+                const std::string& core, bool checkpoint = false) {
   std::map<std::string, std::string> env = {
       {"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"},
       {"OMP_WAIT_POLICY", "PASSIVE"},
@@ -175,7 +188,7 @@ double RunTorch(const std::string& script, const Model& m, int threads, int warm
                              "--seq_len", std::to_string(m.seq_len), "--batch",
                              std::to_string(m.batch), "--threads", std::to_string(threads),
                              "--warmup", std::to_string(warmup), "--steps", std::to_string(steps),
-                             "--json"},
+                             "--json", checkpoint ? "--checkpoint" : "--json"},
                             env);
   nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
   if (rc != 0 || !j.is_object() || !j.contains("step_ms_median")) {
@@ -190,7 +203,7 @@ double RunTorch(const std::string& script, const Model& m, int threads, int warm
 int main(int argc, char** argv) {
   std::string models = "124m,small", thread_list = "1,2", cores = "auto,SkylakeX,Haswell";
   int steps = 5, warmup = 2, rounds = 2;
-  bool torch = true, dp = false;
+  bool torch = true, dp = false, recompute = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -208,6 +221,7 @@ int main(int argc, char** argv) {
     else if (a == "--torch-cores") cores = next();
     else if (a == "--no-torch") torch = false;
     else if (a == "--dp") dp = true;
+    else if (a == "--recompute") recompute = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -284,6 +298,39 @@ int main(int argc, char** argv) {
                   (std::to_string(ranks) + " x " + std::to_string(threads) + (ranks > 1 ? " zero " + std::to_string(zero) : "")).c_str(),
                   best, tokens / (best * 1e-3),
                   ranks > 1 && std::isfinite(base) ? std::to_string(base / best).substr(0, 5).c_str() : "-");
+    }
+  }
+  if (recompute) {
+    // Activation checkpointing: every transformer layer recomputed in the backward
+    // (colossal: memory.activation_checkpointing: true; PyTorch: torch.utils.checkpoint
+    // per block), the time it adds and the peak resident memory it saves, same run.
+    const int threads = std::atoi(Split(thread_list).front().c_str());
+    const std::string core = Split(cores).front();
+    std::printf("\nactivation checkpointing (every layer), %d thread(s), best of %d rounds; RSS = peak resident MiB of "
+                "the training process tree\n", threads, rounds);
+    std::printf("%-40s | %8s %8s %6s %8s %8s %7s | %8s %8s %6s %8s %8s %7s\n", "model", "ours ms", "+ckpt", "time+",
+                "RSS", "+ckpt", "saved", "torch ms", "+ckpt", "time+", "RSS", "+ckpt", "saved");
+    for (const std::string& key : Split(models)) {
+      auto it = std::find_if(kModels.begin(), kModels.end(), [&](const Model& m) { return m.key == key; });
+      if (it == kModels.end()) continue;
+      const Model& m = *it;
+      double ms[2][2], rss[2][2];  // [peer][checkpointing]
+      for (auto& row : ms) row[0] = row[1] = INFINITY;
+      for (auto& row : rss) row[0] = row[1] = INFINITY;
+      for (int r = 0; r < rounds; ++r) {
+        for (int ck = 0; ck < 2; ++ck) {
+          ms[0][ck] = std::min(ms[0][ck], RunColossal(binary, corpus, work, m, threads, warmup, steps, 1, 0, ck == 1));
+          rss[0][ck] = std::min(rss[0][ck], g_child_rss_mib);
+          if (!torch) continue;
+          ms[1][ck] = std::min(ms[1][ck], RunTorch(script, m, threads, warmup, steps, core, ck == 1));
+          rss[1][ck] = std::min(rss[1][ck], g_child_rss_mib);
+        }
+      }
+      std::printf("%-40s | %8.1f %8.1f %5.1f%% %8.1f %8.1f %7.1f | %8.1f %8.1f %5.1f%% %8.1f %8.1f %7.1f\n",
+                  m.label.c_str(), ms[0][0], ms[0][1], 100 * (ms[0][1] / ms[0][0] - 1), rss[0][0], rss[0][1],
+                  rss[0][0] - rss[0][1], ms[1][0], ms[1][1], 100 * (ms[1][1] / ms[1][0] - 1), rss[1][0], rss[1][1],
+                  rss[1][0] - rss[1][1]);
+      std::fflush(stdout);
     }
   }
   fs::remove_all(work);

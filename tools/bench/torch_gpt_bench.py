@@ -8,6 +8,7 @@
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -33,6 +34,8 @@ def main():
     ap.add_argument("--weight_decay", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON object only")
+    ap.add_argument("--checkpoint", action="store_true",
+                    help="recompute every transformer layer in the backward (torch.utils.checkpoint)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -54,7 +57,7 @@ def main():
         x, y = data[s, :, :-1], data[s, :, 1:]
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
-        loss = G.loss_fn(params, x, y, cfg)
+        loss = G.loss_fn(params, x, y, cfg, args.checkpoint)
         loss.backward()
         opt.step()
         dt = (time.perf_counter() - t0) * 1e3
@@ -83,6 +86,10 @@ def main():
         "model_gflop_per_step": round(flops / 1e9, 2),
         "gflops": round(flops / 1e9 / (med / 1e3), 2),
         "final_loss": round(loss.item(), 4),
+        "checkpoint": args.checkpoint,
+        # Peak resident memory of the process (KiB): parameters, optimizer state,
+        # activations, and the interpreter.
+        "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "config": {"n_layer": L, "n_head": cfg.n_head, "d_model": C, "vocab": cfg.vocab,
                    "seq_len": T, "batch": B, "warmup": args.warmup, "steps": args.steps},
         "env": {k: os.environ.get(k, "") for k in

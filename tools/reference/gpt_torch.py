@@ -9,6 +9,7 @@ import struct
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 
 LN_EPS = 1e-5
@@ -84,37 +85,49 @@ def count_params(cfg):
     return n
 
 
-def forward(params, idx, cfg):
-    """idx: [B, T'] int64 with T' <= seq_len. Returns logits [B, T', vocab]."""
-    B, T = idx.shape
-    C, H, D = cfg.d_model, cfg.n_head, cfg.head_dim
-    x = params["wte.weight"][idx] + params["wpe.weight"][:T]
+def block(params, i, x, cfg):
+    """Transformer layer i (pre-norm attention, then MLP) of x [B, T, C]."""
+    B, T, C = x.shape
+    H, D = cfg.n_head, cfg.head_dim
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     scale = 1.0 / math.sqrt(D)
+    p = "h.%d." % i
+    h = F.layer_norm(x, (C,), params[p + "ln_1.weight"], params[p + "ln_1.bias"], LN_EPS)
+    qkv = h @ params[p + "attn.c_attn.weight"] + params[p + "attn.c_attn.bias"]
+    q, k, v = qkv.split(C, dim=2)
+    q = q.view(B, T, H, D).transpose(1, 2)  # [B, H, T, D]; head h = columns h*D..h*D+D-1
+    k = k.view(B, T, H, D).transpose(1, 2)
+    v = v.view(B, T, H, D).transpose(1, 2)
+    att = (q @ k.transpose(-2, -1)) * scale
+    att = att.masked_fill(~causal, float("-inf"))
+    att = torch.softmax(att, dim=-1)
+    y = (att @ v).transpose(1, 2).reshape(B, T, C)
+    x = x + (y @ params[p + "attn.c_proj.weight"] + params[p + "attn.c_proj.bias"])
+    h = F.layer_norm(x, (C,), params[p + "ln_2.weight"], params[p + "ln_2.bias"], LN_EPS)
+    h = h @ params[p + "mlp.c_fc.weight"] + params[p + "mlp.c_fc.bias"]
+    h = F.gelu(h, approximate="tanh")
+    return x + (h @ params[p + "mlp.c_proj.weight"] + params[p + "mlp.c_proj.bias"])
+
+
+def forward(params, idx, cfg, checkpoint=False):
+    """idx: [B, T'] int64 with T' <= seq_len. Returns logits [B, T', vocab].
+    checkpoint: recompute each transformer layer in the backward
+    (torch.utils.checkpoint) instead of keeping its activations."""
+    B, T = idx.shape
+    C = cfg.d_model
+    x = params["wte.weight"][idx] + params["wpe.weight"][:T]
     for i in range(cfg.n_layer):
-        p = "h.%d." % i
-        h = F.layer_norm(x, (C,), params[p + "ln_1.weight"], params[p + "ln_1.bias"], LN_EPS)
-        qkv = h @ params[p + "attn.c_attn.weight"] + params[p + "attn.c_attn.bias"]
-        q, k, v = qkv.split(C, dim=2)
-        q = q.view(B, T, H, D).transpose(1, 2)  # [B, H, T, D]; head h = columns h*D..h*D+D-1
-        k = k.view(B, T, H, D).transpose(1, 2)
-        v = v.view(B, T, H, D).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * scale
-        att = att.masked_fill(~causal, float("-inf"))
-        att = torch.softmax(att, dim=-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + (y @ params[p + "attn.c_proj.weight"] + params[p + "attn.c_proj.bias"])
-        h = F.layer_norm(x, (C,), params[p + "ln_2.weight"], params[p + "ln_2.bias"], LN_EPS)
-        h = h @ params[p + "mlp.c_fc.weight"] + params[p + "mlp.c_fc.bias"]
-        h = F.gelu(h, approximate="tanh")
-        x = x + (h @ params[p + "mlp.c_proj.weight"] + params[p + "mlp.c_proj.bias"])
+        if checkpoint:
+            x = torch.utils.checkpoint.checkpoint(block, params, i, x, cfg, use_reentrant=False)
+        else:
+            x = block(params, i, x, cfg)
     x = F.layer_norm(x, (C,), params["ln_f.weight"], params["ln_f.bias"], LN_EPS)
     return x @ params["wte.weight"].t()  # LM head tied to wte
 
 
-def loss_fn(params, inputs, targets, cfg):
+def loss_fn(params, inputs, targets, cfg, checkpoint=False):
     """Mean cross-entropy over every token of the batch."""
-    logits = forward(params, inputs, cfg)
+    logits = forward(params, inputs, cfg, checkpoint)
     return F.cross_entropy(logits.reshape(-1, cfg.vocab), targets.reshape(-1))
 
 

@@ -13,7 +13,8 @@
 # tests/weight_bounds.h) — the 1-rank run's, or for pipeline x tensor those of tensor 2
 # on one stage. A pipeline-2 checkpoint at step 10 resumes under pipeline 1
 # and pipeline 4 with the losses of the uninterrupted run. Every process is started by
-# colossal run, which ends them all.
+# colossal run, which ends them all; a pipeline stage killed mid-run restarts the job from
+# its checkpoint with the uninterrupted run's losses.
 set -uo pipefail
 
 ROOT="$(pwd)"
@@ -147,6 +148,50 @@ for to in 1 4; do
   grep -q "resumed from" "out-$name.txt" "err-$name.txt" || fail "$name: did not resume"
   check adamw-1 "$name"
 done
+
+# A dead stage: the rank-1 worker of a pipeline-2 run killed (kill -9) mid-run fails the
+# step of the rank waiting on it, naming the rank, within parallel.timeout_s; the job
+# restarts from its last checkpoint and ends with the losses of an uninterrupted run.
+cat > job-kill.yaml <<YAML
+name: pp-kill
+model: {type: gpt, n_layer: 8, n_head: 4, d_model: 128, seq_len: 64, vocab: 256}
+data: {train: corpus.txt, val_fraction: 0.0, shuffle: false}
+train:
+  steps: 60
+  global_batch: 8
+  micro_batch: 2
+  optimizer: {type: adamw, lr: 1.0e-3}
+  max_restarts: 1
+  checkpoint: {every: 10, keep: 0}
+parallel: {pipeline: 2, timeout_s: 10}
+resources: {ranks_per_node: 2, threads_per_rank: 1}
+YAML
+"$COLOSSAL" run job-kill.yaml --set "run_dir=$T/runs/kill-ref" >out-kill-ref.txt 2>&1 ||
+  fail "pipeline kill reference: $(tail -2 out-kill-ref.txt)"
+"$COLOSSAL" run job-kill.yaml --set "run_dir=$T/runs/kill" >out-kill.txt 2>&1 &
+RUN_PID=$!
+victim=""
+for _ in $(seq 1 600); do
+  if [ "$(losses runs/kill/metrics.jsonl 2>/dev/null | wc -l)" -ge 25 ]; then
+    victim=$(pgrep -f "$T/runs/kill/.*/attempt-1/rank-1/job.yaml" | head -1)
+    break
+  fi
+  sleep 0.1
+done
+if [ -n "$victim" ]; then
+  kill -9 "$victim"
+  t_kill=$(date +%s%N)
+  wait "$RUN_PID" || fail "the killed pipeline run did not recover: $(tail -3 out-kill.txt)"
+  grep -q "restart 1 of 1" out-kill.txt || fail "the killed pipeline run did not restart: $(tail -3 out-kill.txt)"
+  grep -q "pipeline rank 0, .*from rank 1" out-kill.txt || fail "the surviving stage's error does not name rank 1"
+  [ "$(losses runs/kill/metrics.jsonl | wc -l)" = 60 ] || fail "the killed pipeline run lacks steps"
+  same_losses runs/kill-ref/metrics.jsonl runs/kill/metrics.jsonl || fail "losses after the stage restart differ"
+  echo "dead stage: killed rank 1 (pid $victim) after step 25; $(grep -o 'restart 1 of 1' out-kill.txt | head -1), run ended $(( ($(date +%s%N) - t_kill) / 1000000 )) ms after the kill"
+else
+  kill "$RUN_PID" 2>/dev/null
+  wait "$RUN_PID" 2>/dev/null
+  fail "no rank-1 worker of the pipeline run to kill"
+fi
 
 if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi
 echo "all multi-process pipeline-parallel checks passed"

@@ -171,6 +171,7 @@ absl::StatusOr<Graph> ParseGraphText(const std::string& text, const std::string&
           return absl::InvalidArgumentError(absl::StrCat(where, ": attribute '", key, "' is empty"));
       }
     }
+    g.SetLayer(n.has_layer() ? n.layer() : -1);
     auto out = Apply(g, n.op(), inputs, attrs, outputs);
     if (!out.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", out.status().message()));
     if (out->size() != outputs.size()) {
@@ -178,6 +179,7 @@ absl::StatusOr<Graph> ParseGraphText(const std::string& text, const std::string&
                                                      " outputs, ", outputs.size(), " named"));
     }
   }
+  g.SetLayer(-1);
   if (def.loss().empty() || g.Find(def.loss()) < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": loss '", def.loss(), "' is not a value of the graph"));
@@ -230,6 +232,7 @@ absl::StatusOr<std::string> ExportGraphText(const Graph& g, const std::string& n
     if (n.backward) return absl::FailedPreconditionError("cannot export a graph with backward nodes");
     auto* nd = def.add_nodes();
     nd->set_op(n.op);
+    if (n.layer >= 0) nd->set_layer(n.layer);
     for (int v : n.inputs) nd->add_inputs(g.value(v).name);
     for (int v : n.outputs) nd->add_outputs(g.value(v).name);
     for (const auto& [key, a] : n.attrs) {

@@ -543,6 +543,11 @@ TEST_CASE("a GPT exported to a graph file loads back and computes the same loss"
   REQUIRE(loaded.ok());
   REQUIRE(loaded->nodes().size() == forward->nodes().size());
   REQUIRE(loaded->params().size() == forward->params().size());
+  // The layer marks travel with the nodes (pipeline stages and recompute cut by them).
+  for (size_t i = 0; i < forward->nodes().size(); ++i) {
+    CHECK(loaded->node(static_cast<int>(i)).layer == forward->node(static_cast<int>(i)).layer);
+  }
+  CHECK(loaded->node(0).layer == 0);
   Setup a = Make(kTiny, 2, kernels::Backend::kCpu);
   Setup b;
   b.graph = std::move(*loaded);

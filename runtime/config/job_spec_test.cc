@@ -477,7 +477,10 @@ TEST_CASE("pipeline keys: micro-batches, chunks and layers per stage") {
       {"parallel: {pipeline: {size: 2, layers_per_stage: [1, x]}}\n" + two,
        "job.yaml:14:54: parallel.pipeline.layers_per_stage[1]: expected an integer, got 'x'"},
       {"parallel: {pipeline: {layers_per_stage: [4]}}\n",
-       "job.yaml:14:41: parallel.pipeline.layers_per_stage: splits the layers over pipeline "
+       "job.yaml:14:41: parallel.pipeline.layers_per_stage: orders or splits the layers over "
+       "pipeline stages: it needs parallel.pipeline.size > 1"},
+      {"parallel: {pipeline: {size: 1, schedule: gpipe}}\n",
+       "job.yaml:14:42: parallel.pipeline.schedule: orders or splits the layers over pipeline "
        "stages: it needs parallel.pipeline.size > 1"},
       {"parallel: {data: 2, zero: 3, pipeline: 2}\nresources: {ranks_per_node: 4}\n",
        "job.yaml:14:27: parallel.zero: ZeRO 3 gathers each layer's parameters as the one "

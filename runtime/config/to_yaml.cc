@@ -159,10 +159,12 @@ void WriteParallel(Writer& w, const ParallelSpec& p) {
   w.EndMap();
   w.BeginMap("pipeline", /*flow=*/true);
   w.Int("size", p.pipeline);
-  w.Plain("schedule", PipelineScheduleName(p.pipeline_schedule));
+  if (p.pipeline > 1) {  // one stage has no schedule (validation refuses one)
+    w.Plain("schedule", PipelineScheduleName(p.pipeline_schedule));
+    w.Int("chunks", p.pipeline_chunks);
+    if (!p.pipeline_layers_per_stage.empty()) w.Ints("layers_per_stage", p.pipeline_layers_per_stage);
+  }
   w.Int("microbatches", p.pipeline_microbatches);
-  w.Int("chunks", p.pipeline_chunks);
-  if (!p.pipeline_layers_per_stage.empty()) w.Ints("layers_per_stage", p.pipeline_layers_per_stage);
   w.EndMap();
   w.BeginMap("sequence", /*flow=*/true);
   w.Int("size", p.sequence);

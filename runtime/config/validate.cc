@@ -277,9 +277,12 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
            "it, which a pipeline's interleaved micro-batches do not follow; with "
            "parallel.pipeline use zero 0, 1 or 2, got ", p.zero);
   }
-  if (!p.pipeline_layers_per_stage.empty()) {
-    ENSURE(p.pipeline > 1, "parallel.pipeline.layers_per_stage",
-           "splits the layers over pipeline stages: it needs parallel.pipeline.size > 1");
+  if (p.pipeline == 1) {
+    for (const char* key : {"schedule", "chunks", "layers_per_stage"}) {
+      const std::string path = absl::StrCat("parallel.pipeline.", key);
+      ENSURE(!ctx.Written(path), path,
+             "orders or splits the layers over pipeline stages: it needs parallel.pipeline.size > 1");
+    }
   }
   if (s.model.kind == ModelSpec::Kind::kGpt) {
     const int64_t stages = p.pipeline * p.pipeline_chunks;

@@ -9,33 +9,11 @@
 set -uo pipefail
 
 ROOT="$(pwd)"
-COLOSSAL="$ROOT/colossal"
-CORPUS="$ROOT/tests/golden/adamw/corpus.txt"
-T="${TEST_TMPDIR:-$(mktemp -d)}/dpmp"
-rm -rf "$T" && mkdir -p "$T" && cd "$T"
-cp "$CORPUS" corpus.txt
 source "$ROOT/tests/multiprocess_lib.sh"
-
-job() {  # OPTIMIZER
-  cat > "job-$1.yaml" <<YAML
-name: dp-$1
-model: {type: gpt, n_layer: 2, n_head: 2, d_model: 32, seq_len: 16, vocab: 256}
-data: {train: corpus.txt, val_fraction: 0.0, shuffle: false}
-train:
-  steps: 20
-  global_batch: 8
-  micro_batch: 2
-  optimizer: {type: $1, lr: 1.0e-2, weight_decay: 0.1, no_decay: [bias, ln_]}
-  lr_schedule: {warmup: 2, decay: cosine, min_lr: 1.0e-3}
-  grad_clip: 1.0
-  checkpoint: {every: 10, keep: 0}
-parallel: {bucket: 8KiB, timeout_s: 30}
-resources: {threads_per_rank: 1}
-YAML
-}
+enter_workdir dpmp
 
 for opt in adamw lamb; do
-  job "$opt"
+  write_job dp "$opt" "n_layer: 2, n_head: 2, d_model: 32, seq_len: 16, vocab: 256"
   "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$opt-1" >/dev/null 2>"err-$opt-1.txt" ||
     { fail "$opt 1 rank: $(tail -2 "err-$opt-1.txt")"; continue; }
   "$COLOSSAL" export "$T/runs/$opt-1/checkpoints" "$T/$opt-1.safetensors" >/dev/null || fail "export $opt-1"

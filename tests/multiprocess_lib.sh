@@ -1,5 +1,6 @@
-# Shared by tests/*_multiprocess_test.sh (sourced): failure counting and the per-step
-# loss comparison of two runs' metrics.jsonl.
+# Shared by tests/*_multiprocess_test.sh (sourced after setting ROOT, the runfiles root):
+# the work directory, the shared small job, failure counting, and the comparison of two
+# runs' per-step losses and final weights.
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
@@ -16,4 +17,44 @@ same_losses() {
     NF != 4 || $1 != $3 { bad = 1 }
     { d = $2 - $4; if (d < 0) d = -d; a = $2 < 0 ? -$2 : $2; if (d > 1e-5 * a) bad = 1 }
     END { exit bad }'
+}
+
+# enter_workdir NAME: a fresh $T (under TEST_TMPDIR) holding corpus.txt, made the working
+# directory; COLOSSAL is the CLI the test runs.
+enter_workdir() {
+  COLOSSAL="$ROOT/colossal"
+  T="${TEST_TMPDIR:-$(mktemp -d)}/$1"
+  rm -rf "$T" && mkdir -p "$T" && cd "$T" || exit 1
+  cp "$ROOT/tests/golden/adamw/corpus.txt" corpus.txt
+}
+
+# write_job NAME OPTIMIZER MODEL [VAL_FRACTION]: job-OPTIMIZER.yaml, the shared small
+# job: GPT MODEL ("n_layer: 2, n_head: 2, ..."), the unshuffled loader, 20 steps of 8
+# sequences in micro-batches of 2, warm-up and cosine decay, clipping, a checkpoint every
+# 10 steps, one thread per rank.
+write_job() {
+  cat > "job-$2.yaml" <<YAML
+name: $1-$2
+model: {type: gpt, $3}
+data: {train: corpus.txt, val_fraction: ${4:-0.0}, shuffle: false}
+train:
+  steps: 20
+  global_batch: 8
+  micro_batch: 2
+  optimizer: {type: $2, lr: 1.0e-2, weight_decay: 0.1, no_decay: [bias, ln_]}
+  lr_schedule: {warmup: 2, decay: cosine, min_lr: 1.0e-3}
+  grad_clip: 1.0
+  checkpoint: {every: 10, keep: 0}
+parallel: {bucket: 8KiB, timeout_s: 30}
+resources: {threads_per_rank: 1}
+YAML
+}
+
+# same_weights REF NAME: the final weights of run NAME (colossal export of its
+# checkpoint) within the multi-process bounds of $REF.safetensors'.
+same_weights() {
+  "$COLOSSAL" export "$T/runs/$2/checkpoints" "$T/$2.safetensors" >/dev/null || { fail "export $2"; return; }
+  "$ROOT/tests/compare_weights" "$T/$1.safetensors" "$T/$2.safetensors" \
+    >"cmp-$2.txt" || { fail "$2: final weights differ: $(cat "cmp-$2.txt")"; return; }
+  echo "$2: $(cat "cmp-$2.txt")"
 }

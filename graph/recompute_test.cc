@@ -37,7 +37,18 @@ Result Run(Graph& g, bool split) {
   const absl::Status valid = ValidateSchedule(g, order);
   INFO(valid.message());
   REQUIRE(valid.ok());
-  if (split) order = SplitBackward(g, order);
+  if (split) {
+    order = SplitBackward(g, order);
+    // Clones only weight gradients read run with them, in the W part.
+    int moved = 0;
+    for (size_t t = order.num_forward + order.num_backward_input; t < order.entries.size(); ++t) {
+      moved += order.entries[t].phase == Phase::kRecompute;
+    }
+    bool has_clones = false;
+    for (const Node& n : g.nodes()) has_clones = has_clones || n.recompute_of >= 0;
+    INFO("clones in the W part: " << moved);
+    CHECK((moved > 0) == has_clones);
+  }
   auto ex = Executor::Create(&g, &store, order);
   REQUIRE(ex.ok());
   FillPositions((*ex)->Data<int32_t>(g.Find("positions")), kBatch, kCfg.seq_len);

@@ -160,13 +160,19 @@ Schedule OverlapCommunication(const Graph& graph, const Schedule& schedule) {
 Schedule SplitBackward(const Graph& graph, const Schedule& schedule) {
   Schedule s = schedule;
   const int begin = schedule.num_forward, end = static_cast<int>(schedule.entries.size());
-  // From the last entry back: a W node moves when nothing that stays after it conflicts.
+  // From the last entry back: a W node moves when nothing that stays after it conflicts;
+  // so does a recompute clone that only moving entries read (what only the weight
+  // gradients need is then recomputed when they run, not held from B to W). Clones that
+  // communicate stay (their collective and its wait keep their places).
   std::vector<bool> moves(end, false);
   std::vector<bool> written(graph.values().size(), false), read(graph.values().size(), false);
   for (int t = end - 1; t >= begin; --t) {
     const ScheduleEntry& e = schedule.entries[t];
     const Node& n = graph.node(e.node);
-    if (e.phase == Phase::kBackwardWeight) {
+    const OpDef* def = FindOp(n.op);
+    const bool movable = e.phase == Phase::kBackwardWeight ||
+                         (e.phase == Phase::kRecompute && (def == nullptr || !def->communicates));
+    if (movable) {
       bool conflict = false;
       for (int v : n.inputs) conflict |= written[v];
       for (int v : n.outputs) conflict |= written[v] || read[v];
@@ -204,7 +210,7 @@ absl::Status ValidateSchedule(const Graph& graph, const Schedule& schedule) {
   if (schedule.num_backward_input >= 0) {
     for (int t = schedule.num_forward + schedule.num_backward_input; t < num_entries; ++t) {
       const ScheduleEntry& e = schedule.entries[t];
-      if (e.phase != Phase::kBackwardWeight && e.phase != Phase::kCommWait) {
+      if (e.phase != Phase::kBackwardWeight && e.phase != Phase::kRecompute && e.phase != Phase::kCommWait) {
         return absl::InvalidArgumentError(absl::StrCat("schedule entry ", t, " (node ", e.node,
                                                        ") is in the weight-gradient part but is ",
                                                        std::string(PhaseName(e.phase))));

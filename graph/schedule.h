@@ -66,6 +66,7 @@ Schedule OverlapCommunication(const Graph& graph, const Schedule& schedule);
 // stays before writes what it reads or touches what it writes) moves, in order, into a
 // W part at the end; the rest keeps its order as the B part. A graph built with
 // BuildBackward(..., defer_weight_grads = true) has every weight-gradient node movable.
+// Recompute clones (recompute.h) read only by moving nodes move with them, in order.
 Schedule SplitBackward(const Graph& graph, const Schedule& schedule);
 
 // Checks that `schedule` runs every node of `graph` exactly once, that every forward

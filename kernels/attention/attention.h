@@ -87,4 +87,65 @@ inline void AttentionDecode(const float* q, const float* k_cache, const float* v
                                                           max_len, heads, head_dim, stream);
 }
 
+// Blockwise causal attention (flash-attention style, for long sequences and ring
+// attention): queries of one block against keys and values of another, each block a
+// strided view (rows `q_stride` / `kv_stride` elements apart, head h at cols h·D, so a
+// slice of the fused qkv needs no copy), with the blocks' global positions (q_offset,
+// k_offset) deciding the causal mask: key position k_offset + j is visible to query
+// position q_offset + t iff k_offset + j <= q_offset + t. Nothing T×T is kept: the forward
+// keeps the output and the log-sum-exp of each query row's scaled scores, the backward
+// recomputes the scores tile by tile. Memory per head is O((Tq + Tk)·D) plus a fixed
+// tile of scratch per thread.
+//
+// Forward over key block k: with `first` it writes out [B, Tq, C] (row stride out_stride)
+// and lse [B, H, Tq] for this block alone; otherwise it merges this block into the
+// partial (out, lse) of the blocks before it: lse' = log(e^lse + e^lse_k), out' =
+// e^(lse − lse')·out + e^(lse_k − lse')·out_k. A row with no visible key has lse = −inf
+// and out = 0. Any order of key blocks gives the same result within rounding.
+// Backward over key block k, from the final out and lse: P = exp(S − lse),
+//   dV += Pᵀ dO,  dS = P ⊙ (dO Vᵀ − delta),  dQ += dS K / sqrt(D),  dK += dSᵀ Q / sqrt(D),
+// where delta[b, h, t] = Σ_d dO·out (BlockAttentionDelta, once per query block). dq, dk,
+// dv accumulate (the caller zeroes them) with the strides of q, k and v, and must not
+// alias the inputs.
+//
+// Tolerance: as AttentionForwardTolerance / AttentionBackwardTolerance with T = Tq + Tk.
+struct BlockAttentionShape {
+  int64_t batch = 0, heads = 0, head_dim = 0;
+  int64_t q_len = 0, kv_len = 0;        // Tq, Tk
+  int64_t q_offset = 0, k_offset = 0;   // global positions of the blocks' first rows
+  int64_t q_stride = 0, kv_stride = 0;  // elements between consecutive positions (>= C)
+  int64_t out_stride = 0;               // of out and dout (>= C)
+  int64_t channels() const { return heads * head_dim; }
+  AttentionShape Whole() const { return {batch, q_len > kv_len ? q_len : kv_len, heads, head_dim}; }
+};
+
+using BlockAttentionForwardFn = void(const float* q, const float* k, const float* v, float* out, float* lse,
+                                     bool first, const BlockAttentionShape& shape, Stream stream);
+Dispatch<BlockAttentionForwardFn>& BlockAttentionForwardTable();
+using BlockAttentionBackwardFn = void(const float* dout, const float* q, const float* k, const float* v,
+                                      const float* lse, const float* delta, float* dq, float* dk, float* dv,
+                                      const BlockAttentionShape& shape, Stream stream);
+Dispatch<BlockAttentionBackwardFn>& BlockAttentionBackwardTable();
+
+template <typename T>
+void BlockAttentionForwardRef(const T* q, const T* k, const T* v, T* out, T* lse, bool first,
+                              const BlockAttentionShape& shape);
+template <typename T>
+void BlockAttentionBackwardRef(const T* dout, const T* q, const T* k, const T* v, const T* lse, const T* delta,
+                               T* dq, T* dk, T* dv, const BlockAttentionShape& shape);
+// delta[b, h, t] = Σ_d dout·out over head h of query row t ([B, H, Tq]).
+template <typename T>
+void BlockAttentionDelta(const T* dout, const T* out, T* delta, const BlockAttentionShape& shape);
+
+inline void BlockAttentionForward(const float* q, const float* k, const float* v, float* out, float* lse,
+                                  bool first, const BlockAttentionShape& shape, Stream stream = {}) {
+  BlockAttentionForwardTable().Get(stream.backend, DType::kF32)(q, k, v, out, lse, first, shape, stream);
+}
+inline void BlockAttentionBackward(const float* dout, const float* q, const float* k, const float* v,
+                                   const float* lse, const float* delta, float* dq, float* dk, float* dv,
+                                   const BlockAttentionShape& shape, Stream stream = {}) {
+  BlockAttentionBackwardTable().Get(stream.backend, DType::kF32)(dout, q, k, v, lse, delta, dq, dk, dv, shape,
+                                                                 stream);
+}
+
 }  // namespace colossal::kernels

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/attention/attention.h"
@@ -207,6 +208,144 @@ void AttentionDecodeCpu(const float* q, const float* k_cache, const float* v_cac
           out + b * C + h * head_dim, C);
   }
 }
+
+// Blockwise attention: per (batch, head, query tile of kBlock rows), key tiles of kBlock
+// with an online softmax (running row max m, sum l and output accumulator O in scratch),
+// both products on sgemm over the strided views; the score tile is the only quadratic
+// scratch, kBlock² per thread. The backward runs per (batch, head) pair, since dK and dV
+// of one pair gather from all its query tiles: tile by tile P = exp(S − lse), dV += PᵀdO,
+// dP = dO Vᵀ, dS = P ⊙ (dP − delta), dQ += dS K, dK += dSᵀ Q (scale folded in).
+
+// Keys of the block visible to query row t: j < VisibleKeys(s, t).
+inline int64_t VisibleKeys(const BlockAttentionShape& s, int64_t t) {
+  const int64_t n = s.q_offset + t - s.k_offset + 1;
+  return n < 0 ? 0 : std::min(n, s.kv_len);
+}
+
+void BlockAttentionForwardCpu(const float* q, const float* k, const float* v, float* out, float* lse, bool first,
+                              const BlockAttentionShape& s, Stream) {
+  const int64_t H = s.heads, D = s.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+  const int64_t tiles = (s.q_len + kBlock - 1) / kBlock;
+  const int64_t items = s.batch * H * tiles;
+#pragma omp parallel for schedule(dynamic) if (items > 1)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t b = item / (H * tiles), h = (item / tiles) % H, i0 = (item % tiles) * kBlock;
+    const int64_t m = std::min(kBlock, s.q_len - i0);
+    float* scratch = Scratch(kBlock * kBlock + kBlock * D + 2 * kBlock);
+    float* S = scratch;                     // [m, kBlock] scores, then probabilities
+    float* O = S + kBlock * kBlock;         // [m, D] unnormalised output
+    float* row_max = O + kBlock * D;
+    float* row_sum = row_max + kBlock;
+    std::fill(O, O + m * D, 0.0f);
+    std::fill(row_max, row_max + m, kNegInf);
+    std::fill(row_sum, row_sum + m, 0.0f);
+    const float* qt = q + (b * s.q_len + i0) * s.q_stride + h * D;
+    const int64_t keys = VisibleKeys(s, i0 + m - 1);  // the tile's last row sees the most
+    for (int64_t j0 = 0; j0 < keys; j0 += kBlock) {
+      const int64_t n = std::min(kBlock, keys - j0);
+      const float* kt = k + (b * s.kv_len + j0) * s.kv_stride + h * D;
+      const float* vt = v + (b * s.kv_len + j0) * s.kv_stride + h * D;
+      Sgemm('N', 'T', m, n, D, scale, qt, s.q_stride, kt, s.kv_stride, 0.0f, S, n);
+      for (int64_t r = 0; r < m; ++r) {
+        float* row = S + r * n;
+        const int64_t visible = std::min<int64_t>(n, std::max<int64_t>(0, VisibleKeys(s, i0 + r) - j0));
+        if (visible == 0) {
+          std::fill(row, row + n, 0.0f);
+          continue;
+        }
+        const float new_max = std::max(row_max[r], RowMax(row, visible));
+        const float rescale = row_max[r] == kNegInf ? 0.0f : FastExp(row_max[r] - new_max);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < visible; ++j) {
+          const float e = FastExp(row[j] - new_max);
+          row[j] = e;
+          sum += e;
+        }
+        std::fill(row + visible, row + n, 0.0f);
+        row_sum[r] = row_sum[r] * rescale + sum;
+        row_max[r] = new_max;
+        if (rescale != 1.0f) {
+          for (int64_t d = 0; d < D; ++d) O[r * D + d] *= rescale;
+        }
+      }
+      Sgemm('N', 'N', m, D, n, 1.0f, S, n, vt, s.kv_stride, 1.0f, O, D);
+    }
+    for (int64_t r = 0; r < m; ++r) {
+      float* o = out + (b * s.q_len + i0 + r) * s.out_stride + h * D;
+      float& l = lse[(b * H + h) * s.q_len + i0 + r];
+      const float block_lse = row_sum[r] > 0.0f ? row_max[r] + std::log(row_sum[r]) : kNegInf;
+      const float old = first ? kNegInf : l;
+      if (first || old == kNegInf) {
+        const float inv = row_sum[r] > 0.0f ? 1.0f / row_sum[r] : 0.0f;
+        for (int64_t d = 0; d < D; ++d) o[d] = O[r * D + d] * inv;
+        l = block_lse;
+      } else if (block_lse != kNegInf) {
+        const float mx = std::max(old, block_lse);
+        const float merged = mx + std::log(std::exp(old - mx) + std::exp(block_lse - mx));
+        const float a = std::exp(old - merged), c = std::exp(block_lse - merged) / row_sum[r];
+        for (int64_t d = 0; d < D; ++d) o[d] = a * o[d] + c * O[r * D + d];
+        l = merged;
+      }
+    }
+  }
+}
+
+void BlockAttentionBackwardCpu(const float* dout, const float* q, const float* k, const float* v, const float* lse,
+                               const float* delta, float* dq, float* dk, float* dv, const BlockAttentionShape& s,
+                               Stream) {
+  const int64_t H = s.heads, D = s.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const int64_t pairs = s.batch * H;
+#pragma omp parallel for schedule(dynamic) if (pairs > 1)
+  for (int64_t pair = 0; pair < pairs; ++pair) {
+    const int64_t b = pair / H, h = pair % H;
+    float* P = Scratch(2 * kBlock * kBlock);  // [m, n] probabilities, then dP → dS
+    float* dS = P + kBlock * kBlock;
+    for (int64_t i0 = 0; i0 < s.q_len; i0 += kBlock) {
+      const int64_t m = std::min(kBlock, s.q_len - i0);
+      const int64_t keys = VisibleKeys(s, i0 + m - 1);
+      const float* qt = q + (b * s.q_len + i0) * s.q_stride + h * D;
+      const float* dot = dout + (b * s.q_len + i0) * s.out_stride + h * D;
+      float* dqt = dq + (b * s.q_len + i0) * s.q_stride + h * D;
+      const float* l = lse + pair * s.q_len + i0;
+      const float* dl = delta + pair * s.q_len + i0;
+      for (int64_t j0 = 0; j0 < keys; j0 += kBlock) {
+        const int64_t n = std::min(kBlock, keys - j0);
+        const int64_t at = (b * s.kv_len + j0) * s.kv_stride + h * D;
+        Sgemm('N', 'T', m, n, D, scale, qt, s.q_stride, k + at, s.kv_stride, 0.0f, P, n);
+        Sgemm('N', 'T', m, n, D, 1.0f, dot, s.out_stride, v + at, s.kv_stride, 0.0f, dS, n);
+        for (int64_t r = 0; r < m; ++r) {
+          float* p = P + r * n;
+          float* ds = dS + r * n;
+          const int64_t visible = std::min<int64_t>(n, std::max<int64_t>(0, VisibleKeys(s, i0 + r) - j0));
+          if (std::isinf(l[r])) {
+            std::fill(p, p + n, 0.0f);
+            std::fill(ds, ds + n, 0.0f);
+            continue;
+          }
+#pragma omp simd
+          for (int64_t j = 0; j < visible; ++j) {
+            p[j] = FastExp(p[j] - l[r]);
+            ds[j] = p[j] * (ds[j] - dl[r]) * scale;
+          }
+          std::fill(p + visible, p + n, 0.0f);
+          std::fill(ds + visible, ds + n, 0.0f);
+        }
+        Sgemm('T', 'N', n, D, m, 1.0f, P, n, dot, s.out_stride, 1.0f, dv + at, s.kv_stride);
+        Sgemm('N', 'N', m, D, n, 1.0f, dS, n, k + at, s.kv_stride, 1.0f, dqt, s.q_stride);
+        Sgemm('T', 'N', n, D, m, 1.0f, dS, n, qt, s.q_stride, 1.0f, dk + at, s.kv_stride);
+      }
+    }
+  }
+}
+
+const Registrar<BlockAttentionForwardFn> kBlockForward(BlockAttentionForwardTable(), Backend::kCpu, DType::kF32,
+                                                       &BlockAttentionForwardCpu);
+const Registrar<BlockAttentionBackwardFn> kBlockBackward(BlockAttentionBackwardTable(), Backend::kCpu, DType::kF32,
+                                                         &BlockAttentionBackwardCpu);
 
 const Registrar<AttentionForwardFn> kForward(AttentionForwardTable(), Backend::kCpu,
                                              DType::kF32, &AttentionForwardCpu);

@@ -25,6 +25,16 @@ Dispatch<AttentionDecodeFn>& AttentionDecodeTable() {
   return table;
 }
 
+Dispatch<BlockAttentionForwardFn>& BlockAttentionForwardTable() {
+  static Dispatch<BlockAttentionForwardFn> table("block_attention_forward");
+  return table;
+}
+
+Dispatch<BlockAttentionBackwardFn>& BlockAttentionBackwardTable() {
+  static Dispatch<BlockAttentionBackwardFn> table("block_attention_backward");
+  return table;
+}
+
 namespace {
 
 // Softmax of q against the first n keys (row stride k_stride), into p[0..n), in double.
@@ -161,6 +171,139 @@ template void AttentionDecodeRef<double>(const double*, const double*, const dou
                                          int64_t, int64_t, int64_t, int64_t, int64_t);
 
 namespace {
+// Keys of the block visible to query row t: j < VisibleKeys(shape, t).
+int64_t VisibleKeys(const BlockAttentionShape& s, int64_t t) {
+  const int64_t n = s.q_offset + t - s.k_offset + 1;
+  return n < 0 ? 0 : (n > s.kv_len ? s.kv_len : n);
+}
+}  // namespace
+
+template <typename T>
+void BlockAttentionForwardRef(const T* q, const T* k, const T* v, T* out, T* lse, bool first,
+                              const BlockAttentionShape& s) {
+  const int64_t H = s.heads, D = s.head_dim;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const double kNegInf = -std::numeric_limits<double>::infinity();
+  std::vector<double> score(s.kv_len > 0 ? s.kv_len : 1), o(D);
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t t = 0; t < s.q_len; ++t) {
+        const T* qt = q + (b * s.q_len + t) * s.q_stride + h * D;
+        const int64_t n = VisibleKeys(s, t);
+        double max = kNegInf;
+        for (int64_t j = 0; j < n; ++j) {
+          const T* kj = k + (b * s.kv_len + j) * s.kv_stride + h * D;
+          double dot = 0;
+          for (int64_t d = 0; d < D; ++d) dot += static_cast<double>(qt[d]) * static_cast<double>(kj[d]);
+          score[j] = dot * scale;
+          max = std::max(max, score[j]);
+        }
+        double block_lse = kNegInf;
+        std::fill(o.begin(), o.end(), 0.0);
+        if (n > 0) {
+          double sum = 0;
+          for (int64_t j = 0; j < n; ++j) sum += std::exp(score[j] - max);
+          block_lse = max + std::log(sum);
+          for (int64_t j = 0; j < n; ++j) {
+            const double p = std::exp(score[j] - block_lse);
+            const T* vj = v + (b * s.kv_len + j) * s.kv_stride + h * D;
+            for (int64_t d = 0; d < D; ++d) o[d] += p * static_cast<double>(vj[d]);
+          }
+        }
+        T* ot = out + (b * s.q_len + t) * s.out_stride + h * D;
+        T& l = lse[(b * H + h) * s.q_len + t];
+        const double old = first ? kNegInf : static_cast<double>(l);
+        if (first || old == kNegInf) {
+          for (int64_t d = 0; d < D; ++d) ot[d] = static_cast<T>(o[d]);
+          l = static_cast<T>(block_lse);
+        } else if (block_lse != kNegInf) {
+          const double m = std::max(old, block_lse);
+          const double merged = m + std::log(std::exp(old - m) + std::exp(block_lse - m));
+          const double a = std::exp(old - merged), c = std::exp(block_lse - merged);
+          for (int64_t d = 0; d < D; ++d) ot[d] = static_cast<T>(a * static_cast<double>(ot[d]) + c * o[d]);
+          l = static_cast<T>(merged);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void BlockAttentionBackwardRef(const T* dout, const T* q, const T* k, const T* v, const T* lse, const T* delta,
+                               T* dq, T* dk, T* dv, const BlockAttentionShape& s) {
+  const int64_t H = s.heads, D = s.head_dim;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t t = 0; t < s.q_len; ++t) {
+        const double l = static_cast<double>(lse[(b * H + h) * s.q_len + t]);
+        if (std::isinf(l)) continue;  // no visible key anywhere: no gradient
+        const double dl = static_cast<double>(delta[(b * H + h) * s.q_len + t]);
+        const T* qt = q + (b * s.q_len + t) * s.q_stride + h * D;
+        const T* dot = dout + (b * s.q_len + t) * s.out_stride + h * D;
+        T* dqt = dq + (b * s.q_len + t) * s.q_stride + h * D;
+        for (int64_t j = 0; j < VisibleKeys(s, t); ++j) {
+          const int64_t at = (b * s.kv_len + j) * s.kv_stride + h * D;
+          double score = 0, dp = 0;
+          for (int64_t d = 0; d < D; ++d) {
+            score += static_cast<double>(qt[d]) * static_cast<double>(k[at + d]);
+            dp += static_cast<double>(dot[d]) * static_cast<double>(v[at + d]);
+          }
+          const double p = std::exp(score * scale - l);
+          const double ds = p * (dp - dl) * scale;
+          for (int64_t d = 0; d < D; ++d) {
+            dqt[d] = static_cast<T>(static_cast<double>(dqt[d]) + ds * static_cast<double>(k[at + d]));
+            dk[at + d] = static_cast<T>(static_cast<double>(dk[at + d]) + ds * static_cast<double>(qt[d]));
+            dv[at + d] = static_cast<T>(static_cast<double>(dv[at + d]) + p * static_cast<double>(dot[d]));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void BlockAttentionDelta(const T* dout, const T* out, T* delta, const BlockAttentionShape& s) {
+  const int64_t H = s.heads, D = s.head_dim;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t t = 0; t < s.q_len; ++t) {
+        const int64_t at = (b * s.q_len + t) * s.out_stride + h * D;
+        double sum = 0;
+        for (int64_t d = 0; d < D; ++d) sum += static_cast<double>(dout[at + d]) * static_cast<double>(out[at + d]);
+        delta[(b * H + h) * s.q_len + t] = static_cast<T>(sum);
+      }
+    }
+  }
+}
+
+template void BlockAttentionForwardRef<float>(const float*, const float*, const float*, float*, float*, bool,
+                                              const BlockAttentionShape&);
+template void BlockAttentionForwardRef<double>(const double*, const double*, const double*, double*, double*, bool,
+                                               const BlockAttentionShape&);
+template void BlockAttentionBackwardRef<float>(const float*, const float*, const float*, const float*, const float*,
+                                               const float*, float*, float*, float*, const BlockAttentionShape&);
+template void BlockAttentionBackwardRef<double>(const double*, const double*, const double*, const double*,
+                                                const double*, const double*, double*, double*, double*,
+                                                const BlockAttentionShape&);
+template void BlockAttentionDelta<float>(const float*, const float*, float*, const BlockAttentionShape&);
+template void BlockAttentionDelta<double>(const double*, const double*, double*, const BlockAttentionShape&);
+
+namespace {
+void BlockForwardRefTwin(const float* q, const float* k, const float* v, float* out, float* lse, bool first,
+                         const BlockAttentionShape& shape, Stream) {
+  BlockAttentionForwardRef(q, k, v, out, lse, first, shape);
+}
+void BlockBackwardRefTwin(const float* dout, const float* q, const float* k, const float* v, const float* lse,
+                          const float* delta, float* dq, float* dk, float* dv, const BlockAttentionShape& shape,
+                          Stream) {
+  BlockAttentionBackwardRef(dout, q, k, v, lse, delta, dq, dk, dv, shape);
+}
+const Registrar<BlockAttentionForwardFn> kBlockForward(BlockAttentionForwardTable(), Backend::kRef, DType::kF32,
+                                                       &BlockForwardRefTwin);
+const Registrar<BlockAttentionBackwardFn> kBlockBackward(BlockAttentionBackwardTable(), Backend::kRef, DType::kF32,
+                                                         &BlockBackwardRefTwin);
+
 void ForwardRefTwin(const float* qkv, float* out, float* probs, const AttentionShape& shape,
                     Stream) {
   AttentionForwardRef(qkv, out, probs, shape);

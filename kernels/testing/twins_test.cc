@@ -41,7 +41,8 @@ TEST_CASE("every dispatch table is run through the kernel harness by a kernel te
   // The kernel tests, as this test's data (BUILD.bazel); a new kernel family adds its
   // test there, and a table no test runs through TwinCase::Run fails here by name.
   const std::vector<std::string> tests = {
-      "kernels/attention/attention_test.cc", "kernels/elementwise/elementwise_test.cc",
+      "kernels/attention/attention_test.cc", "kernels/attention/block_attention_test.cc",
+      "kernels/elementwise/elementwise_test.cc",
       "kernels/embedding/embedding_test.cc", "kernels/gelu/gelu_test.cc",
       "kernels/layer_norm/layer_norm_test.cc", "kernels/matmul/matmul_test.cc",
       "kernels/optim/adamw_test.cc", "kernels/optim/grad_norm_test.cc",

@@ -2,9 +2,12 @@
 // parameter gradients (bit for bit: the clones run the same kernels on the same inputs)
 // for every layer, every other layer and the first layer recomputed, also with the
 // weight gradients deferred and split off (zero-bubble); a smaller activation arena; the
-// clones placed before their readers; bad requests named.
+// clones placed before their readers; bad requests named. And the blockwise attention op
+// (GptConfig::block_attention) against the fused one: the same loss and gradients within
+// fp32 rounding, alone and recomputed, with its O(T) state in place of the T×T one.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <random>
 #include <string>
 
@@ -73,8 +76,10 @@ Result Run(Graph& g, bool split) {
   return r;
 }
 
-Graph Built(bool defer) {
-  auto g = BuildGpt(kCfg, kBatch);
+Graph Built(bool defer, bool block_attention = false) {
+  GptConfig cfg = kCfg;
+  cfg.block_attention = block_attention;
+  auto g = BuildGpt(cfg, kBatch);
   REQUIRE(g.ok());
   REQUIRE(BuildBackward(*g, {}, {}, defer).ok());
   return std::move(*g);
@@ -111,6 +116,34 @@ TEST_CASE("recompute: the plain backward's loss and gradients from less activati
   }
   INFO("arena " << got.arena << " against " << want.arena);
   CHECK(got.arena < want.arena);
+}
+
+TEST_CASE("block attention op: the fused op's loss and gradients, alone and recomputed") {
+  const bool recompute = GENERATE(false, true);
+  INFO("recompute " << recompute);
+  Graph fused = Built(false);
+  const Result want = Run(fused, false);
+  Graph g = Built(false, /*block_attention=*/true);
+  int lse = 0, probs = 0;
+  for (const Value& v : g.values()) {
+    lse += v.name.find("attn.lse") != std::string::npos;
+    probs += v.name.find("attn.probs") != std::string::npos;
+  }
+  CHECK(lse == kCfg.n_layer);
+  CHECK(probs == 0);
+  if (recompute) REQUIRE(AddRecompute(g, RecomputeLayers(g, kCfg.n_layer, 1)).ok());
+  const Result got = Run(g, false);
+  CHECK(got.loss == Approx(want.loss).epsilon(1e-6));
+  for (size_t i = 0; i < want.grads.size(); ++i) {
+    INFO("parameter " << i);
+    double num = 0, den = 0;
+    for (size_t j = 0; j < want.grads[i].size(); ++j) {
+      const double d = got.grads[i][j] - want.grads[i][j];
+      num += d * d;
+      den += static_cast<double>(want.grads[i][j]) * want.grads[i][j];
+    }
+    CHECK(std::sqrt(num) <= 1e-5 * std::sqrt(den) + 1e-9);
+  }
 }
 
 TEST_CASE("recompute: requests it cannot meet are named") {

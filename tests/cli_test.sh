@@ -96,6 +96,12 @@ diff <(losses "$T/runs/full/metrics.jsonl") <(losses "$T/runs/tokens/metrics.jso
 "$BIN" graph job.yaml --export tiny.graph >/dev/null || fail "graph export"
 "$BIN" run job.yaml --set run_dir="$T/runs/graph" --set 'model={graph: tiny.graph}' --no-resume >/dev/null 2>&1 || fail "graph-file run"
 diff <(losses "$T/runs/full/metrics.jsonl") <(losses "$T/runs/graph/metrics.jsonl") >/dev/null || fail "graph-file losses differ"
+# The blockwise attention kernel trains like the fused one.
+"$BIN" run job.yaml --set run_dir="$T/runs/block" --set model.attention=block --no-resume >block.txt 2>&1 ||
+  fail "block attention run: $(tail -2 block.txt)"
+paste <(losses "$T/runs/full/metrics.jsonl") <(losses "$T/runs/block/metrics.jsonl") |
+  awk 'NF != 4 || $1 != $3 { bad = 1 } { d = $2 - $4; if (d < 0) d = -d; if (d > 1e-5 * $2) bad = 1 } END { exit bad }' ||
+  fail "block attention losses differ from the fused kernel's"
 # The graph file's layer marks let it run as a pipeline, recomputing its layers.
 "$BIN" run job.yaml --set run_dir="$T/runs/graph-pp2" --set 'model={graph: tiny.graph}' --set parallel.pipeline=2 \
   --set resources.ranks_per_node=2 --set memory.activation_checkpointing=true --no-resume >graph-pp2.txt 2>&1 ||

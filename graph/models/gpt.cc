@@ -65,6 +65,17 @@ absl::StatusOr<LayerParams> DeclareLayer(const std::string& p, int64_t C, int64_
   return l;
 }
 
+// Causal self-attention of layer `p` over this rank's `heads` of qkv: the fused op (out
+// and the T×T probabilities) or, with cfg.block_attention, the blockwise one (out and
+// the log-sum-exp per row). Output 0 is the attention output either way.
+absl::StatusOr<std::vector<int>> Attention(Builder& b, const GptConfig& cfg, int qkv, int64_t heads,
+                                           const std::string& p) {
+  if (cfg.block_attention) {
+    return b.Many("block_attention", {qkv}, {{"n_head", heads}}, {p + "attn.out", p + "attn.lse"});
+  }
+  return b.Many("attention", {qkv}, {{"n_head", heads}}, {p + "attn.out", p + "attn.probs"});
+}
+
 }  // namespace
 
 absl::Status CheckGptTensorParallel(const GptConfig& cfg, const GptTensorParallel& tp, int64_t batch) {
@@ -165,8 +176,7 @@ absl::StatusOr<Graph> BuildGpt2d(const GptConfig& cfg, int64_t batch, const GptT
 
     ASSIGN_OR_RETURN(auto ln1, layer_norm(x, ln1_w, ln1_b, p + "ln_1"));
     ASSIGN_OR_RETURN(int qkv, linear(ln1[0], attn_w, attn_b, p + "attn.qkv"));
-    ASSIGN_OR_RETURN(auto att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head / q}},
-                                      {p + "attn.out", p + "attn.probs"}));
+    ASSIGN_OR_RETURN(auto att, Attention(b, cfg, qkv, cfg.n_head / q, p));
     ASSIGN_OR_RETURN(int ao, linear(att[0], aproj_w, aproj_b, p + "attn.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, ao}, {}, {p + "res_1"}));
     ASSIGN_OR_RETURN(auto ln2, layer_norm(x, ln2_w, ln2_b, p + "ln_2"));
@@ -318,8 +328,7 @@ absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptT
 
     ASSIGN_OR_RETURN(auto ln1, layer_norm(x, ln1_w, ln1_b, p + "ln_1"));
     ASSIGN_OR_RETURN(int qkv, linear(ln1[0], attn_w, attn_b, even, p + "attn.qkv"));
-    ASSIGN_OR_RETURN(auto att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head / q}},
-                                      {p + "attn.out", p + "attn.probs"}));
+    ASSIGN_OR_RETURN(auto att, Attention(b, cfg, qkv, cfg.n_head / q, p));
     ASSIGN_OR_RETURN(int ao, linear(att[0], aproj_w, aproj_b, odd, p + "attn.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, ao}, {}, {p + "res_1"}));
     ASSIGN_OR_RETURN(auto ln2, layer_norm(x, ln2_w, ln2_b, p + "ln_2"));
@@ -485,8 +494,7 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
       ASSIGN_OR_RETURN(att, b.Many("attention_decode", {qkv, positions, k_cache, v_cache},
                                    {{"n_head", cfg.n_head}}, {p + "attn.out"}));
     } else {
-      ASSIGN_OR_RETURN(att, b.Many("attention", {qkv}, {{"n_head", cfg.n_head / P}},
-                                   {p + "attn.out", p + "attn.probs"}));
+      ASSIGN_OR_RETURN(att, Attention(b, cfg, qkv, cfg.n_head / P, p));
     }
     ASSIGN_OR_RETURN(int ao, row_linear(att[0], aproj_w, aproj_b, p + "attn.proj"));
     ASSIGN_OR_RETURN(x, b.One("add", {x, ao}, {}, {p + "res_1"}));

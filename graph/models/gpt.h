@@ -23,6 +23,9 @@ struct GptConfig {
   int64_t seq_len = 0;
   int64_t vocab = 0;
   float ln_eps = 1e-5f;
+  // Attention by the blockwise kernel (op block_attention: out and the log-sum-exp kept,
+  // O(T) per head) instead of the fused one (op attention: the T×T probabilities kept).
+  bool block_attention = false;
 };
 
 // Megatron tensor parallelism (1D): which rank of a tensor group of `size` ranks the

@@ -79,6 +79,83 @@ const OpRegistrar kAttentionBackward(OpDef{
         },
 });
 
+// The blockwise form (kernels/attention BlockAttention*): qkv [B, T, 3C] with attr n_head
+// → out [B, T, C], lse [B, H, T]; one block over the whole sequence, so nothing T×T is
+// kept. Its backward recomputes the scores tile by tile from out and lse.
+kernels::BlockAttentionShape WholeBlock(const Shape& qkv, int64_t heads) {
+  const int64_t C = qkv[2] / 3;
+  return {qkv[0], heads, C / heads, qkv[1], qkv[1], 0, 0, 3 * C, 3 * C, C};
+}
+
+const OpRegistrar kBlockAttention(OpDef{
+    .name = "block_attention",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .infer = [](const std::vector<TensorType>& in,
+                const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+      const std::string op = "block_attention";
+      RETURN_IF_ERROR(ExpectDType(op, "qkv", in[0], DType::kF32));
+      ASSIGN_OR_RETURN(int64_t heads, GetIntAttr(attrs, op, "n_head"));
+      const Shape& s = in[0].shape;
+      if (s.size() != 3 || s[2] % 3 != 0) {
+        return ShapeError(op, absl::StrCat("qkv must be [B, T, 3C], got ", ShapeString(s)));
+      }
+      const int64_t c = s[2] / 3;
+      if (heads < 1 || c % heads != 0) {
+        return ShapeError(op, absl::StrCat("n_head ", heads, " must divide C = ", c));
+      }
+      return std::vector<TensorType>{{{s[0], s[1], c}, DType::kF32}, {{s[0], heads, s[1]}, DType::kF32}};
+    },
+    .backward =
+        [](GradBuilder& b) {
+          int dout = b.OutputGrad(0);
+          if (dout < 0 || !b.NeedsGrad(0)) return;
+          GradSlot s = b.Slot(0);
+          b.Emit("block_attention_backward", {dout, b.input(0), b.output(0), b.output(1)}, {s.value},
+                 b.node().attrs, {s.accumulate});
+        },
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      const Shape& s = in[0].shape;  // as the fused op: the model's FLOPs, not the recompute
+      return 4.0 * s[0] * s[1] * s[1] * (s[2] / 3);
+    },
+    .run =
+        [](const KernelContext& c) {
+          const float* qkv = c.in(0);
+          const kernels::BlockAttentionShape s = WholeBlock(c.in_value(0).shape, c.node->IntAttr("n_head"));
+          kernels::BlockAttentionForward(qkv, qkv + s.channels(), qkv + 2 * s.channels(), c.out(0), c.out(1),
+                                         /*first=*/true, s, c.stream);
+        },
+});
+
+// dout, qkv, out, lse → dqkv; its scratch holds delta = rowsum(dout ⊙ out) [B, H, T].
+const OpRegistrar kBlockAttentionBackward(OpDef{
+    .name = "block_attention_backward",
+    .min_inputs = 4,
+    .max_inputs = 4,
+    .infer = EmittedOnly,
+    .flops = [](const std::vector<TensorType>& in, const Attrs&) {
+      const Shape& s = in[1].shape;  // the fused backward's, plus the recomputed QKᵀ
+      return 10.0 * s[0] * s[1] * s[1] * (s[2] / 3);
+    },
+    .run =
+        [](const KernelContext& c) {
+          const float* qkv = c.in(1);
+          const kernels::BlockAttentionShape s = WholeBlock(c.in_value(1).shape, c.node->IntAttr("n_head"));
+          const int64_t C = s.channels();
+          float* dqkv = c.out(0);
+          float* delta = static_cast<float*>(c.scratch);
+          kernels::BlockAttentionDelta(c.in(0), c.in(2), delta, s);
+          // The kernel adds into dq, dk and dv: start from zero unless accumulating.
+          if (c.accumulate[0] == kernels::Accumulate::kNo) std::fill(dqkv, dqkv + s.batch * s.q_len * 3 * C, 0.0f);
+          kernels::BlockAttentionBackward(c.in(0), qkv, qkv + C, qkv + 2 * C, c.in(3), delta, dqkv, dqkv + C,
+                                          dqkv + 2 * C, s, c.stream);
+        },
+    .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs& attrs) -> int64_t {
+      const Shape& qkv = in[1].shape;
+      return qkv[0] * std::get<int64_t>(attrs.at("n_head")) * qkv[1] * static_cast<int64_t>(sizeof(float));
+    },
+});
+
 // One decoding step with a KV cache (a decode graph, models/gpt.h): qkv [B, 1, 3C] of
 // each sequence's new token, positions [B, 1] i32 (the same position p for every
 // sequence), k_cache and v_cache kState [B, T, C] → out [B, 1, C]. Writes the token's k

@@ -43,7 +43,7 @@ absl::Status ParseModel(const MapReader& root, JobSpec& spec) {
   ASSIGN_OR_RETURN(MapReader m, root.Map("model", "a map: {type: gpt, ...} or {graph: FILE}"));
   ModelSpec& model = spec.model;
   if (m.Has("graph")) {
-    for (const char* key : {"type", "n_layer", "n_head", "d_model", "seq_len", "vocab"}) {
+    for (const char* key : {"type", "n_layer", "n_head", "d_model", "seq_len", "vocab", "attention"}) {
       if (m.Has(key)) {
         return m.ErrorAt(key, "not used with model.graph (the graph file gives the model); "
                               "remove it, or remove model.graph");
@@ -54,7 +54,7 @@ absl::Status ParseModel(const MapReader& root, JobSpec& spec) {
     RETURN_IF_ERROR(m.String("graph", &model.graph_path));
   } else {
     RETURN_IF_ERROR(
-        m.CheckKeys({"type", "n_layer", "n_head", "d_model", "seq_len", "vocab", "init_from"}));
+        m.CheckKeys({"type", "n_layer", "n_head", "d_model", "seq_len", "vocab", "attention", "init_from"}));
     model.kind = ModelSpec::Kind::kGpt;
     std::string type = "gpt";
     RETURN_IF_ERROR(m.Enum<std::string>("type", {{"gpt", "gpt"}}, &type));
@@ -65,6 +65,8 @@ absl::Status ParseModel(const MapReader& root, JobSpec& spec) {
       if (!m.Has(key)) return m.Missing(key, kGptShape);
       RETURN_IF_ERROR(m.Int(key, field));
     }
+    RETURN_IF_ERROR(m.Enum<std::string>("attention", {{"auto", "auto"}, {"fused", "fused"}, {"block", "block"}},
+                                        &gpt.attention));
   }
   return m.String("init_from", &model.init_from);
 }

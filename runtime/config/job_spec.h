@@ -29,6 +29,13 @@ struct GptModelSpec {
   int64_t d_model = 0;
   int64_t seq_len = 0;  // T: context length and training window
   int64_t vocab = 0;    // may exceed the tokenizer's vocabulary
+  // The attention kernel: "fused" keeps each head's T×T probabilities for the backward;
+  // "block" (kernels/attention BlockAttention*) keeps the log-sum-exp only, O(T); "auto"
+  // takes block from kBlockAttentionMinSeq positions, where it measured as fast
+  // (kernels/attention/block_attention_bench).
+  std::string attention = "auto";
+  static constexpr int64_t kBlockAttentionMinSeq = 8192;
+  bool BlockAttention() const { return attention == "block" || (attention == "auto" && seq_len >= kBlockAttentionMinSeq); }
 
   bool operator==(const GptModelSpec&) const = default;
 };

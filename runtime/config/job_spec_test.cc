@@ -513,6 +513,18 @@ TEST_CASE("activation checkpointing: true, false, every k-th layer or the first 
         "job.yaml:14:37: memory.activation_checkpointing.evry: unknown key 'evry'; did you mean 'every'?");
 }
 
+TEST_CASE("model.attention: auto picks the blockwise kernel from its measured crossover") {
+  CHECK(Parse(kBase).model.gpt.attention == "auto");
+  CHECK_FALSE(Parse(kBase).model.gpt.BlockAttention());  // seq_len 32
+  const JobSpec block = Parse(Replace(kBase, "vocab: 256", "vocab: 256\n  attention: block"));
+  CHECK(block.model.gpt.BlockAttention());
+  CHECK(Parse(ToYaml(block)) == block);
+  CHECK(Parse(Replace(kBase, "seq_len: 32", "seq_len: 8192")).model.gpt.BlockAttention());
+  CHECK_FALSE(Parse(Replace(kBase, "seq_len: 32", "seq_len: 8192\n  attention: fused")).model.gpt.BlockAttention());
+  CHECK(ErrorOf(Replace(kBase, "vocab: 256", "vocab: 256\n  attention: flash")) ==
+        "job.yaml:9:14: model.attention: unknown value 'flash'; expected one of auto|fused|block");
+}
+
 TEST_CASE("inconsistent combinations show the numbers") {
   const BadCase cases[] = {
       {"global_batch: 4=>global_batch: 6\nparallel: {data: 4}\nresources: {ranks_per_node: 4}",

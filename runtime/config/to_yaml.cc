@@ -99,6 +99,7 @@ void WriteModel(Writer& w, const ModelSpec& m) {
     w.Int("d_model", m.gpt.d_model);
     w.Int("seq_len", m.gpt.seq_len);
     w.Int("vocab", m.gpt.vocab);
+    w.Plain("attention", m.gpt.attention);
   }
   w.Str("init_from", m.init_from);
   w.EndMap();

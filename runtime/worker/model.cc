@@ -48,6 +48,7 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   if (spec.model.kind == config::ModelSpec::Kind::kGpt) {
     const config::GptModelSpec& m = spec.model.gpt;
     model->gpt = {m.n_layer, m.n_head, m.d_model, m.seq_len, m.vocab};
+    model->gpt.block_attention = m.BlockAttention();
     model->is_gpt = true;
     ASSIGN_OR_RETURN(model->graph, graph::BuildGpt(model->gpt, batch, tp));
   } else {

@@ -54,9 +54,8 @@ inline float RowMax(const float* row, int64_t n) {
   return max;
 }
 
-// In place: row[0..n) = softmax(row[0..n)) (scores already scaled), then row[n..len) = 0.
-inline void CausalSoftmaxRow(float* row, int64_t n, int64_t len) {
-  const float max = RowMax(row, n);
+// In place: row[0..n) = exp(row[0..n) − max); returns their sum.
+inline float ExpRow(float* row, int64_t n, float max) {
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {
@@ -64,6 +63,12 @@ inline void CausalSoftmaxRow(float* row, int64_t n, int64_t len) {
     row[j] = e;
     sum += e;
   }
+  return sum;
+}
+
+// In place: row[0..n) = softmax(row[0..n)) (scores already scaled), then row[n..len) = 0.
+inline void CausalSoftmaxRow(float* row, int64_t n, int64_t len) {
+  const float sum = ExpRow(row, n, RowMax(row, n));
   const float inv = 1.0f / sum;
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) row[j] *= inv;
@@ -257,13 +262,7 @@ void BlockAttentionForwardCpu(const float* q, const float* k, const float* v, fl
         }
         const float new_max = std::max(row_max[r], RowMax(row, visible));
         const float rescale = row_max[r] == kNegInf ? 0.0f : FastExp(row_max[r] - new_max);
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < visible; ++j) {
-          const float e = FastExp(row[j] - new_max);
-          row[j] = e;
-          sum += e;
-        }
+        const float sum = ExpRow(row, visible, new_max);
         std::fill(row + visible, row + n, 0.0f);
         row_sum[r] = row_sum[r] * rescale + sum;
         row_max[r] = new_max;

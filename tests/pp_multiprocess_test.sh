@@ -154,7 +154,7 @@ if [ -n "$victim" ]; then
   t_kill=$(date +%s%N)
   wait "$RUN_PID" || fail "the killed pipeline run did not recover: $(tail -3 out-kill.txt)"
   grep -q "restart 1 of 1" out-kill.txt || fail "the killed pipeline run did not restart: $(tail -3 out-kill.txt)"
-  grep -q "pipeline rank 0, .*rank 1 (global rank 1) failed" out-kill.txt || fail "the surviving stage's error does not name rank 1"
+  grep -Eq "colossal-worker: error: .*rank 1 \(global rank 1\) failed" out-kill.txt || fail "the surviving stage's error does not name rank 1"
   [ "$(losses runs/kill/metrics.jsonl | wc -l)" = 60 ] || fail "the killed pipeline run lacks steps"
   same_losses runs/kill-ref/metrics.jsonl runs/kill/metrics.jsonl || fail "losses after the stage restart differ"
   echo "dead stage: killed rank 1 (pid $victim) after step 25; $(grep -o 'restart 1 of 1' out-kill.txt | head -1), run ended $(( ($(date +%s%N) - t_kill) / 1000000 )) ms after the kill"

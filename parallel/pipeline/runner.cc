@@ -193,7 +193,7 @@ absl::Status Runner::SumSharedGrads(const std::vector<SharedParam>& shared) {
       theirs[i].resize(n);
       works.push_back(pipe_->Recv(theirs[i].data(), n * static_cast<int64_t>(sizeof(float)), sp.ranks[i], tag));
     }
-    if (absl::Status st = WaitAll(works, [&] { return absl::StrCat("summing the gradient of '", sp.name, "'"); });
+    if (absl::Status st = WaitAll(works, [&] { return absl::StrCat("pipeline rank ", rank_, ": summing the gradient of '", sp.name, "'"); });
         !st.ok()) {
       return st;
     }

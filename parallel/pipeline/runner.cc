@@ -140,8 +140,7 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Create(const PipelineSchedule& s
   r->setup_ = std::move(setup);
   r->slots_.resize(r->chunks_.size());
   for (const Chunk& c : r->chunks_) {
-    graph::Schedule order = graph::OverlapCommunication(*c.graph, graph::DefaultSchedule(*c.graph));
-    r->orders_.push_back(schedule.split_backward() ? graph::SplitBackward(*c.graph, order) : std::move(order));
+    r->orders_.push_back(ChunkOrder(*c.graph, schedule));
   }
   // One slot per chunk now: a bad graph or store fails here, not mid-step.
   for (int c = 0; c < r->num_chunks(); ++c) {
@@ -157,6 +156,53 @@ int64_t Runner::arena_bytes() const {
     for (const auto& s : chunk) total += s->ex->plan().arena_bytes;
   }
   return total;
+}
+
+graph::Schedule ChunkOrder(const graph::Graph& chunk, const PipelineSchedule& schedule) {
+  graph::Schedule order = graph::OverlapCommunication(chunk, graph::DefaultSchedule(chunk));
+  return schedule.split_backward() ? graph::SplitBackward(chunk, order) : order;
+}
+
+absl::StatusOr<std::vector<std::vector<TimedAction>>> GatherTimelines(const PipelineSchedule& schedule, int rank,
+                                                                      const std::vector<TimedAction>& mine,
+                                                                      Communicator* pipe) {
+  const int P = schedule.stages;
+  std::vector<std::vector<TimedAction>> out(P);
+  size_t most = 0;
+  for (int r = 0; r < P; ++r) {
+    for (const Action& a : schedule.ranks[r]) {
+      if (a.kind == ActionKind::kForward || a.kind == ActionKind::kBackward ||
+          a.kind == ActionKind::kBackwardInput || a.kind == ActionKind::kBackwardWeight) {
+        out[r].push_back({a, 0, 0});
+      }
+    }
+    most = std::max(most, out[r].size());
+  }
+  if (mine.size() != out[rank].size()) {
+    return absl::InternalError(
+        absl::StrCat("pipeline rank ", rank, " timed ", mine.size(), " actions of ", out[rank].size()));
+  }
+  // (start, end) µs of each action as int64 bits, padded to the longest list.
+  std::vector<int64_t> send(2 * most, 0), all(2 * most * P);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    send[2 * i] = mine[i].start_us;
+    send[2 * i + 1] = mine[i].end_us;
+  }
+  if (P > 1) {
+    if (absl::Status s = pipe->AllGather(send.data(), all.data(), static_cast<int64_t>(4 * most), graph::DType::kF32)->Wait();
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("pipeline rank ", rank, ": gathering the step's timeline: ", s.message()));
+    }
+  } else {
+    all = send;
+  }
+  for (int r = 0; r < P; ++r) {
+    for (size_t i = 0; i < out[r].size(); ++i) {
+      out[r][i].start_us = all[2 * most * r + 2 * i];
+      out[r][i].end_us = all[2 * most * r + 2 * i + 1];
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<SharedParam>> SharedParams(const graph::Graph& whole, const PipelineSchedule& schedule,

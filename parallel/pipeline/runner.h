@@ -61,6 +61,10 @@ absl::StatusOr<std::vector<Chunk>> BuildChunks(const graph::Graph& whole, const 
                                                int rank, const std::vector<int>& layers_per_stage = {},
                                                const std::function<absl::Status(graph::Graph&)>& after_backward = {});
 
+// The node order a chunk's executors run: overlapped communication, and the backward
+// split into B and W for the zero-bubble schedules.
+graph::Schedule ChunkOrder(const graph::Graph& chunk, const PipelineSchedule& schedule);
+
 // A parameter that chunks on more than one pipeline rank read (GPT's tied wte: the
 // embedding on the first virtual stage, the head on the last), with those ranks in
 // ascending order. Each holds the value; their gradients are summed between them.
@@ -83,6 +87,13 @@ struct TimedAction {
 // over every pipeline rank's timed compute actions (`ranks[r]` = rank r's), the
 // fraction of the P ranks' time spent idle. 0 when nothing ran.
 double MeasuredBubble(const std::vector<std::vector<TimedAction>>& ranks);
+
+// Every pipeline rank's timed compute actions of one step on every rank of `pipe` (rank
+// `rank` contributes `mine`, its list's compute actions in order; the actions themselves
+// come from the schedule, only the times travel). Collective over `pipe`.
+absl::StatusOr<std::vector<std::vector<TimedAction>>> GatherTimelines(const PipelineSchedule& schedule, int rank,
+                                                                      const std::vector<TimedAction>& mine,
+                                                                      Communicator* pipe);
 
 class Runner {
  public:

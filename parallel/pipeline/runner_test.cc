@@ -184,13 +184,9 @@ TEST_CASE("pipeline runner: every schedule gives the whole model's losses and gr
       auto [it, fresh] = summed.emplace(name, g);
       if (!fresh) CHECK(it->second == g);
     }
-    // Activations held per chunk: its peak of micro-batches forwarded and not yet done
-    // with (B+W, or W) in list order, plus one for the receive posted one action ahead.
-    std::vector<int> held(c.chunks, 0), peak(c.chunks, 0);
-    for (const Action& a : schedule->ranks[r]) {
-      if (a.kind == ActionKind::kForward) peak[a.chunk] = std::max(peak[a.chunk], ++held[a.chunk]);
-      if (a.kind == ActionKind::kBackward || a.kind == ActionKind::kBackwardWeight) --held[a.chunk];
-    }
+    // Activations held per chunk: its list's peak (schedule_test checks it), plus one for
+    // the receive posted one action ahead.
+    const std::vector<int> peak = PeakHeldPerChunk(*schedule, r);
     for (int k = 0; k < c.chunks; ++k) CHECK(ranks[r].slots[k] <= peak[k] + 1);
     CHECK(ranks[r].timed == static_cast<int>(timeline->ranks[r].size()));
   }

@@ -355,6 +355,15 @@ absl::Status ValidatePipelineSchedule(const PipelineSchedule& s) {
   return Simulate(s).status();
 }
 
+std::vector<int> PeakHeldPerChunk(const PipelineSchedule& s, int rank) {
+  std::vector<int> held(s.chunks, 0), peak(s.chunks, 0);
+  for (const Action& a : s.ranks[rank]) {
+    if (a.kind == ActionKind::kForward) peak[a.chunk] = std::max(peak[a.chunk], ++held[a.chunk]);
+    if (a.kind == ActionKind::kBackward || a.kind == ActionKind::kBackwardWeight) --held[a.chunk];
+  }
+  return peak;
+}
+
 absl::StatusOr<Timeline> Simulate(const PipelineSchedule& s, const ActionCosts& costs) {
   return Simulate(s, std::vector<ActionCosts>(s.virtual_stages(), costs));
 }

@@ -114,6 +114,10 @@ struct Timeline {
   std::vector<int> peak_in_flight;
 };
 
+// Per chunk of rank `rank`: the most micro-batches its list has forwarded and not yet
+// finished (the fused backward, or W), in list order — the activations it holds at once.
+std::vector<int> PeakHeldPerChunk(const PipelineSchedule& schedule, int rank);
+
 // Replays the lists; FailedPrecondition naming the stuck ranks' next actions when they
 // cannot run to the end (a dependency cycle).
 absl::StatusOr<Timeline> Simulate(const PipelineSchedule& schedule, const ActionCosts& costs = {});

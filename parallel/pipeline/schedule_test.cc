@@ -178,6 +178,28 @@ TEST_CASE("broken lists and bad arguments are named") {
 }
 
 
+TEST_CASE("the micro-batches each chunk holds at once") {
+  // 1f1b at 2 stages: rank 0 forwards two before its first backward, rank 1 one; gpipe
+  // holds every micro-batch; interleaved: each chunk at least one, together no fewer than
+  // the rank's simulated peak.
+  auto f = MakeSchedule(ScheduleKind::k1f1b, 2, 4);
+  auto g = MakeSchedule(ScheduleKind::kGpipe, 2, 4);
+  auto i = MakeSchedule(ScheduleKind::kInterleaved, 2, 4, 2);
+  REQUIRE((f.ok() && g.ok() && i.ok()));
+  CHECK(PeakHeldPerChunk(*f, 0) == std::vector<int>{2});
+  CHECK(PeakHeldPerChunk(*f, 1) == std::vector<int>{1});
+  CHECK(PeakHeldPerChunk(*g, 0) == std::vector<int>{4});
+  CHECK(PeakHeldPerChunk(*g, 1) == std::vector<int>{4});
+  const std::vector<int> inter = PeakHeldPerChunk(*i, 0);
+  REQUIRE(inter.size() == 2);
+  // Its sum is the simulated peak of the rank (both count chunks forwarded, not finished).
+  auto tl = Simulate(*i);
+  REQUIRE(tl.ok());
+  CHECK(inter[0] + inter[1] >= tl->peak_in_flight[0]);
+  CHECK(inter[0] >= 1);
+  CHECK(inter[1] >= 1);
+}
+
 TEST_CASE("simulate with each virtual stage's own costs") {
   // gpipe, 2 stages, 1 micro-batch: F0 (1), F1 (2), B1 (4), B0 (2) back to back.
   auto s = MakeSchedule(ScheduleKind::kGpipe, 2, 1);

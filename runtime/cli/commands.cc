@@ -172,19 +172,12 @@ absl::Status PrintPipeline(const config::JobSpec& spec, const graph::Graph& forw
     placement.rank = r;
     ASSIGN_OR_RETURN(auto model, worker::BuildModel(spec, spec.train.micro_batch, {}, /*allocate_params=*/false,
                                                     worker::TensorParallelOf(par, 0), &placement));
-    // Micro-batches each chunk holds at once under the rank's list.
-    std::vector<int> held(schedule.chunks, 0), peak(schedule.chunks, 0);
-    for (const pp::Action& a : schedule.ranks[r]) {
-      if (a.kind == pp::ActionKind::kForward) peak[a.chunk] = std::max(peak[a.chunk], ++held[a.chunk]);
-      if (a.kind == pp::ActionKind::kBackward || a.kind == pp::ActionKind::kBackwardWeight) --held[a.chunk];
-    }
+    const std::vector<int> peak = pp::PeakHeldPerChunk(schedule, r);
     double activations = 0;
     std::string per_chunk;
     for (int c = 0; c < schedule.chunks; ++c) {
       const graph::Graph& g = *model->chunks[c].graph;
-      graph::Schedule order = graph::OverlapCommunication(g, graph::DefaultSchedule(g));
-      if (schedule.split_backward()) order = graph::SplitBackward(g, order);
-      ASSIGN_OR_RETURN(graph::MemoryPlan plan, graph::PlanMemory(g, order));
+      ASSIGN_OR_RETURN(graph::MemoryPlan plan, graph::PlanMemory(g, pp::ChunkOrder(g, schedule)));
       activations += static_cast<double>(peak[c]) * static_cast<double>(plan.arena_bytes);
       absl::StrAppend(&per_chunk, c ? " + " : "", peak[c], " x ", Bytes(static_cast<double>(plan.arena_bytes)));
     }

@@ -28,11 +28,11 @@ double GraphFlops(const graph::Graph& g) {
   return total;
 }
 
-std::vector<memory::ParamStore::Spec> Model::GlobalSpecs() const {
+std::vector<memory::ParamStore::Spec> GlobalParamSpecs(const graph::Graph& graph) {
   std::vector<memory::ParamStore::Spec> specs;
-  for (size_t i = 0; i < graph.params().size(); ++i) {
-    const graph::Value& v = graph.value(graph.params()[i]);
-    specs.push_back({v.name, layouts[i].split() ? layouts[i].global : v.shape});
+  for (int p : graph.params()) {
+    const graph::Value& v = graph.value(p);
+    specs.push_back({v.name, v.layout.split() ? v.layout.global : v.shape});
   }
   return specs;
 }
@@ -86,11 +86,7 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
       return absl::InvalidArgumentError(absl::StrCat(where, ": 'ids' must feed an embedding"));
     }
   }
-  for (const memory::ParamStore::Spec& p : graph::ParamSpecs(g)) model->model_specs.push_back(p);
-  for (size_t i = 0; i < g.params().size(); ++i) {
-    const graph::Layout& l = g.value(g.params()[i]).layout;
-    if (l.split()) model->model_specs[i].shape = l.global;
-  }
+  model->model_specs = GlobalParamSpecs(g);
   // Activation checkpointing: recompute clones of the chosen transformer layers.
   int num_layers = 0;  // the transformer layers, 1..num_layers
   for (const graph::Node& n : g.nodes()) num_layers = std::max(num_layers, n.layer - 1);
@@ -128,8 +124,9 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     RETURN_IF_ERROR(recompute(g));
     model->flops_per_micro_batch = GraphFlops(g);
   }
-  model->loss = model->pipelined && model->last_chunk < 0 ? -1 : loss_graph->loss();
-  model->loss_grad = model->pipelined && model->last_chunk < 0 ? -1 : loss_graph->loss_seed();
+  // (Chunk 0's graph, when this rank holds no loss, has none: -1.)
+  model->loss = loss_graph->loss();
+  model->loss_grad = loss_graph->loss_seed();
   model->token_rows = batch;
   if (tp.two_d && tp.size > 1) {  // the logits' token block k·q + j of depth·q (gpt.h)
     const int64_t q = tp.grid_q();
@@ -152,7 +149,14 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
   }
 
   const std::vector<memory::ParamStore::Spec> specs = graph::ParamSpecs(g);
-  for (int p : g.params()) model->layouts.push_back(g.value(p).layout);
+  for (int p : g.params()) {
+    model->layouts.push_back(g.value(p).layout);
+    bool owned = true;
+    for (const parallel::pipeline::SharedParam& sp : model->shared) {
+      if (sp.name == g.value(p).name) owned = sp.ranks.front() == pipeline->rank;
+    }
+    model->stage_owned.push_back(owned);
+  }
   const int64_t flat = memory::ParamStore::FlatNumel(specs);
   model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat,
                                                        allocate_params);
@@ -243,6 +247,17 @@ absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status GatherStages(const memory::ParamStore& local, const std::vector<bool>& owned,
+                          parallel::Communicator* pipe, memory::ParamStore& all) {
+  std::fill(all.flat_data(), all.flat_data() + all.flat_numel(), 0.0f);
+  for (int i = 0; i < local.size(); ++i) {
+    if (!owned[i]) continue;
+    const int to = all.Find(local.info(i).name);
+    std::copy(local.data(i), local.data(i) + local.info(i).numel, all.data(to));
+  }
+  return pipe->AllReduce(all.flat_data(), all.flat_numel(), graph::DType::kF32)->Wait();
 }
 
 void InitParams(Model& model, uint64_t seed) {

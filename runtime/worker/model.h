@@ -22,6 +22,9 @@
 
 namespace colossal::worker {
 
+// The store specs of `graph`'s parameters at their whole (global) shapes.
+std::vector<memory::ParamStore::Spec> GlobalParamSpecs(const graph::Graph& graph);
+
 struct Model {
   graph::Graph graph;
   std::unique_ptr<memory::ParamStore> params;
@@ -47,7 +50,7 @@ struct Model {
   graph::GptTensorParallel tp;  // the mode and this rank (GPT; size 1 for graph models)
   std::vector<graph::Layout> layouts;
   // The whole (global) shape of every parameter, as a store spec.
-  std::vector<memory::ParamStore::Spec> GlobalSpecs() const;
+  std::vector<memory::ParamStore::Spec> GlobalSpecs() const { return GlobalParamSpecs(graph); }
 
   // Pipeline parallelism (more than one stage): this rank's chunks, each a stage graph
   // with its backward, for the trainer's Runner to take; `graph` is then a copy of chunk
@@ -59,6 +62,9 @@ struct Model {
   int last_chunk = -1;
   // Parameters held by more than one pipeline rank (the tied wte), summed between them.
   std::vector<parallel::pipeline::SharedParam> shared;
+  // Per store parameter: whether this stage counts it in norms and stores it (false for a
+  // shared one on any holder but its first; all true without a pipeline).
+  std::vector<bool> stage_owned;
   // Every parameter of the whole model (all stages) at its global shape: what
   // checkpoints describe and samples gather.
   std::vector<memory::ParamStore::Spec> model_specs;
@@ -115,6 +121,13 @@ void TakeHeld(const Model& model, const memory::ParamStore& whole,
 // Collective over the group.
 absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
                          parallel::Communicator* tensor, memory::ParamStore& whole);
+
+// The whole model from each pipeline stage's `local` store (its parameters whole: after
+// any tensor or ZeRO gather), the tensors `owned` marks (per local parameter; a shared one
+// on its first holder), into `all` (model_specs) summed over the pipeline group `pipe`.
+// Collective over `pipe`.
+absl::Status GatherStages(const memory::ParamStore& local, const std::vector<bool>& owned,
+                          parallel::Communicator* pipe, memory::ParamStore& all);
 
 // Sum of forward + backward FLOPs of every node of the graph (model FLOPs: recompute
 // clones are not counted).

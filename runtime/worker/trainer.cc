@@ -32,6 +32,8 @@
 #include "runtime/worker/metrics.h"
 #include "runtime/worker/model.h"
 #include "runtime/worker/optimizer.h"
+#include "runtime/worker/pipeline_stage.h"
+#include "runtime/worker/pipeline_trace.h"
 #include "runtime/worker/sampler.h"
 
 namespace colossal::worker {
@@ -109,14 +111,13 @@ class Run {
   // Pipeline parallelism: the slot executors' process groups and fixed inputs; one
   // step's forwards and backwards through the Runner; the measured bubble of the step
   // over the pipeline group.
-  absl::Status SetupSlot(int chunk, graph::Executor& ex);
+  absl::Status SetupSlot(const graph::Graph& chunk, graph::Executor& ex);
+  float LossSeed() const { return 1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_); }
+  // The executor's tensor-parallel groups ("tensor", or the grid's "row", "col", "depth").
+  void BindTensorGroups(graph::Executor& ex) const;
   absl::Status PipelineStep(int64_t step, double& loss_sum);
   // One step's micro-batches through the one executor.
   absl::Status MicroSteps(int64_t step, double& loss_sum);
-  absl::StatusOr<double> PipelineBubble();
-  // Gathers every pipeline rank's timed actions of the last step to the pipeline group of
-  // world rank 0, which writes them as runs/<name>/timeline.json (Chrome trace format).
-  absl::Status WriteTimeline(int64_t step);
   // Adds micro-batch rows [0, rows) of the loss in `ex` (the executor of the graph that
   // holds the loss) to the validation sums.
   void AddValidationLoss(graph::Executor& ex, int64_t rows, double& sum, double& tokens) const;
@@ -161,15 +162,11 @@ class Run {
   // Pipeline parallelism: this rank's stage, the group along the pipeline and the
   // interpreter of the schedule over this rank's chunks (their graphs, its per-chunk
   // data inputs). A shared parameter (wte) is counted in norms and stored by its first
-  // holder only (pipe_owned_); stored_ = counted_ and pipe_owned_.
+  // holder only (Model::stage_owned); stored_ = counted_ and stage_owned.
   int pp_rank_ = 0, pp_size_ = 1;
   parallel::Communicator* pp_comm_ = nullptr;
-  parallel::pipeline::PipelineSchedule schedule_;
-  std::unique_ptr<parallel::pipeline::Runner> runner_;
-  std::vector<const graph::Graph*> chunk_graphs_;
-  std::vector<int> chunk_ids_, chunk_targets_;
-  std::vector<bool> pipe_owned_, stored_;
-  double bubble_ = -1;  // last step's, measured; -1 without a pipeline
+  std::unique_ptr<PipelineStage> stage_;
+  std::vector<bool> stored_;
   bool stop_agreed_ = false;
   std::optional<JsonlSink> metrics_;
   int64_t start_step_ = 0;
@@ -255,29 +252,15 @@ absl::Status Run::Setup() {
                                pp_size_ > 1 ? &placement : nullptr));
   for (int p = 0; p < model_->params->size(); ++p) {
     counted_.push_back(ComputeCounted(p));
-    bool owned = true;
-    for (const parallel::pipeline::SharedParam& sp : model_->shared) {
-      if (sp.name == model_->params->info(p).name) owned = sp.ranks.front() == pp_rank_;
-    }
-    pipe_owned_.push_back(owned);
-    stored_.push_back(counted_.back() && owned);
+    stored_.push_back(counted_.back() && model_->stage_owned[p]);
   }
   if (model_->pipelined) {
-    for (const parallel::pipeline::Chunk& c : model_->chunks) {
-      chunk_graphs_.push_back(c.graph.get());
-      chunk_ids_.push_back(c.graph->Find("ids"));
-      chunk_targets_.push_back(c.graph->Find("targets"));
-    }
-    schedule_ = placement.schedule;
-    ASSIGN_OR_RETURN(runner_, parallel::pipeline::Runner::Create(
-                                  placement.schedule, pp_rank_, std::move(model_->chunks), model_->params.get(),
-                                  pp_comm_, [this](int c, graph::Executor& ex) { return SetupSlot(c, ex); }));
-  } else if (two_d_ || three_d_) {
-    model_->executor->SetGroup("row", row_comm_);
-    model_->executor->SetGroup("col", col_comm_);
-    if (three_d_) model_->executor->SetGroup("depth", depth_comm_);
-  } else if (tp_comm_) {
-    model_->executor->SetGroup("tensor", tp_comm_);
+    ASSIGN_OR_RETURN(stage_, PipelineStage::Create(placement.schedule, pp_rank_, *model_, pp_comm_,
+                                                   [this](const graph::Graph& g, graph::Executor& ex) {
+                                                     return SetupSlot(g, ex);
+                                                   }));
+  } else {
+    BindTensorGroups(*model_->executor);
   }
   if (stream.vocab_size > model_->vocab) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -334,11 +317,7 @@ absl::Status Run::Setup() {
   // and the reduction sums the ranks' gradients, so 1/ranks more.
   // 2d / 2.5d: each rank's loss is its token block's mean, 1/(q·depth) of the
   // micro-batch's; 3d: 1/q² (depth_ = q).
-  // (Pipeline slots: SetupSlot.)
-  if (!model_->pipelined) {
-    model_->executor->Data<float>(model_->loss_grad)[0] =
-        1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_);
-  }
+  if (!model_->pipelined) model_->executor->Data<float>(model_->loss_grad)[0] = LossSeed();  // (slots: SetupSlot)
   RETURN_IF_ERROR(Restore());
   if (rank0()) {
     ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
@@ -346,28 +325,21 @@ absl::Status Run::Setup() {
   }
   peak_flops_ = MatmulPeakFlops();
   profile_ = base::GetEnv(base::kEnvProfile).value_or("0") == "1";
-  if (model_->pipelined) {
-    LOG_INFO("pipeline stage {} of {}: schedule {}, {} chunk(s) of virtual stages, {} micro-batches per step",
-             pp_rank_, pp_size_, parallel::pipeline::ScheduleName(spec_.parallel.pipeline_schedule),
-             runner_->num_chunks(), accumulation_);
-    LOG_INFO("model: {} parameters on this rank, micro-batch {} x {} tokens, {} threads, {} data-parallel x {} "
-             "tensor-parallel x {} pipeline rank(s), ZeRO {}; bytes per rank: parameters {:.1f} MiB, gradients "
-             "{:.1f} MiB, optimizer state {:.1f} MiB",
-             model_->params->num_params(), model_->batch, model_->seq, omp_get_max_threads(), ranks_, tp_size_,
-             pp_size_, spec_.parallel.zero,
-             (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
-             (dp_ ? dp_->grad_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
-             optimizer_->state_bytes() / 1048576.0);
-    return absl::OkStatus();
+  if (stage_) {
+    LOG_INFO("pipeline stage {} of {}: schedule {}, {} chunk(s) of virtual stages", pp_rank_, pp_size_,
+             parallel::pipeline::ScheduleName(spec_.parallel.pipeline_schedule), stage_->num_chunks());
+  } else {
+    model_->executor->EnableProfiling(profile_);
   }
-  model_->executor->EnableProfiling(profile_);
+  // (A pipeline's arenas are its slots', grown during the first step.)
   LOG_INFO("model: {} parameters on this rank, micro-batch {} x {} tokens, {} micro-batches "
-           "per step, arena {:.1f} MiB, {} threads, {} data-parallel x {} tensor-parallel "
+           "per step, arena {:.1f} MiB, {} threads, {} data-parallel x {} tensor-parallel x {} pipeline "
            "rank(s), ZeRO {}; bytes per rank: "
            "parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB",
            model_->params->num_params(), model_->batch, model_->seq, accumulation_,
-           model_->executor->plan().arena_bytes / 1048576.0, omp_get_max_threads(), ranks_,
-           tp_size_, spec_.parallel.zero, (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
+           stage_ ? 0.0 : model_->executor->plan().arena_bytes / 1048576.0, omp_get_max_threads(), ranks_,
+           tp_size_, pp_size_, spec_.parallel.zero,
+           (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
            (dp_ ? dp_->grad_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
            optimizer_->state_bytes() / 1048576.0);
   return absl::OkStatus();
@@ -401,8 +373,7 @@ absl::Status Run::Restore() {
   return absl::OkStatus();
 }
 
-absl::Status Run::SetupSlot(int chunk, graph::Executor& ex) {
-  const graph::Graph& g = *chunk_graphs_[chunk];
+void Run::BindTensorGroups(graph::Executor& ex) const {
   if (two_d_ || three_d_) {
     ex.SetGroup("row", row_comm_);
     ex.SetGroup("col", col_comm_);
@@ -410,55 +381,29 @@ absl::Status Run::SetupSlot(int chunk, graph::Executor& ex) {
   } else if (tp_comm_) {
     ex.SetGroup("tensor", tp_comm_);
   }
+}
+
+absl::Status Run::SetupSlot(const graph::Graph& g, graph::Executor& ex) {
+  BindTensorGroups(ex);
   if (const int positions = g.Find("positions"); positions >= 0) {
     graph::FillPositions(ex.Data<int32_t>(positions), model_->batch, model_->seq);
   }
   if (g.loss_seed() >= 0) {
-    ex.Data<float>(g.loss_seed())[0] = 1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_);
+    ex.Data<float>(g.loss_seed())[0] = LossSeed();
   }
   return absl::OkStatus();
 }
 
 absl::Status Run::PipelineStep(int64_t step, double& loss_sum) {
   const int64_t b = model_->batch;
-  std::vector<int32_t> unused(b * model_->seq);  // a chunk that reads ids but not targets
-  auto feed = [&](int c, int m, graph::Executor& ex) {
-    const int ids = chunk_ids_[c], targets = chunk_targets_[c];
-    if (ids < 0 && targets < 0) return;
-    const int64_t first = data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b);
-    train_loader_->Fill(first, b, ids >= 0 ? ex.Data<int32_t>(ids) : unused.data(),
-                        targets >= 0 ? ex.Data<int32_t>(targets) : unused.data());
-  };
-  RETURN_IF_ERROR(runner_->Step(feed, [&](int, graph::Executor& ex) { loss_sum += ex.Data<float>(model_->loss)[0]; }));
-  // The tied wte's two halves, then the data-parallel reduction of every bucket.
-  RETURN_IF_ERROR(runner_->SumSharedGrads(model_->shared));
+  RETURN_IF_ERROR(stage_->Step(
+      *train_loader_, b,
+      [&](int m) { return data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b); }, model_->shared,
+      [&](int, graph::Executor& ex) { loss_sum += ex.Data<float>(model_->loss)[0]; }));
+  // The tied wte was summed between its holders; now the data-parallel reduction of
+  // every bucket (FinishReduction launches them).
   if (dp_) dp_->BeginMicroStep(0, /*last=*/true);
-  ASSIGN_OR_RETURN(bubble_, PipelineBubble());
   return absl::OkStatus();
-}
-
-absl::StatusOr<double> Run::PipelineBubble() {
-  // (earliest start, latest end, busy µs) of each pipeline rank, as int64 bits.
-  const auto& timeline = runner_->last_timeline();
-  int64_t mine[3] = {0, 0, 0};
-  if (!timeline.empty()) {
-    mine[0] = timeline.front().start_us;
-    for (const parallel::pipeline::TimedAction& a : timeline) {
-      mine[0] = std::min(mine[0], a.start_us);
-      mine[1] = std::max(mine[1], a.end_us);
-      mine[2] += a.end_us - a.start_us;
-    }
-  }
-  std::vector<int64_t> all(3 * pp_size_);
-  RETURN_IF_ERROR(pp_comm_->AllGather(mine, all.data(), 6, graph::DType::kF32)->Wait());
-  int64_t first = all[0], last = all[1], busy = 0;
-  for (int r = 0; r < pp_size_; ++r) {
-    first = std::min(first, all[3 * r]);
-    last = std::max(last, all[3 * r + 1]);
-    busy += all[3 * r + 2];
-  }
-  if (last <= first) return 0.0;
-  return 1.0 - static_cast<double>(busy) / (static_cast<double>(pp_size_) * static_cast<double>(last - first));
 }
 
 absl::Status Run::MicroSteps(int64_t step, double& loss_sum) {
@@ -478,74 +423,6 @@ absl::Status Run::MicroSteps(int64_t step, double& loss_sum) {
     RETURN_IF_ERROR(ExecutorStatus());
     loss_sum += ex.Data<float>(model_->loss)[0];
   }
-  return absl::OkStatus();
-}
-
-absl::Status Run::WriteTimeline(int64_t step) {
-  namespace pp = parallel::pipeline;
-  // Only the pipeline group of world rank 0 (data and tensor index 0).
-  if (rank_ != 0 || tp_rank_ != 0) return absl::OkStatus();
-  std::vector<std::vector<pp::Action>> computes(pp_size_);
-  size_t most = 0;
-  for (int r = 0; r < pp_size_; ++r) {
-    for (const pp::Action& a : schedule_.ranks[r]) {
-      if (a.kind == pp::ActionKind::kForward || a.kind == pp::ActionKind::kBackward ||
-          a.kind == pp::ActionKind::kBackwardInput || a.kind == pp::ActionKind::kBackwardWeight) {
-        computes[r].push_back(a);
-      }
-    }
-    most = std::max(most, computes[r].size());
-  }
-  const auto& mine = runner_->last_timeline();
-  if (mine.size() != computes[pp_rank_].size()) {
-    return absl::InternalError(absl::StrCat("pipeline rank ", pp_rank_, " timed ", mine.size(), " actions of ",
-                                            computes[pp_rank_].size()));
-  }
-  // (start, end) µs of each action, as int64 bits, padded to the longest list.
-  std::vector<int64_t> send(2 * most, 0), all(2 * most * pp_size_);
-  for (size_t i = 0; i < mine.size(); ++i) {
-    send[2 * i] = mine[i].start_us;
-    send[2 * i + 1] = mine[i].end_us;
-  }
-  RETURN_IF_ERROR(pp_comm_->AllGather(send.data(), all.data(), static_cast<int64_t>(4 * most), graph::DType::kF32)->Wait());
-  if (!rank0()) return absl::OkStatus();
-  int64_t t0 = INT64_MAX;
-  for (int r = 0; r < pp_size_; ++r) {
-    if (!computes[r].empty()) t0 = std::min(t0, all[2 * most * r]);
-  }
-  nlohmann::json events = nlohmann::json::array();
-  events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 0}, {"args", {{"name", "pipeline"}}}});
-  for (int r = 0; r < pp_size_; ++r) {
-    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 0}, {"tid", r},
-                      {"args", {{"name", absl::StrCat("stage ", r)}}}});
-    for (size_t i = 0; i < computes[r].size(); ++i) {
-      const pp::Action& a = computes[r][i];
-      const int64_t start = all[2 * most * r + 2 * i], end = all[2 * most * r + 2 * i + 1];
-      const char* letter = a.kind == pp::ActionKind::kForward          ? "F"
-                           : a.kind == pp::ActionKind::kBackwardWeight ? "W"
-                                                                      : "B";
-      events.push_back({{"name", absl::StrCat(letter, a.microbatch, schedule_.chunks > 1 ? absl::StrCat(" c", a.chunk) : "")},
-                        {"cat", a.kind == pp::ActionKind::kForward          ? "forward"
-                                : a.kind == pp::ActionKind::kBackward       ? "backward"
-                                : a.kind == pp::ActionKind::kBackwardInput  ? "backward_input"
-                                                                            : "backward_weight"},
-                        {"ph", "X"},
-                        {"pid", 0},
-                        {"tid", r},
-                        {"ts", start - t0},
-                        {"dur", end - start},
-                        {"args", {{"microbatch", a.microbatch}, {"chunk", a.chunk},
-                                  {"virtual_stage", schedule_.VirtualStage(r, a.chunk)}}}});
-    }
-  }
-  nlohmann::json trace = {{"traceEvents", events},
-                          {"displayTimeUnit", "ms"},
-                          {"otherData", {{"step", step}, {"schedule", std::string(pp::ScheduleName(schedule_.kind))},
-                                         {"stages", pp_size_}, {"chunks", schedule_.chunks},
-                                         {"microbatches", schedule_.microbatches}, {"bubble", bubble_}}}};
-  const fs::path path = fs::path(spec_.run_dir) / "timeline.json";
-  std::ofstream out(path);
-  if (!(out << trace.dump(1) << "\n")) return absl::PermissionDeniedError(absl::StrCat(path.string(), ": cannot write"));
   return absl::OkStatus();
 }
 
@@ -647,7 +524,7 @@ absl::StatusOr<double> Run::GradSumSquares() {
   // Pipeline: each stage its own tensors, a shared one (wte) on its first holder.
   double local = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
-    if (!CountsInTensorSums(segments[i].param) || !pipe_owned_[segments[i].param]) continue;
+    if (!CountsInTensorSums(segments[i].param) || !model_->stage_owned[segments[i].param]) continue;
     double part = 0;
     kernels::SumSquares(grads[i], segments[i].length, &part);
     local += part;
@@ -705,15 +582,8 @@ absl::StatusOr<double> Run::Validate() {
     const int64_t rows = std::min(b, total - k * b);
     if (model_->pipelined) {
       // Through every stage; the last one's loss.
-      std::vector<int32_t> unused(b * model_->seq);
-      RETURN_IF_ERROR(runner_->Forward(
-          [&](int c, int, graph::Executor& ex) {
-            const int ids = chunk_ids_[c], targets = chunk_targets_[c];
-            if (ids < 0 && targets < 0) return;
-            val_loader_->Fill(k * b, b, ids >= 0 ? ex.Data<int32_t>(ids) : unused.data(),
-                              targets >= 0 ? ex.Data<int32_t>(targets) : unused.data());
-          },
-          [&](int, graph::Executor& ex) { AddValidationLoss(ex, rows, sum, tokens); }));
+      RETURN_IF_ERROR(stage_->Forward(*val_loader_, b, k * b,
+                                      [&](int, graph::Executor& ex) { AddValidationLoss(ex, rows, sum, tokens); }));
       continue;
     }
     graph::Executor& ex = *model_->executor;
@@ -782,16 +652,8 @@ std::string Run::Sample() {
     params = whole.get();
   }
   if (model_->pipelined) {
-    // Each stage adds its tensors (a shared one once) into the whole model, summed over
-    // the pipeline group.
     auto all = std::make_unique<memory::ParamStore>(model_->model_specs);
-    std::fill(all->flat_data(), all->flat_data() + all->flat_numel(), 0.0f);
-    for (int i = 0; i < params->size(); ++i) {
-      if (!pipe_owned_[i]) continue;
-      const int to = all->Find(params->info(i).name);
-      std::copy(params->data(i), params->data(i) + params->info(i).numel, all->data(to));
-    }
-    if (!pp_comm_->AllReduce(all->flat_data(), all->flat_numel(), graph::DType::kF32)->Wait().ok()) return "";
+    if (!GatherStages(*params, model_->stage_owned, pp_comm_, *all).ok()) return "";
     full = std::move(all);
     params = full.get();
   }
@@ -847,7 +709,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
                                 .Num("step_ms", r.step_ms)
                                 .Num("mfu", r.mfu)
                                 .Ints("comm_bytes", comm_bytes);
-      if (model_->pipelined) record.Num("bubble", bubble_);  // measured, this step
+      if (stage_) record.Num("bubble", stage_->bubble());  // measured, this step
       RETURN_IF_ERROR(metrics_->Write(record));
     }
     if (!std::isfinite(loss_)) {
@@ -857,7 +719,10 @@ absl::StatusOr<TrainSummary> Run::Execute() {
     if (options_.on_step) options_.on_step(r);
     const bool last = r.step == total;
     // One warm step's measured timeline (the second of this run, or its only one).
-    if (model_->pipelined && r.step == std::min(total, start_step_ + 2)) RETURN_IF_ERROR(WriteTimeline(r.step));
+    if (stage_ && rank0() && r.step == std::min(total, start_step_ + 2)) {
+      RETURN_IF_ERROR(WriteChromeTrace((fs::path(spec_.run_dir) / "timeline.json").string(), stage_->schedule(),
+                                       stage_->timelines(), r.step, stage_->bubble()));
+    }
     if (val_loader_ && ((spec_.train.val_every > 0 && r.step % spec_.train.val_every == 0) || last)) {
       ASSIGN_OR_RETURN(val_loss, Validate());
       if (metrics_) {

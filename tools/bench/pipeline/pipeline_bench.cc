@@ -134,9 +134,7 @@ std::vector<ActionCosts> MeasureCosts(const PipelineSchedule& schedule, int reps
       std::mt19937 rng(1);
       std::normal_distribution<float> normal(0.0f, 0.02f);
       for (int64_t i = 0; i < store.flat_numel(); ++i) store.flat_data()[i] = normal(rng);
-      graph::Schedule order = graph::OverlapCommunication(g, graph::DefaultSchedule(g));
-      if (schedule.split_backward()) order = graph::SplitBackward(g, order);
-      auto ex = graph::Executor::Create(&g, &store, order);
+      auto ex = graph::Executor::Create(&g, &store, ChunkOrder(g, schedule));
       if (!ex.ok()) return {};
       for (int v : g.inputs()) {
         const graph::Value& val = g.value(v);

@@ -358,16 +358,57 @@ absl::StatusOr<Graph> BuildGpt3d(const GptConfig& cfg, int64_t batch, const GptT
 
 }  // namespace
 
+namespace {
+
+// Attention over a sequence-parallel group (GptSequenceParallel) of `heads` local heads.
+absl::StatusOr<std::vector<int>> SequenceAttention(Builder& b, const GptConfig& cfg, int qkv, int64_t heads,
+                                                   const GptSequenceParallel& sp, const std::string& p) {
+  const parallel::SequenceLayout l = sp.Layout(cfg.seq_len);
+  Attrs a = {{"group", std::string("sequence")}, {"parts", sp.size}, {"seq", cfg.seq_len},
+             {"zigzag", int64_t{l.zigzag ? 1 : 0}}};
+  if (!sp.all_to_all) {
+    a["n_head"] = heads;
+    return b.Many("ring_attention", {qkv}, a, {p + "attn.out", p + "attn.lse"});
+  }
+  a["groups"] = int64_t{3};
+  ASSIGN_OR_RETURN(int long_qkv, b.One("seq_to_heads", {qkv}, a, {p + "attn.qkv_heads"}));
+  ASSIGN_OR_RETURN(std::vector<int> att, Attention(b, cfg, long_qkv, heads / sp.size, p + "heads."));
+  a["groups"] = int64_t{1};
+  ASSIGN_OR_RETURN(int out, b.One("heads_to_seq", {att[0]}, a, {p + "attn.out"}));
+  return std::vector<int>{out, att[1]};
+}
+
+absl::Status CheckGptSequenceParallel(const GptConfig& cfg, const GptTensorParallel& tp,
+                                      const GptSequenceParallel& sp) {
+  if (sp.size == 1) return absl::OkStatus();
+  if (sp.rank < 0 || sp.rank >= sp.size) {
+    return absl::InvalidArgumentError(absl::StrCat("sequence-parallel rank ", sp.rank, " of ", sp.size));
+  }
+  if (tp.size > 1 && (tp.two_d || tp.three_d || tp.sequence_parallel)) {
+    return absl::InvalidArgumentError(
+        "sequence parallelism composes with 1d tensor parallelism without its sequence_parallel only");
+  }
+  RETURN_IF_ERROR(parallel::CheckSequenceLayout(sp.Layout(cfg.seq_len)));
+  if (sp.all_to_all && (cfg.n_head / tp.size) % sp.size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("all_to_all sequence parallelism needs the ", cfg.n_head / tp.size,
+                                                   " heads of a rank divisible by ", sp.size));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTensorParallel& tp,
-                               GptPass pass) {
+                               GptPass pass, const GptSequenceParallel& seq) {
   if (cfg.n_layer < 1 || cfg.n_head < 1 || cfg.d_model < 1 || cfg.seq_len < 1 || cfg.vocab < 1 ||
       batch < 1 || cfg.d_model % cfg.n_head != 0) {
     return absl::InvalidArgumentError("invalid GPT configuration");
   }
   const bool decode = pass == GptPass::kDecode;
-  if (decode && tp.size != 1) {
-    return absl::InvalidArgumentError("a decode graph is built whole (tensor-parallel size 1)");
+  if (decode && (tp.size != 1 || seq.size != 1)) {
+    return absl::InvalidArgumentError("a decode graph is built whole (tensor- and sequence-parallel size 1)");
   }
+  RETURN_IF_ERROR(CheckGptSequenceParallel(cfg, tp, seq));
   if ((tp.two_d || tp.three_d) && tp.size > 1) {
     if (tp.rank < 0 || tp.rank >= tp.size) {
       return absl::InvalidArgumentError(absl::StrCat("tensor-parallel rank ", tp.rank, " of ", tp.size));
@@ -384,8 +425,9 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
   const int64_t B = batch, T = cfg.seq_len, C = cfg.d_model, V = cfg.vocab, L = cfg.n_layer;
   const int64_t P = tp.size;
   const bool split = P > 1;
-  // Tokens per sequence in one run: the window, or the one new token of a decode step.
-  const int64_t Tn = decode ? 1 : T;
+  // Tokens per sequence in one run: the window (this rank's part of it under sequence
+  // parallelism), or the one new token of a decode step.
+  const int64_t Tn = decode ? 1 : T / seq.size;
   g.dims()["batch"] = B;
   g.dims()["seq"] = Tn;
   const ParamInit normal{ParamInit::Kind::kNormal, 0.02};
@@ -443,7 +485,7 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
 
   g.SetLayer(0);  // the embeddings
   int ids = g.AddInput("ids", {B, Tn}, DType::kI32);
-  int targets = decode ? -1 : g.AddInput("targets", {B, T}, DType::kI32);
+  int targets = decode ? -1 : g.AddInput("targets", {B, Tn}, DType::kI32);
   int positions = g.AddInput("positions", {B, Tn}, DType::kI32);
   ASSIGN_OR_RETURN(int wte, param("wte.weight", {V, C}, normal, 0));
   ASSIGN_OR_RETURN(int wpe, param("wpe.weight", {T, C}, normal));
@@ -493,6 +535,8 @@ absl::StatusOr<Graph> BuildGpt(const GptConfig& cfg, int64_t batch, const GptTen
       const int v_cache = g.AddState(p + "attn.v_cache", {B, T, C});
       ASSIGN_OR_RETURN(att, b.Many("attention_decode", {qkv, positions, k_cache, v_cache},
                                    {{"n_head", cfg.n_head}}, {p + "attn.out"}));
+    } else if (seq.size > 1) {
+      ASSIGN_OR_RETURN(att, SequenceAttention(b, cfg, qkv, cfg.n_head / P, seq, p));
     } else {
       ASSIGN_OR_RETURN(att, Attention(b, cfg, qkv, cfg.n_head / P, p));
     }

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "graph/ir.h"
+#include "parallel/sequence/sequence_layout.h"
 
 namespace colossal::graph {
 
@@ -113,6 +114,28 @@ struct GptTensorParallel {
   }
 };
 
+// Sequence parallelism (parallel/sequence): the graph of sequence rank `rank` of `size`,
+// which holds T/size positions of every window as `Layout` says (zigzag: two chunks, the
+// causal balance of ring attention). Its inputs ids, targets and positions are [B, T/size]
+// (positions: the rows' global positions, parallel::FillPositions); every op but attention
+// is token-local; attention runs over the group "sequence" as
+//   ring        ring_attention (K|V around the ring, merged by log-sum-exp)
+//   all_to_all  seq_to_heads → attention of n_head/(tensor·size) heads over all T
+//               positions (fused or blockwise) → heads_to_seq   (DeepSpeed-Ulysses)
+// Parameters are whole on every rank of the group and their gradients are this rank's
+// part: summed over the group (with the data-parallel replicas) they are the window's.
+// The loss is the mean over this rank's tokens. Composes with 1d tensor parallelism
+// (its heads split first), not with its sequence_parallel, 2d or 3d.
+struct GptSequenceParallel {
+  int64_t size = 1;
+  int64_t rank = 0;
+  bool all_to_all = false;
+  bool zigzag = true;  // ring only
+  parallel::SequenceLayout Layout(int64_t seq_len) const {
+    return {seq_len, size, rank, zigzag && !all_to_all && size > 1};
+  }
+};
+
 // InvalidArgument naming the key and the divisibility when `config` at micro-batch
 // `batch` cannot be split as `tp` says (the rules of graph/models/gpt_split.h).
 absl::Status CheckGptTensorParallel(const GptConfig& config, const GptTensorParallel& tp, int64_t batch);
@@ -129,7 +152,8 @@ enum class GptPass { kTrain, kDecode };
 
 // Builds the forward graph for micro-batch `batch` (the loss is marked, autodiff not run).
 absl::StatusOr<Graph> BuildGpt(const GptConfig& config, int64_t batch,
-                               const GptTensorParallel& tp = {}, GptPass pass = GptPass::kTrain);
+                               const GptTensorParallel& tp = {}, GptPass pass = GptPass::kTrain,
+                               const GptSequenceParallel& sp = {});
 
 // Parameter counts; `non_embedding_pos` is the N of the 6·N FLOPs-per-token formula
 // (every parameter but wpe, as in the field notes and the PaLM/nanoGPT MFU convention).

@@ -19,19 +19,6 @@ kernels::AttentionShape AttentionDims(const Shape& qkv, int64_t heads) {
   return s;
 }
 
-// The heads (attr n_head) of a packed qkv [B, T, 3C] of op `op`, checked.
-absl::StatusOr<int64_t> CheckQkv(const std::string& op, const TensorType& qkv, const Attrs& attrs) {
-  RETURN_IF_ERROR(ExpectDType(op, "qkv", qkv, DType::kF32));
-  ASSIGN_OR_RETURN(int64_t heads, GetIntAttr(attrs, op, "n_head"));
-  const Shape& s = qkv.shape;
-  if (s.size() != 3 || s[2] % 3 != 0) {
-    return ShapeError(op, absl::StrCat("qkv must be [B, T, 3C], got ", ShapeString(s)));
-  }
-  const int64_t c = s[2] / 3;
-  if (heads < 1 || c % heads != 0) return ShapeError(op, absl::StrCat("n_head ", heads, " must divide C = ", c));
-  return heads;
-}
-
 // qkv [B, T, 3C] with attr n_head → out [B, T, C], probs [B, H, T, T].
 const OpRegistrar kAttention(OpDef{
     .name = "attention",

@@ -4,7 +4,8 @@
 // whole model built in the same process: the mean of the ranks' losses is the whole
 // model's loss, and every parameter gradient summed over the sequence group (divided by
 // its size, as the data-parallel reduction averages) is the whole model's, element by
-// element through its tensor layout. Also: the layout's runs and positions, and the
+// element through its tensor layout; the bytes the sequence group sent are the analytic
+// volume (graph/comm_volume.h). Also: the layout's runs and positions, and the
 // divisibility errors.
 #include <catch2/catch.hpp>
 
@@ -15,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "graph/autodiff.h"
+#include "graph/comm_volume.h"
 #include "graph/executor.h"
 #include "graph/layout.h"
 #include "graph/models/gpt.h"
@@ -180,6 +182,12 @@ absl::Status RunSequenceParallel(int rank, int size, parallel::TcpStore& store, 
       ex.Backward(m);
     }
     if (!ex.status().ok()) return ex.status();
+  }
+  // What the sequence group carried: the analytic volume of two forward + backward runs.
+  const int64_t analytic = CommBytesPerRun((*part)->graph, {{"sequence", c.sequence}, {"tensor", c.tensor}})["sequence"];
+  if (seq_comm->bytes_sent() != 2 * analytic || analytic == 0) {
+    return absl::InternalError(absl::StrCat("the sequence group sent ", seq_comm->bytes_sent(), " bytes, analytic 2 x ",
+                                            analytic));
   }
   const float loss = (*whole)->executor->Data<float>((*whole)->graph.loss())[0];
   float sp_loss = (*part)->executor->Data<float>((*part)->graph.loss())[0];

@@ -70,6 +70,24 @@ std::vector<int> Mesh::Group(Axis axis, int64_t rank) const {
   return group;
 }
 
+std::vector<int> Mesh::ReplicaGroup(int64_t rank) const {
+  Coord c = CoordOf(rank);
+  std::vector<int> group;
+  for (int64_t d = 0; d < degree(Axis::kData); ++d) {
+    for (int64_t s = 0; s < degree(Axis::kSequence); ++s) {
+      c.index[static_cast<int>(Axis::kData)] = d;
+      c.index[static_cast<int>(Axis::kSequence)] = s;
+      group.push_back(static_cast<int>(RankOf(c)));
+    }
+  }
+  return group;
+}
+
+int64_t Mesh::ReplicaIndex(int64_t rank) const {
+  const Coord c = CoordOf(rank);
+  return c[Axis::kData] * degree(Axis::kSequence) + c[Axis::kSequence];
+}
+
 std::vector<std::vector<int>> Mesh::Groups(Axis axis) const {
   std::vector<std::vector<int>> groups;
   for (int64_t r = 0; r < world_; ++r) {

@@ -53,6 +53,14 @@ class Mesh {
   std::vector<int> Group(Axis axis, int64_t rank) const;
   // Every group of `axis` (a partition of all ranks), ordered by their first rank.
   std::vector<std::vector<int>> Groups(Axis axis) const;
+  // The replicas of `rank`'s parameters: the ranks that differ from it only in data and
+  // sequence index, ordered by ReplicaIndex (the group gradients are averaged over and
+  // ZeRO shards over). Sequence ranks hold the same parameters as data ranks do; they
+  // differ in which positions of a window they see.
+  std::vector<int> ReplicaGroup(int64_t rank) const;
+  // d · S + s: the rank's place in its replica group.
+  int64_t ReplicaIndex(int64_t rank) const;
+  int64_t replicas() const { return dims_.data * dims_.sequence; }
 
   std::string ToString() const;  // "data=2 pipeline=1 tensor=2 sequence=1 (world 4)"
 

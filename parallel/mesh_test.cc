@@ -51,5 +51,16 @@ TEST_CASE("the groups of each axis partition the ranks and agree with coordinate
   }
 }
 
+TEST_CASE("the replica group is data x sequence, ordered by d * S + s") {
+  // data 2, pipeline 2, tensor 2, sequence 2: rank = ((p * 2 + d) * 2 + s) * 2 + t.
+  auto m = Mesh::Create({2, 2, 2, 2}, 16).value();
+  REQUIRE(m.replicas() == 4);
+  // Rank 11: p 1, d 0, s 1, t 1.
+  REQUIRE(m.ReplicaGroup(11) == std::vector<int>{9, 11, 13, 15});
+  REQUIRE(m.ReplicaIndex(11) == 1);
+  REQUIRE(m.ReplicaIndex(13) == 2);
+  for (int r : m.ReplicaGroup(11)) REQUIRE(m.ReplicaGroup(r) == m.ReplicaGroup(11));
+}
+
 }  // namespace
 }  // namespace colossal::parallel

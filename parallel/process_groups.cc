@@ -30,6 +30,23 @@ absl::StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const Plan&
     g->owned_[a] = std::move(*split);
     g->axes_[a] = g->owned_[a].get();
   }
+  // Data × sequence: gradients are averaged over both.
+  const Mesh& mesh = plan.mesh();
+  if (mesh.degree(Axis::kSequence) == 1) {
+    g->replicas_ = g->axes_[static_cast<int>(Axis::kData)];
+  } else if (mesh.degree(Axis::kData) == 1) {
+    g->replicas_ = g->axes_[static_cast<int>(Axis::kSequence)];
+  } else if (mesh.replicas() == world_size) {
+    g->replicas_ = world;
+  } else {
+    auto split = world->Split(mesh.ReplicaGroup(world->rank()));
+    if (!split.ok()) {
+      return absl::Status(split.status().code(),
+                          absl::StrCat("creating the data x sequence group: ", split.status().message()));
+    }
+    g->replicas_owned_ = std::move(*split);
+    g->replicas_ = g->replicas_owned_.get();
+  }
   // The tensor sub-axes of 2d / 2.5d / 3d, in a fixed order.
   if (plan.tensor_mode() != TensorMode::k1d) {
     for (TensorAxis axis : {TensorAxis::kRow, TensorAxis::kCol, TensorAxis::kDepth}) {

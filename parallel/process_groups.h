@@ -31,6 +31,12 @@ class ProcessGroups {
   Communicator* axis(Axis axis) const { return axes_[static_cast<int>(axis)]; }
   // This rank's index along `axis` (0 when the degree is 1).
   int64_t index(Axis axis) const { return plan_.mesh().CoordOf(rank())[axis]; }
+  // The replica group (Mesh::ReplicaGroup: data × sequence), or null when it is one rank:
+  // the data axis's communicator without sequence parallelism, the sequence axis's
+  // without data parallelism, else its own.
+  Communicator* replicas() const { return replicas_; }
+  int64_t replica_index() const { return plan_.mesh().ReplicaIndex(rank()); }
+  int64_t num_replicas() const { return plan_.mesh().replicas(); }
   // The communicator of tensor sub-axis `axis` (2d: kRow, kCol; the ranks that differ
   // only in that index), or null when the mode does not use it or its degree is 1.
   Communicator* tensor_axis(TensorAxis axis) const { return sub_[static_cast<int>(axis)]; }
@@ -42,6 +48,8 @@ class ProcessGroups {
   Communicator* world_ = nullptr;
   std::array<Communicator*, kNumAxes> axes_{};
   std::array<std::unique_ptr<Communicator>, kNumAxes> owned_;
+  Communicator* replicas_ = nullptr;
+  std::unique_ptr<Communicator> replicas_owned_;
   std::array<Communicator*, kNumTensorAxes> sub_{};
   std::array<std::unique_ptr<Communicator>, kNumTensorAxes> sub_owned_;
 };

@@ -67,18 +67,26 @@ std::string Bytes(double b) {
 void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   const config::ParallelSpec& par = spec.parallel;
   const int T = static_cast<int>(par.tensor), D = static_cast<int>(par.data);
+  // The parameters' replicas (data x sequence): what ZeRO divides over and gradients
+  // are reduced over.
+  const int S = static_cast<int>(par.sequence), R = D * S;
   const int64_t zero = par.zero;
   const int64_t accumulation = spec.train.AccumulationSteps(par.data);
   const double flat = static_cast<double>(model.params->flat_numel()) * 4;
   const config::OptimizerType type = spec.train.optimizer.type;
   const double states = type == config::OptimizerType::kAdamW || type == config::OptimizerType::kLamb ? 2 : 1;
-  const double param_bytes = zero == 3 ? flat / D : flat;
-  const double grad_bytes = zero >= 2 ? flat / D : flat;
-  const double state_bytes = states * (zero >= 1 ? flat / D : flat);
-  std::printf("\nplan         data=%d x tensor=%d (%s%s) x pipeline=%lld, ZeRO %lld: %lld ranks%s\n", D, T,
+  const double param_bytes = zero == 3 ? flat / R : flat;
+  const double grad_bytes = zero >= 2 ? flat / R : flat;
+  const double state_bytes = states * (zero >= 1 ? flat / R : flat);
+  const std::string sequence =
+      S > 1 ? absl::StrCat(" x sequence=", S, " (", std::string(config::SequenceModeName(par.sequence_mode)),
+                           par.sequence_mode == config::SequenceMode::kRing && par.sequence_zigzag ? ", zigzag" : "",
+                           ")")
+            : "";
+  std::printf("\nplan         data=%d x tensor=%d (%s%s) x pipeline=%lld%s, ZeRO %lld: %lld ranks%s\n", D, T,
               parallel::TensorModeName(par.tensor_mode).c_str(),
               par.tensor_sequence_parallel ? ", sequence parallel" : "", static_cast<long long>(par.pipeline),
-              static_cast<long long>(zero), static_cast<long long>(D * T * par.pipeline),
+              sequence.c_str(), static_cast<long long>(zero), static_cast<long long>(R * T * par.pipeline),
               par.pipeline > 1 ? " (per rank below: the whole model on one stage; each stage's share under pipeline)" : "");
   const graph::MemoryPlan& plan = model.executor->plan();
   std::printf("per rank     parameters %s, gradients %s, optimizer state %s, activations %s (arena",
@@ -91,7 +99,8 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   // Tensor groups: every communication node of one micro-batch (comm_volume.h), times the
   // micro-batches, and the partial gradients' sum once per step (sequence parallelism:
   // over the tensor group; 2d: down the grid column).
-  const graph::GroupSizes sizes = worker::TensorParallelOf(par, 0).GroupSizes();
+  graph::GroupSizes sizes = worker::TensorParallelOf(par, 0).GroupSizes();
+  sizes["sequence"] = S;
   std::map<std::string, int64_t> tensor = graph::CommBytesPerRun(model.graph, sizes);
   for (auto& [group, bytes] : tensor) bytes *= accumulation;
   std::map<std::string, int64_t> partial;
@@ -102,40 +111,47 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   }
   for (const auto& [axis, bytes] : partial) {
     tensor[axis] += parallel::SentByRing(parallel::Collective::kAllReduce,
-                                         zero >= 2 ? bytes / D : bytes, sizes.at(axis));
+                                         zero >= 2 ? bytes / R : bytes, sizes.at(axis));
   }
-  // Data group: the padded flat buffer.
+  // Data group (the replica group under sequence parallelism): the padded flat buffer.
   parallel::DataParallelOptions dp;
   dp.zero_stage = static_cast<int>(zero);
   dp.bucket_bytes = par.bucket_bytes;
-  const int64_t padded = D > 1 ? parallel::DataParallel::PaddedNumel(model.params->flat_numel(), D, dp) * 4 : 0;
+  const int64_t padded = R > 1 ? parallel::DataParallel::PaddedNumel(model.params->flat_numel(), R, dp) * 4 : 0;
   using parallel::Collective;
   int64_t data = 0;
   std::string data_note;
-  if (D > 1) {
-    const int64_t shard = padded / D;
+  if (R > 1) {
+    const int64_t shard = padded / R;
     switch (zero) {
-      case 0: data = parallel::SentByRing(Collective::kAllReduce, padded, D); break;
-      case 1: data = parallel::SentByRing(Collective::kAllReduce, padded, D) +
-                     parallel::SentByRing(Collective::kAllGather, shard, D); break;
-      case 2: data = parallel::SentByRing(Collective::kReduceScatter, shard, D) +
-                     parallel::SentByRing(Collective::kAllGather, shard, D); break;
+      case 0: data = parallel::SentByRing(Collective::kAllReduce, padded, R); break;
+      case 1: data = parallel::SentByRing(Collective::kAllReduce, padded, R) +
+                     parallel::SentByRing(Collective::kAllGather, shard, R); break;
+      case 2: data = parallel::SentByRing(Collective::kReduceScatter, shard, R) +
+                     parallel::SentByRing(Collective::kAllGather, shard, R); break;
       default:
         // Per micro-step: parameters gathered for the forward and again for the backward,
         // gradients reduce-scattered.
-        data = accumulation * (parallel::SentByRing(Collective::kReduceScatter, shard, D) +
-                               2 * parallel::SentByRing(Collective::kAllGather, shard, D));
+        data = accumulation * (parallel::SentByRing(Collective::kReduceScatter, shard, R) +
+                               2 * parallel::SentByRing(Collective::kAllGather, shard, R));
         data_note = " (ZeRO 3: about, by parameter group)";
     }
   }
-  // Named as metrics.jsonl's comm_bytes names the groups.
+  // Named as metrics.jsonl's comm_bytes names the groups; the replicas' reduction runs on
+  // the data group, on the sequence group when data is 1, else on a group of its own.
+  const std::string replicas = S == 1 ? "data" : D == 1 ? "sequence" : "replicas";
+  if (replicas == "sequence") {
+    tensor["sequence"] += data;
+    data = 0;
+  }
   std::string groups;
   for (const auto& [group, bytes] : tensor) {
-    const std::string name = group == "tensor" ? "tensor" : "tensor_" + group;
+    const std::string name = group == "tensor" || group == "sequence" ? group : "tensor_" + group;
     absl::StrAppend(&groups, name, " ", bytes, " B, ");
   }
-  std::printf("comm/step    %sdata %lld B%s per rank (%lld micro-batches)%s\n", groups.c_str(),
-              static_cast<long long>(data), data_note.c_str(), static_cast<long long>(accumulation),
+  std::printf("comm/step    %s%s %lld B%s per rank (%lld micro-batches)%s\n", groups.c_str(),
+              replicas == "sequence" ? "data" : replicas.c_str(), static_cast<long long>(data), data_note.c_str(),
+              static_cast<long long>(accumulation),
               zero >= 2 && !partial.empty() ? "; partial gradients: about, by shard" : "");
 }
 
@@ -200,7 +216,8 @@ absl::Status Graph(const ParsedArgs& args) {
   // The part of rank 0 of the job's plan (every rank of a 1d tensor group holds as much).
   const config::ParallelSpec& par = spec.parallel;
   ASSIGN_OR_RETURN(auto model,
-                   worker::BuildModel(spec, batch, {}, true, worker::TensorParallelOf(par, 0)));
+                   worker::BuildModel(spec, batch, {}, true, worker::TensorParallelOf(par, 0), nullptr,
+                                      worker::SequenceParallelOf(par, 0)));
   if (args.Has("--export")) {
     graph::Graph forward;
     if (model->is_gpt) {

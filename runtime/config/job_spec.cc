@@ -232,10 +232,11 @@ absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
         RETURN_IF_ERROR(m.Int("chunks", &par.pipeline_chunks));
         return m.IntList("layers_per_stage", &par.pipeline_layers_per_stage);
       }));
-  return ParseDegree(p, "sequence", {"size", "mode"},
-                     "an integer or a map {size, mode: ring|all_to_all}", &par.sequence,
+  return ParseDegree(p, "sequence", {"size", "mode", "zigzag"},
+                     "an integer or a map {size, mode: ring|all_to_all, zigzag}", &par.sequence,
                      [&](const MapReader& m) {
-                       return m.Enum("mode", internal::kSequenceModeNames, &par.sequence_mode);
+                       RETURN_IF_ERROR(m.Enum("mode", internal::kSequenceModeNames, &par.sequence_mode));
+                       return m.Bool("zigzag", &par.sequence_zigzag);
                      });
 }
 

@@ -149,6 +149,9 @@ struct ParallelSpec {
   std::vector<int64_t> pipeline_layers_per_stage;
   int64_t sequence = 1;
   SequenceMode sequence_mode = SequenceMode::kRing;
+  // Ring: each rank holds two chunks of every window (s and 2S−1−s of 2S), so the causal
+  // mask leaves every rank the same work (false: one contiguous chunk).
+  bool sequence_zigzag = true;
 
   int64_t WorldSize() const { return data * tensor * pipeline * sequence; }
 

@@ -34,7 +34,7 @@ void WriteFile(const std::string& path, const std::string& text) {
 constexpr const char* kFull = R"(# every field, none at its default
 name: full-job
 run_dir: out/full
-model: {type: gpt, n_layer: 8, n_head: 4, d_model: 128, seq_len: 64, vocab: 512,
+model: {type: gpt, n_layer: 8, n_head: 16, d_model: 128, seq_len: 64, vocab: 512,
         init_from: ckpt/step-100}
 data: {train: corpus.txt, tokenizer: bytes, val_fraction: 0.1, shuffle: false}
 train:
@@ -55,7 +55,7 @@ train:
 parallel:
   data: 2
   zero: 2
-  tensor: {size: 8, mode: 2.5d, depth: 2}
+  tensor: {size: 8, mode: 1d}  # (2d, 2.5d and 3d do not compose with sequence)
   pipeline: {size: 2, schedule: interleaved, microbatches: 8}
   sequence: {size: 2, mode: all_to_all}
 memory:
@@ -75,7 +75,7 @@ TEST_CASE("a full spec reads back every field") {
   CHECK(s.run_dir == "out/full");
   CHECK(s.model.kind == ModelSpec::Kind::kGpt);
   CHECK(s.model.gpt.n_layer == 8);
-  CHECK(s.model.gpt.n_head == 4);
+  CHECK(s.model.gpt.n_head == 16);
   CHECK(s.model.gpt.d_model == 128);
   CHECK(s.model.gpt.seq_len == 64);
   CHECK(s.model.gpt.vocab == 512);
@@ -116,8 +116,8 @@ TEST_CASE("a full spec reads back every field") {
   CHECK(p.data == 2);
   CHECK(p.zero == 2);
   CHECK(p.tensor == 8);
-  CHECK(p.tensor_mode == TensorMode::k2p5d);
-  CHECK(p.tensor_depth == 2);
+  CHECK(p.tensor_mode == TensorMode::k1d);
+  CHECK(p.tensor_depth == 1);
   CHECK(p.pipeline == 2);
   CHECK(p.pipeline_schedule == PipelineSchedule::kInterleaved);
   CHECK(p.pipeline_microbatches == 8);
@@ -443,7 +443,7 @@ TEST_CASE("inconsistent combinations show the numbers") {
       {"parallel: {pipeline: 3}\nresources: {ranks_per_node: 3}\n",
        "job.yaml:14:22: parallel.pipeline: pipeline stages x chunks (3 x 1 = 3) must be <= "
        "model.n_layer (2), one layer per stage at least"},
-      {"parallel: {sequence: {size: 3, mode: ring}}\nresources: {ranks_per_node: 3}\n",
+      {"parallel: {sequence: {size: 3, mode: all_to_all}}\nresources: {ranks_per_node: 3}\n",
        "job.yaml:14:29: parallel.sequence.size: must divide model.seq_len (32), got 3"},
       {"  precision: bf16\n",
        "job.yaml:14:14: train.precision: bf16 needs resources.device: cuda, got device cpu; use "
@@ -582,7 +582,7 @@ TEST_CASE("ToYaml writes every field and reads back to the same spec") {
   std::string yaml = ToYaml(Parse(kFull));
   CHECK(yaml.find("device_budget: 8GiB") != std::string::npos);
   CHECK(yaml.find("betas: [0.8, 0.95]") != std::string::npos);
-  CHECK(yaml.find("mode: 2.5d") != std::string::npos);
+  CHECK(yaml.find("sequence: {size: 2, mode: all_to_all}") != std::string::npos);
 }
 
 TEST_CASE("ParseByteSize") {

@@ -1,6 +1,7 @@
 // Job keys of the execution-order features: parallel.pipeline (micro-batches, schedules,
-// chunks, layers per stage, and every rule they must meet), memory.activation_checkpointing
-// and model.attention — each parsed, defaulted, round-tripped through ToYaml, and each bad
+// chunks, layers per stage, and every rule they must meet), parallel.sequence (ring with
+// or without zigzag chunks, all_to_all, and their divisibility and composition rules),
+// memory.activation_checkpointing and model.attention — each parsed, defaulted, round-tripped through ToYaml, and each bad
 // value refused with its exact message (key, line:column).
 #include <catch2/catch.hpp>
 
@@ -121,6 +122,65 @@ TEST_CASE("model.attention: auto picks the blockwise kernel from its measured cr
   CHECK_FALSE(Parse(Replace(kBase, "seq_len: 32", "seq_len: 8192\n  attention: fused")).model.gpt.BlockAttention());
   CHECK(ErrorOf(Replace(kBase, "vocab: 256", "vocab: 256\n  attention: flash")) ==
         "job.yaml:9:14: model.attention: unknown value 'flash'; expected one of auto|fused|block");
+}
+
+}  // namespace
+}  // namespace colossal::config
+
+namespace colossal::config {
+namespace {
+
+using namespace colossal::config::testing;
+
+TEST_CASE("parallel.sequence: ring (zigzag or not) and all_to_all, and the rules they must meet") {
+  const std::string b = Replace(kBase, "n_head: 2", "n_head: 4");
+  const std::string two = "resources: {ranks_per_node: 2}\n", four = "resources: {ranks_per_node: 4}\n";
+  JobSpec ring = Parse(b + "parallel: {sequence: 2}\n" + two);
+  CHECK(ring.parallel.sequence == 2);
+  CHECK(ring.parallel.sequence_mode == SequenceMode::kRing);
+  CHECK(ring.parallel.sequence_zigzag);
+  CHECK(Parse(ToYaml(ring)) == ring);
+  JobSpec plain = Parse(b + "parallel: {sequence: {size: 4, zigzag: false}}\n" + four);
+  CHECK_FALSE(plain.parallel.sequence_zigzag);
+  CHECK(Parse(ToYaml(plain)) == plain);
+  JobSpec a2a = Parse(b + "parallel: {tensor: 2, sequence: {size: 2, mode: all_to_all}}\n" + four);
+  CHECK(a2a.parallel.sequence_mode == SequenceMode::kAllToAll);
+  CHECK(Parse(ToYaml(a2a)) == a2a);
+  CHECK(Parse(ToYaml(Parse(b))) == Parse(b));  // size 1 writes no mode
+  struct Case {
+    std::string yaml;  // appended to b
+    const char* message;
+  };
+  const Case cases[] = {
+      {"parallel: {sequence: 32}\nresources: {ranks_per_node: 32}\n",
+       "job.yaml:14:22: parallel.sequence: ring attention with zigzag chunks (two per rank) needs "
+       "model.seq_len (32) divisible by 2 x size; got size 32 (2 x 32 = 64; or set "
+       "parallel.sequence.zigzag: false)"},
+      {"parallel: {sequence: {size: 3, zigzag: false}}\nresources: {ranks_per_node: 3}\n",
+       "job.yaml:14:29: parallel.sequence.size: must divide model.seq_len (32), got 3"},
+      {"parallel: {sequence: {size: 8, mode: all_to_all}}\nresources: {ranks_per_node: 8}\n",
+       "job.yaml:14:29: parallel.sequence.size: all_to_all splits each rank's heads (model.n_head / "
+       "parallel.tensor = 4 / 1 = 4) over the sequence ranks: size must divide 4, got 8"},
+      {"parallel: {tensor: 2, sequence: {size: 4, mode: all_to_all}}\nresources: {ranks_per_node: 8}\n",
+       "job.yaml:14:40: parallel.sequence.size: all_to_all splits each rank's heads (model.n_head / "
+       "parallel.tensor = 4 / 2 = 2) over the sequence ranks: size must divide 2, got 4"},
+      {"parallel: {sequence: {size: 2, mode: all_to_all, zigzag: true}}\n" + two,
+       "job.yaml:14:58: parallel.sequence.zigzag: balances ring attention's causal work; mode "
+       "all_to_all attends over whole sequences and has no chunks"},
+      {"parallel: {sequence: {size: 1, mode: all_to_all}}\n",
+       "job.yaml:14:38: parallel.sequence.mode: chooses how attention spans the ranks of a sequence "
+       "group: it needs parallel.sequence.size > 1"},
+      {"parallel: {tensor: {size: 2, sequence_parallel: true}, sequence: 2}\n" + four,
+       "job.yaml:14:66: parallel.sequence: sequence parallelism composes with 1d tensor parallelism "
+       "without its sequence_parallel; got parallel.tensor mode 1d with sequence_parallel"},
+      {"parallel: {tensor: {size: 4, mode: 2d}, sequence: 2}\nresources: {ranks_per_node: 8}\n",
+       "job.yaml:14:51: parallel.sequence: sequence parallelism composes with 1d tensor parallelism "
+       "without its sequence_parallel; got parallel.tensor mode 2d"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.yaml);
+    CHECK(ErrorOf(b + c.yaml) == c.message);
+  }
 }
 
 }  // namespace

@@ -169,7 +169,10 @@ void WriteParallel(Writer& w, const ParallelSpec& p) {
   w.EndMap();
   w.BeginMap("sequence", /*flow=*/true);
   w.Int("size", p.sequence);
-  w.Plain("mode", SequenceModeName(p.sequence_mode));
+  if (p.sequence > 1) {  // one rank has no mode (validation refuses one)
+    w.Plain("mode", SequenceModeName(p.sequence_mode));
+    if (p.sequence_mode == SequenceMode::kRing) w.Bool("zigzag", p.sequence_zigzag);
+  }
   w.EndMap();
   w.EndMap();
 }

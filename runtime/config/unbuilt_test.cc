@@ -46,9 +46,6 @@ TEST_CASE("features this build does not run are refused, naming the key") {
         "grid splits the sequences of the micro-batch in 4); got 2");
   CHECK(Parse(b + "parallel: {tensor: {size: 8, mode: 2.5d, depth: 2}}\nresources: {ranks_per_node: 8}\n")
             .parallel.tensor_mode == TensorMode::k2p5d);
-  CHECK(ErrorOf(b + "parallel: {sequence: 2}\nresources: {ranks_per_node: 2}\n", {}, refuse) ==
-        "job.yaml:14:22: parallel.sequence: sequence parallelism is not available yet; set it to "
-        "1, got 2");
   CHECK(ErrorOf(b + "memory: {placement: auto}\n", {}, refuse) ==
         "job.yaml:14:21: memory.placement: placement auto is not available yet: the Gemini "
         "memory manager is not built (model state stays in host memory); remove the key");

@@ -228,6 +228,43 @@ absl::Status ValidateMemoryResourcesSample(const JobSpec& s, const YamlContext& 
   return absl::OkStatus();
 }
 
+// Sequence parallelism of a GPT: how the windows cut (parallel/sequence/sequence_layout.h)
+// and what it composes with.
+absl::Status ValidateSequence(const JobSpec& s, const YamlContext& ctx) {
+  const ParallelSpec& p = s.parallel;
+  const std::string size = DegreePath(ctx, "sequence");
+  const int64_t T = s.model.gpt.seq_len, S = p.sequence;
+  if (S == 1) {
+    for (const char* key : {"mode", "zigzag"}) {
+      const std::string path = absl::StrCat("parallel.sequence.", key);
+      ENSURE(!ctx.Written(path), path,
+             "chooses how attention spans the ranks of a sequence group: it needs parallel.sequence.size > 1");
+    }
+    return absl::OkStatus();
+  }
+  const bool ring = p.sequence_mode == SequenceMode::kRing;
+  ENSURE(ring || !ctx.Written("parallel.sequence.zigzag"), "parallel.sequence.zigzag",
+         "balances ring attention's causal work; mode all_to_all attends over whole sequences and has no chunks");
+  if (ring && p.sequence_zigzag) {
+    ENSURE(T % (2 * S) == 0, size, "ring attention with zigzag chunks (two per rank) needs model.seq_len (", T,
+           ") divisible by 2 x size; got size ", S, " (2 x ", S, " = ", 2 * S,
+           "; or set parallel.sequence.zigzag: false)");
+  } else {
+    ENSURE(T % S == 0, size, "must divide model.seq_len (", T, "), got ", S);
+  }
+  if (!ring) {
+    const int64_t heads = s.model.gpt.n_head / std::max<int64_t>(1, p.tensor);
+    ENSURE(heads % S == 0, size, "all_to_all splits each rank's heads (model.n_head / parallel.tensor = ",
+           s.model.gpt.n_head, " / ", p.tensor, " = ", heads, ") over the sequence ranks: size must divide ", heads,
+           ", got ", S);
+  }
+  ENSURE(p.tensor == 1 || (p.tensor_mode == TensorMode::k1d && !p.tensor_sequence_parallel), size,
+         "sequence parallelism composes with 1d tensor parallelism without its sequence_parallel; got "
+         "parallel.tensor mode ", parallel::TensorModeName(p.tensor_mode),
+         p.tensor_sequence_parallel ? " with sequence_parallel" : "");
+  return absl::OkStatus();
+}
+
 absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
   const TrainSpec& t = s.train;
   const ParallelSpec& p = s.parallel;
@@ -297,8 +334,7 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
       ENSURE(sum == s.model.gpt.n_layer, "parallel.pipeline.layers_per_stage",
              "must sum to model.n_layer (", s.model.gpt.n_layer, "), got ", sum);
     }
-    ENSURE(s.model.gpt.seq_len % p.sequence == 0, DegreePath(ctx, "sequence"),
-           "must divide model.seq_len (", s.model.gpt.seq_len, "), got ", p.sequence);
+    if (absl::Status seq = ValidateSequence(s, ctx); !seq.ok()) return seq;
     // The grid was checked above (ValidateParallel).
     const absl::StatusOr<parallel::TensorGrid> grid = parallel::TensorGridOf(p.tensor_mode, p.tensor, p.tensor_depth);
     const graph::GptSplitDims dims{s.model.gpt.n_head, s.model.gpt.d_model, s.model.gpt.vocab, s.model.gpt.seq_len,
@@ -313,6 +349,9 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
     ENSURE(p.tensor == 1, DegreePath(ctx, "tensor"),
            "tensor parallelism needs a GPT model (model.type: gpt): a graph file says nothing "
            "of how its tensors split; got ", p.tensor);
+    ENSURE(p.sequence == 1, DegreePath(ctx, "sequence"),
+           "sequence parallelism needs a GPT model (model.type: gpt): a graph file says nothing "
+           "of which op is attention; got ", p.sequence);
   }
   return absl::OkStatus();
 }
@@ -332,8 +371,6 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");
 
-  ENSURE(p.sequence == 1, DegreePath(ctx, "sequence"),
-         "sequence parallelism is not available yet; set it to 1, got ", p.sequence);
   const std::string gemini =
       " is not available yet: the Gemini memory manager is not built (model state stays in "
       "host memory); remove the key";

@@ -91,11 +91,20 @@ int64_t WindowLoader::Window(int64_t sample) const {
 
 void WindowLoader::Fill(int64_t first_sample, int64_t count, int32_t* inputs,
                         int32_t* targets) const {
+  Fill(first_sample, count, inputs, targets, {{0, seq_len_}});
+}
+
+void WindowLoader::Fill(int64_t first_sample, int64_t count, int32_t* inputs, int32_t* targets,
+                        const Runs& runs) const {
   COL_CHECK(first_sample >= 0 && count >= 0);
   if (count == 0) return;
   COL_CHECK(inputs != nullptr && targets != nullptr);
   const int32_t* base = tokens_.data();
-  const size_t row_bytes = static_cast<size_t>(seq_len_) * sizeof(int32_t);
+  int64_t row = 0;  // positions per row
+  for (const auto& [start, len] : runs) {
+    COL_CHECK(start >= 0 && len >= 0 && start + len <= seq_len_);
+    row += len;
+  }
   std::shared_ptr<const std::vector<uint32_t>> order;
   int64_t order_epoch = -1;
   for (int64_t j = 0; j < count; ++j) {
@@ -111,8 +120,12 @@ void WindowLoader::Fill(int64_t first_sample, int64_t count, int32_t* inputs,
       window = (*order)[static_cast<size_t>(k)];
     }
     const int32_t* src = base + window * seq_len_;
-    std::memcpy(inputs + j * seq_len_, src, row_bytes);
-    std::memcpy(targets + j * seq_len_, src + 1, row_bytes);
+    int64_t at = j * row;
+    for (const auto& [start, len] : runs) {
+      std::memcpy(inputs + at, src + start, static_cast<size_t>(len) * sizeof(int32_t));
+      std::memcpy(targets + at, src + start + 1, static_cast<size_t>(len) * sizeof(int32_t));
+      at += len;
+    }
   }
 }
 

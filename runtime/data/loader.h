@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -97,6 +98,11 @@ class WindowLoader {
   // `inputs` and count * T ids to `targets` (overwrite, not accumulate). Requires
   // first_sample >= 0, count >= 0 and non-null outputs when count > 0.
   void Fill(int64_t first_sample, int64_t count, int32_t* inputs, int32_t* targets) const;
+  // The same for a slice of every window: positions [start, start + length) of each run,
+  // in order (a sequence-parallel rank's chunks, parallel::SequenceLayout::Runs), so each
+  // row holds Σ length ids and as many targets. Runs must lie within [0, T).
+  using Runs = std::vector<std::pair<int64_t, int64_t>>;
+  void Fill(int64_t first_sample, int64_t count, int32_t* inputs, int32_t* targets, const Runs& runs) const;
 
  private:
   struct EpochCache {

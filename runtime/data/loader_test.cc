@@ -59,6 +59,19 @@ TEST_CASE("unshuffled windows are exact and wrap at the end") {
   REQUIRE(last.targets.back() == 120);
 }
 
+TEST_CASE("a slice of every window: the runs of positions in order, ids and targets alike") {
+  WindowLoader loader = Make(Iota(22), 4, Shuffle::kNo, 0);
+  // Samples 3 and 4 (windows 3, 4), positions {3} then {0, 1}: a zigzag-like pair of runs.
+  std::vector<int32_t> ids(6), targets(6);
+  loader.Fill(3, 2, ids.data(), targets.data(), {{3, 1}, {0, 2}});
+  REQUIRE(ids == std::vector<int32_t>{115, 112, 113, 119, 116, 117});
+  REQUIRE(targets == std::vector<int32_t>{116, 113, 114, 120, 117, 118});
+  // The whole window as one run is the plain Fill.
+  std::vector<int32_t> a(8), b(8);
+  loader.Fill(3, 2, a.data(), b.data(), {{0, 4}});
+  REQUIRE(a == Fill(loader, 3, 2).inputs);
+}
+
 TEST_CASE("seq_len 1 and the smallest corpus") {
   WindowLoader one = Make(Iota(3), 1, Shuffle::kNo, 0);
   REQUIRE(one.num_windows() == 2);

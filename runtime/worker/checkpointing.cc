@@ -73,9 +73,8 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
   const int ranks = state.groups ? state.groups->world_size() : 1;
   const int zero = state.dp ? state.dp->zero_stage() : 0;
   // Which world ranks write which kind of file (the same answer on every rank).
-  auto data_index = [&](int r) {
-    return state.groups ? state.groups->plan().mesh().CoordOf(r)[parallel::Axis::kData] : 0;
-  };
+  // (Sequence ranks hold the same parameters as data ranks: the replicas' first writes.)
+  auto data_index = [&](int r) { return state.groups ? state.groups->plan().mesh().ReplicaIndex(r) : 0; };
   auto writes_model = [&](int r) { return zero == 3 || data_index(r) == 0; };
   auto writes_optimizer = [&](int r) { return zero >= 1 || data_index(r) == 0; };
   // Pieces gathered for the write (stored_pieces.h), freed when it is done.

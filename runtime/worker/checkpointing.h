@@ -3,8 +3,9 @@
 // under its Hugging Face name when one rank holds it whole and unsplit (a single
 // process, or ZeRO 0 without tensor parallelism), else as pieces of the global tensor
 // (stored_pieces.h):
-//   parameters       written by the ranks of data index 0 (every rank under ZeRO 3),
-//   optimizer state  by the ranks of data index 0 (every rank under ZeRO 1–3),
+//   parameters       written by the ranks of replica index 0 (data and sequence index 0;
+//                    every rank under ZeRO 3),
+//   optimizer state  by the ranks of replica index 0 (every rank under ZeRO 1–3),
 // world rank 0 into model.safetensors / optimizer.safetensors, rank r into
 // model-<r>.safetensors / optimizer-<r>.safetensors staged and moved in by rank 0; all
 // behind world barriers, published atomically by rank 0. Restoring reads each held

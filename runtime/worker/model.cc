@@ -41,7 +41,8 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
                                                    const std::function<int64_t(int64_t)>& flat_numel,
                                                    bool allocate_params,
                                                    const graph::GptTensorParallel& tp,
-                                                   const PipelinePlacement* pipeline) {
+                                                   const PipelinePlacement* pipeline,
+                                                   const graph::GptSequenceParallel& sp) {
   auto model = std::make_unique<Model>();
   model->batch = batch;
   model->tensor_parallel = tp.size;
@@ -50,11 +51,11 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     model->gpt = {m.n_layer, m.n_head, m.d_model, m.seq_len, m.vocab};
     model->gpt.block_attention = m.BlockAttention();
     model->is_gpt = true;
-    ASSIGN_OR_RETURN(model->graph, graph::BuildGpt(model->gpt, batch, tp));
+    ASSIGN_OR_RETURN(model->graph, graph::BuildGpt(model->gpt, batch, tp, graph::GptPass::kTrain, sp));
   } else {
-    if (tp.size != 1) {
+    if (tp.size != 1 || sp.size != 1) {
       return absl::InvalidArgumentError(
-          absl::StrCat(spec.model.graph_path, ": tensor parallelism needs a GPT model"));
+          absl::StrCat(spec.model.graph_path, ": tensor and sequence parallelism need a GPT model"));
     }
     ASSIGN_OR_RETURN(model->graph, graph::LoadGraphFile(spec.model.graph_path, batch));
   }
@@ -72,6 +73,8 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     }
   }
   model->seq = g.value(model->ids).shape[1];
+  model->window = model->seq * sp.size;
+  model->sequence = sp.Layout(model->window);
   if (g.value(model->targets).shape != g.value(model->ids).shape) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": 'targets' must have the shape of 'ids'"));
   }
@@ -167,7 +170,7 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
                    graph::Executor::Create(&g, model->params.get(),
                                            graph::OverlapCommunication(g, graph::DefaultSchedule(g))));
   if (model->positions >= 0) {
-    graph::FillPositions(model->executor->Data<int32_t>(model->positions), batch, model->seq);
+    parallel::FillPositions(model->executor->Data<int32_t>(model->positions), batch, model->sequence);
   }
   return model;
 }
@@ -181,6 +184,15 @@ graph::GptTensorParallel TensorParallelOf(const config::ParallelSpec& p, int64_t
   tp.depth = p.tensor_mode == config::TensorMode::k2p5d ? p.tensor_depth : 1;
   tp.three_d = p.tensor_mode == config::TensorMode::k3d;
   return tp;
+}
+
+graph::GptSequenceParallel SequenceParallelOf(const config::ParallelSpec& p, int64_t rank) {
+  graph::GptSequenceParallel sp;
+  sp.size = p.sequence;
+  sp.rank = rank;
+  sp.all_to_all = p.sequence_mode == config::SequenceMode::kAllToAll;
+  sp.zigzag = p.sequence_zigzag;
+  return sp;
 }
 
 void InitParams(const Model& model, const std::vector<memory::ParamSegment>& segments,

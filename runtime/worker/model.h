@@ -30,7 +30,11 @@ struct Model {
   std::unique_ptr<memory::ParamStore> params;
   std::unique_ptr<graph::Executor> executor;
   int64_t batch = 0;  // micro-batch the graph was built for
-  int64_t seq = 0;
+  int64_t seq = 0;    // positions per row of the graph's inputs (this rank's)
+  // Sequence parallelism: the whole window the loader reads (seq · S) and which of its
+  // positions this rank holds (what it feeds into ids, targets and positions).
+  int64_t window = 0;
+  parallel::SequenceLayout sequence;
   int64_t vocab = 0;  // rows of the embedding that "ids" index
   // Value ids of the trainer's inputs and outputs.
   int ids = -1, targets = -1, positions = -1, loss_grad = -1, loss = -1;
@@ -81,18 +85,22 @@ struct PipelinePlacement {
 // Tensor rank `rank`'s GptTensorParallel under the job's parallel.tensor (size, mode,
 // depth, sequence_parallel).
 graph::GptTensorParallel TensorParallelOf(const config::ParallelSpec& parallel, int64_t rank);
+// Sequence rank `rank`'s GptSequenceParallel under parallel.sequence (size, mode, zigzag).
+graph::GptSequenceParallel SequenceParallelOf(const config::ParallelSpec& parallel, int64_t rank);
 
 // Builds graph + autodiff + parameter store + executor for micro-batch `batch`.
 // Parameters are zero; call InitParams or LoadParams. `flat_numel` maps the flat size
 // the parameters need to the size to allocate (data parallelism pads it).
 // With `allocate_params` false the store keeps the layout only (ZeRO 3 holds parameters
 // in shards).
-// `tp` builds this rank's part of a tensor-parallel GPT (graph models: size 1 only);
+// `tp` builds this rank's part of a tensor-parallel GPT (graph models: size 1 only), `sp`
+// its sequence-parallel rows (the same);
 // `pipeline` (more than one stage) cuts this rank's chunks out of it (Model::pipelined).
 absl::StatusOr<std::unique_ptr<Model>> BuildModel(
     const config::JobSpec& spec, int64_t batch,
     const std::function<int64_t(int64_t)>& flat_numel = {}, bool allocate_params = true,
-    const graph::GptTensorParallel& tp = {}, const PipelinePlacement* pipeline = nullptr);
+    const graph::GptTensorParallel& tp = {}, const PipelinePlacement* pipeline = nullptr,
+    const graph::GptSequenceParallel& sp = {});
 
 // GPT-2 style initialisation from each parameter's ParamInit, seeded by (seed, name):
 // every parameter whole, or just `segments` (held at data[i]) of them — the values are

@@ -11,6 +11,7 @@ absl::StatusOr<std::unique_ptr<PipelineStage>> PipelineStage::Create(const pp::P
                                                                      Model& model, parallel::Communicator* pipe,
                                                                      SetupFn setup) {
   std::unique_ptr<PipelineStage> s(new PipelineStage());
+  s->runs_ = model.sequence.Runs();
   s->schedule_ = schedule;
   s->rank_ = rank;
   s->pipe_ = pipe;
@@ -33,7 +34,7 @@ void PipelineStage::Feed(int c, graph::Executor& ex, const data::WindowLoader& l
   const int64_t n = batch * loader.seq_len();
   if (static_cast<int64_t>(unused_.size()) < n) unused_.resize(n);
   loader.Fill(first, batch, ids >= 0 ? ex.Data<int32_t>(ids) : unused_.data(),
-              targets >= 0 ? ex.Data<int32_t>(targets) : unused_.data());
+              targets >= 0 ? ex.Data<int32_t>(targets) : unused_.data(), runs_);
 }
 
 absl::Status PipelineStage::Step(const data::WindowLoader& loader, int64_t batch,

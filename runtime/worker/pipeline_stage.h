@@ -57,6 +57,7 @@ class PipelineStage {
   std::unique_ptr<parallel::pipeline::Runner> runner_;
   std::vector<int> ids_, targets_;  // per chunk, or -1
   std::vector<int32_t> unused_;     // where a chunk's absent ids or targets go
+  data::WindowLoader::Runs runs_;   // the positions of each window this rank holds
   std::vector<std::vector<parallel::pipeline::TimedAction>> timelines_;
   double bubble_ = -1;
 };

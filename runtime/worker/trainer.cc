@@ -32,6 +32,7 @@
 #include "runtime/worker/metrics.h"
 #include "runtime/worker/model.h"
 #include "runtime/worker/optimizer.h"
+#include "runtime/worker/partial_grads.h"
 #include "runtime/worker/pipeline_stage.h"
 #include "runtime/worker/pipeline_trace.h"
 #include "runtime/worker/sampler.h"
@@ -112,8 +113,9 @@ class Run {
   // step's forwards and backwards through the Runner; the measured bubble of the step
   // over the pipeline group.
   absl::Status SetupSlot(const graph::Graph& chunk, graph::Executor& ex);
-  float LossSeed() const { return 1.0f / static_cast<float>(accumulation_ * ranks_ * q_ * depth_); }
-  // The executor's tensor-parallel groups ("tensor", or the grid's "row", "col", "depth").
+  float LossSeed() const { return 1.0f / static_cast<float>(accumulation_ * replicas_ * q_ * depth_); }
+  // The executor's tensor-parallel groups ("tensor", or the grid's "row", "col", "depth")
+  // and the sequence group.
   void BindTensorGroups(graph::Executor& ex) const;
   absl::Status PipelineStep(int64_t step, double& loss_sum);
   // One step's micro-batches through the one executor.
@@ -124,7 +126,6 @@ class Run {
   // Sums the gradients that are partial over the tensor group (sequence parallelism) in
   // the segments this rank's optimizer reads, in one all-reduce.
   absl::Status SumPartialGrads();
-  absl::Status SumPartialGrads(const std::string& axis, parallel::Communicator* comm);
   // Bytes this rank has sent so far over each communicator of its plan, by axis name
   // ("data", "tensor"; "world" when that is a communicator of its own).
   std::vector<std::pair<std::string, int64_t>> CommBytes() const;
@@ -142,6 +143,12 @@ class Run {
   std::unique_ptr<parallel::DataParallel> dp_;  // null: one rank
   int rank_ = 0;   // in the data-parallel group
   int ranks_ = 1;
+  // Sequence parallelism: this rank's place in the sequence group; the replicas of the
+  // parameters (data × sequence) are what the data-parallel engine reduces over.
+  int sp_rank_ = 0, sp_size_ = 1;
+  parallel::Communicator* sp_comm_ = nullptr;
+  parallel::Communicator* replica_comm_ = nullptr;
+  int replica_rank_ = 0, replicas_ = 1;
   int world_rank_ = 0;
   int world_size_ = 1;
   int tp_rank_ = 0;
@@ -193,6 +200,12 @@ absl::Status Run::Setup() {
     pp_comm_ = g->axis(parallel::Axis::kPipeline);
     pp_rank_ = static_cast<int>(g->index(parallel::Axis::kPipeline));
     pp_size_ = static_cast<int>(g->plan().degree(parallel::Axis::kPipeline));
+    sp_comm_ = g->axis(parallel::Axis::kSequence);
+    sp_rank_ = static_cast<int>(g->index(parallel::Axis::kSequence));
+    sp_size_ = static_cast<int>(g->plan().degree(parallel::Axis::kSequence));
+    replica_comm_ = g->replicas();
+    replica_rank_ = static_cast<int>(g->replica_index());
+    replicas_ = static_cast<int>(g->num_replicas());
     const parallel::TensorMode mode = g->plan().tensor_mode();
     if (mode != parallel::TensorMode::k1d && tp_size_ > 1) {
       two_d_ = mode != parallel::TensorMode::k3d;
@@ -209,10 +222,11 @@ absl::Status Run::Setup() {
       col_comm_ = g->tensor_axis(parallel::TensorAxis::kCol);
     }
   }
-  if (ranks_ != spec_.parallel.data || tp_size_ != spec_.parallel.tensor || pp_size_ != spec_.parallel.pipeline) {
+  const config::ParallelSpec& par = spec_.parallel;
+  if (ranks_ != par.data || tp_size_ != par.tensor || pp_size_ != par.pipeline || sp_size_ != par.sequence) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "parallel.data, tensor and pipeline are ", spec_.parallel.data, ", ", spec_.parallel.tensor, " and ",
-        spec_.parallel.pipeline, " but the process groups have ", ranks_, ", ", tp_size_, " and ", pp_size_,
+        "parallel.data, tensor, pipeline and sequence are ", par.data, ", ", par.tensor, ", ", par.pipeline, " and ",
+        par.sequence, " but the process groups have ", ranks_, ", ", tp_size_, ", ", pp_size_, " and ", sp_size_,
         " ranks"));
   }
   std::error_code ec;
@@ -229,7 +243,7 @@ absl::Status Run::Setup() {
   parallel::DataParallelOptions dp_options;
   dp_options.zero_stage = static_cast<int>(spec_.parallel.zero);
   dp_options.bucket_bytes = spec_.parallel.bucket_bytes;
-  const bool zero3 = ranks_ > 1 && spec_.parallel.zero == 3;
+  const bool zero3 = replicas_ > 1 && spec_.parallel.zero == 3;
   PipelinePlacement placement;
   if (pp_size_ > 1) {
     const config::ParallelSpec& p = spec_.parallel;
@@ -243,13 +257,13 @@ absl::Status Run::Setup() {
   ASSIGN_OR_RETURN(model_, BuildModel(
                                spec_, spec_.train.micro_batch,
                                [&](int64_t flat) {
-                                 return ranks_ > 1 && !zero3
-                                            ? parallel::DataParallel::PaddedNumel(flat, ranks_, dp_options)
+                                 return replicas_ > 1 && !zero3
+                                            ? parallel::DataParallel::PaddedNumel(flat, replicas_, dp_options)
                                             : flat;
                                },
                                /*allocate_params=*/!zero3,
                                TensorParallelOf(spec_.parallel, tp_rank_),
-                               pp_size_ > 1 ? &placement : nullptr));
+                               pp_size_ > 1 ? &placement : nullptr, SequenceParallelOf(spec_.parallel, sp_rank_)));
   for (int p = 0; p < model_->params->size(); ++p) {
     counted_.push_back(ComputeCounted(p));
     stored_.push_back(counted_.back() && model_->stage_owned[p]);
@@ -271,20 +285,20 @@ absl::Status Run::Setup() {
                    data::SplitTrainVal(std::move(stream), spec_.data.val_fraction));
   ASSIGN_OR_RETURN(auto train_loader,
                    data::WindowLoader::Create(
-                       split.train, model_->seq,
+                       split.train, model_->window,
                        spec_.data.shuffle ? data::Shuffle::kYes : data::Shuffle::kNo,
                        spec_.train.seed, spec_.data.train));
   train_loader_ = std::make_unique<data::WindowLoader>(std::move(train_loader));
   if (spec_.data.val_fraction > 0) {
-    auto val_loader = data::WindowLoader::Create(split.val, model_->seq, data::Shuffle::kNo, 0,
+    auto val_loader = data::WindowLoader::Create(split.val, model_->window, data::Shuffle::kNo, 0,
                                                  "validation split of " + spec_.data.train);
     if (!val_loader.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("data.val_fraction: ", val_loader.status().message()));
     }
     val_loader_ = std::make_unique<data::WindowLoader>(std::move(*val_loader));
   }
-  if (ranks_ > 1) {
-    ASSIGN_OR_RETURN(dp_, parallel::DataParallel::Create(data_comm_, model_->graph,
+  if (replicas_ > 1) {
+    ASSIGN_OR_RETURN(dp_, parallel::DataParallel::Create(replica_comm_, model_->graph,
                                                          model_->params.get(), dp_options));
     if (!model_->pipelined) {
       // Buckets are reduced as the backward completes them. (A pipeline's micro-batches
@@ -314,7 +328,8 @@ absl::Status Run::Setup() {
   }
   if (tp_size_ > 1) optimizer_->SetLayouts(&model_->layouts);
   // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean,
-  // and the reduction sums the ranks' gradients, so 1/ranks more.
+  // and the reduction sums the replicas' gradients, so 1/replicas more (a sequence rank's
+  // loss is the mean over its equal share of the window's tokens).
   // 2d / 2.5d: each rank's loss is its token block's mean, 1/(q·depth) of the
   // micro-batch's; 3d: 1/q² (depth_ = q).
   if (!model_->pipelined) model_->executor->Data<float>(model_->loss_grad)[0] = LossSeed();  // (slots: SetupSlot)
@@ -334,11 +349,11 @@ absl::Status Run::Setup() {
   // (A pipeline's arenas are its slots', grown during the first step.)
   LOG_INFO("model: {} parameters on this rank, micro-batch {} x {} tokens, {} micro-batches "
            "per step, arena {:.1f} MiB, {} threads, {} data-parallel x {} tensor-parallel x {} pipeline "
-           "rank(s), ZeRO {}; bytes per rank: "
+           "x {} sequence rank(s), ZeRO {}; bytes per rank: "
            "parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB",
            model_->params->num_params(), model_->batch, model_->seq, accumulation_,
            stage_ ? 0.0 : model_->executor->plan().arena_bytes / 1048576.0, omp_get_max_threads(), ranks_,
-           tp_size_, pp_size_, spec_.parallel.zero,
+           tp_size_, pp_size_, sp_size_, spec_.parallel.zero,
            (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
            (dp_ ? dp_->grad_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
            optimizer_->state_bytes() / 1048576.0);
@@ -381,12 +396,13 @@ void Run::BindTensorGroups(graph::Executor& ex) const {
   } else if (tp_comm_) {
     ex.SetGroup("tensor", tp_comm_);
   }
+  if (sp_comm_) ex.SetGroup("sequence", sp_comm_);
 }
 
 absl::Status Run::SetupSlot(const graph::Graph& g, graph::Executor& ex) {
   BindTensorGroups(ex);
   if (const int positions = g.Find("positions"); positions >= 0) {
-    graph::FillPositions(ex.Data<int32_t>(positions), model_->batch, model_->seq);
+    parallel::FillPositions(ex.Data<int32_t>(positions), model_->batch, model_->sequence);
   }
   if (g.loss_seed() >= 0) {
     ex.Data<float>(g.loss_seed())[0] = LossSeed();
@@ -414,7 +430,7 @@ absl::Status Run::MicroSteps(int64_t step, double& loss_sum) {
   for (int64_t m = 0; m < accumulation_; ++m) {
     const int64_t first =
         data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b);
-    train_loader_->Fill(first, b, ids, targets);
+    train_loader_->Fill(first, b, ids, targets, model_->sequence.Runs());
     // The data-parallel engine's hooks reduce gradients (on the last micro-batch only,
     // below ZeRO 3) and gather sharded parameters (ZeRO 3).
     if (dp_) dp_->BeginMicroStep(static_cast<int>(m), m + 1 == accumulation_);
@@ -464,11 +480,16 @@ std::vector<std::pair<std::string, int64_t>> Run::CommBytes() const {
   if (data_comm_) out.emplace_back("data", data_comm_->bytes_sent());
   if (tp_comm_) out.emplace_back("tensor", tp_comm_->bytes_sent());
   if (pp_comm_) out.emplace_back("pipeline", pp_comm_->bytes_sent());
+  if (sp_comm_) out.emplace_back("sequence", sp_comm_->bytes_sent());
+  if (replica_comm_ && replica_comm_ != data_comm_ && replica_comm_ != sp_comm_) {
+    out.emplace_back("replicas", replica_comm_->bytes_sent());
+  }
   if (row_comm_) out.emplace_back("tensor_row", row_comm_->bytes_sent());
   if (col_comm_) out.emplace_back("tensor_col", col_comm_->bytes_sent());
   if (depth_comm_) out.emplace_back("tensor_depth", depth_comm_->bytes_sent());
   parallel::Communicator* world = options_.groups ? options_.groups->world() : nullptr;
-  if (world && world != data_comm_ && world != tp_comm_ && world != pp_comm_) out.emplace_back("world", world->bytes_sent());
+  if (world && world != data_comm_ && world != tp_comm_ && world != pp_comm_ && world != sp_comm_ &&
+      world != replica_comm_) out.emplace_back("world", world->bytes_sent());
   return out;
 }
 
@@ -476,36 +497,10 @@ absl::Status Run::SumPartialGrads() {
   if (tp_comm_ == nullptr) return absl::OkStatus();
   for (auto [axis, comm] : {std::pair{"tensor", tp_comm_}, std::pair{"depth", depth_comm_},
                             std::pair{"row", row_comm_}, std::pair{"col", col_comm_}}) {
-    RETURN_IF_ERROR(SumPartialGrads(axis, comm));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Run::SumPartialGrads(const std::string& axis, parallel::Communicator* comm) {
-  // The gradients this rank's optimizer reads (its ZeRO shard, or every tensor whole).
-  const std::vector<memory::ParamSegment>& segments = optimizer_->segments();
-  const std::vector<const float*>& grads = optimizer_->grads();
-  std::vector<size_t> partial;
-  int64_t n = 0;
-  for (size_t i = 0; i < segments.size(); ++i) {
-    if (!model_->layouts[segments[i].param].partial_over(axis)) continue;
-    partial.push_back(i);
-    n += segments[i].length;
-  }
-  if (partial.empty()) return absl::OkStatus();
-  if (comm == nullptr) return absl::InternalError(absl::StrCat("no ", axis, " group for partial gradients"));
-  std::vector<float> packed(n);
-  int64_t at = 0;
-  for (size_t i : partial) {
-    std::copy(grads[i], grads[i] + segments[i].length, packed.data() + at);
-    at += segments[i].length;
-  }
-  RETURN_IF_ERROR(comm->AllReduce(packed.data(), n, graph::DType::kF32)->Wait());
-  at = 0;
-  for (size_t i : partial) {
-    // The optimizer's view of the gradient is read-only; this rank owns the storage.
-    std::copy(packed.data() + at, packed.data() + at + segments[i].length, const_cast<float*>(grads[i]));
-    at += segments[i].length;
+    // (The optimizer's view of the gradients is read-only; this rank owns the storage.)
+    std::vector<float*> grads;
+    for (const float* g : optimizer_->grads()) grads.push_back(const_cast<float*>(g));
+    RETURN_IF_ERROR(worker::SumPartialGrads(model_->layouts, optimizer_->segments(), grads, axis, comm));
   }
   return absl::OkStatus();
 }
@@ -531,7 +526,7 @@ absl::StatusOr<double> Run::GradSumSquares() {
   }
   if (pp_size_ > 1) {
     // Every rank's share over the world; ZeRO 0's data replicas count once.
-    if (dp_ && dp_->zero_stage() == 0 && rank_ != 0) local = 0;
+    if (dp_ && dp_->zero_stage() == 0 && replica_rank_ != 0) local = 0;
     ASSIGN_OR_RETURN(std::vector<double> total, SumOver(options_.groups->world(), {local}));
     return total[0];
   }
@@ -587,7 +582,8 @@ absl::StatusOr<double> Run::Validate() {
       continue;
     }
     graph::Executor& ex = *model_->executor;
-    val_loader_->Fill(k * b, b, ex.Data<int32_t>(model_->ids), ex.Data<int32_t>(model_->targets));
+    val_loader_->Fill(k * b, b, ex.Data<int32_t>(model_->ids), ex.Data<int32_t>(model_->targets),
+                      model_->sequence.Runs());
     ex.Forward();
     RETURN_IF_ERROR(ExecutorStatus());
     AddValidationLoss(ex, rows, sum, tokens);
@@ -613,6 +609,7 @@ std::string Run::StateJson(int64_t steps_done) const {
   state["data_parallel"] = ranks_;
   state["tensor_parallel"] = tp_size_;
   state["pipeline_parallel"] = pp_size_;
+  state["sequence_parallel"] = sp_size_;
   state["zero"] = spec_.parallel.zero;
   // Every parameter's global shape: sharded and split checkpoints store parameters in
   // pieces, and `colossal export` consolidates them from this.
@@ -675,7 +672,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
   RETURN_IF_ERROR(Setup());
   const bool progress = WantProgress(options_);
   const int64_t total = spec_.train.steps;
-  const int64_t tokens_per_step = spec_.train.global_batch * model_->seq;
+  const int64_t tokens_per_step = spec_.train.global_batch * model_->window;
   const double flops_per_step = model_->flops_per_micro_batch * accumulation_;
   const auto t_start = Clock::now();
   double val_loss = -1;

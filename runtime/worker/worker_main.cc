@@ -103,9 +103,6 @@ int WorkerMain(const std::vector<std::string>& args) {
   if (!plan.ok()) return Fatal(2, plan.status().message());
   LOG_INFO("plan: {}", plan->ToString());
   if (world > 1) {
-    if (p.sequence > 1) {
-      return Fatal(2, "sequence parallelism is not in this build: set parallel.sequence to 1");
-    }
     const std::chrono::milliseconds timeout(p.timeout_s * 1000);
     if (coordinator) {
       auto b = RendezvousBootstrap::Create(*coordinator, security, job_id, attempt, rank, world, timeout);

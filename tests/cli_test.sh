@@ -53,6 +53,11 @@ sed 's/steps: 8/steps: eight/' job.yaml > type.yaml
 expect_error 2 'type.yaml:6:10: train.steps' -- run type.yaml
 expect_error 2 'train.global_batch' -- run job.yaml --set train.global_batch=3
 expect_error 2 "unknown flag --frobnicate" -- run job.yaml --frobnicate
+# Sequence parallelism's divisibility rules name the key, the value and the rule.
+expect_error 2 'parallel.sequence.size: ring attention with zigzag chunks .*seq_len \(16\) divisible by 2 x size; got size 16' \
+  -- run job.yaml --set parallel.sequence.size=16 --set resources.ranks_per_node=16
+expect_error 2 'parallel.sequence.size: all_to_all splits .* size must divide 2, got 4' \
+  -- run job.yaml --set parallel.sequence.size=4 --set parallel.sequence.mode=all_to_all --set resources.ranks_per_node=4
 expect_error 2 'nothere.yaml' -- run nothere.yaml
 sed 's#train: corpus.txt#train: missing.txt#' job.yaml > missing.yaml
 expect_error 2 'data.train.*missing.txt' -- run missing.yaml

@@ -6,7 +6,8 @@
 #   ring attention over sequence 2 and 4 (zigzag chunks) and 2 (contiguous),
 #   all-to-all over sequence 2 and 4,
 #   sequence 2 x data 2 (ring under ZeRO 1, all-to-all under ZeRO 3),
-#   sequence 2 x tensor 2 (both modes), sequence 2 x pipeline 2 (ring),
+#   sequence 2 x tensor 2 (both modes), sequence 2 x pipeline 2 (ring), and
+#   sequence 2 x data 2 x tensor 2 (ring, ZeRO 2: 8 ranks),
 # with AdamW and LAMB; the final weights (colossal export of each run's checkpoint)
 # agree within the multi-process bounds (`run` in tests/weight_bounds.h). A sequence-4
 # checkpoint at step 10 resumes under 1 rank with the losses of the uninterrupted run.
@@ -35,7 +36,7 @@ for opt in adamw lamb; do
   # sequence mode zigzag data tensor pipeline zero
   for cfg in "2 ring true 1 1 1 0" "4 ring true 1 1 1 0" "2 ring false 1 1 1 0" "2 all_to_all - 1 1 1 0" \
              "4 all_to_all - 1 1 1 0" "2 ring true 2 1 1 1" "2 all_to_all - 2 1 1 3" "2 ring true 1 2 1 0" \
-             "2 all_to_all - 1 2 1 0" "2 ring true 1 1 2 0"; do
+             "2 all_to_all - 1 2 1 0" "2 ring true 1 1 2 0" "2 ring true 2 2 1 2"; do
     set -- $cfg
     name="$opt-s$1-$2${3/-/}-d$4-t$5-p$6-z$7"
     zigzag=(); [ "$3" != - ] && zigzag=(--set "parallel.sequence.zigzag=$3")

@@ -3,9 +3,12 @@
 //   sp 1 with the fused attention kernel (T×T probabilities kept) and the blockwise one,
 //   sequence parallel 2 and 4 in ring mode (zigzag chunks), 2 and 3 in all-to-all mode
 //   (4 does not divide 6 heads: refused, as validation refuses it),
-//   tensor parallel (1d, Megatron) 2 and 4 with the blockwise kernel — the seed's claim:
-//   sequence parallelism trains 3× longer sequences than tensor parallelism on the same
-//   GPUs.
+//   tensor parallel (1d, Megatron) 2 and 4 with the blockwise kernel, with and without
+//   Megatron sequence parallelism, and 4 with the fused kernel (the seed's setting) — the
+//   seed's claim: sequence parallelism trains 3× longer sequences than tensor
+//   parallelism on the same GPUs,
+//   ring 2 and 4 with ZeRO 3 over the sequence group (planned only: the parameter state
+//   ÷ S).
 // A rank's bytes are its planned ones: the activation arena of its graph's forward +
 // backward (values and op scratch, graph/memory_plan.h, exact for the executor) plus
 // parameters, gradients and AdamW's two moments (4 × 4 bytes per parameter it holds;
@@ -60,6 +63,10 @@ struct Layout {
   bool block = true;
   bool zigzag = true;  // ring
   bool megatron_sp = false;  // tensor: Megatron sequence parallelism
+  // ZeRO 3 over the sequence group (its ranks are the parameters' replicas): the
+  // parameter state planned ÷ S, its per-group gather buffers not counted; not timed
+  // (this bench runs no data-parallel engine).
+  bool zero3 = false;
   int ranks() const { return sp * tp; }
 };
 
@@ -97,7 +104,7 @@ absl::StatusOr<Planned> Plan(const Options& o, const Layout& l, int64_t T) {
   if (!plan.ok()) return plan.status();
   Planned p;
   p.arena = plan->arena_bytes;
-  p.state = 4 * 4 * memory::ParamStore::FlatNumel(graph::ParamSpecs(*g));
+  p.state = 4 * 4 * memory::ParamStore::FlatNumel(graph::ParamSpecs(*g)) / (l.zero3 ? l.sp : 1);
   return p;
 }
 
@@ -194,6 +201,9 @@ absl::Status TimedRank(const Options& o, const Layout& l, int64_t T, int rank, i
     all = {mine[0], mine[1]};
   }
   if (rank == 0) {
+    // The plan without AdamW's moments (no optimizer runs here): arena + parameters + gradients.
+    const auto planned = Plan(o, l, T);
+    const double plan_mib = planned.ok() ? (planned->arena + planned->state / 2) / 1048576.0 : 0.0;
     float peak = 0, lo = 1e30f, hi = 0;
     for (int r = 0; r < size; ++r) {
       peak = std::max(peak, all[2 * r]);
@@ -201,9 +211,9 @@ absl::Status TimedRank(const Options& o, const Layout& l, int64_t T, int rank, i
       hi = std::max(hi, all[2 * r + 1]);
     }
     std::printf("  timed  %-22s T %6lld: step %8.2f s, %8.1f tokens/s, peak RSS %7.1f MiB per rank (max of %d), "
-                "CPU s per rank %.2f .. %.2f (max/min %.2f)\n",
-                l.name.c_str(), static_cast<long long>(T), dt, static_cast<double>(T) / dt, peak, size, lo, hi,
-                hi / lo);
+                "planned %.1f MiB without the moments, CPU s per rank %.2f .. %.2f (max/min %.2f)\n",
+                l.name.c_str(), static_cast<long long>(T), dt, static_cast<double>(T) / dt, peak, size, plan_mib, lo,
+                hi, hi / lo);
     std::fflush(stdout);
   }
   return absl::OkStatus();
@@ -243,6 +253,8 @@ int Main(int argc, char** argv) {
       {"ring 4 (contiguous)", 4, false, 1, true, false},
       {"all_to_all 2", 2, true, 1, true},         {"all_to_all 3", 3, true, 1, true},
       {"all_to_all 4", 4, true, 1, true},
+      {"ring 2, ZeRO 3 (plan)", 2, false, 1, true, true, false, true},
+      {"ring 4, ZeRO 3 (plan)", 4, false, 1, true, true, false, true},
   };
   std::printf("GPT %lld layers, d %lld, %lld heads, vocab %lld, micro-batch 1; budget %.0f MiB per rank "
               "(arena + parameters, gradients, AdamW moments); T in multiples of %lld\n",
@@ -279,12 +291,15 @@ int Main(int argc, char** argv) {
               "ring 4 / tensor 4 %.2fx, all_to_all 2 / tensor 2 %.2fx, all_to_all 4 / tensor 4 %.2fx; against "
               "tensor with Megatron sp: ring 2 %.2fx, ring 4 %.2fx\n",
               ratio(7, 2), ratio(8, 3), ratio(10, 2), ratio(12, 3), ratio(7, 4), ratio(8, 5));
+  std::printf("with the parameter state sharded over the sequence group (ZeRO 3, planned): ring 2 / tensor 2 %.2fx, "
+              "ring 4 / tensor 4 %.2fx, ring 4 / tensor 4 with Megatron sp %.2fx\n",
+              ratio(13, 2), ratio(14, 3), ratio(14, 5));
   std::printf("the seed's setting (tensor parallelism keeping T x T scores, the fused kernel): ring 4 / tensor 4 "
               "fused %.2fx\n",
               ratio(8, 6));
   if (!o.time) return 0;
   for (size_t i = 0; i < layouts.size(); ++i) {
-    if (longest[i] == 0) continue;
+    if (longest[i] == 0 || layouts[i].zero3) continue;
     const Layout l = layouts[i];
     const int64_t T = longest[i];
     parallel::testing::ForkOptions fo;

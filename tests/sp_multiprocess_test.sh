@@ -7,7 +7,8 @@
 #   all-to-all over sequence 2 and 4,
 #   sequence 2 x data 2 (ring under ZeRO 1, all-to-all under ZeRO 3),
 #   sequence 2 x tensor 2 (both modes), sequence 2 x pipeline 2 (ring), and
-#   sequence 2 x data 2 x tensor 2 (ring, ZeRO 2: 8 ranks),
+#   sequence 2 x data 2 x tensor 2 (ring, ZeRO 2: 8 ranks), and sequence 2 in both modes
+#   with activation checkpointing (the attention recomputed, its transfers again),
 # with AdamW and LAMB; the final weights (colossal export of each run's checkpoint)
 # agree within the multi-process bounds (`run` in tests/weight_bounds.h). A sequence-4
 # checkpoint at step 10 resumes under 1 rank with the losses of the uninterrupted run.
@@ -36,13 +37,16 @@ for opt in adamw lamb; do
   # sequence mode zigzag data tensor pipeline zero
   for cfg in "2 ring true 1 1 1 0" "4 ring true 1 1 1 0" "2 ring false 1 1 1 0" "2 all_to_all - 1 1 1 0" \
              "4 all_to_all - 1 1 1 0" "2 ring true 2 1 1 1" "2 all_to_all - 2 1 1 3" "2 ring true 1 2 1 0" \
-             "2 all_to_all - 1 2 1 0" "2 ring true 1 1 2 0" "2 ring true 2 2 1 2"; do
+             "2 all_to_all - 1 2 1 0" "2 ring true 1 1 2 0" "2 ring true 2 2 1 2" "2 ring true 1 1 1 0 ac" \
+             "2 all_to_all - 1 1 1 0 ac"; do
     set -- $cfg
-    name="$opt-s$1-$2${3/-/}-d$4-t$5-p$6-z$7"
+    name="$opt-s$1-$2${3/-/}-d$4-t$5-p$6-z$7${8:+-$8}"
+    ac=false; [ "${8:-}" = ac ] && ac=true
     zigzag=(); [ "$3" != - ] && zigzag=(--set "parallel.sequence.zigzag=$3")
     "$COLOSSAL" run "job-$opt.yaml" --set "run_dir=$T/runs/$name" --set "parallel.sequence.size=$1" \
       --set "parallel.sequence.mode=$2" "${zigzag[@]}" --set "parallel.data=$4" \
       --set "parallel.tensor=$5" --set "parallel.pipeline=$6" --set "parallel.zero=$7" \
+      --set "memory.activation_checkpointing=$ac" \
       --set "resources.ranks_per_node=$(($1 * $4 * $5 * $6))" \
       >"out-$name.txt" 2>"err-$name.txt" || { fail "$name: $(tail -2 "err-$name.txt")"; continue; }
     same_losses "runs/$opt-1/metrics.jsonl" "runs/$name/metrics.jsonl" ||

@@ -17,6 +17,7 @@
 #include "graph/executor.h"
 #include "graph/layout.h"
 #include "graph/models/gpt.h"
+#include "graph/split_testing.h"
 #include "parallel/comm/testing/fork_ranks.h"
 #include "parallel/comm/ucx/ucx_communicator.h"
 
@@ -117,15 +118,6 @@ absl::StatusOr<std::unique_ptr<Built>> Build(const GptConfig& cfg, int64_t batch
   return owned;
 }
 
-// The global tensor of parameter `name`: values from a per-name stream.
-std::vector<float> GlobalValues(const std::string& name, int64_t n) {
-  std::mt19937 rng(static_cast<uint32_t>(std::hash<std::string>()(name)));
-  std::normal_distribution<float> normal(0.0f, 0.3f);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
-
 enum class Mode { k1d, k1dSequence, k2d, k2p5d, k3d };
 
 absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mode mode) {
@@ -186,15 +178,7 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
   }
   for (Built* b : {whole->get(), part->get()}) {
     Graph& g = b->graph;
-    for (size_t i = 0; i < g.params().size(); ++i) {
-      const Value& v = g.value(g.params()[i]);
-      const Shape global = v.layout.split() ? v.layout.global : v.shape;
-      const std::vector<float> values = GlobalValues(v.name, NumElements(global));
-      float* data = b->params->data(static_cast<int>(i));
-      for (const ElementRun& r : GlobalRuns(v.shape, v.layout, 0, v.numel())) {
-        std::copy(values.begin() + r.global, values.begin() + r.global + r.count, data + r.local);
-      }
-    }
+    testing::SetGlobalParams(g, *b->params);
     Executor& ex = *b->executor;
     std::copy(ids.begin(), ids.end(), ex.Data<int32_t>(g.Find("ids")));
     std::copy(targets.begin(), targets.end(), ex.Data<int32_t>(g.Find("targets")));
@@ -236,22 +220,7 @@ absl::Status RunTensorParallel(int rank, int size, parallel::TcpStore& store, Mo
       if (!s.ok()) return s;
     }
   }
-  for (size_t i = 0; i < g.params().size(); ++i) {
-    const Value& v = g.value(g.params()[i]);
-    const int w = (*whole)->params->Find(v.name);
-    const float* ref = (*whole)->params->grad(w);
-    const float* got = (*part)->params->grad(static_cast<int>(i));
-    for (const ElementRun& r : GlobalRuns(v.shape, v.layout, 0, v.numel())) {
-      for (int64_t k = 0; k < r.count; ++k) {
-        const float a = got[r.local + k], e = ref[r.global + k];
-        if (std::fabs(a - e) > 2e-6f + 1e-4f * std::fabs(e)) {
-          return absl::InternalError(absl::StrCat("gradient of ", v.name, " element ", r.global + k,
-                                                  ": ", a, " but the whole model's is ", e));
-        }
-      }
-    }
-  }
-  return absl::OkStatus();
+  return testing::SameGradsAsWhole(g, *(*part)->params, *(*whole)->params);
 }
 
 TEST_CASE("1D tensor-parallel GPT over 2 and 4 ranks equals the whole model") {

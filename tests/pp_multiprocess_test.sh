@@ -137,32 +137,7 @@ train:
 parallel: {pipeline: 2, timeout_s: 10}
 resources: {ranks_per_node: 2, threads_per_rank: 1}
 YAML
-"$COLOSSAL" run job-kill.yaml --set "run_dir=$T/runs/kill-ref" >out-kill-ref.txt 2>&1 ||
-  fail "pipeline kill reference: $(tail -2 out-kill-ref.txt)"
-"$COLOSSAL" run job-kill.yaml --set "run_dir=$T/runs/kill" >out-kill.txt 2>&1 &
-RUN_PID=$!
-victim=""
-for _ in $(seq 1 600); do
-  if [ "$(losses runs/kill/metrics.jsonl 2>/dev/null | wc -l)" -ge 25 ]; then
-    victim=$(pgrep -f "$T/runs/kill/.*/attempt-1/rank-1/job.yaml" | head -1)
-    break
-  fi
-  sleep 0.1
-done
-if [ -n "$victim" ]; then
-  kill -9 "$victim"
-  t_kill=$(date +%s%N)
-  wait "$RUN_PID" || fail "the killed pipeline run did not recover: $(tail -3 out-kill.txt)"
-  grep -q "restart 1 of 1" out-kill.txt || fail "the killed pipeline run did not restart: $(tail -3 out-kill.txt)"
-  grep -Eq "colossal-worker: error: .*rank 1 \(global rank 1\) failed" out-kill.txt || fail "the surviving stage's error does not name rank 1"
-  [ "$(losses runs/kill/metrics.jsonl | wc -l)" = 60 ] || fail "the killed pipeline run lacks steps"
-  same_losses runs/kill-ref/metrics.jsonl runs/kill/metrics.jsonl || fail "losses after the stage restart differ"
-  echo "dead stage: killed rank 1 (pid $victim) after step 25; $(grep -o 'restart 1 of 1' out-kill.txt | head -1), run ended $(( ($(date +%s%N) - t_kill) / 1000000 )) ms after the kill"
-else
-  kill "$RUN_PID" 2>/dev/null
-  wait "$RUN_PID" 2>/dev/null
-  fail "no rank-1 worker of the pipeline run to kill"
-fi
+kill_rank1 pipeline 25 60
 
 if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi
 echo "all multi-process pipeline-parallel checks passed"

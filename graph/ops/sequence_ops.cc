@@ -339,33 +339,27 @@ void EmitInverse(GradBuilder& b, const std::string& op) {
   b.Emit(op, {dy}, {s.value}, b.node().attrs, {s.accumulate});
 }
 
-const OpRegistrar kSeqToHeads(OpDef{
-    .name = "seq_to_heads",
-    .min_inputs = 1,
-    .max_inputs = 1,
-    .infer = [](const std::vector<TensorType>& in, const Attrs& attrs) {
-      return ExchangeShape("seq_to_heads", in, attrs, /*to_long=*/true);
-    },
-    .backward = [](GradBuilder& b) { EmitInverse(b, "heads_to_seq"); },
-    .flops = Zero,
-    .run = [](const KernelContext& c) { Transpose(c, ExchangeOf(c, c.in_value(0).shape), /*to_long=*/true); },
-    .scratch = ExchangeScratch,
-    .communicates = true,
-});
+// The exchange `name` (to the long side or back), whose gradient is the exchange `inverse`.
+OpDef ExchangeOp(const std::string& name, const std::string& inverse, bool to_long) {
+  return OpDef{
+      .name = name,
+      .min_inputs = 1,
+      .max_inputs = 1,
+      .infer = [name, to_long](const std::vector<TensorType>& in,
+                               const Attrs& attrs) { return ExchangeShape(name, in, attrs, to_long); },
+      .backward = [inverse](GradBuilder& b) { EmitInverse(b, inverse); },
+      .flops = Zero,
+      .run =
+          [to_long](const KernelContext& c) {
+            Transpose(c, ExchangeOf(c, to_long ? c.in_value(0).shape : c.out_value(0).shape), to_long);
+          },
+      .scratch = ExchangeScratch,
+      .communicates = true,
+  };
+}
 
-const OpRegistrar kHeadsToSeq(OpDef{
-    .name = "heads_to_seq",
-    .min_inputs = 1,
-    .max_inputs = 1,
-    .infer = [](const std::vector<TensorType>& in, const Attrs& attrs) {
-      return ExchangeShape("heads_to_seq", in, attrs, /*to_long=*/false);
-    },
-    .backward = [](GradBuilder& b) { EmitInverse(b, "seq_to_heads"); },
-    .flops = Zero,
-    .run = [](const KernelContext& c) { Transpose(c, ExchangeOf(c, c.out_value(0).shape), /*to_long=*/false); },
-    .scratch = ExchangeScratch,
-    .communicates = true,
-});
+const OpRegistrar kSeqToHeads(ExchangeOp("seq_to_heads", "heads_to_seq", /*to_long=*/true));
+const OpRegistrar kHeadsToSeq(ExchangeOp("heads_to_seq", "seq_to_heads", /*to_long=*/false));
 
 }  // namespace
 }  // namespace colossal::graph::ops

@@ -72,11 +72,32 @@ void PackKv(const float* qkv, float* kv, int64_t rows, int64_t C) {
 }
 
 
+// A ring op's sizes: qkv [B, N, 3C] of H heads of D, K chunks of n rows per rank, rank r of S.
+struct Ring {
+  parallel::SequenceLayout l;
+  int64_t B, N, C, H, D, K, n, S, r;
+  Ring(const KernelContext& c, const Shape& qkv)
+      : l(LayoutOf(c)), B(qkv[0]), N(qkv[1]), C(qkv[2] / 3), H(c.node->IntAttr("n_head")), D(C / H),
+        K(l.chunks()), n(l.chunk_len()), S(l.parts), r(l.part) {}
+  // fn(q_row, k_row, stats, shape) for every (batch entry, query chunk, key chunk of rank
+  // `src`) pair with a visible key: the rows of the chunks' first positions (b·N + i·n),
+  // the offset of the query chunk's [H, n] statistics, the kernel's shape.
+  template <typename Fn>
+  void ForEachPair(int64_t src, Fn fn) const {
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t qi = 0; qi < K; ++qi) {
+        for (int64_t ki = 0; ki < K; ++ki) {
+          kernels::BlockAttentionShape s;
+          if (PairShape(l, src, qi, ki, H, D, &s)) fn(b * N + qi * n, b * N + ki * n, (b * K + qi) * H * n, s);
+        }
+      }
+    }
+  }
+};
+
 void RingForward(const KernelContext& c) {
-  const parallel::SequenceLayout l = LayoutOf(c);
-  const Shape& shape = c.in_value(0).shape;
-  const int64_t B = shape[0], N = shape[1], C = shape[2] / 3, H = c.node->IntAttr("n_head"), D = C / H;
-  const int64_t K = l.chunks(), n = l.chunk_len(), S = l.parts, r = l.part;
+  const Ring ring(c, c.in_value(0).shape);
+  const int64_t B = ring.B, N = ring.N, C = ring.C, K = ring.K, S = ring.S, r = ring.r;
   const float* qkv = c.in(0);
   float* out = c.out(0);
   float* lse = c.out(1);
@@ -92,29 +113,21 @@ void RingForward(const KernelContext& c) {
       send = c.comm->Send(cur, bytes, static_cast<int>((r + 1) % S), kTagKv);
       recv = c.comm->Recv(nxt, bytes, static_cast<int>((r - 1 + S) % S), kTagKv);
     }
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t qi = 0; qi < K; ++qi) {
-        for (int64_t ki = 0; ki < K; ++ki) {
-          kernels::BlockAttentionShape s;
-          if (!PairShape(l, src, qi, ki, H, D, &s)) continue;
-          const int64_t q_row = b * N + qi * n, k_row = b * N + ki * n;
-          char& first = written[b * K + qi];
-          kernels::BlockAttentionForward(qkv + q_row * 3 * C, cur + k_row * 2 * C, cur + k_row * 2 * C + C,
-                                         out + q_row * C, lse + (b * K + qi) * H * n, first == 0, s, c.stream);
-          first = 1;
-        }
-      }
-    }
+    ring.ForEachPair(src, [&](int64_t q_row, int64_t k_row, int64_t stats, const kernels::BlockAttentionShape& s) {
+      char& first = written[q_row / ring.n];  // (b · K + qi)
+      kernels::BlockAttentionForward(qkv + q_row * 3 * C, cur + k_row * 2 * C, cur + k_row * 2 * C + C,
+                                     out + q_row * C, lse + stats, first == 0, s, c.stream);
+      first = 1;
+    });
     if (send && !(c.Wait(std::move(send)) & c.Wait(std::move(recv)))) return;
     std::swap(cur, nxt);
   }
 }
 
 void RingBackward(const KernelContext& c) {
-  const parallel::SequenceLayout l = LayoutOf(c);
-  const Shape& shape = c.in_value(1).shape;
-  const int64_t B = shape[0], N = shape[1], C = shape[2] / 3, H = c.node->IntAttr("n_head"), D = C / H;
-  const int64_t K = l.chunks(), n = l.chunk_len(), S = l.parts, r = l.part;
+  const Ring ring(c, c.in_value(1).shape);
+  const int64_t B = ring.B, N = ring.N, C = ring.C, H = ring.H, D = ring.D, K = ring.K, n = ring.n, S = ring.S,
+                r = ring.r;
   const float* dout = c.in(0);
   const float* qkv = c.in(1);
   const float* out = c.in(2);
@@ -146,19 +159,11 @@ void RingBackward(const KernelContext& c) {
       send = c.comm->Send(kv, bytes, next, kTagKvBack);
       recv = c.comm->Recv(kv_next, bytes, prev, kTagKvBack);
     }
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t qi = 0; qi < K; ++qi) {
-        for (int64_t ki = 0; ki < K; ++ki) {
-          kernels::BlockAttentionShape s;
-          if (!PairShape(l, src, qi, ki, H, D, &s)) continue;
-          const int64_t q_row = b * N + qi * n, k_row = b * N + ki * n;
-          const int64_t stats = (b * K + qi) * H * n;
-          kernels::BlockAttentionBackward(dout + q_row * C, qkv + q_row * 3 * C, kv + k_row * 2 * C,
-                                          kv + k_row * 2 * C + C, lse + stats, delta + stats, dqkv + q_row * 3 * C,
-                                          dkv + k_row * 2 * C, dkv + k_row * 2 * C + C, s, c.stream);
-        }
-      }
-    }
+    ring.ForEachPair(src, [&](int64_t q_row, int64_t k_row, int64_t stats, const kernels::BlockAttentionShape& s) {
+      kernels::BlockAttentionBackward(dout + q_row * C, qkv + q_row * 3 * C, kv + k_row * 2 * C, kv + k_row * 2 * C + C,
+                                      lse + stats, delta + stats, dqkv + q_row * 3 * C, dkv + k_row * 2 * C,
+                                      dkv + k_row * 2 * C + C, s, c.stream);
+    });
     // This block's accumulator moves on to the rank that holds the block next (after the
     // last step: to the block's home, from where this rank's own comes back).
     std::unique_ptr<parallel::Work> dsend = c.comm->Send(dkv, bytes, next, kTagDkv);

@@ -65,9 +65,10 @@ std::map<std::string, int64_t> CommBytesPerRun(const Graph& g, const GroupSizes&
     } else if (n.op == "embedding_2d_backward") {
       sa += SentByRing(Collective::kAllGather, in(1), pa);
     } else if (n.op == "ring_attention" || n.op == "ring_attention_backward") {
-      // K|V ([B, N, 2C], 2/3 of qkv) sent S − 1 times; the backward's dK|dV S times.
+      // K|V ([B, N, 2C], 2/3 of qkv) sent S − 1 times; the backward also sends S − 1
+      // parts of dK|dV home.
       const int64_t kv = 2 * in(n.op == "ring_attention" ? 0 : 1) / 3;
-      sa += (pa - 1) * kv + (n.op == "ring_attention_backward" ? pa * kv : 0);
+      sa += (pa - 1) * kv * (n.op == "ring_attention_backward" ? 2 : 1);
     } else if (n.op == "seq_to_heads" || n.op == "heads_to_seq") {
       // One all-to-all: every peer gets 1/S of this rank's elements.
       sa += SentByRing(Collective::kAllToAll, in(0) / pa, pa);

@@ -12,9 +12,9 @@
 //                           diagonal are skipped: with the zigzag layout every rank does
 //                           the same work per step.
 //   ring_attention_backward dout, qkv, out, lse → dqkv. The K|V rows go around again;
-//                           with each travels its dK|dV accumulator, which every rank
-//                           adds its queries' part to and passes on, so after S hops it
-//                           is home. dQ stays local.
+//                           each rank's queries' part of a visiting block's dK|dV goes
+//                           straight home to the block's rank while the next block is
+//                           computed, and is added there. dQ stays local.
 //   seq_to_heads            (Ulysses) qkv [B, N, 3C] of H heads → [B, T, 3C/S]: every
 //                           position of this rank's H/S heads (head block s of each of
 //                           q, k, v), by one all-to-all. Backward: heads_to_seq.
@@ -124,6 +124,18 @@ void RingForward(const KernelContext& c) {
   }
 }
 
+// Adds kv-packed dK|dV rows [B·N, 2C] into the k and v columns of dqkv [B·N, 3C].
+void AddKvInto(const float* dkv, float* dqkv, int64_t rows, int64_t C, kernels::Stream stream) {
+  for (int64_t row = 0; row < rows; ++row) {
+    kernels::AddInto(dkv + row * 2 * C, dqkv + row * 3 * C + C, 2 * C, kernels::Accumulate::kYes, stream);
+  }
+}
+
+// The backward. Step s: this rank holds block r − s (K|V passed on around the ring as in
+// the forward, the next one in flight during the compute) and computes its queries' part
+// of that block's dK|dV, which it sends straight home to rank r − s while it computes
+// step s + 1; meanwhile the part of its own block from rank r + s arrives and is added.
+// Only the last step's exchange is waited for without compute to hide it.
 void RingBackward(const KernelContext& c) {
   const Ring ring(c, c.in_value(1).shape);
   const int64_t B = ring.B, N = ring.N, C = ring.C, H = ring.H, D = ring.D, K = ring.K, n = ring.n, S = ring.S,
@@ -137,8 +149,8 @@ void RingBackward(const KernelContext& c) {
   float* delta = static_cast<float*>(c.scratch);
   float* kv = delta + B * H * N;
   float* kv_next = kv + kv_n;
-  float* dkv = kv_next + kv_n;
-  float* dkv_next = dkv + kv_n;
+  float* part[2] = {kv_next + kv_n, kv_next + 2 * kv_n};  // this step's and the last one's, in flight
+  float* arrived = kv_next + 3 * kv_n;                     // a part of this rank's own block
   const int64_t bytes = kv_n * static_cast<int64_t>(sizeof(float));
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t qi = 0; qi < K; ++qi) {
@@ -147,11 +159,17 @@ void RingBackward(const KernelContext& c) {
       kernels::BlockAttentionDelta(dout + row * C, out + row * C, delta + (b * K + qi) * H * n, s);
     }
   }
-  // dQ accumulates in place; dK|dV arrive at the end and are added.
+  // dQ accumulates in place, dK|dV are added in as their parts come.
   if (c.accumulate[0] == kernels::Accumulate::kNo) std::fill(dqkv, dqkv + B * N * 3 * C, 0.0f);
   PackKv(qkv, kv, B * N, C);
-  std::fill(dkv, dkv + kv_n, 0.0f);
   const int next = static_cast<int>((r + 1) % S), prev = static_cast<int>((r - 1 + S) % S);
+  std::unique_ptr<parallel::Work> part_sent, part_came;  // the last step's
+  auto finish_last = [&]() {
+    if (!part_sent) return true;
+    const bool ok = c.Wait(std::move(part_sent)) & c.Wait(std::move(part_came));
+    if (ok) AddKvInto(arrived, dqkv, B * N, C, c.stream);
+    return ok;
+  };
   for (int64_t step = 0; step < S; ++step) {
     const int64_t src = (r - step + S) % S;
     std::unique_ptr<parallel::Work> send, recv;
@@ -159,24 +177,25 @@ void RingBackward(const KernelContext& c) {
       send = c.comm->Send(kv, bytes, next, kTagKvBack);
       recv = c.comm->Recv(kv_next, bytes, prev, kTagKvBack);
     }
+    float* dkv = part[step % 2];  // its send two steps ago has been waited for
+    std::fill(dkv, dkv + kv_n, 0.0f);
     ring.ForEachPair(src, [&](int64_t q_row, int64_t k_row, int64_t stats, const kernels::BlockAttentionShape& s) {
       kernels::BlockAttentionBackward(dout + q_row * C, qkv + q_row * 3 * C, kv + k_row * 2 * C, kv + k_row * 2 * C + C,
                                       lse + stats, delta + stats, dqkv + q_row * 3 * C, dkv + k_row * 2 * C,
                                       dkv + k_row * 2 * C + C, s, c.stream);
     });
-    // This block's accumulator moves on to the rank that holds the block next (after the
-    // last step: to the block's home, from where this rank's own comes back).
-    std::unique_ptr<parallel::Work> dsend = c.comm->Send(dkv, bytes, next, kTagDkv);
-    std::unique_ptr<parallel::Work> drecv = c.comm->Recv(dkv_next, bytes, prev, kTagDkv);
-    bool ok = c.Wait(std::move(dsend)) & c.Wait(std::move(drecv));
+    bool ok = finish_last();  // the previous step's exchange, hidden behind this compute
+    if (step == 0) {
+      AddKvInto(dkv, dqkv, B * N, C, c.stream);  // this rank's own block
+    } else if (ok) {
+      part_sent = c.comm->Send(dkv, bytes, static_cast<int>(src), kTagDkv);
+      part_came = c.comm->Recv(arrived, bytes, static_cast<int>((r + step) % S), kTagDkv);
+    }
     if (send) ok = (c.Wait(std::move(send)) & c.Wait(std::move(recv))) && ok;
     if (!ok) return;
     std::swap(kv, kv_next);
-    std::swap(dkv, dkv_next);
   }
-  for (int64_t row = 0; row < B * N; ++row) {
-    kernels::AddInto(dkv + row * 2 * C, dqkv + row * 3 * C + C, 2 * C, kernels::Accumulate::kYes, c.stream);
-  }
+  finish_last();
 }
 
 const OpRegistrar kRingAttention(OpDef{
@@ -223,8 +242,8 @@ const OpRegistrar kRingAttentionBackward(OpDef{
     },
     .run = RingBackward,
     .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs&) -> int64_t {
-      const int64_t kv = NumElements(in[1].shape) / 3 * 2;  // [B, N, 2C]
-      return (NumElements(in[3].shape) + 4 * kv) * static_cast<int64_t>(sizeof(float));
+      const int64_t kv = NumElements(in[1].shape) / 3 * 2;  // [B, N, 2C]: K|V x 2, dK|dV parts x 2, one arrived
+      return (NumElements(in[3].shape) + 5 * kv) * static_cast<int64_t>(sizeof(float));
     },
     .communicates = true,
 });

@@ -39,6 +39,7 @@ namespace {
 constexpr int kTagKv = 1, kTagKvBack = 2, kTagDkv = 3;
 
 parallel::SequenceLayout LayoutOf(const KernelContext& c) {
+  COL_CHECK_MSG(c.comm->size() == c.node->IntAttr("parts"), "a sequence op's group differs from its attr parts");
   return {c.node->IntAttr("seq"), c.comm->size(), c.comm->rank(), c.node->IntAttr("zigzag") != 0};
 }
 

@@ -6,6 +6,7 @@
 #include "graph/autodiff.h"
 #include "graph/ops/op_helpers.h"
 #include "kernels/attention/attention.h"
+#include "kernels/elementwise/elementwise.h"
 
 namespace colossal::graph::ops {
 namespace {
@@ -128,7 +129,7 @@ const OpRegistrar kBlockAttentionBackward(OpDef{
           float* delta = static_cast<float*>(c.scratch);
           kernels::BlockAttentionDelta(c.in(0), c.in(2), delta, s);
           // The kernel adds into dq, dk and dv: start from zero unless accumulating.
-          if (c.accumulate[0] == kernels::Accumulate::kNo) std::fill(dqkv, dqkv + s.batch * s.q_len * 3 * C, 0.0f);
+          if (c.accumulate[0] == kernels::Accumulate::kNo) kernels::Fill(dqkv, s.batch * s.q_len * 3 * C, 0.0f, c.stream);
           kernels::BlockAttentionBackward(c.in(0), qkv, qkv + C, qkv + 2 * C, c.in(3), delta, dqkv, dqkv + C,
                                           dqkv + 2 * C, s, c.stream);
         },

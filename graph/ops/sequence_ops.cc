@@ -72,7 +72,6 @@ void PackKv(const float* qkv, float* kv, int64_t rows, int64_t C) {
   for (int64_t r = 0; r < rows; ++r) std::memcpy(kv + r * 2 * C, qkv + r * 3 * C + C, 2 * C * sizeof(float));
 }
 
-
 // A ring op's sizes: qkv [B, N, 3C] of H heads of D, K chunks of n rows per rank, rank r of S.
 struct Ring {
   parallel::SequenceLayout l;
@@ -161,7 +160,7 @@ void RingBackward(const KernelContext& c) {
     }
   }
   // dQ accumulates in place, dK|dV are added in as their parts come.
-  if (c.accumulate[0] == kernels::Accumulate::kNo) std::fill(dqkv, dqkv + B * N * 3 * C, 0.0f);
+  if (c.accumulate[0] == kernels::Accumulate::kNo) kernels::Fill(dqkv, B * N * 3 * C, 0.0f, c.stream);
   PackKv(qkv, kv, B * N, C);
   const int next = static_cast<int>((r + 1) % S), prev = static_cast<int>((r - 1 + S) % S);
   std::unique_ptr<parallel::Work> part_sent, part_came;  // the last step's
@@ -179,7 +178,7 @@ void RingBackward(const KernelContext& c) {
       recv = c.comm->Recv(kv_next, bytes, prev, kTagKvBack);
     }
     float* dkv = part[step % 2];  // its send two steps ago has been waited for
-    std::fill(dkv, dkv + kv_n, 0.0f);
+    kernels::Fill(dkv, kv_n, 0.0f, c.stream);
     ring.ForEachPair(src, [&](int64_t q_row, int64_t k_row, int64_t stats, const kernels::BlockAttentionShape& s) {
       kernels::BlockAttentionBackward(dout + q_row * C, qkv + q_row * 3 * C, kv + k_row * 2 * C, kv + k_row * 2 * C + C,
                                       lse + stats, delta + stats, dqkv + q_row * 3 * C, dkv + k_row * 2 * C,
@@ -280,14 +279,6 @@ void ForPeerRows(const Exchange& e, int64_t peer, Fn fn) {
   }
 }
 
-void CopyOrAdd(const float* src, float* dst, int64_t n, bool add) {
-  if (add) {
-    for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
-  } else {
-    std::memcpy(dst, src, n * sizeof(float));
-  }
-}
-
 // wide [B, N, G·C] → long [B, T, G·c] (to_long) or back, through one all-to-all.
 void Transpose(const KernelContext& c, const Exchange& e, bool to_long) {
   const int64_t S = e.layout.parts, T = e.layout.seq_len, G = e.G, cw = e.c, C = S * cw;
@@ -295,7 +286,7 @@ void Transpose(const KernelContext& c, const Exchange& e, bool to_long) {
   float* recv = send + S * e.block();
   const float* in = c.in(0);
   float* out = c.out(0);
-  const bool add = c.accumulate[0] == kernels::Accumulate::kYes;
+  const kernels::Accumulate add = c.accumulate[0];
   auto wide_row = [&](int64_t b, int64_t j) { return (b * e.N + j) * G * C; };
   auto long_row = [&](int64_t b, int64_t t) { return (b * T + t) * G * cw; };
   auto buf_row = [&](int64_t peer, int64_t b, int64_t j) { return peer * e.block() + (b * e.N + j) * G * cw; };
@@ -316,12 +307,13 @@ void Transpose(const KernelContext& c, const Exchange& e, bool to_long) {
   for (int64_t peer = 0; peer < S; ++peer) {
     if (to_long) {  // my head block of peer's rows, at their positions
       ForPeerRows(e, peer, [&](int64_t b, int64_t j, int64_t t) {
-        CopyOrAdd(recv + buf_row(peer, b, j), out + long_row(b, t), G * cw, add);
+        kernels::AddInto(recv + buf_row(peer, b, j), out + long_row(b, t), G * cw, add, c.stream);
       });
     } else {  // peer's head block of my rows
       ForPeerRows(e, e.layout.part, [&](int64_t b, int64_t j, int64_t) {
         for (int64_t g = 0; g < G; ++g) {
-          CopyOrAdd(recv + buf_row(peer, b, j) + g * cw, out + wide_row(b, j) + g * C + peer * cw, cw, add);
+          kernels::AddInto(recv + buf_row(peer, b, j) + g * cw, out + wide_row(b, j) + g * C + peer * cw, cw, add,
+                           c.stream);
         }
       });
     }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "graph/executor.h"
 #include "graph/graph_file.h"
@@ -140,17 +141,14 @@ void PrintPerRank(const config::JobSpec& spec, const worker::Model& model) {
   // Named as metrics.jsonl's comm_bytes names the groups; the replicas' reduction runs on
   // the data group, on the sequence group when data is 1, else on a group of its own.
   const std::string replicas = S == 1 ? "data" : D == 1 ? "sequence" : "replicas";
-  if (replicas == "sequence") {
-    tensor["sequence"] += data;
-    data = 0;
-  }
-  std::string groups;
+  std::vector<std::string> groups;
+  if (replicas == "sequence") tensor["sequence"] += data;
   for (const auto& [group, bytes] : tensor) {
     const std::string name = group == "tensor" || group == "sequence" ? group : "tensor_" + group;
-    absl::StrAppend(&groups, name, " ", bytes, " B, ");
+    groups.push_back(absl::StrCat(name, " ", bytes, " B"));
   }
-  std::printf("comm/step    %s%s %lld B%s per rank (%lld micro-batches)%s\n", groups.c_str(),
-              replicas == "sequence" ? "data" : replicas.c_str(), static_cast<long long>(data), data_note.c_str(),
+  if (replicas != "sequence") groups.push_back(absl::StrCat(replicas, " ", data, " B", data_note));
+  std::printf("comm/step    %s per rank (%lld micro-batches)%s\n", absl::StrJoin(groups, ", ").c_str(),
               static_cast<long long>(accumulation),
               zero >= 2 && !partial.empty() ? "; partial gradients: about, by shard" : "");
 }

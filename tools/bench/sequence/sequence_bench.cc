@@ -245,17 +245,23 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const std::vector<Layout> layouts = {
-      {"sp 1, fused kernel", 1, false, 1, false}, {"sp 1, blockwise", 1, false, 1, true},
-      {"tensor 2 (1d)", 1, false, 2, true},       {"tensor 4 (1d)", 1, false, 4, true},
-      {"tensor 2 (1d + sp)", 1, false, 2, true, true, true}, {"tensor 4 (1d + sp)", 1, false, 4, true, true, true},
-      {"tensor 4 (1d, fused)", 1, false, 4, false},
-      {"ring 2 (zigzag)", 2, false, 1, true},     {"ring 4 (zigzag)", 4, false, 1, true},
-      {"ring 4 (contiguous)", 4, false, 1, true, false},
-      {"all_to_all 2", 2, true, 1, true},         {"all_to_all 3", 3, true, 1, true},
-      {"all_to_all 4", 4, true, 1, true},
-      {"ring 2, ZeRO 3 (plan)", 2, false, 1, true, true, false, true},
-      {"ring 4, ZeRO 3 (plan)", 4, false, 1, true, true, false, true},
+      {.name = "sp 1, fused kernel", .block = false},
+      {.name = "sp 1, blockwise"},
+      {.name = "tensor 2 (1d)", .tp = 2},
+      {.name = "tensor 4 (1d)", .tp = 4},
+      {.name = "tensor 2 (1d + sp)", .tp = 2, .megatron_sp = true},
+      {.name = "tensor 4 (1d + sp)", .tp = 4, .megatron_sp = true},
+      {.name = "tensor 4 (1d, fused)", .tp = 4, .block = false},
+      {.name = "ring 2 (zigzag)", .sp = 2},
+      {.name = "ring 4 (zigzag)", .sp = 4},
+      {.name = "ring 4 (contiguous)", .sp = 4, .zigzag = false},
+      {.name = "all_to_all 2", .sp = 2, .a2a = true},
+      {.name = "all_to_all 3", .sp = 3, .a2a = true},
+      {.name = "all_to_all 4", .sp = 4, .a2a = true},
+      {.name = "ring 2, ZeRO 3 (plan)", .sp = 2, .zero3 = true},
+      {.name = "ring 4, ZeRO 3 (plan)", .sp = 4, .zero3 = true},
   };
+
   std::printf("GPT %lld layers, d %lld, %lld heads, vocab %lld, micro-batch 1; budget %.0f MiB per rank "
               "(arena + parameters, gradients, AdamW moments); T in multiples of %lld\n",
               static_cast<long long>(o.gpt.n_layer), static_cast<long long>(o.gpt.d_model),

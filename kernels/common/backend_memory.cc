@@ -2,6 +2,7 @@
 #include "kernels/common/backend_memory.h"
 
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -11,6 +12,12 @@ namespace {
 std::array<BackendMemory, kNumBackends>& Table() {
   static std::array<BackendMemory, kNumBackends> table{};
   return table;
+}
+
+// Per backend: 0 not asked yet, 1 present, 2 absent. A race asks `present` twice at worst.
+std::array<std::atomic<int>, kNumBackends>& Presence() {
+  static std::array<std::atomic<int>, kNumBackends> presence{};
+  return presence;
 }
 
 void* HostAllocate(int64_t bytes) { return std::malloc(static_cast<size_t>(bytes > 0 ? bytes : 1)); }
@@ -33,8 +40,16 @@ void RegisterBackendMemory(Backend backend, const BackendMemory& memory) {
 
 const BackendMemory* FindBackendMemory(Backend backend) {
   (void)kHostRegistered;
-  const BackendMemory& m = Table()[static_cast<int>(backend)];
-  return m.allocate != nullptr ? &m : nullptr;
+  const int b = static_cast<int>(backend);
+  const BackendMemory& m = Table()[b];
+  if (m.allocate == nullptr) return nullptr;
+  if (m.present == nullptr) return &m;
+  int known = Presence()[b].load(std::memory_order_acquire);
+  if (known == 0) {
+    known = m.present() ? 1 : 2;
+    Presence()[b].store(known, std::memory_order_release);
+  }
+  return known == 1 ? &m : nullptr;
 }
 
 }  // namespace colossal::kernels

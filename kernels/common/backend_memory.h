@@ -18,10 +18,14 @@ struct BackendMemory {
   void (*to_backend)(void* dst, const void* host_src, int64_t bytes) = nullptr;
   void (*to_host)(void* host_dst, const void* src, int64_t bytes) = nullptr;
   void (*synchronize)(Stream stream) = nullptr;  // every kernel enqueued on `stream` done
+  // Whether the backend can run in this process (a device backend: a driver and at least
+  // one device); asked once, on the first FindBackendMemory. Null: always.
+  bool (*present)() = nullptr;
 };
 
 void RegisterBackendMemory(Backend backend, const BackendMemory& memory);
-// The backend's memory operations, or nullptr when none are registered (no device).
+// The backend's memory operations, or nullptr when none are registered or the backend's
+// `present` says no (a CUDA build on a machine without a GPU).
 const BackendMemory* FindBackendMemory(Backend backend);
 
 }  // namespace colossal::kernels

@@ -18,6 +18,8 @@
 #include "graph/models/gpt.h"
 #include "graph/schedule.h"
 #include "graph/stage_split.h"
+#include "kernels/common/backend_memory.h"
+#include "kernels/common/cuda_plugin.h"
 #include "kernels/common/dispatch.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/checkpoint/checkpoint.h"
@@ -413,6 +415,15 @@ int ValidateCommand(const std::vector<std::string>& argv) {
 }
 
 int KernelsCommand(const std::vector<std::string>&) {
+  // The CUDA twins live in the plugin: load it so they are listed, and say where from.
+  absl::StatusOr<std::string> plugin = kernels::LoadCudaPlugin();
+  if (plugin.ok()) {
+    std::printf("cuda backend: %s (%s)\n", plugin->c_str(),
+                kernels::FindBackendMemory(kernels::Backend::kCuda) != nullptr ? "a device is present"
+                                                                                : "no CUDA device in this process");
+  } else {
+    std::printf("cuda backend: not loaded: %s\n", std::string(plugin.status().message()).c_str());
+  }
   std::printf("%-28s %-10s %-10s %-10s\n", "kernel", "ref", "cpu", "cuda");
   for (const kernels::DispatchInfo& t : kernels::ListDispatchTables()) {
     auto cell = [&](kernels::Backend b) {

@@ -38,7 +38,7 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
   auto plan = PlanMemory(*graph, ex->schedule_);
   if (!plan.ok()) return plan.status();
   ex->plan_ = std::move(*plan);
-  ex->arena_ = memory::HostBuffer(ex->plan_.arena_bytes);
+  ex->arena_ = memory::Buffer::Host(ex->plan_.arena_bytes, memory::Purpose::kActivations);
 
   const int num_values = static_cast<int>(graph->values().size());
   ex->ptr_.assign(num_values, nullptr);
@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
     state_offset.push_back(state_bytes);
     state_bytes += (graph->value(v).bytes() + 63) / 64 * 64;
   }
-  ex->state_ = memory::HostBuffer(state_bytes);
+  ex->state_ = memory::Buffer::Host(state_bytes, memory::Purpose::kGraphState);
   if (state_bytes > 0) std::memset(ex->state_.data(), 0, static_cast<size_t>(state_bytes));
   for (size_t i = 0; i < graph->states().size(); ++i) {
     ex->ptr_[graph->states()[i]] = ex->state_.as<char>() + state_offset[i];

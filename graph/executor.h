@@ -24,7 +24,7 @@
 #include "graph/memory_plan.h"
 #include "graph/op_registry.h"
 #include "graph/schedule.h"
-#include "memory/host_buffer.h"
+#include "memory/allocator.h"
 #include "memory/param_store.h"
 
 namespace colossal::graph {
@@ -115,8 +115,8 @@ class Executor {
   kernels::Stream stream_;
   Schedule schedule_;
   MemoryPlan plan_;
-  memory::HostBuffer arena_;
-  memory::HostBuffer state_;  // the graph's kState values, across runs
+  memory::Buffer arena_;
+  memory::Buffer state_;  // the graph's kState values, across runs
   std::vector<void*> ptr_;                       // per value
   std::vector<std::vector<void*>> node_inputs_;  // per node
   std::vector<std::vector<void*>> node_outputs_;

@@ -8,7 +8,8 @@
 namespace colossal::memory {
 
 namespace {
-constexpr int64_t kAlignFloats = HostBuffer::kAlignment / sizeof(float);
+// Each tensor starts on a 64-byte boundary (a cache line; 16 floats for SIMD and float4).
+constexpr int64_t kAlignFloats = 64 / sizeof(float);
 int64_t Padded(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
 }  // namespace
 
@@ -39,8 +40,8 @@ ParamStore::ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel, b
   }
   flat_numel_ = std::max(offset, min_flat_numel);
   if (allocate) {
-    data_ = HostBuffer(flat_numel_ * sizeof(float));
-    grad_ = HostBuffer(flat_numel_ * sizeof(float));
+    data_ = Buffer::Host(flat_numel_ * sizeof(float), Purpose::kParameters);
+    grad_ = Buffer::Host(flat_numel_ * sizeof(float), Purpose::kGradients);
   }
 }
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "memory/host_buffer.h"
+#include "memory/allocator.h"
 
 namespace colossal::memory {
 
@@ -83,8 +83,8 @@ class ParamStore {
   std::map<std::string, int> by_name_;
   int64_t flat_numel_ = 0;
   int64_t num_params_ = 0;
-  HostBuffer data_;
-  HostBuffer grad_;
+  Buffer data_;
+  Buffer grad_;
 };
 
 }  // namespace colossal::memory

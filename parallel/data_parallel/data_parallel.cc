@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/optim/grad_norm.h"
-#include "memory/host_buffer.h"
+#include "memory/allocator.h"
 #include "parallel/data_parallel/bucket_layout.h"
 #include "parallel/process_groups.h"
 #include "runtime/base/check.h"
@@ -53,8 +53,8 @@ class Replicated : public DataParallel {
       }
     }
     const int64_t shard = layout_.padded_numel() / size();
-    if (zero_stage() == 2) shard_grad_ = memory::HostBuffer(shard * sizeof(float));
-    if (zero_stage() >= 1) stage_ = memory::HostBuffer(shard * sizeof(float));
+    if (zero_stage() == 2) shard_grad_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kGradients);
+    if (zero_stage() >= 1) stage_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kCommunication);
     return absl::OkStatus();
   }
 
@@ -177,8 +177,8 @@ class Replicated : public DataParallel {
   std::vector<int> pending_;
   std::vector<bool> launched_;
   std::vector<std::unique_ptr<Work>> works_;
-  memory::HostBuffer shard_grad_;  // stage 2: reduced gradients of this rank's pieces
-  memory::HostBuffer stage_;       // stages 1, 2: this rank's pieces, sent by all-gather
+  memory::Buffer shard_grad_;  // stage 2: reduced gradients of this rank's pieces
+  memory::Buffer stage_;            // stages 1, 2: this rank's pieces, sent by all-gather
 };
 
 }  // namespace

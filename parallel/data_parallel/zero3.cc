@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "memory/host_buffer.h"
+#include "memory/allocator.h"
 #include "parallel/data_parallel/data_parallel.h"
 #include "runtime/base/check.h"
 
@@ -34,7 +34,7 @@ struct Group {
 };
 
 struct Slot {
-  memory::HostBuffer buf;
+  memory::Buffer buf;
   int group = -1;
   std::unique_ptr<Work> gather;  // in flight (data slots)
 };
@@ -78,9 +78,9 @@ class Zero3 : public DataParallel {
       groups_.push_back(g);
     }
     shard_numel_ = shard;
-    shard_param_ = memory::HostBuffer(shard * sizeof(float));
-    shard_grad_ = memory::HostBuffer(shard * sizeof(float));
-    reduce_out_ = memory::HostBuffer(shard * sizeof(float));
+    shard_param_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kParameters);
+    shard_grad_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kGradients);
+    reduce_out_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kCommunication);
 
     // Which groups each node reads (parameters) and writes (parameter gradients).
     std::vector<int> param_of_value(graph.values().size(), -1);
@@ -193,7 +193,7 @@ class Zero3 : public DataParallel {
   }
 
   absl::Status GatherAll(memory::ParamStore& full) override {
-    memory::HostBuffer tmp(max_group_ * sizeof(float));
+    memory::Buffer tmp = memory::Buffer::Host(max_group_ * sizeof(float), memory::Purpose::kCommunication);
     for (const Group& g : groups_) {
       absl::Status s = dp_->AllGather(shard_param_.as<float>() + g.shard, tmp.as<float>(), g.piece, DType::kF32)->Wait();
       if (!s.ok()) return s;
@@ -221,7 +221,7 @@ class Zero3 : public DataParallel {
     for (size_t i = 0; i < slots.size(); ++i) {
       if (slots[i].group < 0) return static_cast<int>(i);
     }
-    slots.push_back(Slot{memory::HostBuffer(max_group_ * sizeof(float)), -1, nullptr});
+    slots.push_back(Slot{memory::Buffer::Host(max_group_ * sizeof(float), memory::Purpose::kParameters), -1, nullptr});
     return static_cast<int>(slots.size()) - 1;
   }
 
@@ -328,7 +328,7 @@ class Zero3 : public DataParallel {
   std::vector<int> group_of_param_;
   int64_t max_group_ = 0;
   int64_t shard_numel_ = 0;
-  mutable memory::HostBuffer shard_param_, shard_grad_, reduce_out_;
+  mutable memory::Buffer shard_param_, shard_grad_, reduce_out_;
   std::vector<std::vector<int>> data_groups_, grad_groups_, data_uses_;
   std::vector<int> last_grad_node_;
   std::vector<Slot> data_slots_, grad_slots_;

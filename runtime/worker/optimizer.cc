@@ -43,8 +43,8 @@ Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* para
     state_offset_.push_back(total);
     total += (s.length + 15) / 16 * 16;  // keep every segment's state 64-byte aligned
   }
-  state1_ = memory::HostBuffer(total * sizeof(float));
-  if (Adam(spec.type)) state2_ = memory::HostBuffer(total * sizeof(float));
+  state1_ = memory::Buffer::Host(total * sizeof(float), memory::Purpose::kOptimizerState);
+  if (Adam(spec.type)) state2_ = memory::Buffer::Host(total * sizeof(float), memory::Purpose::kOptimizerState);
 }
 
 void Optimizer::Step(double lr, float grad_scale) {
@@ -138,7 +138,7 @@ std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep,
     const memory::ParamInfo& info = params_->info(s.param);
     const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
     if (keep && !(*keep)[s.param]) continue;
-    auto add = [&](const char* suffix, memory::HostBuffer& buf) {
+    auto add = [&](const char* suffix, memory::Buffer& buf) {
       for (const StoredPiece& p : StoredPieces(info.name + suffix, info.shape, layout, s.offset, s.length)) {
         out.push_back({p.name, p.shape, p.Data(buf.as<float>() + state_offset_[i], gathered)});
       }
@@ -160,7 +160,7 @@ absl::Status Optimizer::LoadState(const checkpoint::PieceReader& reader) {
     const memory::ParamSegment& s = segments_[i];
     const memory::ParamInfo& info = params_->info(s.param);
     const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
-    auto load = [&](const char* suffix, memory::HostBuffer& buf) -> absl::Status {
+    auto load = [&](const char* suffix, memory::Buffer& buf) -> absl::Status {
       const std::string name = info.name + suffix;
       return ReadSegment(reader, name, info.shape, layout, s.offset, s.length, buf.as<float>() + state_offset_[i]);
     };

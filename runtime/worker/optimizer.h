@@ -19,7 +19,7 @@
 
 #include "absl/status/status.h"
 #include "graph/layout.h"
-#include "memory/host_buffer.h"
+#include "memory/allocator.h"
 #include "memory/param_store.h"
 #include "runtime/checkpoint/pieces.h"
 #include "runtime/config/job_spec.h"
@@ -82,8 +82,8 @@ class Optimizer {
   std::vector<int64_t> state_offset_;  // per segment, into the state buffers
   ReduceSums reduce_sums_;
   std::vector<bool> decay_;            // per parameter
-  memory::HostBuffer state1_;  // exp_avg or momentum_buffer
-  memory::HostBuffer state2_;  // exp_avg_sq (AdamW, LAMB)
+  memory::Buffer state1_;  // exp_avg or momentum_buffer
+  memory::Buffer state2_;  // exp_avg_sq (AdamW, LAMB)
   int64_t step_ = 0;
   const std::vector<graph::Layout>* layouts_ = nullptr;
 };

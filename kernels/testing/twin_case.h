@@ -42,6 +42,7 @@ class TwinCase {
   // Arguments in any order; each returns its index into Run's `args`.
   int In(const std::vector<float>& host) { return Add(host.data(), host.size() * sizeof(float), {}); }
   int InI32(const std::vector<int32_t>& host) { return Add(host.data(), host.size() * sizeof(int32_t), {}); }
+  int InU16(const std::vector<uint16_t>& host) { return Add(host.data(), host.size() * sizeof(uint16_t), {}); }
   // An output the twin writes, starting from `initial` (accumulate cases pre-fill it),
   // compared with `expected` within `tolerance`.
   int Out(std::string name, const std::vector<float>& initial, std::vector<double> expected,
@@ -54,6 +55,16 @@ class TwinCase {
     const std::vector<double> initial(expected.size(), std::numeric_limits<double>::quiet_NaN());
     Output out{std::move(name), std::move(expected), tolerance, /*f64=*/true};
     return Add(initial.data(), initial.size() * sizeof(double), std::move(out));
+  }
+
+  // An output that must equal `expected` bit for bit (casts, 16-bit values).
+  template <typename T>
+  int OutExact(std::string name, const std::vector<T>& initial, const std::vector<T>& expected) {
+    Output out{std::move(name), {}, {}};
+    out.exact.resize(expected.size() * sizeof(T));
+    if (!expected.empty()) std::memcpy(out.exact.data(), expected.data(), out.exact.size());
+    out.exact_width = sizeof(T);
+    return Add(initial.data(), initial.size() * sizeof(T), std::move(out));
   }
 
   // Runs `call(fn, stream, args)` for every twin of `table`, args[i] pointing at argument
@@ -81,7 +92,17 @@ class TwinCase {
         const Arg& a = args_[i];
         if (a.output.name.empty()) continue;
         CloseResult r;
-        if (a.output.f64) {
+        if (a.output.exact_width > 0) {
+          std::vector<char> got(a.bytes.size());
+          memory->to_host(got.data(), args[i], static_cast<int64_t>(a.bytes.size()));
+          r.ok = got == a.output.exact;
+          for (size_t e = 0; !r.ok && e < got.size(); e += a.output.exact_width) {
+            if (std::memcmp(got.data() + e, a.output.exact.data() + e, a.output.exact_width) != 0) {
+              r.message = "element " + std::to_string(e / a.output.exact_width) + " differs bitwise";
+              break;
+            }
+          }
+        } else if (a.output.f64) {
           std::vector<double> got(a.bytes.size() / sizeof(double));
           memory->to_host(got.data(), args[i], static_cast<int64_t>(a.bytes.size()));
           r = AllClose(got, a.output.expected, a.output.tolerance.atol, a.output.tolerance.rtol);
@@ -114,6 +135,8 @@ class TwinCase {
     std::vector<double> expected;
     Tolerance tolerance;
     bool f64 = false;
+    std::vector<char> exact;  // OutExact: the expected bytes
+    size_t exact_width = 0;   // OutExact: bytes per element; 0 otherwise
   };
   struct Arg {
     std::vector<char> bytes;

@@ -1,5 +1,5 @@
 // Every kernel's dispatch table has its specification (the reference twin) and a CPU
-// twin for fp32, so the per-op tests that loop over Twins() compare something real; and
+// twin for each dtype it serves (fp32; bf16 and fp16 for the casts), so the per-op tests that loop over Twins() compare something real; and
 // every table is run through the kernel harness (TwinCase::Run) by some kernel test, so a
 // twin registered later (CUDA) is tested against the reference with no test edits.
 #include <catch2/catch.hpp>
@@ -19,13 +19,22 @@
 namespace colossal::kernels {
 namespace {
 
-TEST_CASE("every dispatch table has a reference and a CPU fp32 twin") {
+TEST_CASE("every dispatch table has a reference and a CPU twin for each of its dtypes") {
   const std::vector<DispatchInfo> tables = ListDispatchTables();
   REQUIRE(tables.size() >= 10);
   for (const DispatchInfo& t : tables) {
     INFO(t.name);
-    CHECK(t.registered[static_cast<int>(Backend::kRef)][static_cast<int>(DType::kF32)]);
-    CHECK(t.registered[static_cast<int>(Backend::kCpu)][static_cast<int>(DType::kF32)]);
+    bool any = false;
+    for (int d = 0; d < 4; ++d) {
+      bool registered = false;
+      for (int b = 0; b < kNumBackends; ++b) registered = registered || t.registered[b][d];
+      if (!registered) continue;
+      any = true;
+      INFO(DTypeName(static_cast<DType>(d)));
+      CHECK(t.registered[static_cast<int>(Backend::kRef)][d]);
+      CHECK(t.registered[static_cast<int>(Backend::kCpu)][d]);
+    }
+    CHECK(any);
   }
   CHECK(testing::Twins(EmbeddingForwardTable()) == std::vector<Backend>{Backend::kRef, Backend::kCpu});
 }
@@ -42,6 +51,7 @@ TEST_CASE("every dispatch table is run through the kernel harness by a kernel te
   // test there, and a table no test runs through TwinCase::Run fails here by name.
   const std::vector<std::string> tests = {
       "kernels/attention/attention_test.cc", "kernels/attention/block_attention_test.cc",
+      "kernels/convert/convert_test.cc",
       "kernels/elementwise/elementwise_test.cc",
       "kernels/embedding/embedding_test.cc", "kernels/gelu/gelu_test.cc",
       "kernels/layer_norm/layer_norm_test.cc", "kernels/matmul/matmul_test.cc",

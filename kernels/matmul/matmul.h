@@ -41,14 +41,16 @@ inline Tolerance MatmulTolerance(int64_t k, float alpha) {
 // BiasGrad sums a column in double and rounds once to fp32.
 inline Tolerance BiasGradTolerance() { return {1e-30, 1.2e-7}; }
 
-template <typename T>
+// T: C's and the bias's element type; In: A's and B's (T, or uint16_t bit patterns of
+// bf16 / fp16 for the mixed-precision GEMM below).
+template <typename T, typename In = T>
 struct MatmulArgsT {
   Trans trans_a = Trans::kNo;
   Trans trans_b = Trans::kNo;
   int64_t m = 0, n = 0, k = 0;
-  const T* a = nullptr;
+  const In* a = nullptr;
   int64_t lda = 0;
-  const T* b = nullptr;
+  const In* b = nullptr;
   int64_t ldb = 0;
   T* c = nullptr;
   int64_t ldc = 0;
@@ -61,6 +63,17 @@ using MatmulArgs = MatmulArgsT<float>;
 using MatmulFn = void(const MatmulArgs& args, Stream stream);
 Dispatch<MatmulFn>& MatmulTable();
 
+// Mixed precision: A and B in a 16-bit type (the table's dtype, kBF16 or kF16), C and the
+// bias fp32, the products and sums in fp32: the GEMM of train.precision bf16 / fp16. A
+// product of two bf16 (8-bit significands) or two fp16 (11-bit) values is exact in fp32,
+// so the contract's rounding is the fp32 GEMM's: MatmulTolerance(k, alpha) against the
+// reference over the same 16-bit inputs. The CPU twin runs oneDNN's bf16 matmul where the
+// CPU has AVX512-BF16 or AMX, and elsewhere widens A and B to fp32 (exact) and runs the
+// fp32 GEMM; the CUDA twin is cuBLASLt with 16-bit inputs and fp32 compute.
+using MatmulLowArgs = MatmulArgsT<float, uint16_t>;
+using MatmulLowFn = void(const MatmulLowArgs& args, Stream stream);
+Dispatch<MatmulLowFn>& MatmulLowTable();
+
 // db[j] (=|+=) sum_i dy[i, j] for dy [m, n] with row stride ld (>= n).
 using BiasGradFn = void(const float* dy, int64_t m, int64_t n, int64_t ld, float* db,
                         Accumulate accumulate, Stream stream);
@@ -69,12 +82,17 @@ Dispatch<BiasGradFn>& BiasGradTable();
 // The specification (double accumulation); instantiated for float and double.
 template <typename T>
 void MatmulRef(const MatmulArgsT<T>& args);
+// The mixed-precision specification: A and B read as `dtype`, then MatmulRef in double.
+void MatmulLowRef(DType dtype, const MatmulLowArgs& args);
 template <typename T>
 void BiasGradRef(const T* dy, int64_t m, int64_t n, int64_t ld, T* db, Accumulate accumulate);
 
 // Convenience entry points through the dispatch table.
 inline void Matmul(const MatmulArgs& args, Stream stream = {}) {
   MatmulTable().Get(stream.backend, DType::kF32)(args, stream);
+}
+inline void MatmulLow(DType dtype, const MatmulLowArgs& args, Stream stream = {}) {
+  MatmulLowTable().Get(stream.backend, dtype)(args, stream);
 }
 inline void BiasGrad(const float* dy, int64_t m, int64_t n, int64_t ld, float* db,
                      Accumulate accumulate, Stream stream = {}) {

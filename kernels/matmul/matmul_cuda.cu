@@ -1,7 +1,8 @@
-// Matmul and BiasGrad CUDA twins.
+// Matmul, MatmulLow and BiasGrad CUDA twins.
 //
 // Matmul is one cublasLtMatmul in fp32 (CUBLAS_COMPUTE_32F: no TF32, so the fp32
-// contract holds). cuBLASLt is column-major; a row-major C[m, n] is the column-major
+// contract holds); MatmulLow the same with bf16 / fp16 A and B (tensor cores, fp32
+// accumulation). cuBLASLt is column-major; a row-major C[m, n] is the column-major
 // Cᵀ[n, m] = op(B)ᵀ·op(A)ᵀ, so the call passes B's storage as cuBLASLt's A and A's as its
 // B, with the transposes as given and m and n swapped; bias[n] is then one value per
 // row of the column-major result, which is what CUBLASLT_EPILOGUE_BIAS adds.
@@ -44,9 +45,10 @@ struct GemmKey {
   uint32_t align_a, align_b, align_c, align_bias;
   bool bias, beta;
   int device;
+  cudaDataType_t ab_type;  // A's and B's: fp32, or bf16 / fp16 for MatmulLow
   auto Tie() const {
     return std::tie(trans_a, trans_b, m, n, k, lda, ldb, ldc, align_a, align_b, align_c, align_bias, bias, beta,
-                    device);
+                    device, ab_type);
   }
   bool operator<(const GemmKey& o) const { return Tie() < o.Tie(); }
 };
@@ -82,8 +84,8 @@ const GemmPlan& PlanFor(const GemmKey& key, const cuda::BlasContext& blas) {
   // Stored shapes, column-major: rows × cols with leading dimension ld.
   const uint64_t a_rows = key.trans_b ? key.k : key.n, a_cols = key.trans_b ? key.n : key.k;
   const uint64_t b_rows = key.trans_a ? key.m : key.k, b_cols = key.trans_a ? key.k : key.m;
-  COL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_32F, a_rows, a_cols, key.ldb));
-  COL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_32F, b_rows, b_cols, key.lda));
+  COL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, key.ab_type, a_rows, a_cols, key.ldb));
+  COL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, key.ab_type, b_rows, b_cols, key.lda));
   COL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, key.n, key.m, key.ldc));
 
   cublasLtMatmulPreference_t pref = nullptr;
@@ -103,7 +105,7 @@ const GemmPlan& PlanFor(const GemmKey& key, const cuda::BlasContext& blas) {
   COL_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(blas.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1,
                                                   &result, &found));
   COL_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-  COL_CHECK_MSG(found > 0, "cuBLASLt has no fp32 algorithm for this GEMM");
+  COL_CHECK_MSG(found > 0, "cuBLASLt has no algorithm for this GEMM");
   plan.algo = result.algo;
   return plans.emplace(key, plan).first->second;
 }
@@ -120,7 +122,9 @@ __global__ void FillWithBias(float* c, int64_t m, int64_t n, int64_t ldc, const 
   }
 }
 
-void MatmulCuda(const MatmulArgs& p, Stream stream) {
+// One GEMM with A and B of type `ab_type` (In's), C and bias fp32, fp32 compute.
+template <typename In>
+void Gemm(const MatmulArgsT<float, In>& p, cudaDataType_t ab_type, Stream stream) {
   COL_CHECK(p.m >= 0 && p.n >= 0 && p.k >= 0);
   if (p.m == 0 || p.n == 0) return;
   const bool accumulate = p.accumulate == Accumulate::kYes;
@@ -142,7 +146,7 @@ void MatmulCuda(const MatmulArgs& p, Stream stream) {
                     p.m, p.n, p.k, p.lda, p.ldb, p.ldc,
                     AlignmentOf(p.a), AlignmentOf(p.b), AlignmentOf(p.c),
                     p.bias != nullptr ? AlignmentOf(p.bias) : 0u,
-                    p.bias != nullptr, accumulate, device};
+                    p.bias != nullptr, accumulate, device, ab_type};
   const GemmPlan& plan = PlanFor(key, blas);
   // The bias pointer is per call but lives on the descriptor every call of this problem
   // shares; cublasLtMatmul reads it when it enqueues, so setting it and enqueueing are one
@@ -157,6 +161,13 @@ void MatmulCuda(const MatmulArgs& p, Stream stream) {
   const float alpha = p.alpha, beta = accumulate ? 1.0f : 0.0f;
   COL_CUBLAS_CHECK(cublasLtMatmul(blas.handle, plan.desc, &alpha, p.b, plan.a, p.a, plan.b, &beta, p.c, plan.c, p.c,
                                   plan.c, &plan.algo, blas.workspace, blas.workspace_bytes, s));
+}
+
+void MatmulCuda(const MatmulArgs& p, Stream stream) { Gemm(p, CUDA_R_32F, stream); }
+
+template <DType D>
+void MatmulLowCuda(const MatmulLowArgs& p, Stream stream) {
+  Gemm(p, D == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F, stream);
 }
 
 constexpr int kBiasCols = 32, kBiasLanes = 8;
@@ -225,6 +236,9 @@ void BiasGradCuda(const float* dy, int64_t m, int64_t n, int64_t ld, float* db, 
 }
 
 const Registrar<MatmulFn> kMatmul(MatmulTable(), Backend::kCuda, DType::kF32, &MatmulCuda);
+const Registrar<MatmulLowFn> kMatmulBf16(MatmulLowTable(), Backend::kCuda, DType::kBF16,
+                                         &MatmulLowCuda<DType::kBF16>);
+const Registrar<MatmulLowFn> kMatmulF16(MatmulLowTable(), Backend::kCuda, DType::kF16, &MatmulLowCuda<DType::kF16>);
 const Registrar<BiasGradFn> kBiasGrad(BiasGradTable(), Backend::kCuda, DType::kF32, &BiasGradCuda);
 
 }  // namespace

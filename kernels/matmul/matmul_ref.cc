@@ -3,12 +3,20 @@
 // The fast twin lives in matmul_cpu.cc.
 #include "kernels/matmul/matmul.h"
 
+#include <vector>
+
+#include "kernels/common/half.h"
 #include "runtime/base/check.h"
 
 namespace colossal::kernels {
 
 Dispatch<MatmulFn>& MatmulTable() {
   static Dispatch<MatmulFn> table("matmul");
+  return table;
+}
+
+Dispatch<MatmulLowFn>& MatmulLowTable() {
+  static Dispatch<MatmulLowFn> table("matmul_low");
   return table;
 }
 
@@ -63,7 +71,45 @@ template void BiasGradRef<float>(const float*, int64_t, int64_t, int64_t, float*
 template void BiasGradRef<double>(const double*, int64_t, int64_t, int64_t, double*,
                                   Accumulate);
 
+void MatmulLowRef(DType dtype, const MatmulLowArgs& p) {
+  COL_CHECK(dtype == DType::kBF16 || dtype == DType::kF16);
+  // A and B widened (exactly) to double over their stored extents, then the double GEMM.
+  auto widen = [&](const uint16_t* x, int64_t rows, int64_t cols, int64_t ld) {
+    std::vector<double> out(rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 0);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = dtype == DType::kBF16 ? Bf16ToF32(x[i]) : F16ToF32(x[i]);
+    return out;
+  };
+  const bool ta = p.trans_a == Trans::kYes, tb = p.trans_b == Trans::kYes;
+  const std::vector<double> a = widen(p.a, ta ? p.k : p.m, ta ? p.m : p.k, p.lda);
+  const std::vector<double> b = widen(p.b, tb ? p.n : p.k, tb ? p.k : p.n, p.ldb);
+  const int64_t c_size = p.m > 0 && p.n > 0 ? (p.m - 1) * p.ldc + p.n : 0;
+  std::vector<double> c(p.c, p.c + c_size);
+  std::vector<double> bias;
+  if (p.bias != nullptr) bias.assign(p.bias, p.bias + p.n);
+  MatmulArgsT<double> d;
+  d.trans_a = p.trans_a, d.trans_b = p.trans_b;
+  d.m = p.m, d.n = p.n, d.k = p.k;
+  d.a = a.data(), d.lda = p.lda, d.b = b.data(), d.ldb = p.ldb;
+  d.c = c.data(), d.ldc = p.ldc;
+  d.bias = p.bias != nullptr ? bias.data() : nullptr;
+  d.alpha = p.alpha, d.accumulate = p.accumulate;
+  MatmulRef(d);
+  // Only C's elements change; its padding between rows keeps what was there.
+  for (int64_t i = 0; i < p.m; ++i) {
+    for (int64_t j = 0; j < p.n; ++j) p.c[i * p.ldc + j] = static_cast<float>(c[i * p.ldc + j]);
+  }
+}
+
 namespace {
+template <DType D>
+void MatmulLowRefTwin(const MatmulLowArgs& args, Stream) {
+  MatmulLowRef(D, args);
+}
+const Registrar<MatmulLowFn> kMatmulLowBf16(MatmulLowTable(), Backend::kRef, DType::kBF16,
+                                            &MatmulLowRefTwin<DType::kBF16>);
+const Registrar<MatmulLowFn> kMatmulLowF16(MatmulLowTable(), Backend::kRef, DType::kF16,
+                                           &MatmulLowRefTwin<DType::kF16>);
+
 void MatmulRefTwin(const MatmulArgs& args, Stream) { MatmulRef(args); }
 void BiasGradRefTwin(const float* dy, int64_t m, int64_t n, int64_t ld, float* db,
                      Accumulate accumulate, Stream) {

@@ -12,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/convert/convert.h"
 #include "kernels/matmul/matmul.h"
 #include "kernels/testing/kernel_testing.h"
 #include "kernels/testing/twin_case.h"
@@ -113,6 +114,69 @@ TEST_CASE("matmul: every twin matches the reference: transposes, padding, bias, 
               Problem p(ta, tb, 17, 33, 65, pad, with_bias, acc, alpha, seed += 10);
               CheckAgainstRef(p);
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The mixed-precision GEMM: A and B rounded to bf16 / fp16, every twin against the
+// double GEMM of the widened 16-bit values (so the contract is the fp32 GEMM's rounding
+// alone), every transpose, padding, bias, accumulate and alpha, and the 16-bit inputs
+// far from the fp32 ones (the rounding is really applied: the fp32 GEMM of the original
+// values lies outside the tolerance).
+TEST_CASE("matmul_low: every twin matches the reference over bf16 and fp16 inputs") {
+  uint64_t seed = 9000;
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (Trans ta : {Trans::kNo, Trans::kYes}) {
+      for (Trans tb : {Trans::kNo, Trans::kYes}) {
+        for (int cfg = 0; cfg < 4; ++cfg) {
+          const bool with_bias = cfg & 1;
+          const Accumulate acc = cfg & 2 ? Accumulate::kYes : Accumulate::kNo;
+          const float alpha = cfg == 3 ? -0.5f : 1.0f;
+          const int64_t m = 19 + cfg, n = 37, k = cfg == 2 ? 0 : 129;
+          CAPTURE(std::string(DTypeName(dtype)), ta == Trans::kYes, tb == Trans::kYes, cfg);
+          Problem p(ta, tb, m, n, k, /*pad=*/cfg, with_bias, acc, alpha, seed += 10);
+          std::vector<uint16_t> a16(p.a.size()), b16(p.b.size());
+          CastTo16Ref(dtype, p.a.data(), a16.data(), static_cast<int64_t>(a16.size()));
+          CastTo16Ref(dtype, p.b.data(), b16.data(), static_cast<int64_t>(b16.size()));
+          std::vector<float> a_wide(a16.size()), b_wide(b16.size());
+          Cast16ToF32Ref(dtype, a16.data(), a_wide.data(), static_cast<int64_t>(a16.size()));
+          Cast16ToF32Ref(dtype, b16.data(), b_wide.data(), static_cast<int64_t>(b16.size()));
+          const std::vector<double> a = AsDouble(a_wide), b = AsDouble(b_wide), bias = AsDouble(p.bias);
+          std::vector<double> c = AsDouble(p.c);
+          MatmulArgsT<double> ref;
+          ref.trans_a = ta, ref.trans_b = tb, ref.m = m, ref.n = n, ref.k = k;
+          ref.a = a.data(), ref.lda = p.args.lda, ref.b = b.data(), ref.ldb = p.args.ldb;
+          ref.c = c.data(), ref.ldc = p.args.ldc, ref.bias = p.bias.empty() ? nullptr : bias.data();
+          ref.alpha = alpha, ref.accumulate = acc;
+          MatmulRef(ref);
+
+          TwinCase tc("matmul_low " + std::string(DTypeName(dtype)));
+          const int ia = tc.InU16(a16), ib = tc.InU16(b16), ibias = p.bias.empty() ? -1 : tc.In(p.bias);
+          const int ic = tc.Out("c", p.c, c, MatmulTolerance(k, alpha));
+          RequireNoFailures(tc.Run(
+              MatmulLowTable(),
+              [&](MatmulLowFn* fn, Stream st, const auto& x) {
+                MatmulLowArgs args;
+                args.trans_a = ta, args.trans_b = tb, args.m = m, args.n = n, args.k = k;
+                args.a = ArgAs<uint16_t>(x, ia), args.lda = p.args.lda;
+                args.b = ArgAs<uint16_t>(x, ib), args.ldb = p.args.ldb;
+                args.c = ArgAs<float>(x, ic), args.ldc = p.args.ldc;
+                args.bias = ibias < 0 ? nullptr : ArgAs<float>(x, ibias);
+                args.alpha = alpha, args.accumulate = acc;
+                fn(args, st);
+              },
+              dtype));
+          REQUIRE(tc.ran().size() >= 2);
+          if (k > 0 && dtype == DType::kBF16) {
+            // The fp32 product of the unrounded inputs differs beyond the tolerance somewhere.
+            Problem exact = p;
+            exact.Rebind();
+            Matmul(exact.args);
+            const testing::CloseResult r = AllClose(exact.c, c, MatmulTolerance(k, alpha).atol, MatmulTolerance(k, alpha).rtol);
+            CHECK(!r.ok);
           }
         }
       }

@@ -3,8 +3,15 @@
 // matmul_grad_input (dx = dy · op(W)ᵀ), matmul_grad_weight (dW = xᵀ dy, or dyᵀ x when
 // transposed) and bias_grad (db = Σ_rows dy). bias_add: y = x + b over the last
 // dimension (the bias of a row-parallel linear, added once after its all-reduce).
+//
+// Mixed precision: a "compute" attribute ("bf16" or "f16", set by SetComputePrecision on
+// the forward node and inherited by its backward nodes) makes the three GEMMs round their
+// two operands to that type in the node's scratch and run kernels::MatmulLow (products
+// and sums in fp32, the output fp32), as autocast does for a linear layer; the values in
+// the graph, the parameters and their gradients stay fp32.
 #include "graph/autodiff.h"
 #include "graph/ops/op_helpers.h"
+#include "kernels/convert/convert.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/matmul/matmul.h"
 
@@ -34,6 +41,52 @@ Dims NodeDims(const KernelContext& c, int x_index, int w_index) {
                  c.node->IntAttrOr("transpose_w", 0) != 0);
 }
 
+// The node's "compute" type: kF32 when unset, else kBF16 or kF16.
+absl::StatusOr<DType> ComputeOf(const Attrs& attrs, const std::string& op) {
+  auto it = attrs.find("compute");
+  if (it == attrs.end()) return DType::kF32;
+  const std::string* name = std::get_if<std::string>(&it->second);
+  if (name != nullptr && *name == "bf16") return DType::kBF16;
+  if (name != nullptr && *name == "f16") return DType::kF16;
+  return absl::InvalidArgumentError(absl::StrCat(op, ": attribute compute must be \"bf16\" or \"f16\""));
+}
+DType NodeCompute(const KernelContext& c) { return *ComputeOf(c.node->attrs, c.node->op); }
+
+// The 16-bit operands live in the scratch: input 0's elements, then input 1's at a
+// 64-byte boundary.
+int64_t Aligned64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+int64_t LowScratch(const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs& attrs) {
+  absl::StatusOr<DType> compute = ComputeOf(attrs, "matmul");
+  if (!compute.ok() || *compute == DType::kF32) return 0;
+  return Aligned64(NumElements(in[0].shape) * 2) + Aligned64(NumElements(in[1].shape) * 2);
+}
+
+// Runs `a` (whose a/b point at the node's inputs 0 and 1, in either order) in the node's
+// compute type.
+void RunGemm(const KernelContext& c, const MatmulArgs& a) {
+  const DType compute = NodeCompute(c);
+  if (compute == DType::kF32) {
+    kernels::Matmul(a, c.stream);
+    return;
+  }
+  const int64_t n0 = c.in_value(0).numel(), n1 = c.in_value(1).numel();
+  auto* low0 = static_cast<uint16_t*>(c.scratch);
+  auto* low1 = reinterpret_cast<uint16_t*>(static_cast<char*>(c.scratch) + Aligned64(n0 * 2));
+  kernels::CastTo16(compute, c.in(0), low0, n0, c.stream);
+  kernels::CastTo16(compute, c.in(1), low1, n1, c.stream);
+  auto low_of = [&](const float* p) -> const uint16_t* {
+    if (p == c.in(0)) return low0;
+    COL_CHECK(p == c.in(1));
+    return low1;
+  };
+  kernels::MatmulLowArgs l;
+  l.trans_a = a.trans_a, l.trans_b = a.trans_b;
+  l.m = a.m, l.n = a.n, l.k = a.k;
+  l.a = low_of(a.a), l.lda = a.lda, l.b = low_of(a.b), l.ldb = a.ldb;
+  l.c = a.c, l.ldc = a.ldc, l.bias = a.bias, l.alpha = a.alpha, l.accumulate = a.accumulate;
+  kernels::MatmulLow(compute, l, c.stream);
+}
+
 const OpRegistrar kMatmul(OpDef{
     .name = "matmul",
     .min_inputs = 2,
@@ -41,6 +94,7 @@ const OpRegistrar kMatmul(OpDef{
     .infer = [](const std::vector<TensorType>& in,
                 const Attrs& attrs) -> absl::StatusOr<std::vector<TensorType>> {
       const std::string op = "matmul";
+      RETURN_IF_ERROR(ComputeOf(attrs, op).status());
       RETURN_IF_ERROR(ExpectDType(op, "x", in[0], DType::kF32));
       RETURN_IF_ERROR(ExpectDType(op, "w", in[1], DType::kF32));
       RETURN_IF_ERROR(ExpectRankAtLeast(op, "x", in[0], 1));
@@ -107,8 +161,9 @@ const OpRegistrar kMatmul(OpDef{
           a.c = c.out(0), a.ldc = d.n;
           a.bias = c.node->inputs.size() == 3 ? c.in(2) : nullptr;
           a.accumulate = c.accumulate[0];
-          kernels::Matmul(a, c.stream);
+          RunGemm(c, a);
         },
+    .scratch = LowScratch,
 });
 
 // dx [M, K] = dy [M, N] · op(W)ᵀ.
@@ -135,8 +190,9 @@ const OpRegistrar kMatmulGradInput(OpDef{
           a.ldb = t ? k : n;
           a.c = c.out(0), a.ldc = k;
           a.accumulate = c.accumulate[0];
-          kernels::Matmul(a, c.stream);
+          RunGemm(c, a);
         },
+    .scratch = LowScratch,
 });
 
 // dW = xᵀ dy ([K, N]) or dyᵀ x ([N, K]) when transposed.
@@ -169,8 +225,9 @@ const OpRegistrar kMatmulGradWeight(OpDef{
             a.c = c.out(0), a.ldc = k;
           }
           a.accumulate = c.accumulate[0];
-          kernels::Matmul(a, c.stream);
+          RunGemm(c, a);
         },
+    .scratch = LowScratch,
 });
 
 const OpRegistrar kBiasGrad(OpDef{

@@ -124,7 +124,7 @@ absl::Status ParseOptimizer(const MapReader& t, YamlContext& ctx, OptimizerSpec&
 absl::Status ParseTrain(const MapReader& root, YamlContext& ctx, JobSpec& spec) {
   ASSIGN_OR_RETURN(MapReader t, root.Map("train", "a map {steps, global_batch, ...}"));
   RETURN_IF_ERROR(t.CheckKeys({"steps", "global_batch", "micro_batch", "optimizer",
-                               "lr_schedule", "grad_clip", "precision", "seed", "max_restarts",
+                               "lr_schedule", "grad_clip", "precision", "loss_scale", "seed", "max_restarts",
                                "checkpoint", "val_every", "val_batches", "log_every",
                                "resume"}));
   TrainSpec& train = spec.train;
@@ -145,6 +145,11 @@ absl::Status ParseTrain(const MapReader& root, YamlContext& ctx, JobSpec& spec) 
 
   RETURN_IF_ERROR(t.Double("grad_clip", &train.grad_clip));
   RETURN_IF_ERROR(t.Enum("precision", internal::kPrecisionNames, &train.precision));
+  ASSIGN_OR_RETURN(MapReader ls, t.Map("loss_scale", "a map {initial, growth_interval, min}"));
+  RETURN_IF_ERROR(ls.CheckKeys({"initial", "growth_interval", "min"}));
+  RETURN_IF_ERROR(ls.Double("initial", &train.loss_scale.initial));
+  RETURN_IF_ERROR(ls.Int("growth_interval", &train.loss_scale.growth_interval));
+  RETURN_IF_ERROR(ls.Double("min", &train.loss_scale.min));
   RETURN_IF_ERROR(t.Uint("seed", &train.seed));
   RETURN_IF_ERROR(t.Int("max_restarts", &train.max_restarts));
 

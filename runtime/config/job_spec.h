@@ -97,6 +97,17 @@ struct CheckpointSpec {
 
 enum class Precision { kFp32, kBf16, kFp16 };
 
+// fp16's dynamic loss scaling (train.loss_scale): the loss is multiplied by `scale`
+// before the backward; a step whose gradients are not finite is skipped and the scale
+// halved (not below `min`); after `growth_interval` finite steps in a row it doubles.
+// The defaults are PyTorch's GradScaler's.
+struct LossScaleSpec {
+  double initial = 65536.0;
+  int64_t growth_interval = 2000;
+  double min = 1.0;
+  bool operator==(const LossScaleSpec&) const = default;
+};
+
 struct TrainSpec {
   int64_t steps = 0;          // optimizer steps, >= 1
   int64_t global_batch = 0;   // sequences per optimizer step, over all data-parallel ranks
@@ -105,6 +116,7 @@ struct TrainSpec {
   LrScheduleSpec lr_schedule;
   double grad_clip = 0.0;     // 0: no clipping
   Precision precision = Precision::kFp32;
+  LossScaleSpec loss_scale;  // fp16 only
   uint64_t seed = 1234;
   int64_t max_restarts = 3;
   bool resume = true;         // start from the newest checkpoint in checkpoint.dir, if any

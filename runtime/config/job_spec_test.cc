@@ -445,9 +445,18 @@ TEST_CASE("inconsistent combinations show the numbers") {
        "model.n_layer (2), one layer per stage at least"},
       {"parallel: {sequence: {size: 3, mode: all_to_all}}\nresources: {ranks_per_node: 3}\n",
        "job.yaml:14:29: parallel.sequence.size: must divide model.seq_len (32), got 3"},
-      {"  precision: bf16\n",
-       "job.yaml:14:14: train.precision: bf16 needs resources.device: cuda, got device cpu; use "
-       "fp32 on cpu"},
+      {"  precision: bf16\nparallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n",
+       "job.yaml:14:14: train.precision: bf16 is not available with parallel.tensor mode 2d (its GEMMs "
+       "compute in fp32 only); use fp32 or mode 1d"},
+      {"  loss_scale: {initial: 1024}\n",
+       "job.yaml:14:25: train.loss_scale.initial: applies to precision fp16 only (bf16 and fp32 need no "
+       "loss scaling), got precision fp32"},
+      {"  precision: fp16\n  loss_scale: {initial: 0}\n",
+       "job.yaml:15:25: train.loss_scale.initial: must be > 0, got 0"},
+      {"  precision: fp16\n  loss_scale: {growth_interval: 0}\n",
+       "job.yaml:15:33: train.loss_scale.growth_interval: must be >= 1, got 0"},
+      {"  precision: fp16\n  loss_scale: {initial: 8, min: 16}\n",
+       "job.yaml:15:33: train.loss_scale.min: must be > 0 and <= train.loss_scale.initial (8), got 16"},
   };
   for (const BadCase& c : cases) {
     INFO(c.yaml);
@@ -456,6 +465,10 @@ TEST_CASE("inconsistent combinations show the numbers") {
   // The valid counterparts.
   CHECK(Parse(std::string(kBase) + "  precision: fp16\nresources: {device: cuda}\n")
             .train.precision == Precision::kFp16);
+  CHECK(Parse(std::string(kBase) + "  precision: bf16\n").train.precision == Precision::kBf16);
+  const JobSpec fp16 = Parse(std::string(kBase) + "  precision: fp16\n  loss_scale: {initial: 1024, growth_interval: 50, min: 2}\n");
+  CHECK(fp16.train.loss_scale == LossScaleSpec{1024, 50, 2});
+  CHECK(Parse(std::string(kBase) + "  precision: fp16\n").train.loss_scale == LossScaleSpec{});
   CHECK(Parse(std::string(kBase) +
               "parallel: {tensor: {size: 8, mode: 2.5d, depth: 2}}\nresources: {nodes: 2, "
               "ranks_per_node: 4}\n")

@@ -130,6 +130,13 @@ void WriteTrain(Writer& w, const TrainSpec& t) {
   w.EndMap();
   w.Double("grad_clip", t.grad_clip);
   w.Plain("precision", PrecisionName(t.precision));
+  if (t.precision == Precision::kFp16) {
+    w.BeginMap("loss_scale", /*flow=*/true);
+    w.Double("initial", t.loss_scale.initial);
+    w.Int("growth_interval", t.loss_scale.growth_interval);
+    w.Double("min", t.loss_scale.min);
+    w.EndMap();
+  }
   w.Uint("seed", t.seed);
   w.Int("max_restarts", t.max_restarts);
   w.Bool("resume", t.resume);

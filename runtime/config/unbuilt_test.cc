@@ -73,8 +73,12 @@ TEST_CASE("features this build does not run are refused, naming the key") {
   REQUIRE(plain.ok());
   CHECK(ParseJobSpec(ToYaml(*plain), "again.yaml").ok());
   // A rule that any build enforces still comes first.
-  CHECK_THAT(ErrorOf(b + "  precision: bf16\n", {}, refuse),
-             Catch::Contains("train.precision: bf16 needs resources.device: cuda"));
+  CHECK_THAT(ErrorOf(b + "  precision: bf16\nparallel: {tensor: {size: 4, mode: 2d}}\nresources: {ranks_per_node: 4}\n",
+                     {}, refuse),
+             Catch::Contains("train.precision: bf16 is not available with parallel.tensor mode 2d"));
+  // Mixed precision runs (on the CPU backend too).
+  CHECK(ParseJobSpec(b + "  precision: bf16\n", "job.yaml").ok());
+  CHECK(ParseJobSpec(b + "  precision: fp16\n  loss_scale: {initial: 256}\n", "job.yaml").ok());
 }
 
 TEST_CASE("tensor parallelism 1d needs heads, vocabulary (and with sequence_parallel, seq_len) that divide, and a GPT model") {

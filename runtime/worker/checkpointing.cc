@@ -160,6 +160,12 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
   r.path = *latest;
   r.step = json["step"].get<int64_t>();
   r.optimizer_step = json["optimizer_step"].get<int64_t>();
+  if (json.contains("loss_scale") && json["loss_scale"].is_object()) {
+    const nlohmann::json& ls = json["loss_scale"];
+    r.loss_scale = ls.value("scale", 0.0);
+    r.loss_scale_good_steps = ls.value("good_steps", int64_t{0});
+    r.skipped_steps = ls.value("skipped_steps", int64_t{0});
+  }
   state.optimizer->set_step(r.optimizer_step);
   return std::optional<Restored>(r);
 }

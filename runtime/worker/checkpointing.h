@@ -54,6 +54,10 @@ struct Restored {
   std::string path;
   int64_t step = 0;            // optimizer steps done
   int64_t optimizer_step = 0;
+  // fp16's loss scale when the checkpoint has one (0: none; loss_scaler.h).
+  double loss_scale = 0;
+  int64_t loss_scale_good_steps = 0;
+  int64_t skipped_steps = 0;
 };
 
 // Restores from the newest checkpoint in train.checkpoint.dir, if there is one.

@@ -11,6 +11,7 @@
 #include "graph/autodiff.h"
 #include "graph/graph_file.h"
 #include "graph/op_registry.h"
+#include "graph/precision.h"
 #include "graph/recompute.h"
 #include "runtime/base/rng.h"
 #include "runtime/base/status_macros.h"
@@ -60,6 +61,14 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     ASSIGN_OR_RETURN(model->graph, graph::LoadGraphFile(spec.model.graph_path, batch));
   }
   graph::Graph& g = model->graph;
+  // Mixed precision: the GEMMs compute in bf16 / fp16 (graph/precision.h), before the
+  // backward and the pipeline's split so every chunk's GEMMs carry it.
+  const config::Precision precision = spec.train.precision;
+  if (precision != config::Precision::kFp32) {
+    RETURN_IF_ERROR(graph::SetComputePrecision(
+                        g, precision == config::Precision::kBf16 ? graph::DType::kBF16 : graph::DType::kF16)
+                        .status());
+  }
   model->ids = g.Find("ids");
   model->targets = g.Find("targets");
   model->positions = g.Find("positions");

@@ -14,7 +14,6 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "kernels/optim/grad_norm.h"
 #include "runtime/base/env.h"
 #include "runtime/base/logging.h"
@@ -28,6 +27,7 @@
 #include "parallel/process_groups.h"
 #include "runtime/worker/checkpointing.h"
 #include "runtime/worker/device_peak.h"
+#include "runtime/worker/loss_scaler.h"
 #include "runtime/worker/lr_schedule.h"
 #include "runtime/worker/metrics.h"
 #include "runtime/worker/model.h"
@@ -36,6 +36,7 @@
 #include "runtime/worker/pipeline_stage.h"
 #include "runtime/worker/pipeline_trace.h"
 #include "runtime/worker/sampler.h"
+#include "runtime/worker/step_line.h"
 
 namespace colossal::worker {
 namespace {
@@ -62,13 +63,6 @@ bool WantProgress(const TrainOptions& options) {
   if (options.progress >= 0) return options.progress > 0;
   if (auto env = base::GetEnv(base::kEnvProgress)) return *env == "1";
   return isatty(STDERR_FILENO) == 1;
-}
-
-std::string Duration(double s) {
-  const int64_t t = static_cast<int64_t>(s + 0.5);
-  if (t >= 3600) return absl::StrFormat("%dh%02dm", t / 3600, (t / 60) % 60);
-  if (t >= 60) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
-  return absl::StrFormat("%ds", t);
 }
 
 // Everything one run holds.
@@ -113,7 +107,8 @@ class Run {
   // step's forwards and backwards through the Runner; the measured bubble of the step
   // over the pipeline group.
   absl::Status SetupSlot(const graph::Graph& chunk, graph::Executor& ex);
-  float LossSeed() const { return 1.0f / static_cast<float>(accumulation_ * replicas_ * q_ * depth_); }
+  // fp16: times the loss scale (loss_scaler.h).
+  float LossSeed() const { return scaler_.scale() / static_cast<float>(accumulation_ * replicas_ * q_ * depth_); }
   // The executor's tensor-parallel groups ("tensor", or the grid's "row", "col", "depth")
   // and the sequence group.
   void BindTensorGroups(graph::Executor& ex) const;
@@ -184,6 +179,7 @@ class Run {
   // Last step's figures.
   double loss_ = 0, lr_ = 0, grad_norm_ = 0;
   std::string last_checkpoint_;
+  LossScaler scaler_{spec_.train.loss_scale, spec_.train.precision == config::Precision::kFp16};
 };
 
 absl::Status Run::Setup() {
@@ -332,7 +328,7 @@ absl::Status Run::Setup() {
   // loss is the mean over its equal share of the window's tokens).
   // 2d / 2.5d: each rank's loss is its token block's mean, 1/(q·depth) of the
   // micro-batch's; 3d: 1/q² (depth_ = q).
-  if (!model_->pipelined) model_->executor->Data<float>(model_->loss_grad)[0] = LossSeed();  // (slots: SetupSlot)
+  // (Written every step in MicroSteps, with the loss scale; pipeline slots: SetupSlot.)
   RETURN_IF_ERROR(Restore());
   if (rank0()) {
     ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
@@ -365,6 +361,9 @@ absl::Status Run::Restore() {
     ASSIGN_OR_RETURN(std::optional<Restored> restored, RestoreLatest(State()));
     if (restored) {
       start_step_ = restored->step;
+      if (restored->loss_scale > 0) {
+        scaler_.Restore({restored->loss_scale, restored->loss_scale_good_steps, restored->skipped_steps});
+      }
       last_checkpoint_ = restored->path;
       LOG_INFO("resumed from {} (step {})", restored->path, start_step_);
       return absl::OkStatus();
@@ -425,6 +424,7 @@ absl::Status Run::PipelineStep(int64_t step, double& loss_sum) {
 absl::Status Run::MicroSteps(int64_t step, double& loss_sum) {
   graph::Executor& ex = *model_->executor;
   const int64_t b = model_->batch;
+  ex.Data<float>(model_->loss_grad)[0] = LossSeed();
   int32_t* ids = ex.Data<int32_t>(model_->ids);
   int32_t* targets = ex.Data<int32_t>(model_->targets);
   for (int64_t m = 0; m < accumulation_; ++m) {
@@ -462,12 +462,15 @@ absl::Status Run::TrainStep(int64_t step) {
   stop_agreed_ = agreed[1] > 0;
   if (options_.on_gradients) options_.on_gradients(step, *model_->params);
   ASSIGN_OR_RETURN(const double sum_sq, GradSumSquares());
-  grad_norm_ = std::sqrt(sum_sq);
-  float scale = 1.0f;
+  // The gradients carry the loss scale (fp16): the norm and the update divide it out.
+  const double loss_scale = scaler_.scale();
+  grad_norm_ = std::sqrt(sum_sq) / loss_scale;
+  float scale = static_cast<float>(1.0 / loss_scale);
   if (spec_.train.grad_clip > 0) {
-    scale = static_cast<float>(std::min(1.0, spec_.train.grad_clip / (grad_norm_ + 1e-6)));
+    scale *= static_cast<float>(std::min(1.0, spec_.train.grad_clip / (grad_norm_ + 1e-6)));
   }
   lr_ = LearningRate(spec_.train.optimizer, spec_.train.lr_schedule, step, spec_.train.steps);
+  if (!scaler_.Update(grad_norm_)) return absl::OkStatus();  // fp16 overflow: the step is skipped
   const auto t0 = Clock::now();
   optimizer_->Step(lr_, scale);
   if (dp_) RETURN_IF_ERROR(dp_->AfterOptimizerStep());
@@ -605,6 +608,8 @@ std::string Run::StateJson(int64_t steps_done) const {
   state["optimizer_step"] = optimizer_->step();
   state["optimizer"] = std::string(config::OptimizerTypeName(spec_.train.optimizer.type));
   state["loss"] = loss_;
+  const LossScaler::State ls = scaler_.state();
+  state["loss_scale"] = {{"scale", ls.scale}, {"good_steps", ls.good_steps}, {"skipped_steps", ls.skipped_steps}};
   state["tokenizer"] = spec_.data.tokenizer;
   state["data_parallel"] = ranks_;
   state["tensor_parallel"] = tp_size_;
@@ -705,7 +710,9 @@ absl::StatusOr<TrainSummary> Run::Execute() {
                                 .Num("tokens_per_s", r.tokens_per_s)
                                 .Num("step_ms", r.step_ms)
                                 .Num("mfu", r.mfu)
+                                .Int("skipped_steps", scaler_.skipped_steps())
                                 .Ints("comm_bytes", comm_bytes);
+      if (spec_.train.precision == config::Precision::kFp16) record.Num("loss_scale", scaler_.scale());
       if (stage_) record.Num("bubble", stage_->bubble());  // measured, this step
       RETURN_IF_ERROR(metrics_->Write(record));
     }
@@ -729,18 +736,8 @@ absl::StatusOr<TrainSummary> Run::Execute() {
       if (!progress) LOG_INFO("val_loss {:.4f}", val_loss);
     }
     const double elapsed = Seconds(t_start, Clock::now());
-    const double eta = elapsed / (r.step - start_step_) * (total - r.step);
-    if (progress) {
-      std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f%s  lr %.2e  |g| %.3f  %.0f tok/s  %.0f ms/step  ETA %s",
-                   static_cast<long long>(r.step), static_cast<long long>(total), r.loss,
-                   val_loss >= 0 ? absl::StrFormat("  val %.4f", val_loss).c_str() : "", r.lr,
-                   r.grad_norm, r.tokens_per_s, r.step_ms, Duration(eta).c_str());
-      if (last) std::fprintf(stderr, "\n");
-      std::fflush(stderr);
-    } else if (r.step % spec_.train.log_every == 0 || last) {
-      LOG_INFO("loss {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s {:.1f} ms/step mfu {:.2f}",
-               r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms, r.mfu);
-    }
+    PrintStepLine(r, val_loss, elapsed / (r.step - start_step_) * (total - r.step), progress,
+                  progress || r.step % spec_.train.log_every == 0 || last);
     const int64_t every = spec_.train.checkpoint.every;
     const bool stopping = stop_agreed_;
     if (spec_.train.checkpoint.save &&

@@ -22,6 +22,8 @@ packages=(
   python3 python3-torch python3-numpy libtcmalloc-minimal4
   # the default corpus
   bible-kjv
+  # tools/bundle.sh: RUNPATHs ($ORIGIN/../lib), strip, readelf, objdump
+  patchelf binutils
 )
 
 missing=()

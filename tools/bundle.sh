@@ -13,6 +13,8 @@
 #                        UCX transport modules
 #   colossal/tests/      every cc_test tagged "gpu", runnable with no Bazel runfiles (they
 #                        fail only "a CUDA device is present" on a machine without a GPU)
+#   colossal/bench/      the GPU benchmarks (tools/gpu/cuda_kernel_bench)
+#   colossal/gpu/        check.sh, the one GPU check (tools/gpu/check.sh), and its PyTorch peer
 #   colossal/configs/    configs/*.yaml;  colossal/data/kjv.txt the default job's corpus
 #                        (when data/kjv.txt exists here; 4.4 MB, 1.4 MB compressed)
 #   colossal/README      how to run it and what the node must have; MANIFEST the file list
@@ -31,7 +33,8 @@
 # checked with an empty environment (env -i PATH=/usr/bin:/bin): ldd of every ELF file,
 # RUNPATHs, `colossal --help`, `colossal kernels` loading the bundle's plugin, every gpu
 # test started (each fails only the device case here), a two-step CPU training job, and
-# (as root, with unshare) the same ldd and `colossal kernels` with CUDA's folders hidden.
+# (as root, with unshare) the same ldd and `colossal kernels` with CUDA's folders hidden;
+# bench/cuda_kernel_bench and gpu/check.sh start and say that no device is present.
 #
 # Needs: nvcc (the bundle is for GPU nodes, so the build must have the CUDA backend),
 # patchelf (tools/setup.sh installs it), binutils. The tarball must stay under 40 MB.
@@ -80,7 +83,8 @@ if [ -z "$from" ]; then
   # The default flags, so the build shares every output with the usual one. The tests stay
   # dynamically linked to their _solib_k8 libraries, which go into lib/ (a few MB): a
   # --dynamic_mode=off build would relink them over the same bazel-bin paths.
-  bazel build //:colossal //:colossald //:colossal-worker //:libcolossal_cuda.so "${test_labels[@]}"
+  bazel build //:colossal //:colossald //:colossal-worker //:libcolossal_cuda.so //tools/gpu:cuda_kernel_bench \
+    "${test_labels[@]}"
   from="$(bazel info bazel-bin 2>/dev/null)"
   tests=()
   for label in "${test_labels[@]}"; do
@@ -97,7 +101,7 @@ from="$(cd "$from" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/colossal-bundle.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 B="$work/stage/colossal"
-mkdir -p "$B/bin" "$B/lib" "$B/tests" "$B/configs"
+mkdir -p "$B/bin" "$B/lib" "$B/tests" "$B/configs" "$B/bench" "$B/gpu"
 
 is_system() {
   case "$1" in
@@ -159,6 +163,13 @@ for t in "${tests[@]}"; do
   bundle_deps "$src"  # from where it was built, so ldd follows its _solib_k8 RUNPATH
 done
 
+bench="$(readlink -f "$from/tools/gpu/cuda_kernel_bench")" || true
+[ -f "$bench" ] || die "$from/tools/gpu/cuda_kernel_bench is missing"
+install -m 0755 "$bench" "$B/bench/cuda_kernel_bench"
+bundle_deps "$bench"
+install -m 0755 "$ROOT/tools/gpu/check.sh" "$B/gpu/check.sh"
+install -m 0644 "$ROOT/tools/gpu/torch_kernel_bench.py" "$B/gpu/torch_kernel_bench.py"
+
 # UCX loads its transports (cma, ib, rdmacm) from the folder ucx/ beside libucs.
 if [ -n "${copied[libucs.so.0]:-}" ]; then
   ucx_dir="$(readlink -f "$(dirname "${copied[libucs.so.0]}")/ucx")"
@@ -177,14 +188,14 @@ if [ -s "$ROOT/data/kjv.txt" ]; then
 fi
 
 # --- strip and set RUNPATHs -------------------------------------------------------------
-mapfile -t elves < <(find "$B/bin" "$B/lib" "$B/tests" -type f | sort)
+mapfile -t elves < <(find "$B/bin" "$B/lib" "$B/tests" "$B/bench" -type f | sort)
 for f in "${elves[@]}"; do
   # Only what still has a static symbol table (Bazel's outputs; Debian's are stripped).
   # --strip-unneeded keeps .dynsym, which -rdynamic filled with what the plugin binds to.
   if [[ "$(readelf -S -W "$f")" == *" .symtab "* ]]; then strip --strip-unneeded "$f"; fi
   case "$f" in
     "$B"/bin/*) rpath='$ORIGIN/../lib' ;;
-    "$B"/tests/*) rpath="\$ORIGIN/../lib:$CUDA_FALLBACK" ;;
+    "$B"/tests/*|"$B"/bench/*) rpath="\$ORIGIN/../lib:$CUDA_FALLBACK" ;;
     "$B"/lib/libcolossal_cuda.so) rpath="\$ORIGIN:$CUDA_FALLBACK" ;;
     "$B"/lib/ucx/*) rpath='$ORIGIN:$ORIGIN/..' ;;  # modules link each other (rdmacm: ib)
     *) rpath='$ORIGIN' ;;
@@ -246,6 +257,7 @@ Run from this folder (job paths such as data.train are relative to the current d
   bin/colossal run configs/gpt-kjv.yaml     # the default job, on the CPU
   bin/colossal --help; bin/colossald --help # the CLI; coordinator and node daemon
   tests/<name>_cuda_test                    # a gpu test (Catch2); each fails where no GPU is visible
+  gpu/check.sh                              # the GPU check: every gpu test, kernel rates beside PyTorch
 $corpus_line
 
 The node needs: x86-64-v3 (AVX2, FMA), Linux with glibc >= ${glibc#GLIBC_} ($glibc) and the
@@ -280,7 +292,7 @@ failures=0
 fail() { echo "bundle: FAIL: $*" >&2; failures=$((failures + 1)); }
 say "verifying in $V with env -i PATH=/usr/bin:/bin"
 
-mapfile -t elves < <(find "$V/bin" "$V/lib" "$V/tests" -type f | sort)
+mapfile -t elves < <(find "$V/bin" "$V/lib" "$V/tests" "$V/bench" -type f | sort)
 # ldd_unresolved FILE: the sonames FILE cannot find that are not CUDA's or rdma-core's.
 ldd_unresolved() {
   "${E[@]}" ldd "$1" 2>&1 | awk '/not found/ {print $1}' | while read -r n; do
@@ -291,7 +303,7 @@ for f in "${elves[@]}"; do
   deps="$("${E[@]}" ldd "$f" 2>&1)"
   bad="$(ldd_unresolved "$f")"
   [ -z "$bad" ] || fail "ldd ${f#$X/}: not found: $bad"
-  case "$f" in "$V"/bin/*|"$V"/tests/*)
+  case "$f" in "$V"/bin/*|"$V"/tests/*|"$V"/bench/*)
     [[ "$deps" == *"=> $V/"* ]] || fail "ldd ${f#$X/} resolves nothing from the bundle's lib/" ;;
   esac
   rp="$(patchelf --print-rpath "$f")"
@@ -330,6 +342,14 @@ for t in "$V"/tests/*; do
     fail "tests/$n: ${summary:-no summary}: $(tail -5 "$X/$n.txt")"
   fi
 done
+
+"${E[@]}" "$V/bench/cuda_kernel_bench" > "$X/bench.txt" 2>&1 && fail "bench/cuda_kernel_bench ran with no GPU"
+grep -q "no CUDA device" "$X/bench.txt" || fail "bench/cuda_kernel_bench did not start: $(tail -3 "$X/bench.txt")"
+# The GPU check runs to its end and reports the missing device as failures (exit 1).
+(cd "$X" && timeout 600 "${E[@]}" "$V/gpu/check.sh" --quick > "$X/check.txt" 2>&1) && fail "gpu/check.sh passed with no GPU"
+grep -q "^== done" "$X/check.txt" || fail "gpu/check.sh did not finish: $(tail -5 "$X/check.txt")"
+grep -q "gelu_forward *cpu *f32" "$X/check.txt" || fail "gpu/check.sh summed no twin report: $(grep -A3 'per kernel' "$X/check.txt")"
+say "gpu/check.sh runs to its end here ($(grep -c '^FAIL' "$X/check.txt") failures where the device is missing)"
 
 # A two-step CPU job end to end, run from an unrelated folder.
 corpus="$V/data/kjv.txt"

@@ -36,6 +36,8 @@ std::vector<To> Cast(const std::vector<From>& v) {
 struct CloseResult {
   bool ok = true;
   double max_abs_err = 0;
+  // The largest error over its bound atol + rtol·|expected| (<= 1: within tolerance).
+  double worst_ratio = 0;
   std::string message;
 };
 
@@ -47,14 +49,22 @@ CloseResult AllClose(const A* actual, const E* expected, int64_t n, double atol,
   for (int64_t i = 0; i < n; ++i) {
     double a = static_cast<double>(actual[i]);
     double e = static_cast<double>(expected[i]);
-    double err = std::fabs(a - e);
+    // Equal values (the same infinity included) are exact; otherwise a non-finite side is
+    // an infinite error (a NaN never equals anything).
+    double err = a == e ? 0.0 : std::fabs(a - e);
     double bound = atol + rtol * std::fabs(e);
-    if (!std::isfinite(a) || !std::isfinite(e)) {
+    if (a != e && (!std::isfinite(a) || !std::isfinite(e))) {
       err = INFINITY;
     }
     r.max_abs_err = std::max(r.max_abs_err, err);
-    if (err > bound && err - bound > worst_excess) {
-      worst_excess = err - bound;
+    // A non-finite mismatch fails whatever the bound (an infinite expected value makes
+    // the relative bound infinite too).
+    const bool bad = std::isinf(err) || err > bound;
+    const double ratio = std::isinf(err) ? INFINITY : bound > 0 ? err / bound : (err > 0 ? INFINITY : 0.0);
+    r.worst_ratio = std::max(r.worst_ratio, ratio);
+    const double excess = std::isinf(err) ? INFINITY : err - bound;
+    if (bad && (worst < 0 || excess > worst_excess)) {
+      worst_excess = excess;
       worst = i;
     }
   }
@@ -73,7 +83,7 @@ template <typename A, typename E>
 CloseResult AllClose(const std::vector<A>& actual, const std::vector<E>& expected, double atol,
                      double rtol) {
   if (actual.size() != expected.size()) {
-    return {false, INFINITY, "size mismatch"};
+    return {false, INFINITY, INFINITY, "size mismatch"};
   }
   return AllClose(actual.data(), expected.data(), static_cast<int64_t>(actual.size()), atol, rtol);
 }

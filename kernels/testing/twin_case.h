@@ -7,6 +7,10 @@
 // every case then runs it with no test edits; a backend whose memory is not registered
 // (no device here) is listed as skipped, not failed.
 //
+// With COLOSSAL_TWIN_REPORT=FILE in the environment every compared output also appends a
+// line to FILE: table, twin, dtype, case, output, max |error|, the worst error over its
+// bound (<= 1 within tolerance) and ok (tools/gpu/check.sh sums them per kernel).
+//
 // Finite-difference mode: FiniteDifferenceCheck holds the double reference backward to
 // central differences of the double reference forward.
 #pragma once
@@ -19,6 +23,9 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include <catch2/catch.hpp>
 
@@ -33,6 +40,19 @@ namespace colossal::kernels::testing {
 template <typename T>
 std::vector<double> AsDouble(const std::vector<T>& v) {
   return std::vector<double>(v.begin(), v.end());
+}
+
+// Appends one line to $COLOSSAL_TWIN_REPORT when it is set (see the top of this file).
+inline void ReportTwin(const std::string& table, Backend backend, DType dtype, const std::string& case_name,
+                       const std::string& output, const CloseResult& r) {
+  const char* path = std::getenv("COLOSSAL_TWIN_REPORT");
+  if (path == nullptr || *path == '\0') return;
+  if (std::FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "%s\t%s\t%s\t%s\t%s\t%.6g\t%.6g\t%d\n", table.c_str(), std::string(BackendName(backend)).c_str(),
+                 std::string(DTypeName(dtype)).c_str(), case_name.c_str(), output.c_str(), r.max_abs_err, r.worst_ratio,
+                 r.ok ? 1 : 0);
+    std::fclose(f);
+  }
 }
 
 class TwinCase {
@@ -112,6 +132,8 @@ class TwinCase {
           memory->to_host(got.data(), args[i], static_cast<int64_t>(a.bytes.size()));
           r = AllClose(got, a.output.expected, a.output.tolerance.atol, a.output.tolerance.rtol);
         }
+        if (a.output.exact_width > 0) r.worst_ratio = r.ok ? 0 : INFINITY;
+        ReportTwin(table.name(), backend, dtype, name_, a.output.name, r);
         if (!r.ok) {
           failures += name_ + ", twin " + std::string(BackendName(backend)) + " of " + table.name() + ", " +
                       a.output.name + ": " + r.message + "\n";

@@ -16,6 +16,8 @@ const std::vector<EnvKnob>& EnvTable() {
       {"COLOSSAL_COORDINATOR", "coordinator address for the CLI and workers (HOST:PORT)"},
       {"COLOSSAL_JOB_ID", "job id of a worker (set by its daemon)"},
       {"COLOSSAL_ATTEMPT", "attempt number of a worker (set by its daemon)"},
+      {"COLOSSAL_DEVICE", "a worker's device, cuda:<ordinal> (set by its daemon for resources.device: cuda; "
+                          "unset: the ordinal is LOCAL_RANK)"},
       {"COLOSSAL_TOKEN_FILE", "bearer-token file for coordinator RPCs (CLI, workers)"},
       {"COLOSSAL_TLS_CA", "PEM roots to verify the coordinator's TLS certificate (CLI, workers)"},
       {"OMP_NUM_THREADS", "fallback thread count when COLOSSAL_THREADS is unset"},

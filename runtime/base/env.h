@@ -29,6 +29,7 @@ inline constexpr std::string_view kEnvProfile = "COLOSSAL_PROFILE";
 inline constexpr std::string_view kEnvCoordinator = "COLOSSAL_COORDINATOR";
 inline constexpr std::string_view kEnvJobId = "COLOSSAL_JOB_ID";
 inline constexpr std::string_view kEnvAttempt = "COLOSSAL_ATTEMPT";
+inline constexpr std::string_view kEnvDevice = "COLOSSAL_DEVICE";
 inline constexpr std::string_view kEnvTokenFile = "COLOSSAL_TOKEN_FILE";
 inline constexpr std::string_view kEnvTlsCa = "COLOSSAL_TLS_CA";
 inline constexpr std::string_view kEnvOmpNumThreads = "OMP_NUM_THREADS";

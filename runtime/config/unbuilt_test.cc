@@ -17,14 +17,17 @@ TEST_CASE("features this build does not run are refused, naming the key") {
   const std::string b = kBase;
   const Unbuilt refuse = Unbuilt::kRefuse;
   CHECK(ErrorOf(b + "resources: {device: cuda}\n", {}, refuse) ==
-        "job.yaml:14:21: resources.device: cuda is not available yet: this build trains on the "
-        "CPU backend only; use device: cpu");
+        "job.yaml:14:21: resources.device: cuda is not available yet: this build has the CUDA "
+        "kernels (colossal kernels) and places ranks on GPUs, but its workers train on the CPU backend only; "
+        "use device: cpu");
   CHECK(ErrorOf(b + "  precision: bf16\nresources: {device: cuda}\n", {}, refuse) ==
-        "job.yaml:15:21: resources.device: cuda is not available yet: this build trains on the "
-        "CPU backend only; use device: cpu");
+        "job.yaml:15:21: resources.device: cuda is not available yet: this build has the CUDA "
+        "kernels (colossal kernels) and places ranks on GPUs, but its workers train on the CPU backend only; "
+        "use device: cpu");
   CHECK(ErrorOf(b, {"train.precision=fp16", "resources.device=cuda"}, refuse) ==
         "--set 'resources.device=cuda': resources.device: cuda is not available yet: this build "
-        "trains on the CPU backend only; use device: cpu");
+        "has the CUDA kernels (colossal kernels) and places ranks on GPUs, but its workers train on the CPU "
+        "backend only; use device: cpu");
   CHECK(ErrorOf(b + "parallel: auto\n", {}, refuse) ==
         "job.yaml:14:11: parallel: auto is not available yet: the auto-parallel planner is not "
         "built; give the degrees as a map {data, zero, tensor, pipeline, sequence}");

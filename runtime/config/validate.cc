@@ -377,7 +377,8 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
   const MemorySpec memory_defaults;
   const ParallelSpec& p = s.parallel;
   ENSURE(s.resources.device == DeviceKind::kCpu, "resources.device",
-         "cuda is not available yet: this build trains on the CPU backend only; use device: cpu");
+         "cuda is not available yet: this build has the CUDA kernels (colossal kernels) and places "
+         "ranks on GPUs, but its workers train on the CPU backend only; use device: cpu");
   ENSURE(!p.auto_plan, "parallel",
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");

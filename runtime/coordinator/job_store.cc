@@ -90,7 +90,7 @@ std::string EncodePlacement(const std::vector<v1::RankPlacement>& ranks) {
   std::string out;
   for (const v1::RankPlacement& r : ranks) {
     absl::StrAppend(&out, r.rank(), "\t", r.node_id(), "\t", r.local_rank(), "\t", r.pid(), "\t",
-                    r.state(), "\n");
+                    r.state(), "\t", r.device(), "\n");
   }
   return out;
 }
@@ -99,7 +99,7 @@ std::vector<v1::RankPlacement> DecodePlacement(const std::string& text) {
   std::vector<v1::RankPlacement> ranks;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
     std::vector<std::string> f = absl::StrSplit(line, '\t');
-    if (f.size() != 5) continue;
+    if (f.size() != 5 && f.size() != 6) continue;  // 5: written before ranks had devices
     v1::RankPlacement r;
     int32_t rank = 0, local_rank = 0;
     int64_t pid = 0;
@@ -112,6 +112,7 @@ std::vector<v1::RankPlacement> DecodePlacement(const std::string& text) {
     r.set_local_rank(local_rank);
     r.set_pid(pid);
     r.set_state(f[4]);
+    if (f.size() == 6) r.set_device(f[5]);
     ranks.push_back(std::move(r));
   }
   return ranks;

@@ -68,6 +68,7 @@ TEST_CASE("jobs, attempts and nodes round-trip; events are appended") {
       p.set_local_rank(0);
       p.set_pid(r == 0 ? 4242 : 0);
       p.set_state(r == 0 ? "running" : "exited(1)");
+      if (r == 0) p.set_device("cuda:1");  // rank 1 ran on the CPU
     }
     store->PutAttempt(attempt);
     attempt.attempt = 2;  // an older attempt: not the job's current one
@@ -113,6 +114,8 @@ TEST_CASE("jobs, attempts and nodes round-trip; events are appended") {
   CHECK(s.attempt->ranks[0].node_id() == "node-a");
   CHECK(s.attempt->ranks[0].pid() == 4242);
   CHECK(s.attempt->ranks[0].state() == "running");
+  CHECK(s.attempt->ranks[0].device() == "cuda:1");
+  CHECK(s.attempt->ranks[1].device().empty());
   CHECK(s.attempt->ranks[1].rank() == 1);
   CHECK(s.attempt->ranks[1].state() == "exited(1)");
   REQUIRE(snapshot.nodes.size() == 1);

@@ -40,6 +40,57 @@ TEST_CASE("PickNodes takes the first nodes in order with enough free slots") {
   CHECK(WaitReason(1, 1, {}) == "waiting for a node daemon to register");
 }
 
+// A node with `slots` slots (all free) and CUDA ordinals `gpus` (all free).
+NodeCapacity GpuNode(std::string id, int slots, std::vector<int> gpus) {
+  NodeCapacity n{std::move(id), slots, slots};
+  n.gpus = gpus;
+  n.free_gpus = gpus;
+  return n;
+}
+
+TEST_CASE("cuda jobs: one rank per GPU, RESOURCE_EXHAUSTED naming the GPUs") {
+  const std::vector<NodeCapacity> none = {GpuNode("a", 8, {}), GpuNode("b", 8, {})};
+  absl::Status no_gpu = CheckCanFit(1, 1, none, /*cuda=*/true);
+  CHECK(absl::IsResourceExhausted(no_gpu));
+  CHECK(std::string(no_gpu.message()) ==
+        "the job can never fit the registered nodes: it needs 1 x 1 GPUs (resources.device: cuda, one rank per "
+        "GPU), and no registered node reported a CUDA device (2 daemons are registered) (GPUs per node: a: 0, "
+        "b: 0; slots per node: a: 8, b: 8)");
+  CHECK(CheckCanFit(1, 1, none).ok());  // the same nodes run CPU ranks
+
+  const std::vector<NodeCapacity> nodes = {GpuNode("a", 8, {0, 1}), GpuNode("b", 8, {0, 1, 2, 3}),
+                                           GpuNode("c", 2, {0, 1, 2, 3})};
+  CHECK(CheckCanFit(1, 4, nodes, true).ok());
+  CHECK(CheckCanFit(3, 2, nodes, true).ok());
+  CHECK(std::string(CheckCanFit(1, 8, nodes, true).message())
+            .find("resources.ranks_per_node is 8 (one rank per GPU) but the node with the most has 4 GPUs") !=
+        std::string::npos);
+  // c has 4 GPUs but 2 slots: a rank needs both.
+  CHECK(std::string(CheckCanFit(2, 4, nodes, true).message())
+            .find("only 1 of the 3 nodes have 4 or more GPUs and slots") != std::string::npos);
+  CHECK(std::string(CheckCanFit(4, 1, nodes, true).message())
+            .find("resources.nodes is 4 but 3 daemons are registered") != std::string::npos);
+
+  // Free GPUs decide now: a's two are held, so 2 x 2 goes to b and c.
+  std::vector<NodeCapacity> busy = nodes;
+  busy[0].free_gpus.clear();
+  CHECK(PickNodes(2, 2, busy, true) == std::vector<size_t>{1, 2});
+  CHECK(PickNodes(1, 2, busy) == std::vector<size_t>{0});  // CPU ranks ignore GPUs
+  CHECK(PickNodes(3, 2, busy, true).empty());
+  CHECK(WaitReason(3, 2, busy, true) ==
+        "waiting for capacity: needs 3 nodes with 2 free slots and 2 free GPUs; 2 of 3 live nodes have them");
+}
+
+TEST_CASE("cuda ordinals from a node's device list and rank device names") {
+  CHECK(CudaOrdinals({"cpu:0 AMD EPYC", "cuda:1 NVIDIA H100 80GB HBM3 (79.1 GiB)", "cuda:0 NVIDIA H100",
+                      "cpu:1 AMD EPYC", "cudax:2", "cuda:", "cuda:-1"}) == std::vector<int>{0, 1});
+  CHECK(CudaDeviceName(3) == "cuda:3");
+  CHECK(CudaOrdinalOf("cuda:3") == 3);
+  CHECK(CudaOrdinalOf("cuda:3 NVIDIA") == -1);
+  CHECK(CudaOrdinalOf("cpu") == -1);
+  CHECK(CudaOrdinalOf("") == -1);
+}
+
 TEST_CASE("master ports are fixed per (job, attempt), distinct across attempts, in range") {
   CHECK(MasterPort(1, 1) == 30000);
   CHECK(MasterPort(1, 2) == 30001);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -140,7 +141,7 @@ absl::StatusOr<v1::SubmitJobResponse> Scheduler::Submit(const v1::SubmitJobReque
   response.set_spec_yaml(config::ToYaml(spec));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    RETURN_IF_ERROR(CheckCanFit(res.nodes, res.ranks_per_node, LiveNodes()));
+    RETURN_IF_ERROR(CheckCanFit(res.nodes, res.ranks_per_node, LiveNodes(), res.device == config::DeviceKind::kCuda));
     if (request.validate_only()) return response;
 
     auto record = std::make_unique<JobRecord>();
@@ -374,10 +375,23 @@ std::map<std::string, int> Scheduler::SlotsUsed() const {
 
 std::vector<NodeCapacity> Scheduler::LiveNodes() const {
   std::map<std::string, int> used = SlotsUsed();
+  // GPUs held by the ranks of unfinished attempts, per node.
+  std::map<std::string, std::set<int>> held;
+  for (int64_t seq : live_) {
+    for (const RankSlot& slot : jobs_.at(seq)->ranks) {
+      const int ordinal = CudaOrdinalOf(slot.placement.device());
+      if (slot.phase != RankPhase::kDone && ordinal >= 0) held[slot.placement.node_id()].insert(ordinal);
+    }
+  }
   std::vector<NodeCapacity> live;
   for (const auto& [id, node] : nodes_) {
     if (!node.registered || !node.row.alive) continue;
-    live.push_back({id, node.row.slots, node.row.slots - used[id]});
+    NodeCapacity n{id, node.row.slots, node.row.slots - used[id]};
+    n.gpus = CudaOrdinals(node.row.devices);
+    for (int g : n.gpus) {
+      if (held[id].count(g) == 0) n.free_gpus.push_back(g);
+    }
+    live.push_back(std::move(n));
   }
   return live;
 }
@@ -392,16 +406,20 @@ void Scheduler::Schedule() {
     if (!waiting) continue;
     const int64_t nodes = rec.spec.resources.nodes;
     const int64_t rpn = rec.spec.resources.ranks_per_node;
+    const bool cuda = rec.spec.resources.device == config::DeviceKind::kCuda;
     // A job that cannot fit the live nodes at all waits for nodes without blocking the
     // queue; one that fits but finds too few free slots now keeps its place (FIFO).
-    if (!CheckCanFit(nodes, rpn, live).ok()) continue;
-    std::vector<size_t> chosen = PickNodes(nodes, rpn, live);
+    if (!CheckCanFit(nodes, rpn, live, cuda).ok()) continue;
+    std::vector<size_t> chosen = PickNodes(nodes, rpn, live, cuda);
     if (chosen.empty()) {
-      if (state == v1::PENDING) rec.job.set_message(WaitReason(nodes, rpn, live));
+      if (state == v1::PENDING) rec.job.set_message(WaitReason(nodes, rpn, live, cuda));
       break;
     }
     PlaceAttempt(rec, live, chosen);
-    for (size_t i : chosen) live[i].free_slots -= static_cast<int>(rpn);
+    for (size_t i : chosen) {
+      live[i].free_slots -= static_cast<int>(rpn);
+      if (cuda) live[i].free_gpus.erase(live[i].free_gpus.begin(), live[i].free_gpus.begin() + rpn);
+    }
   }
 }
 
@@ -426,6 +444,10 @@ void Scheduler::PlaceAttempt(JobRecord& rec, const std::vector<NodeCapacity>& li
       p.set_node_id(node_id);
       p.set_local_rank(local);
       p.set_state("assigned");
+      // One GPU per rank, lowest free ordinal first (PickNodes checked there are enough).
+      if (rec.spec.resources.device == config::DeviceKind::kCuda) {
+        p.set_device(CudaDeviceName(live[chosen[i]].free_gpus[local]));
+      }
     }
   }
   for (int rank = 0; rank < static_cast<int>(rec.ranks.size()); ++rank) {
@@ -456,6 +478,7 @@ v1::Assignment Scheduler::MakeAssignment(const JobRecord& rec, int rank) const {
   a.set_master_port(rec.master_port);
   a.mutable_env()->insert(rec.spec.env.begin(), rec.spec.env.end());
   a.set_threads(ThreadsPerRank(res.threads_per_rank, cores, res.ranks_per_node));
+  a.set_device(p.device());
   return a;
 }
 

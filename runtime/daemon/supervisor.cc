@@ -118,6 +118,7 @@ bool Supervisor::Start(const v1::Assignment& a) {
   set(base::kEnvJobId, a.job_id());
   set(base::kEnvAttempt, absl::StrCat(a.attempt()));
   if (a.threads() > 0) set(base::kEnvThreads, absl::StrCat(a.threads()));
+  if (!a.device().empty()) set(base::kEnvDevice, a.device());
   if (!options_.token_file.empty()) set(base::kEnvTokenFile, options_.token_file);
   if (!options_.tls_ca.empty()) set(base::kEnvTlsCa, options_.tls_ca);
   std::map<std::string, std::string> job_env(a.env().begin(), a.env().end());  // sorted

@@ -1,14 +1,57 @@
-// Pointer resolution and the run loop.
+// Pointer resolution, memory of the stream's backend, host copies and the run loop.
 #include "graph/executor.h"
 
 #include <chrono>
-#include <cstring>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "runtime/base/check.h"
 
 namespace colossal::graph {
+
+namespace {
+
+bool IsHostBackend(kernels::Backend backend) {
+  return backend == kernels::Backend::kRef || backend == kernels::Backend::kCpu;
+}
+
+// Nothing may be allocated before this: a machine without the device still gets the
+// reason the graph cannot run there. Ok on the host backends.
+absl::Status CheckBackendCanRun(const Graph& graph, kernels::Backend backend) {
+  if (IsHostBackend(backend)) return absl::OkStatus();
+  std::set<std::string> host_ops;
+  for (const Node& node : graph.nodes()) {
+    const OpDef* op = FindOp(node.op);
+    if (op != nullptr && op->host_loops) host_ops.insert(node.op);
+  }
+  if (!host_ops.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ", std::string(kernels::BackendName(backend)), " backend cannot run ops ",
+        absl::StrJoin(host_ops, ", "), " yet: they touch tensor memory on the host"));
+  }
+  if (kernels::FindBackendMemory(backend) == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ", std::string(kernels::BackendName(backend)),
+        " backend has no memory here: its plugin is not loaded or no device is present"));
+  }
+  return absl::OkStatus();
+}
+
+// `bytes` of zero-filled memory where `backend` computes. The host backends keep the
+// process's host allocator (aborting when it is exhausted, as `new` would); a device
+// backend takes device 0's allocator (a worker sees its one device as device 0), whose
+// Allocate zero-fills on the device.
+absl::StatusOr<memory::Buffer> BackendBuffer(kernels::Backend backend, int64_t bytes, memory::Purpose purpose) {
+  if (IsHostBackend(backend)) return memory::Buffer::Host(bytes, purpose);
+  absl::StatusOr<memory::Allocator*> allocator =
+      memory::DeviceAllocator(backend, memory::MemoryKind::kDevice, /*device=*/0);
+  if (!allocator.ok()) return allocator.status();
+  return memory::Buffer::Make(**allocator, bytes, purpose);
+}
+
+}  // namespace
 
 std::vector<memory::ParamStore::Spec> ParamSpecs(const Graph& graph) {
   std::vector<memory::ParamStore::Spec> specs;
@@ -35,25 +78,35 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
     return absl::InvalidArgumentError(absl::StrCat("graph has ", graph->params().size(),
                                                    " parameters, store has ", params->size()));
   }
+  const absl::Status can_run = CheckBackendCanRun(*graph, stream.backend);
+  if (!can_run.ok()) return can_run;
+  ex->memory_ = kernels::FindBackendMemory(stream.backend);
+  COL_CHECK_MSG(ex->memory_ != nullptr, "a host backend without registered memory");
   auto plan = PlanMemory(*graph, ex->schedule_);
   if (!plan.ok()) return plan.status();
   ex->plan_ = std::move(*plan);
-  ex->arena_ = memory::Buffer::Host(ex->plan_.arena_bytes, memory::Purpose::kActivations);
+  absl::StatusOr<memory::Buffer> arena =
+      BackendBuffer(stream.backend, ex->plan_.arena_bytes, memory::Purpose::kActivations);
+  if (!arena.ok()) return arena.status();
+  ex->arena_ = std::move(*arena);
 
   const int num_values = static_cast<int>(graph->values().size());
   ex->ptr_.assign(num_values, nullptr);
   for (int v = 0; v < num_values; ++v) {
     if (ex->plan_.offset[v] >= 0) ex->ptr_[v] = ex->arena_.as<char>() + ex->plan_.offset[v];
   }
-  // States: one zeroed buffer, each 64-byte aligned, kept for the executor's life.
+  // States: one zeroed buffer, each 64-byte aligned, kept for the executor's life. Every
+  // allocator zero-fills what it hands out (memory/allocator.h), on the host or on the
+  // device, so no host code touches the state to clear it.
   int64_t state_bytes = 0;
   std::vector<int64_t> state_offset;
   for (int v : graph->states()) {
     state_offset.push_back(state_bytes);
     state_bytes += (graph->value(v).bytes() + 63) / 64 * 64;
   }
-  ex->state_ = memory::Buffer::Host(state_bytes, memory::Purpose::kGraphState);
-  if (state_bytes > 0) std::memset(ex->state_.data(), 0, static_cast<size_t>(state_bytes));
+  absl::StatusOr<memory::Buffer> state = BackendBuffer(stream.backend, state_bytes, memory::Purpose::kGraphState);
+  if (!state.ok()) return state.status();
+  ex->state_ = std::move(*state);
   for (size_t i = 0; i < graph->states().size(); ++i) {
     ex->ptr_[graph->states()[i]] = ex->state_.as<char>() + state_offset[i];
   }
@@ -121,6 +174,33 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
     for (size_t o = 0; o < node.outputs.size(); ++o) ex->refs_[node.outputs[o]].push_back({n, true, static_cast<int>(o)});
   }
   return ex;
+}
+
+absl::StatusOr<void*> Executor::CopyTarget(int value, int64_t bytes, const char* what) const {
+  COL_CHECK_MSG(value >= 0 && value < static_cast<int>(ptr_.size()), "Executor::Read/Write: no such value");
+  const Value& v = graph_->value(value);
+  COL_CHECK_MSG(bytes == v.bytes(), absl::StrCat("Executor::", what, " of ", v.name, ": ", bytes,
+                                                 " bytes for a value of ", v.bytes()).c_str());
+  if (ptr_[value] == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(what, " of ", v.name, ": the value has no storage"));
+  }
+  return ptr_[value];
+}
+
+absl::Status Executor::Write(int value, const void* host, int64_t bytes) {
+  absl::StatusOr<void*> dst = CopyTarget(value, bytes, "Write");
+  if (!dst.ok()) return dst.status();
+  memory_->synchronize(stream_);  // no node still reads or writes the old contents
+  memory_->to_backend(*dst, host, bytes);
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Read(int value, void* host, int64_t bytes) const {
+  absl::StatusOr<void*> src = CopyTarget(value, bytes, "Read");
+  if (!src.ok()) return src.status();
+  memory_->synchronize(stream_);  // every node that writes it has finished
+  memory_->to_host(host, *src, bytes);
+  return absl::OkStatus();
 }
 
 void Executor::RebindParam(int param, void* data, void* grad) {

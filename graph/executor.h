@@ -11,11 +11,20 @@
 //   for m in 0..M-1: fill inputs; Forward(); Backward(m)
 // and leaves the summed gradient in the ParamStore. Not thread-safe; the kernels use
 // the calling thread's OpenMP team.
+//
+// Backends: the arena and the graph's state live where the Stream's backend computes —
+// host memory for the host backends (ref, cpu), the backend's device allocator (device
+// 0 of the process) otherwise. A device backend is refused for a graph holding an op
+// whose run() touches tensor memory on the host (OpDef::host_loops). Callers move values
+// in and out with Write / Read, which copy through the backend (kernels/common/
+// backend_memory.h) and so work on every backend; Data() hands out the raw pointer,
+// which only host-backend code may dereference.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +33,7 @@
 #include "graph/memory_plan.h"
 #include "graph/op_registry.h"
 #include "graph/schedule.h"
+#include "kernels/common/backend_memory.h"
 #include "memory/allocator.h"
 #include "memory/param_store.h"
 
@@ -37,7 +47,11 @@ class Executor {
  public:
   // `graph` and `params` must outlive the executor. Fails when the graph does not
   // validate (unknown op, wrong parameter count or shapes against the store). A store
-  // without buffers (ZeRO 3) leaves parameters unbound until RebindParam.
+  // without buffers (ZeRO 3) leaves parameters unbound until RebindParam. On a device
+  // backend (stream.backend not ref or cpu) it fails with FAILED_PRECONDITION, before
+  // allocating anything, when an op of the graph has host loops (naming every such op),
+  // when the backend's memory is not registered or no device is present, and with the
+  // allocator's error when the device memory is exhausted.
   static absl::StatusOr<std::unique_ptr<Executor>> Create(const Graph* graph,
                                                           memory::ParamStore* params,
                                                           kernels::Stream stream = {});
@@ -47,11 +61,45 @@ class Executor {
                                                           Schedule schedule,
                                                           kernels::Stream stream = {});
 
-  // Storage of any value (arena, parameter or parameter gradient).
+  // Storage of any value (arena, parameter or parameter gradient): memory of the
+  // stream's backend. Communicators may take it (a device backend's collectives read
+  // device memory); only code that runs on the host backends alone (tests, the pipeline
+  // runner's copies between its executors) may dereference it. Code meant for a device
+  // backend too moves values with Read / Write.
   void* Data(int value) { return ptr_[value]; }
   template <typename T>
   T* Data(int value) {
     return static_cast<T*>(ptr_[value]);
+  }
+
+  // Copies `bytes` from host memory into value `value` (overwrite), or the value out into
+  // host memory. `bytes` must equal the value's size (a whole value moves; anything else is
+  // a programmer error, as is a value id out of range). Both first wait for the stream, so
+  // they see every node run before them and race none; on the host backends that wait is
+  // nothing and the copy a memcpy. FAILED_PRECONDITION when the value has no storage (an
+  // unbound parameter, a value the memory plan placed nowhere).
+  absl::Status Write(int value, const void* host, int64_t bytes);
+  absl::Status Read(int value, void* host, int64_t bytes) const;
+  // Typed forms: the span's bytes must be the value's.
+  template <typename T>
+  absl::Status WriteValue(int value, std::span<const T> host) {
+    return Write(value, host.data(), static_cast<int64_t>(host.size_bytes()));
+  }
+  template <typename T>
+  absl::Status ReadValue(int value, std::span<T> host) const {
+    return Read(value, host.data(), static_cast<int64_t>(host.size_bytes()));
+  }
+  // A one-element value (the loss, the loss seed).
+  template <typename T>
+  absl::Status WriteScalar(int value, T x) {
+    return Write(value, &x, static_cast<int64_t>(sizeof(T)));
+  }
+  template <typename T>
+  absl::StatusOr<T> ReadScalar(int value) const {
+    T x{};
+    absl::Status s = Read(value, &x, static_cast<int64_t>(sizeof(T)));
+    if (!s.ok()) return s;
+    return x;
   }
 
   void Forward();
@@ -110,9 +158,14 @@ class Executor {
   // One schedule entry: a node run, an asynchronous node posted, or its wait.
   void RunEntry(const ScheduleEntry& entry, int micro_step);
 
+  // The value's storage for a copy of `bytes`: checks the id and size, FAILED_PRECONDITION
+  // when it has none.
+  absl::StatusOr<void*> CopyTarget(int value, int64_t bytes, const char* what) const;
+
   const Graph* graph_ = nullptr;
   memory::ParamStore* params_ = nullptr;
   kernels::Stream stream_;
+  const kernels::BackendMemory* memory_ = nullptr;  // the stream's backend's copies
   Schedule schedule_;
   MemoryPlan plan_;
   memory::Buffer arena_;

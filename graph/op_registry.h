@@ -101,6 +101,12 @@ struct OpDef {
   // Runs collectives over the communicators named by the node's "group" (and "group_b",
   // "group_c") attributes.
   bool communicates = false;
+  // The op's run() reads or writes tensor memory on the host (loops over elements,
+  // memcpy / std::copy, a host vector staged into a collective, a scalar read to decide
+  // what to launch) instead of calling dispatch-table kernels on ctx.stream alone. Such an
+  // op is correct on the host backends only: Executor::Create refuses a graph holding one
+  // on a device backend (executor.h) rather than let it dereference device pointers.
+  bool host_loops = false;
 };
 
 // Registers `def`; duplicate names are a programmer error.

@@ -137,6 +137,8 @@ const OpRegistrar kBlockAttentionBackward(OpDef{
       const Shape& qkv = in[1].shape;
       return qkv[0] * std::get<int64_t>(attrs.at("n_head")) * qkv[1] * static_cast<int64_t>(sizeof(float));
     },
+    // Host memory: BlockAttentionDelta is a host template, not a dispatched kernel.
+    .host_loops = true,
 });
 
 // One decoding step with a KV cache (a decode graph, models/gpt.h): qkv [B, 1, 3C] of
@@ -210,6 +212,8 @@ const OpRegistrar kAttentionDecode(OpDef{
       const Shape& cache = in[2].shape;
       return cache[0] > 1 ? cache[0] * cache[2] * static_cast<int64_t>(sizeof(float)) : 0;
     },
+    // Host memory: reads the position on the host and copies k, v and q rows with std::copy.
+    .host_loops = true,
 });
 
 }  // namespace

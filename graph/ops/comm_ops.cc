@@ -64,6 +64,8 @@ const OpRegistrar kCopyToGroup(OpDef{
     .run = [](const KernelContext& c) { CopyIfApart(c); },
     .in_place = {{0, 0}},
     .communicates = true,
+    // Host memory: memcpy when the output does not alias the input.
+    .host_loops = true,
 });
 
 const OpRegistrar kReduceFromGroup(OpDef{
@@ -82,6 +84,8 @@ const OpRegistrar kReduceFromGroup(OpDef{
     .run = AllReduceInto,
     .in_place = {{0, 0}},
     .communicates = true,
+    // Host memory: memcpy into the reduction buffer; accumulating stages through a host vector (CollectInto).
+    .host_loops = true,
 });
 
 // Posts the all-reduce of out = in (overwrite only).
@@ -101,6 +105,8 @@ const OpRegistrar kAllReduce(OpDef{
     .start = StartAllReduce,
     .in_place = {{0, 0}},
     .communicates = true,
+    // Host memory: memcpy into the reduction buffer; accumulating stages through a host vector (CollectInto).
+    .host_loops = true,
 });
 
 absl::StatusOr<std::vector<TensorType>> GatherScatterShape(const std::string& op,
@@ -153,6 +159,8 @@ const OpRegistrar kAllGather(OpDef{
       return c.comm->AllGather(c.in(0), c.out(0), c.in_value(0).numel(), DType::kF32);
     },
     .communicates = true,
+    // Host memory: accumulating stages the gather in a host vector (CollectInto).
+    .host_loops = true,
 });
 
 const OpRegistrar kReduceScatter(OpDef{
@@ -175,6 +183,8 @@ const OpRegistrar kReduceScatter(OpDef{
       return c.comm->ReduceScatter(c.in(0), c.out(0), c.out_value(0).numel(), DType::kF32);
     },
     .communicates = true,
+    // Host memory: accumulating stages the scatter in a host vector (CollectInto).
+    .host_loops = true,
 });
 
 // shard_rows: int32 x → its block `part` of `parts` (flattened, contiguous), as `shape`.
@@ -209,6 +219,8 @@ const OpRegistrar kShardRows(OpDef{
           std::memcpy(c.out<int32_t>(0), c.in<int32_t>(0) + c.node->IntAttr("part") * m,
                       m * sizeof(int32_t));
         },
+    // Host memory: memcpy of its block of ids.
+    .host_loops = true,
 });
 
 }  // namespace

@@ -85,6 +85,8 @@ const OpRegistrar kMean(OpDef{
           for (int64_t i = 0; i < n; ++i) s += x[i];
           c.out(0)[0] = static_cast<float>(s / n);
         },
+    // Host memory: the loss reduction is a host loop in double.
+    .host_loops = true,
 });
 
 const OpRegistrar kMeanBackward(OpDef{
@@ -107,6 +109,8 @@ const OpRegistrar kMeanBackward(OpDef{
             kernels::Fill(c.out(0), n, g, c.stream);
           }
         },
+    // Host memory: reads dy on the host, and accumulates by a host loop.
+    .host_loops = true,
 });
 
 }  // namespace

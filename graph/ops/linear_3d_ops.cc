@@ -124,6 +124,8 @@ const OpRegistrar kLinear3d(OpDef{
     .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&,
                   const Attrs& attrs) { return ScratchBytes(*GetDims("linear_3d", in[0], in[1], attrs)); },
     .communicates = true,
+    // Host memory: accumulating stages the reduce-scatter in a host vector (CollectInto).
+    .host_loops = true,
 });
 
 // inputs dy [.., n], x, w → dx, dw.
@@ -176,6 +178,8 @@ const OpRegistrar kLinear3dBackward(OpDef{
       return ScratchBytes(*GetDims("linear_3d_backward", in[1], in[2], attrs));
     },
     .communicates = true,
+    // Host memory: accumulating stages the reduce-scatters in host vectors (CollectInto).
+    .host_loops = true,
 });
 
 }  // namespace

@@ -229,6 +229,8 @@ const OpRegistrar kRingAttention(OpDef{
       return 2 * NumElements(in[0].shape) / 3 * 2 * static_cast<int64_t>(sizeof(float));  // 2 × [B, N, 2C]
     },
     .communicates = true,
+    // Host memory: PackKv memcpys the k and v columns into the ring buffer.
+    .host_loops = true,
 });
 
 const OpRegistrar kRingAttentionBackward(OpDef{
@@ -246,6 +248,8 @@ const OpRegistrar kRingAttentionBackward(OpDef{
       return (NumElements(in[3].shape) + 5 * kv) * static_cast<int64_t>(sizeof(float));
     },
     .communicates = true,
+    // Host memory: PackKv memcpys, and BlockAttentionDelta is a host template.
+    .host_loops = true,
 });
 
 // The all-to-all between sequence and heads. "Long" side: [B, T, G·c] (every position, head
@@ -372,6 +376,8 @@ OpDef ExchangeOp(const std::string& name, const std::string& inverse, bool to_lo
           },
       .scratch = ExchangeScratch,
       .communicates = true,
+      // Host memory: the send buffer is packed by memcpy of rows.
+      .host_loops = true,
   };
 }
 

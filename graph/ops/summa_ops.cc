@@ -105,6 +105,8 @@ const OpRegistrar kSummaMatmul(OpDef{
       return Floats(NumElements(in[0].shape) + NumElements(in[1].shape));
     },
     .communicates = true,
+    // Host memory: std::copy of its blocks into the broadcast buffers.
+    .host_loops = true,
 });
 
 // inputs a [.., Nb], b [Kb, Nb] → a · bᵀ [.., Kb].
@@ -154,6 +156,8 @@ const OpRegistrar kSummaMatmulNt(OpDef{
       return Floats(q * NumElements(in[1].shape) + q * Rows(in[0].shape) * in[1].shape[0]);
     },
     .communicates = true,
+    // Host memory: accumulating stages the reduce-scatter in a host vector (CollectInto).
+    .host_loops = true,
 });
 
 // inputs a [.., Kb], b [.., Nb] → aᵀ · b [Kb, Nb].
@@ -188,6 +192,8 @@ const OpRegistrar kSummaMatmulTn(OpDef{
       return Floats(q * NumElements(in[0].shape) + q * in[0].shape.back() * in[1].shape.back());
     },
     .communicates = true,
+    // Host memory: accumulating stages the reduce-scatter in a host vector (CollectInto).
+    .host_loops = true,
 });
 
 }  // namespace

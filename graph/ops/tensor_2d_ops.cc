@@ -90,6 +90,8 @@ const OpRegistrar kLayerNorm2d(OpDef{
           }
         },
     .communicates = true,
+    // Host memory: statistics and normalisation are host loops.
+    .host_loops = true,
 });
 
 // inputs dy, x, w, mean, rstd → dx, dw, db.
@@ -137,6 +139,8 @@ const OpRegistrar kLayerNorm2dBackward(OpDef{
           }
         },
     .communicates = true,
+    // Host memory: the whole backward is host loops.
+    .host_loops = true,
 });
 
 const OpRegistrar kEmbedding2d(OpDef{
@@ -188,6 +192,8 @@ const OpRegistrar kEmbedding2d(OpDef{
       return LookupScratch(NumElements(in[0].shape), in[1].shape[1]);
     },
     .communicates = true,
+    // Host memory: maps ids to local rows in a host loop (LocalIds).
+    .host_loops = true,
 });
 
 const OpRegistrar kEmbedding2dBackward(OpDef{
@@ -210,6 +216,8 @@ const OpRegistrar kEmbedding2dBackward(OpDef{
       return LookupScratch(NumElements(in[0].shape), out[0].shape[1]);
     },
     .communicates = true,
+    // Host memory: maps ids to local rows in a host loop (LocalIds).
+    .host_loops = true,
 });
 
 }  // namespace

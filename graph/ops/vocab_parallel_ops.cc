@@ -49,6 +49,8 @@ const OpRegistrar kVocabShardIds(OpDef{
                                 : static_cast<int32_t>(local >= 0 && local < size ? local : size);
           }
         },
+    // Host memory: maps ids to local rows in a host loop.
+    .host_loops = true,
 });
 
 const OpRegistrar kVocabParallelXent(OpDef{
@@ -95,6 +97,8 @@ const OpRegistrar kVocabParallelXent(OpDef{
           }
         },
     .communicates = true,
+    // Host memory: packs and combines the gathered log-sum-exps in host loops.
+    .host_loops = true,
 });
 
 }  // namespace

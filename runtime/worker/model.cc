@@ -179,7 +179,10 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
                    graph::Executor::Create(&g, model->params.get(),
                                            graph::OverlapCommunication(g, graph::DefaultSchedule(g))));
   if (model->positions >= 0) {
-    parallel::FillPositions(model->executor->Data<int32_t>(model->positions), batch, model->sequence);
+    // Staged on the host and copied in: the executor's memory may be a device's.
+    std::vector<int32_t> positions(static_cast<size_t>(g.value(model->positions).numel()));
+    parallel::FillPositions(positions.data(), batch, model->sequence);
+    RETURN_IF_ERROR(model->executor->WriteValue<int32_t>(model->positions, positions));
   }
   return model;
 }

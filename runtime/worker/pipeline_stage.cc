@@ -1,6 +1,9 @@
 // A rank's pipeline stage: its runner fed from the data windows.
 #include "runtime/worker/pipeline_stage.h"
 
+#include <string>
+
+#include "runtime/base/check.h"
 #include "runtime/base/status_macros.h"
 
 namespace colossal::worker {
@@ -31,10 +34,10 @@ absl::StatusOr<std::unique_ptr<PipelineStage>> PipelineStage::Create(const pp::P
 void PipelineStage::Feed(int c, graph::Executor& ex, const data::WindowLoader& loader, int64_t batch, int64_t first) {
   const int ids = ids_[c], targets = targets_[c];
   if (ids < 0 && targets < 0) return;
-  const int64_t n = batch * loader.seq_len();
-  if (static_cast<int64_t>(unused_.size()) < n) unused_.resize(n);
-  loader.Fill(first, batch, ids >= 0 ? ex.Data<int32_t>(ids) : unused_.data(),
-              targets >= 0 ? ex.Data<int32_t>(targets) : unused_.data(), runs_);
+  // The runner's feed returns nothing, so a failed copy (a value without storage, which
+  // only a wrong graph gives) is a programmer error here.
+  const absl::Status s = batch_io_.FillWindows(ex, ids, targets, loader, first, batch, runs_);
+  COL_CHECK_MSG(s.ok(), std::string(s.message()).c_str());
 }
 
 absl::Status PipelineStage::Step(const data::WindowLoader& loader, int64_t batch,

@@ -16,6 +16,7 @@
 #include "parallel/pipeline/runner.h"
 #include "parallel/pipeline/schedule.h"
 #include "runtime/data/loader.h"
+#include "runtime/worker/batch_io.h"
 #include "runtime/worker/model.h"
 
 namespace colossal::worker {
@@ -56,7 +57,7 @@ class PipelineStage {
   parallel::Communicator* pipe_ = nullptr;
   std::unique_ptr<parallel::pipeline::Runner> runner_;
   std::vector<int> ids_, targets_;  // per chunk, or -1
-  std::vector<int32_t> unused_;     // where a chunk's absent ids or targets go
+  BatchIo batch_io_;                // the chunks' ids and targets, staged on the host
   data::WindowLoader::Runs runs_;   // the positions of each window this rank holds
   std::vector<std::vector<parallel::pipeline::TimedAction>> timelines_;
   double bubble_ = -1;

@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/base/check.h"
 #include "runtime/base/rng.h"
 #include "runtime/base/status_macros.h"
 
@@ -28,17 +30,26 @@ absl::StatusOr<std::unique_ptr<GptSampler>> GptSampler::Create(const graph::GptC
     // The decode graph has no gradients and no node writes a parameter: the store is only read.
     s->executor_->RebindParam(static_cast<int>(i), const_cast<float*>(params->data(j)), nullptr);
   }
-  s->ids_ = s->executor_->Data<int32_t>(s->graph_.Find("ids"));
-  s->positions_ = s->executor_->Data<int32_t>(s->graph_.Find("positions"));
-  s->logits_ = s->executor_->Data<float>(s->graph_.Find("logits"));
+  s->ids_ = s->graph_.Find("ids");
+  s->positions_ = s->graph_.Find("positions");
+  s->logits_ = s->graph_.Find("logits");
+  if (s->ids_ < 0 || s->positions_ < 0 || s->logits_ < 0) {
+    return absl::InternalError("the decode graph lacks ids, positions or logits");
+  }
+  s->host_logits_.resize(static_cast<size_t>(s->graph_.value(s->logits_).numel()));
   return s;
 }
 
 const float* GptSampler::Step(int32_t token, int64_t pos) {
-  ids_[0] = token;
-  positions_[0] = static_cast<int32_t>(pos);
+  // One id and one position in, the logits out, by copy: the executor's memory may be a
+  // device's. Create checked the three values exist, so a failed copy is a bug.
+  absl::Status s = executor_->WriteScalar<int32_t>(ids_, token);
+  if (s.ok()) s = executor_->WriteScalar<int32_t>(positions_, static_cast<int32_t>(pos));
+  COL_CHECK_MSG(s.ok(), std::string(s.message()).c_str());
   executor_->Forward();
-  return logits_;
+  s = executor_->ReadValue<float>(logits_, host_logits_);
+  COL_CHECK_MSG(s.ok(), std::string(s.message()).c_str());
+  return host_logits_.data();
 }
 
 std::vector<int32_t> GptSampler::Generate(const std::vector<int32_t>& prompt,

@@ -39,7 +39,8 @@ class GptSampler {
   // The `options.tokens` ids generated after `prompt` (an empty prompt starts from id 0).
   std::vector<int32_t> Generate(const std::vector<int32_t>& prompt, const SampleOptions& options);
 
-  // Logits [vocab] after feeding `token` at position `pos` (exposed for tests).
+  // Logits [vocab] after feeding `token` at position `pos` (exposed for tests): a copy
+  // on the host, valid until the next Step.
   const float* Step(int32_t token, int64_t pos);
 
  private:
@@ -49,9 +50,8 @@ class GptSampler {
   graph::Graph graph_;
   std::unique_ptr<memory::ParamStore> layout_;  // the decode graph's parameters, unallocated
   std::unique_ptr<graph::Executor> executor_;
-  int32_t* ids_ = nullptr;
-  int32_t* positions_ = nullptr;
-  const float* logits_ = nullptr;
+  int ids_ = -1, positions_ = -1, logits_ = -1;  // value ids in graph_
+  std::vector<float> host_logits_;               // the last Step's logits, read back
 };
 
 }  // namespace colossal::worker

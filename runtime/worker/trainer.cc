@@ -25,6 +25,7 @@
 #include "parallel/data_parallel/data_parallel.h"
 #include "parallel/pipeline/runner.h"
 #include "parallel/process_groups.h"
+#include "runtime/worker/batch_io.h"
 #include "runtime/worker/checkpointing.h"
 #include "runtime/worker/device_peak.h"
 #include "runtime/worker/loss_scaler.h"
@@ -115,9 +116,6 @@ class Run {
   absl::Status PipelineStep(int64_t step, double& loss_sum);
   // One step's micro-batches through the one executor.
   absl::Status MicroSteps(int64_t step, double& loss_sum);
-  // Adds micro-batch rows [0, rows) of the loss in `ex` (the executor of the graph that
-  // holds the loss) to the validation sums.
-  void AddValidationLoss(graph::Executor& ex, int64_t rows, double& sum, double& tokens) const;
   // Sums the gradients that are partial over the tensor group (sequence parallelism) in
   // the segments this rank's optimizer reads, in one all-reduce.
   absl::Status SumPartialGrads();
@@ -169,6 +167,7 @@ class Run {
   parallel::Communicator* pp_comm_ = nullptr;
   std::unique_ptr<PipelineStage> stage_;
   std::vector<bool> stored_;
+  BatchIo batch_io_;  // the one executor's inputs and losses, staged on the host
   bool stop_agreed_ = false;
   std::optional<JsonlSink> metrics_;
   int64_t start_step_ = 0;
@@ -401,20 +400,24 @@ void Run::BindTensorGroups(graph::Executor& ex) const {
 absl::Status Run::SetupSlot(const graph::Graph& g, graph::Executor& ex) {
   BindTensorGroups(ex);
   if (const int positions = g.Find("positions"); positions >= 0) {
-    parallel::FillPositions(ex.Data<int32_t>(positions), model_->batch, model_->sequence);
+    RETURN_IF_ERROR(WritePositions(ex, positions, model_->batch, model_->sequence));
   }
-  if (g.loss_seed() >= 0) {
-    ex.Data<float>(g.loss_seed())[0] = LossSeed();
-  }
+  if (g.loss_seed() >= 0) RETURN_IF_ERROR(ex.WriteScalar<float>(g.loss_seed(), LossSeed()));
   return absl::OkStatus();
 }
 
 absl::Status Run::PipelineStep(int64_t step, double& loss_sum) {
   const int64_t b = model_->batch;
+  absl::Status read = absl::OkStatus();
   RETURN_IF_ERROR(stage_->Step(
       *train_loader_, b,
       [&](int m) { return data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b); }, model_->shared,
-      [&](int, graph::Executor& ex) { loss_sum += ex.Data<float>(model_->loss)[0]; }));
+      [&](int, graph::Executor& ex) {
+        absl::StatusOr<float> loss = ex.ReadScalar<float>(model_->loss);
+        if (loss.ok()) loss_sum += *loss;
+        if (!loss.ok() && read.ok()) read = loss.status();
+      }));
+  RETURN_IF_ERROR(read);
   // The tied wte was summed between its holders; now the data-parallel reduction of
   // every bucket (FinishReduction launches them).
   if (dp_) dp_->BeginMicroStep(0, /*last=*/true);
@@ -424,20 +427,20 @@ absl::Status Run::PipelineStep(int64_t step, double& loss_sum) {
 absl::Status Run::MicroSteps(int64_t step, double& loss_sum) {
   graph::Executor& ex = *model_->executor;
   const int64_t b = model_->batch;
-  ex.Data<float>(model_->loss_grad)[0] = LossSeed();
-  int32_t* ids = ex.Data<int32_t>(model_->ids);
-  int32_t* targets = ex.Data<int32_t>(model_->targets);
+  RETURN_IF_ERROR(ex.WriteScalar<float>(model_->loss_grad, LossSeed()));
+  const data::WindowLoader::Runs runs = model_->sequence.Runs();
   for (int64_t m = 0; m < accumulation_; ++m) {
     const int64_t first =
         data::FirstSample(step, spec_.train.global_batch, rank_, ranks_, m, b);
-    train_loader_->Fill(first, b, ids, targets, model_->sequence.Runs());
+    RETURN_IF_ERROR(batch_io_.FillWindows(ex, model_->ids, model_->targets, *train_loader_, first, b, runs));
     // The data-parallel engine's hooks reduce gradients (on the last micro-batch only,
     // below ZeRO 3) and gather sharded parameters (ZeRO 3).
     if (dp_) dp_->BeginMicroStep(static_cast<int>(m), m + 1 == accumulation_);
     ex.Forward();
     ex.Backward(static_cast<int>(m));
     RETURN_IF_ERROR(ExecutorStatus());
-    loss_sum += ex.Data<float>(model_->loss)[0];
+    ASSIGN_OR_RETURN(const float loss, ex.ReadScalar<float>(model_->loss));
+    loss_sum += loss;
   }
   return absl::OkStatus();
 }
@@ -552,22 +555,6 @@ void Run::ReduceTensorSums(std::vector<double>& sums) {
   if (summed.ok()) sums = std::move(*summed);
 }
 
-void Run::AddValidationLoss(graph::Executor& ex, int64_t rows, double& sum, double& tokens) const {
-  const int64_t b = model_->batch, T = model_->seq;
-  if (model_->token_loss >= 0) {
-    // This rank's sequences of the micro-batch (2d: its token block), those in range.
-    const float* per_token = ex.Data<float>(model_->token_loss);
-    for (int64_t r = 0; r < model_->token_rows; ++r) {
-      if (model_->token_row_start + r >= rows) break;
-      for (int64_t t = 0; t < T; ++t) sum += per_token[r * T + t];
-      tokens += static_cast<double>(T);
-    }
-  } else {
-    sum += ex.Data<float>(model_->loss)[0] * static_cast<double>(b * T);
-    tokens += static_cast<double>(b * T);
-  }
-}
-
 absl::StatusOr<double> Run::Validate() {
   const int64_t b = model_->batch;
   // val_batches global batches of windows, in micro-batches taken by the ranks in turn;
@@ -580,16 +567,19 @@ absl::StatusOr<double> Run::Validate() {
     const int64_t rows = std::min(b, total - k * b);
     if (model_->pipelined) {
       // Through every stage; the last one's loss.
-      RETURN_IF_ERROR(stage_->Forward(*val_loader_, b, k * b,
-                                      [&](int, graph::Executor& ex) { AddValidationLoss(ex, rows, sum, tokens); }));
+      absl::Status read = absl::OkStatus();
+      RETURN_IF_ERROR(stage_->Forward(*val_loader_, b, k * b, [&](int, graph::Executor& ex) {
+        if (read.ok()) read = batch_io_.AddValidationLoss(ex, *model_, rows, sum, tokens);
+      }));
+      RETURN_IF_ERROR(read);
       continue;
     }
     graph::Executor& ex = *model_->executor;
-    val_loader_->Fill(k * b, b, ex.Data<int32_t>(model_->ids), ex.Data<int32_t>(model_->targets),
-                      model_->sequence.Runs());
+    RETURN_IF_ERROR(batch_io_.FillWindows(ex, model_->ids, model_->targets, *val_loader_, k * b, b,
+                                          model_->sequence.Runs()));
     ex.Forward();
     RETURN_IF_ERROR(ExecutorStatus());
-    AddValidationLoss(ex, rows, sum, tokens);
+    RETURN_IF_ERROR(batch_io_.AddValidationLoss(ex, *model_, rows, sum, tokens));
   }
   // Over every rank: the ranks of a tensor group that hold the same sequences add them
   // the same number of times to both sums.

@@ -1,6 +1,9 @@
 #!/usr/bin/python3
-# PyTorch peer benchmark for colossal's CPU trainer: times full float32 training steps of
-# the reference GPT-2 (tools/reference/gpt_torch.py) with AdamW on random token batches.
+# PyTorch peer benchmark for colossal's CPU trainer: times full training steps of the
+# reference GPT-2 (tools/reference/gpt_torch.py) with AdamW on random token batches, in
+# float32 or (--autocast bf16) under torch.autocast("cpu", bfloat16): fp32 master weights
+# and optimizer, the forward and loss autocast (PyTorch's CPU autocast runs matmuls and
+# linears in bf16, softmax, layer norm and the loss in fp32), the backward following it.
 # It does not set thread/allocator environment variables: run it under the settings you
 # want to measure (see tools/bench/README_torch.md); --threads sets torch.set_num_threads.
 # Example: /usr/bin/python3 tools/bench/torch_gpt_bench.py --n_layer 12 --n_head 12 \
@@ -36,6 +39,8 @@ def main():
     ap.add_argument("--json", action="store_true", help="print one JSON object only")
     ap.add_argument("--checkpoint", action="store_true",
                     help="recompute every transformer layer in the backward (torch.utils.checkpoint)")
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: forward and loss under torch.autocast('cpu', torch.bfloat16)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -57,7 +62,11 @@ def main():
         x, y = data[s, :, :-1], data[s, :, 1:]
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
-        loss = G.loss_fn(params, x, y, cfg, args.checkpoint)
+        if args.autocast == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = G.loss_fn(params, x, y, cfg, args.checkpoint)
+        else:
+            loss = G.loss_fn(params, x, y, cfg, args.checkpoint)
         loss.backward()
         opt.step()
         dt = (time.perf_counter() - t0) * 1e3
@@ -87,6 +96,7 @@ def main():
         "gflops": round(flops / 1e9 / (med / 1e3), 2),
         "final_loss": round(loss.item(), 4),
         "checkpoint": args.checkpoint,
+        "autocast": args.autocast,
         # Peak resident memory of the process (KiB): parameters, optimizer state,
         # activations, and the interpreter.
         "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -3,7 +3,13 @@
 // Where the CPU computes in the 16-bit type natively (AVX512-BF16 or AMX for bf16,
 // AVX512-FP16 for fp16), one oneDNN matmul primitive per problem (16-bit src and
 // weights with the strides as stored, fp32 dst, fp32 bias, a sum post-op for
-// Accumulate::kYes), created once and cached. oneDNN is asked only for problems with
+// Accumulate::kYes), created once and cached. Several threads may run one cached
+// primitive at once (ranks on threads in the tests, OpenMP-parallel callers), which
+// oneDNN allows only with a user-managed scratchpad: each primitive is created with
+// dnnl_scratchpad_mode_user and each call passes its thread's own scratchpad, on its
+// thread's own stream (oneDNN streams are not thread-safe; the engine is). With oneDNN's
+// default library scratchpad, two threads running one primitive overwrite each other's
+// partial sums. oneDNN is asked only for problems with
 // alpha = 1 (its output scale would also scale the bias), and a primitive whose
 // implementation is oneDNN's reference loop is not used.
 // Everywhere else (and for those problems): A and B widened to fp32 (exact) into
@@ -31,24 +37,32 @@ bool NativeLow(DType dtype) {
   return isa == dnnl_cpu_isa_avx512_core_amx;  // Sapphire Rapids and later also have AVX512-FP16
 }
 
-struct Engine {
-  dnnl_engine_t engine = nullptr;
-  dnnl_stream_t stream = nullptr;
-};
-const Engine& CpuEngine() {
-  static const Engine e = [] {
-    Engine x;
-    COL_CHECK(dnnl_engine_create(&x.engine, dnnl_cpu, 0) == dnnl_success);
-    COL_CHECK(dnnl_stream_create(&x.stream, x.engine, dnnl_stream_default_flags) == dnnl_success);
-    return x;
+dnnl_engine_t CpuEngine() {
+  static const dnnl_engine_t engine = [] {
+    dnnl_engine_t e = nullptr;
+    COL_CHECK(dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success);
+    return e;
   }();
-  return e;
+  return engine;
+}
+
+// This thread's stream on the CPU engine, destroyed with the thread.
+dnnl_stream_t ThreadStream() {
+  struct Owned {
+    dnnl_stream_t stream = nullptr;
+    Owned() { COL_CHECK(dnnl_stream_create(&stream, CpuEngine(), dnnl_stream_default_flags) == dnnl_success); }
+    ~Owned() { dnnl_stream_destroy(stream); }
+  };
+  thread_local Owned owned;
+  return owned.stream;
 }
 
 using Key = std::tuple<int, int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
 struct Primitive {
   dnnl_primitive_t prim = nullptr;  // null: oneDNN has no native kernel for it
   dnnl_memory_desc_t a, b, c, bias;
+  dnnl_memory_desc_t scratchpad;  // what each call passes as DNNL_ARG_SCRATCHPAD
+  size_t scratchpad_bytes = 0;
 };
 
 const Primitive& PrimitiveFor(DType dtype, const MatmulLowArgs& p) {
@@ -74,13 +88,21 @@ const Primitive& PrimitiveFor(DType dtype, const MatmulLowArgs& p) {
   ok = ok && dnnl_matmul_desc_init(&desc, &pr.a, &pr.b, has_bias ? &pr.bias : nullptr, &pr.c) == dnnl_success;
   dnnl_primitive_attr_t attr = nullptr;
   dnnl_post_ops_t post_ops = nullptr;
-  ok = ok && dnnl_primitive_attr_create(&attr) == dnnl_success;
+  ok = ok && dnnl_primitive_attr_create(&attr) == dnnl_success &&
+       dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
   if (ok && acc) {
     ok = dnnl_post_ops_create(&post_ops) == dnnl_success && dnnl_post_ops_append_sum(post_ops, 1.0f) == dnnl_success &&
          dnnl_primitive_attr_set_post_ops(attr, post_ops) == dnnl_success;
   }
   dnnl_primitive_desc_t pd = nullptr;
-  ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, CpuEngine().engine, nullptr) == dnnl_success;
+  ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, CpuEngine(), nullptr) == dnnl_success;
+  if (ok) {
+    const dnnl_memory_desc_t* md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (md != nullptr) {
+      pr.scratchpad = *md;
+      pr.scratchpad_bytes = dnnl_memory_desc_get_size(md);
+    }
+  }
   if (ok) {
     const char* impl = nullptr;
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
@@ -98,19 +120,28 @@ bool RunNative(DType dtype, const MatmulLowArgs& p) {
   if (!NativeLow(dtype) || p.alpha != 1.0f) return false;
   const Primitive& pr = PrimitiveFor(dtype, p);
   if (pr.prim == nullptr) return false;
-  const Engine& e = CpuEngine();
-  dnnl_memory_t a = nullptr, b = nullptr, c = nullptr, bias = nullptr;
-  COL_CHECK(dnnl_memory_create(&a, &pr.a, e.engine, const_cast<uint16_t*>(p.a)) == dnnl_success);
-  COL_CHECK(dnnl_memory_create(&b, &pr.b, e.engine, const_cast<uint16_t*>(p.b)) == dnnl_success);
-  COL_CHECK(dnnl_memory_create(&c, &pr.c, e.engine, p.c) == dnnl_success);
+  const dnnl_engine_t engine = CpuEngine();
+  const dnnl_stream_t stream = ThreadStream();
+  dnnl_memory_t a = nullptr, b = nullptr, c = nullptr, bias = nullptr, scratch = nullptr;
+  COL_CHECK(dnnl_memory_create(&a, &pr.a, engine, const_cast<uint16_t*>(p.a)) == dnnl_success);
+  COL_CHECK(dnnl_memory_create(&b, &pr.b, engine, const_cast<uint16_t*>(p.b)) == dnnl_success);
+  COL_CHECK(dnnl_memory_create(&c, &pr.c, engine, p.c) == dnnl_success);
   std::vector<dnnl_exec_arg_t> args = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
   if (p.bias != nullptr) {
-    COL_CHECK(dnnl_memory_create(&bias, &pr.bias, e.engine, const_cast<float*>(p.bias)) == dnnl_success);
+    COL_CHECK(dnnl_memory_create(&bias, &pr.bias, engine, const_cast<float*>(p.bias)) == dnnl_success);
     args.push_back({DNNL_ARG_BIAS, bias});
   }
-  COL_CHECK(dnnl_primitive_execute(pr.prim, e.stream, static_cast<int>(args.size()), args.data()) == dnnl_success);
-  COL_CHECK(dnnl_stream_wait(e.stream) == dnnl_success);
-  for (dnnl_memory_t m : {a, b, c, bias}) {
+  if (pr.scratchpad_bytes > 0) {
+    // This thread's scratchpad, grown to the largest primitive it has run (64-byte aligned).
+    thread_local std::vector<char> scratchpad;
+    if (scratchpad.size() < pr.scratchpad_bytes + 64) scratchpad.resize(pr.scratchpad_bytes + 64);
+    char* aligned = scratchpad.data() + (64 - reinterpret_cast<uintptr_t>(scratchpad.data()) % 64) % 64;
+    COL_CHECK(dnnl_memory_create(&scratch, &pr.scratchpad, engine, aligned) == dnnl_success);
+    args.push_back({DNNL_ARG_SCRATCHPAD, scratch});
+  }
+  COL_CHECK(dnnl_primitive_execute(pr.prim, stream, static_cast<int>(args.size()), args.data()) == dnnl_success);
+  COL_CHECK(dnnl_stream_wait(stream) == dnnl_success);
+  for (dnnl_memory_t m : {a, b, c, bias, scratch}) {
     if (m != nullptr) dnnl_memory_destroy(m);
   }
   return true;

@@ -9,7 +9,9 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "kernels/convert/convert.h"
@@ -278,6 +280,72 @@ TEST_CASE("matmul cpu inside an OpenMP parallel region runs on the calling threa
     auto r = AllClose(problems[i].c, refs[i].c, tol.atol, tol.rtol);
     INFO(r.message);
     REQUIRE(r.ok);
+  }
+}
+
+// Ranks on threads (the training tests) and OpenMP-parallel callers run one cached oneDNN
+// primitive from several threads at once: each must get its own scratchpad and stream,
+// or the threads' partial sums mix (matmul_low_cpu.cc). Each thread's results must equal
+// the same problems run on one thread, bit for bit.
+TEST_CASE("matmul_low cpu: the same problems from four threads at once equal one thread's, bit for bit") {
+  struct Shape {
+    Trans ta, tb;
+    int64_t m, n, k;
+    Accumulate acc;
+  };
+  // A GPT layer's GEMMs at d_model 32, 64 tokens: forward, input gradient, weight gradient.
+  const std::vector<Shape> shapes = {{Trans::kNo, Trans::kNo, 64, 96, 32, Accumulate::kNo},
+                                     {Trans::kNo, Trans::kYes, 64, 32, 96, Accumulate::kNo},
+                                     {Trans::kYes, Trans::kNo, 32, 96, 64, Accumulate::kYes},
+                                     {Trans::kNo, Trans::kNo, 64, 128, 256, Accumulate::kNo}};
+  constexpr int kThreads = 4, kRounds = 30;
+  struct Work {
+    std::vector<uint16_t> a, b;
+    std::vector<float> c;
+  };
+  // work[t][s]: thread t's inputs for shape s; expected from one thread, in order.
+  std::vector<std::vector<Work>> work(kThreads), expected(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    for (size_t s = 0; s < shapes.size(); ++s) {
+      const Shape& sh = shapes[s];
+      Work w;
+      const std::vector<float> a = Random<float>(sh.m * sh.k, 100 * t + s), b = Random<float>(sh.k * sh.n, 100 * t + s + 50);
+      w.a.resize(a.size()), w.b.resize(b.size());
+      CastTo16Ref(DType::kBF16, a.data(), w.a.data(), static_cast<int64_t>(a.size()));
+      CastTo16Ref(DType::kBF16, b.data(), w.b.data(), static_cast<int64_t>(b.size()));
+      w.c = Random<float>(sh.m * sh.n, 100 * t + s + 70);
+      work[t].push_back(w);
+    }
+  }
+  auto run = [&](Work& w, const Shape& sh) {
+    MatmulLowArgs args;
+    args.trans_a = sh.ta, args.trans_b = sh.tb, args.m = sh.m, args.n = sh.n, args.k = sh.k;
+    args.a = w.a.data(), args.lda = sh.ta == Trans::kYes ? sh.m : sh.k;
+    args.b = w.b.data(), args.ldb = sh.tb == Trans::kYes ? sh.k : sh.n;
+    args.c = w.c.data(), args.ldc = sh.n, args.accumulate = sh.acc;
+    MatmulLowTable().Get(Backend::kCpu, DType::kBF16)(args, Stream{Backend::kCpu, nullptr});
+  };
+  const auto initial = work;
+  for (int t = 0; t < kThreads; ++t) {
+    expected[t] = initial[t];
+    for (int r = 0; r < kRounds; ++r) {
+      for (size_t s = 0; s < shapes.size(); ++s) run(expected[t][s], shapes[s]);
+    }
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRounds; ++r) {
+        for (size_t s = 0; s < shapes.size(); ++s) run(work[t][s], shapes[s]);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) {
+    for (size_t s = 0; s < shapes.size(); ++s) {
+      CAPTURE(t, s);
+      CHECK(std::memcmp(work[t][s].c.data(), expected[t][s].c.data(), work[t][s].c.size() * sizeof(float)) == 0);
+    }
   }
 }
 

@@ -23,6 +23,22 @@ int64_t ParamStore::FlatNumel(const std::vector<Spec>& specs) {
   return total;
 }
 
+absl::StatusOr<std::unique_ptr<ParamStore>> ParamStore::Make(const std::vector<Spec>& specs, int64_t min_flat_numel,
+                                                             bool allocate, const Place& place) {
+  std::unique_ptr<ParamStore> store(new ParamStore(specs, min_flat_numel, /*allocate=*/false));
+  store->place_ = place;
+  if (allocate && store->flat_numel_ > 0) {
+    const int64_t bytes = store->flat_numel_ * static_cast<int64_t>(sizeof(float));
+    absl::StatusOr<Buffer> data = place.Allocate(bytes, Purpose::kParameters);
+    if (!data.ok()) return data.status();
+    absl::StatusOr<Buffer> grad = place.Allocate(bytes, Purpose::kGradients);
+    if (!grad.ok()) return grad.status();
+    store->data_ = std::move(*data);
+    store->grad_ = std::move(*grad);
+  }
+  return store;
+}
+
 ParamStore::ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel, bool allocate) {
   int64_t offset = 0;
   for (const Spec& s : specs) {

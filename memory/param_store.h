@@ -1,6 +1,7 @@
-// ParamStore: where the trainable parameters and their gradients live on the CPU
-// backend: two flat fp32 buffers (data, grad) with the same layout, each tensor at a
-// 64-byte-aligned offset. Flat storage lets the optimizer, the gradient norm and (later)
+// ParamStore: where the trainable parameters and their gradients live: two flat fp32
+// buffers (data, grad) with the same layout, each tensor at a 64-byte-aligned offset, in
+// the memory of a Place (place.h: the host, or a device — then data()/grad() are device
+// pointers the host must not dereference; stage through place().CopyToHost). Flat storage lets the optimizer, the gradient norm and (later)
 // data-parallel all-reduce and ZeRO sharding treat all parameters as one vector.
 // Gradients start at zero. Not thread-safe to construct; pointers stay valid for the
 // store's lifetime.
@@ -8,10 +9,13 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "memory/allocator.h"
+#include "memory/place.h"
 
 namespace colossal::memory {
 
@@ -42,8 +46,14 @@ class ParamStore {
   // layouts need a multiple of ranks × bucket pieces); padding stays zero.
   // With `allocate` false the store holds the layout alone (ZeRO 3 keeps parameters in
   // shards and gathered buffers elsewhere); data()/grad() must not be used then.
+  // In host memory (aborts when the host is out of memory, as `new` would).
   explicit ParamStore(const std::vector<Spec>& specs, int64_t min_flat_numel = 0,
                       bool allocate = true);
+  // In `place`'s memory: the allocator's RESOURCE_EXHAUSTED (bytes asked, peak, holders)
+  // when it does not fit.
+  static absl::StatusOr<std::unique_ptr<ParamStore>> Make(const std::vector<Spec>& specs, int64_t min_flat_numel,
+                                                          bool allocate, const Place& place);
+  const Place& place() const { return place_; }
   bool allocated() const { return data_.data() != nullptr || flat_numel_ == 0; }
 
   // The flat size the specs need without extra padding (each tensor 64-byte aligned).
@@ -83,6 +93,7 @@ class ParamStore {
   std::map<std::string, int> by_name_;
   int64_t flat_numel_ = 0;
   int64_t num_params_ = 0;
+  Place place_ = Place::Host();
   Buffer data_;
   Buffer grad_;
 };

@@ -24,9 +24,16 @@ void* HostAllocate(int64_t bytes) { return std::malloc(static_cast<size_t>(bytes
 void HostRelease(void* ptr) { std::free(ptr); }
 void HostCopy(void* dst, const void* src, int64_t bytes) { std::memcpy(dst, src, static_cast<size_t>(bytes)); }
 void HostSynchronize(Stream) {}  // host twins run synchronously
+void HostCopyOn(void* dst, const void* src, int64_t bytes, Stream) {
+  if (bytes > 0) std::memcpy(dst, src, static_cast<size_t>(bytes));
+}
+void HostZero(void* dst, int64_t bytes, Stream) {
+  if (bytes > 0) std::memset(dst, 0, static_cast<size_t>(bytes));
+}
 
 const bool kHostRegistered = [] {
-  const BackendMemory host{HostAllocate, HostRelease, HostCopy, HostCopy, HostSynchronize};
+  const BackendMemory host{HostAllocate, HostRelease, HostCopy,  HostCopy,
+                           HostSynchronize, nullptr,  HostCopyOn, HostZero};
   RegisterBackendMemory(Backend::kRef, host);
   RegisterBackendMemory(Backend::kCpu, host);
   return true;

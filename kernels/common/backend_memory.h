@@ -21,6 +21,10 @@ struct BackendMemory {
   // Whether the backend can run in this process (a device backend: a driver and at least
   // one device); asked once, on the first FindBackendMemory. Null: always.
   bool (*present)() = nullptr;
+  // Within the backend's memory, ordered on `stream` after the kernels enqueued on it
+  // (the host's: at once): a copy between non-overlapping ranges, and zero-filling.
+  void (*copy)(void* dst, const void* src, int64_t bytes, Stream stream) = nullptr;
+  void (*zero)(void* dst, int64_t bytes, Stream stream) = nullptr;
 };
 
 void RegisterBackendMemory(Backend backend, const BackendMemory& memory);

@@ -44,9 +44,18 @@ void ToHost(void* dst, const void* src, int64_t bytes) {
   if (bytes > 0) COL_CUDA_CHECK(cudaMemcpy(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToHost));
 }
 void Synchronize(Stream stream) { COL_CUDA_CHECK(cudaStreamSynchronize(StreamOf(stream))); }
+void CopyOn(void* dst, const void* src, int64_t bytes, Stream stream) {
+  if (bytes > 0) {
+    COL_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToDevice, StreamOf(stream)));
+  }
+}
+void ZeroOn(void* dst, int64_t bytes, Stream stream) {
+  if (bytes > 0) COL_CUDA_CHECK(cudaMemsetAsync(dst, 0, static_cast<size_t>(bytes), StreamOf(stream)));
+}
 
 const bool kRegistered = [] {
-  RegisterBackendMemory(Backend::kCuda, {Allocate, Release, ToDevice, ToHost, Synchronize, DevicePresent});
+  RegisterBackendMemory(Backend::kCuda,
+                        {Allocate, Release, ToDevice, ToHost, Synchronize, DevicePresent, CopyOn, ZeroOn});
   return true;
 }();
 

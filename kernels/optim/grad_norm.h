@@ -29,4 +29,9 @@ inline void SumSquares(const float* x, int64_t n, double* out, Stream stream = {
   SumSquaresTable().Get(stream.backend, DType::kF32)(x, n, out, stream);
 }
 
+// The sum of squares of `x` (in `stream`'s backend memory) returned to the host: on a
+// host backend straight into a local, on a device into a per-thread scratch double of
+// that backend, copied back after the stream finishes.
+double SumSquaresToHost(const float* x, int64_t n, Stream stream);
+
 }  // namespace colossal::kernels

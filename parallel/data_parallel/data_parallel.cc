@@ -11,6 +11,7 @@
 #include "parallel/data_parallel/bucket_layout.h"
 #include "parallel/process_groups.h"
 #include "runtime/base/check.h"
+#include "runtime/base/status_macros.h"
 
 namespace colossal::parallel {
 namespace {
@@ -53,8 +54,15 @@ class Replicated : public DataParallel {
       }
     }
     const int64_t shard = layout_.padded_numel() / size();
-    if (zero_stage() == 2) shard_grad_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kGradients);
-    if (zero_stage() >= 1) stage_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kCommunication);
+    // Where the parameters are (the host, or the device the collectives read on).
+    const memory::Place& place = params_->place();
+    const int64_t bytes = shard * static_cast<int64_t>(sizeof(float));
+    if (zero_stage() == 2) {
+      ASSIGN_OR_RETURN(shard_grad_, place.Allocate(bytes, memory::Purpose::kGradients));
+    }
+    if (zero_stage() >= 1) {
+      ASSIGN_OR_RETURN(stage_, place.Allocate(bytes, memory::Purpose::kCommunication));
+    }
     return absl::OkStatus();
   }
 
@@ -120,9 +128,7 @@ class Replicated : public DataParallel {
       return ShardedSumSquares(shard_grad_.as<float>(), layout_.padded_numel() / size());
     }
     // Every rank holds the whole reduced gradient.
-    double sum = 0;
-    kernels::SumSquares(params_->flat_grad(), layout_.padded_numel(), &sum);
-    return sum;
+    return kernels::SumSquaresToHost(params_->flat_grad(), layout_.padded_numel(), params_->place().stream());
   }
 
   absl::Status AfterOptimizerStep() override {
@@ -131,7 +137,7 @@ class Replicated : public DataParallel {
     std::vector<std::unique_ptr<Work>> works;
     for (int b = 0; b < layout_.num_buckets(); ++b) {
       float* stage = stage_.as<float>() + b * L;
-      std::memcpy(stage, params_->flat_data() + layout_.piece_begin(b, rank()), L * sizeof(float));
+      params_->place().Copy(stage, params_->flat_data() + layout_.piece_begin(b, rank()), L * sizeof(float));
       works.push_back(dp_->AllGather(stage, params_->flat_data() + layout_.bucket_begin(b), L, DType::kF32));
     }
     return WaitAll(works);
@@ -146,7 +152,7 @@ class Replicated : public DataParallel {
 
   absl::Status GatherAll(memory::ParamStore& full) override {
     for (int i = 0; i < params_->size(); ++i) {
-      std::memcpy(full.data(i), params_->data(i), params_->info(i).numel * sizeof(float));
+      params_->place().CopyToHost(full.data(i), params_->data(i), params_->info(i).numel * sizeof(float));
     }
     return absl::OkStatus();
   }
@@ -240,8 +246,7 @@ std::function<void(std::vector<double>&)> DataParallel::SumReducer() {
 }
 
 absl::StatusOr<double> DataParallel::ShardedSumSquares(const float* shard, int64_t n) {
-  double sum = 0;
-  kernels::SumSquares(shard, n, &sum);
+  const double sum = kernels::SumSquaresToHost(shard, n, params_->place().stream());
   auto total = Sum({sum});
   if (!total.ok()) return total.status();
   return (*total)[0];

@@ -12,9 +12,11 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/elementwise/elementwise.h"
 #include "memory/allocator.h"
 #include "parallel/data_parallel/data_parallel.h"
 #include "runtime/base/check.h"
+#include "runtime/base/status_macros.h"
 
 namespace colossal::parallel {
 namespace {
@@ -78,9 +80,12 @@ class Zero3 : public DataParallel {
       groups_.push_back(g);
     }
     shard_numel_ = shard;
-    shard_param_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kParameters);
-    shard_grad_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kGradients);
-    reduce_out_ = memory::Buffer::Host(shard * sizeof(float), memory::Purpose::kCommunication);
+    // The shards live where the store's place says (the host, or the device).
+    const memory::Place& place = params_->place();
+    const int64_t bytes = shard * static_cast<int64_t>(sizeof(float));
+    ASSIGN_OR_RETURN(shard_param_, place.Allocate(bytes, memory::Purpose::kParameters));
+    ASSIGN_OR_RETURN(shard_grad_, place.Allocate(bytes, memory::Purpose::kGradients));
+    ASSIGN_OR_RETURN(reduce_out_, place.Allocate(bytes, memory::Purpose::kCommunication));
 
     // Which groups each node reads (parameters) and writes (parameter gradients).
     std::vector<int> param_of_value(graph.values().size(), -1);
@@ -125,7 +130,7 @@ class Zero3 : public DataParallel {
   }
 
   void BeginMicroStep(int micro_step, bool) override {
-    if (micro_step == 0) std::memset(shard_grad_.data(), 0, shard_grad_.bytes());
+    if (micro_step == 0) params_->place().Zero(shard_grad_.data(), shard_grad_.bytes());
   }
 
   void BeforeNode(int node) override {
@@ -193,13 +198,15 @@ class Zero3 : public DataParallel {
   }
 
   absl::Status GatherAll(memory::ParamStore& full) override {
-    memory::Buffer tmp = memory::Buffer::Host(max_group_ * sizeof(float), memory::Purpose::kCommunication);
+    const memory::Place& place = params_->place();
+    ASSIGN_OR_RETURN(memory::Buffer tmp,
+                     place.Allocate(max_group_ * static_cast<int64_t>(sizeof(float)), memory::Purpose::kCommunication));
     for (const Group& g : groups_) {
       absl::Status s = dp_->AllGather(shard_param_.as<float>() + g.shard, tmp.as<float>(), g.piece, DType::kF32)->Wait();
       if (!s.ok()) return s;
       for (int p = g.p0; p < g.p1; ++p) {
-        std::memcpy(full.data(p), tmp.as<float>() + (params_->info(p).offset - g.begin),
-                    params_->info(p).numel * sizeof(float));
+        place.CopyToHost(full.data(p), tmp.as<float>() + (params_->info(p).offset - g.begin),
+                         params_->info(p).numel * static_cast<int64_t>(sizeof(float)));
       }
     }
     return absl::OkStatus();
@@ -221,7 +228,12 @@ class Zero3 : public DataParallel {
     for (size_t i = 0; i < slots.size(); ++i) {
       if (slots[i].group < 0) return static_cast<int>(i);
     }
-    slots.push_back(Slot{memory::Buffer::Host(max_group_ * sizeof(float), memory::Purpose::kParameters), -1, nullptr});
+    // The pool grows to the most groups in flight at once (a few); running out of memory
+    // here is fatal, with the allocator's line naming the bytes and what holds them.
+    absl::StatusOr<memory::Buffer> buf =
+        params_->place().Allocate(max_group_ * static_cast<int64_t>(sizeof(float)), memory::Purpose::kParameters);
+    COL_CHECK_MSG(buf.ok(), std::string(buf.status().message()).c_str());
+    slots.push_back(Slot{std::move(*buf), -1, nullptr});
     return static_cast<int>(slots.size()) - 1;
   }
 
@@ -284,7 +296,7 @@ class Zero3 : public DataParallel {
     grad_slots_[s].group = g;
     grad_slot_of_[g] = s;
     // Parameters without a gradient and the padding reduce as zeros.
-    std::memset(grad_slots_[s].buf.data(), 0, groups_[g].size * sizeof(float));
+    params_->place().Zero(grad_slots_[s].buf.data(), groups_[g].size * static_cast<int64_t>(sizeof(float)));
     const Group& grp = groups_[g];
     for (int p = grp.p0; p < grp.p1; ++p) {
       grad_ptr_[p] = grad_slots_[s].buf.as<float>() + (params_->info(p).offset - grp.begin);
@@ -317,7 +329,7 @@ class Zero3 : public DataParallel {
       const Group& grp = groups_[it->group];
       float* acc = shard_grad_.as<float>() + grp.shard;
       const float* add = reduce_out_.as<float>() + grp.shard;
-      for (int64_t i = 0; i < grp.piece; ++i) acc[i] += add[i];
+      kernels::AddInto(add, acc, grp.piece, kernels::Accumulate::kYes, params_->place().stream());
       grad_slots_[it->slot].group = -1;
       it = pending_.erase(it);
     }

@@ -56,6 +56,21 @@ absl::Status WorldBarrier(const TrainState& state) {
   return state.groups->world()->Barrier()->Wait();
 }
 
+// `held` with host pointers: itself on the host; off it, each segment copied into
+// `staged` (which must outlive the returned pointers).
+parallel::HeldParams OnHost(const TrainState& state, parallel::HeldParams held,
+                            std::deque<std::vector<float>>& staged) {
+  const memory::Place& place = state.params->place();
+  if (place.on_host()) return held;
+  for (size_t i = 0; i < held.segments.size(); ++i) {
+    const int64_t n = held.segments[i].length;
+    std::vector<float>& host = staged.emplace_back(static_cast<size_t>(n));
+    place.CopyToHost(host.data(), held.data[i], n * static_cast<int64_t>(sizeof(float)));
+    held.data[i] = host.data();
+  }
+  return held;
+}
+
 }  // namespace
 
 parallel::HeldParams Held(const TrainState& state) {
@@ -80,7 +95,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
   // Pieces gathered for the write (stored_pieces.h), freed when it is done.
   std::deque<std::vector<float>> gathered;
   std::vector<StateTensor> optimizer = state.optimizer->StateTensors(state.stored, gathered);
-  const parallel::HeldParams held = Held(state);
+  const parallel::HeldParams held = OnHost(state, Held(state), gathered);
   const std::string staging = checkpoint::StagingDir(c.dir, steps_done);
   absl::Status written = absl::OkStatus();
   if (rank != 0 && (writes_model(rank) || writes_optimizer(rank))) {
@@ -145,12 +160,16 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
     }
   }
   const parallel::HeldParams held = Held(state);
+  const memory::Place& place = state.params->place();
+  std::vector<float> staged;  // off the host: each segment read here, then copied over
   for (size_t i = 0; i < held.segments.size(); ++i) {
     const memory::ParamSegment& seg = held.segments[i];
     const memory::ParamInfo& info = state.params->info(seg.param);
+    float* dst = place.on_host() ? held.data[i] : (staged.resize(static_cast<size_t>(seg.length)), staged.data());
     absl::Status s =
-        ReadSegment(model, info.name, info.shape, LayoutOf(state, seg.param), seg.offset, seg.length, held.data[i]);
+        ReadSegment(model, info.name, info.shape, LayoutOf(state, seg.param), seg.offset, seg.length, dst);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
+    if (!place.on_host()) place.CopyFromHost(held.data[i], dst, seg.length * static_cast<int64_t>(sizeof(float)));
   }
   ASSIGN_OR_RETURN(std::vector<std::string> optimizer_files, checkpoint::StepFiles(*latest, "optimizer"));
   ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(optimizer_files));

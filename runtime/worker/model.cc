@@ -210,7 +210,9 @@ graph::GptSequenceParallel SequenceParallelOf(const config::ParallelSpec& p, int
 void InitParams(const Model& model, const std::vector<memory::ParamSegment>& segments,
                 const std::vector<float*>& data, uint64_t seed) {
   const graph::Graph& g = model.graph;
-  std::vector<float> values;
+  const memory::Place& place = model.params->place();
+  const bool on_host = place.on_host();
+  std::vector<float> values, staged;
   int generated = -1;  // parameter whose values are in `values`
   for (size_t i = 0; i < segments.size(); ++i) {
     const memory::ParamSegment& s = segments[i];
@@ -225,39 +227,54 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
       }
       generated = s.param;
     }
+    // Off the host the segment is assembled in `staged` and copied over in one go.
+    float* dst = on_host ? data[i] : (staged.resize(static_cast<size_t>(s.length)), staged.data());
     for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
-      std::copy(values.begin() + r.global, values.begin() + r.global + r.count,
-                data[i] + (r.local - s.offset));
+      std::copy(values.begin() + r.global, values.begin() + r.global + r.count, dst + (r.local - s.offset));
     }
+    if (!on_host) place.CopyFromHost(data[i], dst, s.length * static_cast<int64_t>(sizeof(float)));
   }
 }
 
 void TakeHeld(const Model& model, const memory::ParamStore& whole,
               const std::vector<memory::ParamSegment>& segments, const std::vector<float*>& data) {
   const graph::Graph& g = model.graph;
+  const memory::Place& place = model.params->place();  // where `data` is; `whole` is on the host
+  std::vector<float> staged;
   for (size_t i = 0; i < segments.size(); ++i) {
     const memory::ParamSegment& s = segments[i];
     const graph::Value& v = g.value(g.params()[s.param]);
     const float* src = whole.data(whole.Find(v.name));  // `whole` may hold more parameters
+    float* dst = place.on_host() ? data[i] : (staged.resize(static_cast<size_t>(s.length)), staged.data());
     for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
-      std::copy(src + r.global, src + r.global + r.count, data[i] + (r.local - s.offset));
+      std::copy(src + r.global, src + r.global + r.count, dst + (r.local - s.offset));
     }
+    if (!place.on_host()) place.CopyFromHost(data[i], dst, s.length * static_cast<int64_t>(sizeof(float)));
   }
 }
 
 absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
                          parallel::Communicator* tensor, memory::ParamStore& whole) {
   const graph::Graph& g = model.graph;
+  const memory::Place& place = local.place();  // `whole` and the gathered copy are on the host
   std::vector<float> all;
   for (int i = 0; i < local.size(); ++i) {
     const graph::Value& v = g.value(g.params()[i]);
     const int64_t n = v.numel();
     if (!v.layout.split() || tensor == nullptr) {
-      std::copy(local.data(i), local.data(i) + n, whole.data(i));
+      place.CopyToHost(whole.data(i), local.data(i), n * static_cast<int64_t>(sizeof(float)));
       continue;
     }
     all.resize(n * tensor->size());
-    RETURN_IF_ERROR(tensor->AllGather(local.data(i), all.data(), n, graph::DType::kF32)->Wait());
+    if (place.on_host()) {
+      RETURN_IF_ERROR(tensor->AllGather(local.data(i), all.data(), n, graph::DType::kF32)->Wait());
+    } else {
+      // The communicator works in the store's memory: gather on the device, then copy.
+      const int64_t bytes = static_cast<int64_t>(all.size() * sizeof(float));
+      ASSIGN_OR_RETURN(memory::Buffer gathered, place.Allocate(bytes, memory::Purpose::kCommunication));
+      RETURN_IF_ERROR(tensor->AllGather(local.data(i), gathered.as<float>(), n, graph::DType::kF32)->Wait());
+      place.CopyToHost(all.data(), gathered.data(), bytes);
+    }
     for (int r = 0; r < tensor->size(); ++r) {
       graph::Layout at = v.layout;  // member r's part
       for (graph::DimSplit& d : at.splits) {
@@ -275,6 +292,21 @@ absl::Status GatherWhole(const Model& model, const memory::ParamStore& local,
 
 absl::Status GatherStages(const memory::ParamStore& local, const std::vector<bool>& owned,
                           parallel::Communicator* pipe, memory::ParamStore& all) {
+  const memory::Place& place = local.place();
+  if (!place.on_host()) {
+    // The communicator works in the store's memory: sum a device copy of `all`'s layout
+    // (zero-filled by the allocator), then bring it to the host.
+    const int64_t bytes = all.flat_numel() * static_cast<int64_t>(sizeof(float));
+    ASSIGN_OR_RETURN(memory::Buffer sum, place.Allocate(bytes, memory::Purpose::kCommunication));
+    for (int i = 0; i < local.size(); ++i) {
+      if (!owned[i]) continue;
+      const memory::ParamInfo& to = all.info(all.Find(local.info(i).name));
+      place.Copy(sum.as<float>() + to.offset, local.data(i), local.info(i).numel * static_cast<int64_t>(sizeof(float)));
+    }
+    RETURN_IF_ERROR(pipe->AllReduce(sum.as<float>(), all.flat_numel(), graph::DType::kF32)->Wait());
+    place.CopyToHost(all.flat_data(), sum.data(), bytes);
+    return absl::OkStatus();
+  }
   std::fill(all.flat_data(), all.flat_data() + all.flat_numel(), 0.0f);
   for (int i = 0; i < local.size(); ++i) {
     if (!owned[i]) continue;
@@ -320,6 +352,14 @@ absl::Status LoadFromStep(memory::ParamStore& params, const std::string& step_di
 }  // namespace
 
 absl::Status LoadParams(memory::ParamStore& params, const std::string& path) {
+  if (!params.place().on_host()) {
+    // Loaded on the host with the same layout, then copied over whole.
+    memory::ParamStore host(params.specs(), params.flat_numel());
+    RETURN_IF_ERROR(LoadParams(host, path));
+    params.place().CopyFromHost(params.flat_data(), host.flat_data(),
+                                params.flat_numel() * static_cast<int64_t>(sizeof(float)));
+    return absl::OkStatus();
+  }
   namespace fs = std::filesystem;
   std::string file = path;
   std::error_code ec;

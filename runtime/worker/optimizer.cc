@@ -43,12 +43,28 @@ Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* para
     state_offset_.push_back(total);
     total += (s.length + 15) / 16 * 16;  // keep every segment's state 64-byte aligned
   }
-  state1_ = memory::Buffer::Host(total * sizeof(float), memory::Purpose::kOptimizerState);
-  if (Adam(spec.type)) state2_ = memory::Buffer::Host(total * sizeof(float), memory::Purpose::kOptimizerState);
+  const memory::Place& place = params->place();
+  auto allocate = [&](memory::Buffer& buffer, int64_t bytes, memory::Purpose purpose) {
+    absl::StatusOr<memory::Buffer> b = place.Allocate(bytes, purpose);
+    if (b.ok()) {
+      buffer = std::move(*b);
+    } else if (status_.ok()) {
+      status_ = b.status();
+    }
+  };
+  allocate(state1_, total * static_cast<int64_t>(sizeof(float)), memory::Purpose::kOptimizerState);
+  if (Adam(spec.type)) allocate(state2_, total * static_cast<int64_t>(sizeof(float)), memory::Purpose::kOptimizerState);
+  if (spec.type == config::OptimizerType::kLamb || spec.type == config::OptimizerType::kLars) {
+    allocate(sums_, 2 * static_cast<int64_t>(segments_.size()) * static_cast<int64_t>(sizeof(double)),
+             memory::Purpose::kWorkspace);
+  }
 }
 
 void Optimizer::Step(double lr, float grad_scale) {
+  COL_CHECK_MSG(status_.ok(), "an optimizer whose state could not be allocated was stepped");
   ++step_;
+  const memory::Place& place = params_->place();
+  const kernels::Stream stream = place.stream();
   const float flr = static_cast<float>(lr);
   const bool lamb = spec_.type == config::OptimizerType::kLamb;
   const bool lars = spec_.type == config::OptimizerType::kLars;
@@ -70,14 +86,14 @@ void Optimizer::Step(double lr, float grad_scale) {
         a.m = s1, a.v = state2_.as<float>() + state_offset_[i];
         a.lr = flr, a.beta1 = spec_.beta1, a.beta2 = spec_.beta2, a.eps = spec_.eps;
         a.step = step_;
-        kernels::AdamWStep(a);
+        kernels::AdamWStep(a, stream);
       } else {
         kernels::SgdArgs a;
         args_of(i, a);
         a.buf = s1;
         a.lr = flr, a.momentum = spec_.momentum;
         a.nesterov = spec_.nesterov ? kernels::Nesterov::kYes : kernels::Nesterov::kNo;
-        kernels::SgdStep(a);
+        kernels::SgdStep(a, stream);
       }
     }
     return;
@@ -90,7 +106,7 @@ void Optimizer::Step(double lr, float grad_scale) {
   std::vector<kernels::LambArgs> lamb_args(segments_.size());
   std::vector<kernels::LarsArgs> lars_args(segments_.size());
   for (size_t i = 0; i < segments_.size(); ++i) {
-    double part[2];
+    double* part = sums_.as<double>() + 2 * i;
     float* s1 = state1_.as<float>() + state_offset_[i];
     if (lamb) {
       kernels::LambArgs& a = lamb_args[i];
@@ -98,16 +114,21 @@ void Optimizer::Step(double lr, float grad_scale) {
       a.m = s1, a.v = state2_.as<float>() + state_offset_[i];
       a.lr = flr, a.beta1 = spec_.beta1, a.beta2 = spec_.beta2, a.eps = spec_.eps;
       a.step = step_;
-      kernels::LambMoments(a, part);
+      kernels::LambMoments(a, part, stream);
     } else {
       kernels::LarsArgs& a = lars_args[i];
       args_of(i, a);
       a.buf = s1;
       a.momentum = spec_.momentum;
-      kernels::LarsNorms(a, part);
+      kernels::LarsNorms(a, part, stream);
     }
-    sums[2 * segments_[i].param] += part[0];
-    sums[2 * segments_[i].param + 1] += part[1];
+  }
+  // Every segment's two sums in one copy (one wait for the stream off the host).
+  std::vector<double> parts(2 * segments_.size());
+  place.CopyToHost(parts.data(), sums_.data(), static_cast<int64_t>(parts.size() * sizeof(double)));
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    sums[2 * segments_[i].param] += parts[2 * i];
+    sums[2 * segments_[i].param + 1] += parts[2 * i + 1];
   }
   if (reduce_sums_) reduce_sums_(sums);
   for (size_t i = 0; i < segments_.size(); ++i) {
@@ -116,14 +137,14 @@ void Optimizer::Step(double lr, float grad_scale) {
       const float r = decay_[p] ? kernels::LambTrustRatio(sums[2 * p], sums[2 * p + 1],
                                                           static_cast<float>(spec_.trust_clip))
                                 : 1.0f;
-      kernels::LambApply(lamb_args[i], r);
+      kernels::LambApply(lamb_args[i], r, stream);
     } else {
       const float local_lr =
           decay_[p] ? kernels::LarsLocalLr(sums[2 * p], sums[2 * p + 1], flr,
                                            static_cast<float>(spec_.trust_coef),
                                            static_cast<float>(spec_.weight_decay))
                     : flr;
-      kernels::LarsApply(lars_args[i], local_lr);
+      kernels::LarsApply(lars_args[i], local_lr, stream);
     }
   }
 }
@@ -139,8 +160,15 @@ std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep,
     const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
     if (keep && !(*keep)[s.param]) continue;
     auto add = [&](const char* suffix, memory::Buffer& buf) {
+      const float* base = buf.as<float>() + state_offset_[i];
+      if (!params_->place().on_host()) {
+        // The segment's state staged on the host; the pieces are cut from the copy.
+        std::vector<float>& host = gathered.emplace_back(static_cast<size_t>(s.length));
+        params_->place().CopyToHost(host.data(), base, s.length * static_cast<int64_t>(sizeof(float)));
+        base = host.data();
+      }
       for (const StoredPiece& p : StoredPieces(info.name + suffix, info.shape, layout, s.offset, s.length)) {
-        out.push_back({p.name, p.shape, p.Data(buf.as<float>() + state_offset_[i], gathered)});
+        out.push_back({p.name, p.shape, p.Data(base, gathered)});
       }
     };
     if (adam) {
@@ -162,7 +190,14 @@ absl::Status Optimizer::LoadState(const checkpoint::PieceReader& reader) {
     const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
     auto load = [&](const char* suffix, memory::Buffer& buf) -> absl::Status {
       const std::string name = info.name + suffix;
-      return ReadSegment(reader, name, info.shape, layout, s.offset, s.length, buf.as<float>() + state_offset_[i]);
+      float* dst = buf.as<float>() + state_offset_[i];
+      if (params_->place().on_host()) return ReadSegment(reader, name, info.shape, layout, s.offset, s.length, dst);
+      std::vector<float> host(static_cast<size_t>(s.length));
+      if (absl::Status st = ReadSegment(reader, name, info.shape, layout, s.offset, s.length, host.data()); !st.ok()) {
+        return st;
+      }
+      params_->place().CopyFromHost(dst, host.data(), s.length * static_cast<int64_t>(sizeof(float)));
+      return absl::OkStatus();
     };
     if (adam) {
       if (absl::Status st = load(".exp_avg", state1_); !st.ok()) return st;

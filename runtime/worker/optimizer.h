@@ -6,6 +6,9 @@
 // Per-tensor norms (LAMB, LARS) are summed over the tensor's segments here and then
 // across ranks by `reduce_sums` when segments are shards of tensors spread over ranks.
 // Gradient clipping enters as `grad_scale` (the gradients are not rewritten).
+// The state lives where the parameter store does (its Place) and the kernels run on that
+// place's stream; LAMB's and LARS's per-segment sums come back to the host once per step,
+// and checkpoint reads and writes of the state stage through host buffers off the host.
 // State tensors for checkpoints are named "<param>.exp_avg", "<param>.exp_avg_sq"
 // (AdamW, LAMB) and "<param>.momentum_buffer" (LARS, SGD) as PyTorch's state dicts; a
 // segment that is only part of its tensor is stored as pieces (stored_pieces.h).
@@ -56,6 +59,9 @@ class Optimizer {
   // The segments this optimizer updates and where their gradients are.
   const std::vector<memory::ParamSegment>& segments() const { return segments_; }
   const std::vector<const float*>& grads() const { return grads_; }
+  // OK, or the allocator's RESOURCE_EXHAUSTED when the state did not fit its place (the
+  // optimizer must not be used then).
+  const absl::Status& status() const { return status_; }
   // Bytes of optimizer state this rank holds.
   int64_t state_bytes() const { return static_cast<int64_t>(state1_.bytes() + state2_.bytes()); }
 
@@ -84,6 +90,8 @@ class Optimizer {
   std::vector<bool> decay_;            // per parameter
   memory::Buffer state1_;  // exp_avg or momentum_buffer
   memory::Buffer state2_;  // exp_avg_sq (AdamW, LAMB)
+  memory::Buffer sums_;    // LAMB / LARS: two doubles per segment, written by the kernels
+  absl::Status status_;
   int64_t step_ = 0;
   const std::vector<graph::Layout>* layouts_ = nullptr;
 };

@@ -514,9 +514,8 @@ absl::Status Run::SumPartialGrads() {
 absl::StatusOr<double> Run::GradSumSquares() {
   if (tp_size_ == 1 && pp_size_ == 1) {
     if (dp_) return dp_->GradSumSquares();
-    double sum_sq = 0;
-    kernels::SumSquares(model_->params->flat_grad(), model_->params->flat_numel(), &sum_sq);
-    return sum_sq;
+    return kernels::SumSquaresToHost(model_->params->flat_grad(), model_->params->flat_numel(),
+                                     model_->params->place().stream());
   }
   // Replicated tensors counted on the tensor group's first rank only.
   // The gradients this rank's optimizer reads (its ZeRO shard, or every tensor whole).
@@ -526,9 +525,7 @@ absl::StatusOr<double> Run::GradSumSquares() {
   double local = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
     if (!CountsInTensorSums(segments[i].param) || !model_->stage_owned[segments[i].param]) continue;
-    double part = 0;
-    kernels::SumSquares(grads[i], segments[i].length, &part);
-    local += part;
+    local += kernels::SumSquaresToHost(grads[i], segments[i].length, model_->params->place().stream());
   }
   if (pp_size_ > 1) {
     // Every rank's share over the world; ZeRO 0's data replicas count once.

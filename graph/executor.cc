@@ -39,11 +39,15 @@ absl::Status CheckBackendCanRun(const Graph& graph, kernels::Backend backend) {
   return absl::OkStatus();
 }
 
-// `bytes` of zero-filled memory where `backend` computes. The host backends keep the
-// process's host allocator (aborting when it is exhausted, as `new` would); a device
-// backend takes device 0's allocator (a worker sees its one device as device 0), whose
-// Allocate zero-fills on the device.
-absl::StatusOr<memory::Buffer> BackendBuffer(kernels::Backend backend, int64_t bytes, memory::Purpose purpose) {
+// `bytes` of zero-filled memory where `backend` computes: from the parameter store's
+// place when that is this backend (the worker's device and its allocator, RESOURCE_EXHAUSTED
+// naming the bytes); else the host allocator for the host backends (aborting when it is
+// exhausted, as `new` would) or device 0's allocator, whose Allocate zero-fills on the
+// device.
+absl::StatusOr<memory::Buffer> BackendBuffer(const memory::ParamStore& params, kernels::Backend backend, int64_t bytes,
+                                             memory::Purpose purpose) {
+  // The parameter store's place, when it is this backend's: its device and allocator.
+  if (params.place().backend() == backend) return params.place().Allocate(bytes, purpose);
   if (IsHostBackend(backend)) return memory::Buffer::Host(bytes, purpose);
   absl::StatusOr<memory::Allocator*> allocator =
       memory::DeviceAllocator(backend, memory::MemoryKind::kDevice, /*device=*/0);
@@ -86,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
   if (!plan.ok()) return plan.status();
   ex->plan_ = std::move(*plan);
   absl::StatusOr<memory::Buffer> arena =
-      BackendBuffer(stream.backend, ex->plan_.arena_bytes, memory::Purpose::kActivations);
+      BackendBuffer(*params, stream.backend, ex->plan_.arena_bytes, memory::Purpose::kActivations);
   if (!arena.ok()) return arena.status();
   ex->arena_ = std::move(*arena);
 
@@ -104,7 +108,8 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Graph* graph,
     state_offset.push_back(state_bytes);
     state_bytes += (graph->value(v).bytes() + 63) / 64 * 64;
   }
-  absl::StatusOr<memory::Buffer> state = BackendBuffer(stream.backend, state_bytes, memory::Purpose::kGraphState);
+  absl::StatusOr<memory::Buffer> state =
+      BackendBuffer(*params, stream.backend, state_bytes, memory::Purpose::kGraphState);
   if (!state.ok()) return state.status();
   ex->state_ = std::move(*state);
   for (size_t i = 0; i < graph->states().size(); ++i) {

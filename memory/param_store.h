@@ -76,6 +76,8 @@ class ParamStore {
   // The flat buffers, padding included (padding stays zero).
   float* flat_data() { return data_.as<float>(); }
   float* flat_grad() { return grad_.as<float>(); }
+  const float* flat_data() const { return data_.as<float>(); }
+  const float* flat_grad() const { return grad_.as<float>(); }
   int64_t flat_numel() const { return flat_numel_; }
   // Parameters without padding.
   int64_t num_params() const { return num_params_; }

@@ -12,6 +12,12 @@ Place Place::Host() {
   return Place(kernels::Stream{kernels::Backend::kCpu, nullptr}, 0, &HostAllocator(), memory);
 }
 
+Place Place::HostAsDevice() {
+  Place p = Host();
+  p.as_device_ = true;
+  return p;
+}
+
 absl::StatusOr<Place> Place::Device(kernels::Backend backend, int device, kernels::Stream stream) {
   if (stream.backend != backend) {
     return absl::InvalidArgumentError(absl::StrCat("a ", std::string(kernels::BackendName(backend)),

@@ -28,6 +28,11 @@ class Place {
  public:
   // The CPU backend with the host allocator.
   static Place Host();
+  // The same memory and kernels, but on_host() false: every caller takes its device path
+  // (staging through host buffers, stream-ordered copies) on host memory. Tests hold the
+  // device path to the host path with it (the results must be bit-identical), on machines
+  // without a device.
+  static Place HostAsDevice();
   // Device `device` of `backend` (its allocator from DeviceAllocator) with kernels on
   // `stream` (whose backend must be `backend`); FAILED_PRECONDITION when the backend's
   // memory or allocator is not registered here (no plugin, no device).
@@ -35,7 +40,9 @@ class Place {
 
   kernels::Backend backend() const { return stream_.backend; }
   int device() const { return device_; }
-  bool on_host() const { return backend() == kernels::Backend::kCpu || backend() == kernels::Backend::kRef; }
+  bool on_host() const {
+    return !as_device_ && (backend() == kernels::Backend::kCpu || backend() == kernels::Backend::kRef);
+  }
   Allocator& allocator() const { return *allocator_; }
   kernels::Stream stream() const { return stream_; }
 
@@ -57,6 +64,7 @@ class Place {
   int device_ = 0;
   Allocator* allocator_ = nullptr;
   const kernels::BackendMemory* memory_ = nullptr;
+  bool as_device_ = false;
 };
 
 }  // namespace colossal::memory

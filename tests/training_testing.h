@@ -72,7 +72,9 @@ inline std::string Job(const std::string& optimizer, int data, int zero, int mic
 // Trains `yaml` on `ranks` threads over the in-process communicator, each with the
 // process groups of the job's plan; returns rank 0's losses and the final weights
 // (consolidated from whatever pieces the checkpoint holds).
-inline Result Train(const std::string& yaml, int ranks, const std::vector<std::string>& sets = {}) {
+// `place` (null: the host) is every rank's TrainOptions::place.
+inline Result Train(const std::string& yaml, int ranks, const std::vector<std::string>& sets = {},
+                    const memory::Place* place = nullptr) {
   auto spec = config::ParseJobSpec(yaml, "dp.yaml", sets);
   INFO(spec.status().message());
   REQUIRE(spec.ok());
@@ -87,6 +89,7 @@ inline Result Train(const std::string& yaml, int ranks, const std::vector<std::s
       options.threads = 1;
       options.progress = 0;
       options.print_sample = false;
+      options.place = place;
       auto plan = parallel::Plan::Create(worker::PlanOptionsOf(spec->parallel), ranks);
       if (!plan.ok()) {
         statuses[r] = plan.status();

@@ -43,7 +43,8 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
                                                    bool allocate_params,
                                                    const graph::GptTensorParallel& tp,
                                                    const PipelinePlacement* pipeline,
-                                                   const graph::GptSequenceParallel& sp) {
+                                                   const graph::GptSequenceParallel& sp,
+                                                   const memory::Place* place) {
   auto model = std::make_unique<Model>();
   model->batch = batch;
   model->tensor_parallel = tp.size;
@@ -170,14 +171,16 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const config::JobSpec& spec, i
     model->stage_owned.push_back(owned);
   }
   const int64_t flat = memory::ParamStore::FlatNumel(specs);
-  model->params = std::make_unique<memory::ParamStore>(specs, flat_numel ? flat_numel(flat) : flat,
-                                                       allocate_params);
+  const memory::Place where_params = place != nullptr ? *place : memory::Place::Host();
+  ASSIGN_OR_RETURN(model->params, memory::ParamStore::Make(specs, flat_numel ? flat_numel(flat) : flat,
+                                                           allocate_params, where_params));
   if (model->pipelined) return model;  // the trainer's Runner makes the executors
   // Collectives that can overlap (tensor parallelism's input-gradient all-reduces and
   // sequence parallelism's gathers and scatters) run while the next nodes compute.
   ASSIGN_OR_RETURN(model->executor,
                    graph::Executor::Create(&g, model->params.get(),
-                                           graph::OverlapCommunication(g, graph::DefaultSchedule(g))));
+                                           graph::OverlapCommunication(g, graph::DefaultSchedule(g)),
+                                           where_params.stream()));
   if (model->positions >= 0) {
     // Staged on the host and copied in: the executor's memory may be a device's.
     std::vector<int32_t> positions(static_cast<size_t>(g.value(model->positions).numel()));

@@ -96,11 +96,13 @@ graph::GptSequenceParallel SequenceParallelOf(const config::ParallelSpec& parall
 // `tp` builds this rank's part of a tensor-parallel GPT (graph models: size 1 only), `sp`
 // its sequence-parallel rows (the same);
 // `pipeline` (more than one stage) cuts this rank's chunks out of it (Model::pipelined).
+// `place` (null: the host) is where the parameters, gradients and the executor's memory
+// live and which stream its kernels run on.
 absl::StatusOr<std::unique_ptr<Model>> BuildModel(
     const config::JobSpec& spec, int64_t batch,
     const std::function<int64_t(int64_t)>& flat_numel = {}, bool allocate_params = true,
     const graph::GptTensorParallel& tp = {}, const PipelinePlacement* pipeline = nullptr,
-    const graph::GptSequenceParallel& sp = {});
+    const graph::GptSequenceParallel& sp = {}, const memory::Place* place = nullptr);
 
 // GPT-2 style initialisation from each parameter's ParamInit, seeded by (seed, name):
 // every parameter whole, or just `segments` (held at data[i]) of them — the values are

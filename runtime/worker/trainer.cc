@@ -240,6 +240,12 @@ absl::Status Run::Setup() {
   dp_options.bucket_bytes = spec_.parallel.bucket_bytes;
   const bool zero3 = replicas_ > 1 && spec_.parallel.zero == 3;
   PipelinePlacement placement;
+  if (pp_size_ > 1 && options_.place != nullptr && options_.place->backend() != kernels::Backend::kCpu) {
+    // The pipeline runner's executors and transfers are host-only so far.
+    return absl::FailedPreconditionError(
+        absl::StrCat("parallel.pipeline: pipeline stages do not run on the ",
+                     std::string(kernels::BackendName(options_.place->backend())), " backend yet"));
+  }
   if (pp_size_ > 1) {
     const config::ParallelSpec& p = spec_.parallel;
     ASSIGN_OR_RETURN(placement.schedule,
@@ -258,7 +264,8 @@ absl::Status Run::Setup() {
                                },
                                /*allocate_params=*/!zero3,
                                TensorParallelOf(spec_.parallel, tp_rank_),
-                               pp_size_ > 1 ? &placement : nullptr, SequenceParallelOf(spec_.parallel, sp_rank_)));
+                               pp_size_ > 1 ? &placement : nullptr, SequenceParallelOf(spec_.parallel, sp_rank_),
+                               options_.place));
   for (int p = 0; p < model_->params->size(); ++p) {
     counted_.push_back(ComputeCounted(p));
     stored_.push_back(counted_.back() && model_->stage_owned[p]);
@@ -321,6 +328,7 @@ absl::Status Run::Setup() {
                                              model_->params->SegmentData(whole),
                                              model_->params->SegmentGrads(whole), sums);
   }
+  RETURN_IF_ERROR(optimizer_->status());
   if (tp_size_ > 1) optimizer_->SetLayouts(&model_->layouts);
   // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean,
   // and the reduction sums the replicas' gradients, so 1/replicas more (a sequence rank's
@@ -647,6 +655,14 @@ std::string Run::Sample() {
     params = full.get();
   }
   if (!rank0()) return "";
+  if (!params->place().on_host()) {
+    // The sampler runs on the host: a host copy of the (whole) parameters.
+    auto host = std::make_unique<memory::ParamStore>(params->specs());
+    params->place().CopyToHost(host->flat_data(), params->flat_data(),
+                               host->flat_numel() * static_cast<int64_t>(sizeof(float)));
+    full = std::move(host);
+    params = full.get();
+  }
   auto sampler = GptSampler::Create(model_->gpt, params);
   if (!sampler.ok()) return "";
   SampleOptions o;

@@ -61,6 +61,9 @@ struct TrainOptions {
   // This rank's process groups (the plan's world, data and tensor groups); null: one
   // rank. World rank 0 writes metrics, job.yaml, sample.txt and publishes checkpoints.
   const parallel::ProcessGroups* groups = nullptr;
+  // Where the model state lives and the kernels run (memory/place.h); null: the host.
+  // Must outlive the run.
+  const memory::Place* place = nullptr;
 };
 
 struct TrainSummary {

@@ -7,6 +7,7 @@ CUDA_TWINS = [
     "//kernels/attention:block_attention_cuda",
     "//kernels/convert:convert_cuda",
     "//kernels/elementwise:elementwise_cuda",
+    "//kernels/elementwise:mean_cuda",
     "//kernels/embedding:embedding_cuda",
     "//kernels/gelu:gelu_cuda",
     "//kernels/layer_norm:layer_norm_cuda",

@@ -2,9 +2,11 @@
 //   * a GPT graph run on the reference backend gives the CPU backend's loss and
 //     parameter gradients within the composed fp32 tolerance of its kernels, and not
 //     bit for bit (the stream's backend reaches the kernels: no op hard-codes a twin);
-//   * a device backend (cuda) is refused before anything is allocated, naming every op
-//     of the graph that touches tensor memory on the host, so the check works on a
-//     machine without a GPU;
+//   * a single-device GPT (training step, either attention, and decode step) has no op
+//     that touches tensor memory on the host, so on a device backend (cuda) Create gets
+//     past that check to the backend's memory (absent in this test);
+//   * a graph that has such ops (a tensor-parallel GPT) is refused on cuda before
+//     anything is allocated, naming every one, so the check works without a GPU;
 //   * Write / Read copy whole values in and out, and refuse values without storage and
 //     sizes that are not the value's.
 #include "graph/executor.h"
@@ -14,10 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cmath>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "graph/autodiff.h"
@@ -126,6 +130,15 @@ TEST_CASE("a GPT on the reference backend gives the CPU backend's loss and gradi
   }
 }
 
+// The ops of `g`, by name, each once.
+std::vector<std::string> OpsOf(const Graph& g) {
+  std::vector<std::string> names;
+  for (const Node& node : g.nodes()) {
+    if (std::find(names.begin(), names.end(), node.op) == names.end()) names.push_back(node.op);
+  }
+  return names;
+}
+
 // The ops of `g` that declare host loops, by name.
 std::vector<std::string> HostLoopOps(const Graph& g) {
   std::vector<std::string> names;
@@ -137,35 +150,74 @@ std::vector<std::string> HostLoopOps(const Graph& g) {
   return names;
 }
 
-TEST_CASE("the cuda backend is refused, before any allocation, for ops with host loops") {
+// What Create says on the cuda backend once no op of the graph has host loops: this test
+// links no CUDA plugin, so the backend has no memory here (nor on a machine with a GPU).
+const char kNoCudaMemory[] =
+    "the cuda backend has no memory here: its plugin is not loaded or no device is present";
+
+TEST_CASE("a single-GPU GPT training step and decode step pass the host-loops check on cuda") {
+  // Every op of the one-device graphs calls dispatched kernels alone: the loss mean and
+  // its backward, the blockwise backward's delta and the decode's cache append included.
+  std::vector<std::pair<std::string, Graph>> graphs;
+  graphs.emplace_back("train, fused attention", TrainingGpt(/*block_attention=*/false));
+  graphs.emplace_back("train, blockwise attention", TrainingGpt(/*block_attention=*/true));
   for (bool block_attention : {false, true}) {
-    CAPTURE(block_attention);
-    const Graph g = TrainingGpt(block_attention);
+    GptConfig cfg = kSmall;
+    cfg.block_attention = block_attention;
+    auto decode = BuildGpt(cfg, kBatch, {}, GptPass::kDecode);
+    REQUIRE(decode.ok());
+    graphs.emplace_back(block_attention ? "decode (blockwise config)" : "decode", std::move(*decode));
+  }
+  for (const auto& [name, g] : graphs) {
+    CAPTURE(name);
+    CHECK(HostLoopOps(g).empty());
     memory::ParamStore params(ParamSpecs(g));
-    const std::vector<std::string> host_ops = HostLoopOps(g);
-    // The loss reduction and its backward at least; the blockwise backward's delta too.
-    CHECK(std::find(host_ops.begin(), host_ops.end(), "mean") != host_ops.end());
-    CHECK(std::find(host_ops.begin(), host_ops.end(), "mean_backward") != host_ops.end());
-    if (block_attention) {
-      CHECK(std::find(host_ops.begin(), host_ops.end(), "block_attention_backward") != host_ops.end());
-    }
     const memory::AllocatorStats before = memory::HostAllocator().stats();
     auto ex = Executor::Create(&g, &params, kernels::Stream{kernels::Backend::kCuda});
     REQUIRE(!ex.ok());
     CHECK(absl::IsFailedPrecondition(ex.status()));
-    const std::string message(ex.status().message());
-    CAPTURE(message);
-    CHECK(message.find("the cuda backend cannot run ops ") == 0);
-    CHECK(message.find("they touch tensor memory on the host") != std::string::npos);
-    for (const std::string& op : host_ops) {
-      CAPTURE(op);
-      CHECK(message.find(op) != std::string::npos);
-    }
-    // Ops that call only dispatched kernels are not named.
-    CHECK(message.find("matmul") == std::string::npos);
-    CHECK(message.find("layer_norm") == std::string::npos);
+    CHECK(std::string(ex.status().message()) == kNoCudaMemory);
     CHECK(memory::HostAllocator().stats().allocations == before.allocations);
   }
+  // The ops this change moved onto kernels are in those graphs (so the check above saw them).
+  const std::vector<std::string> ops = OpsOf(graphs[0].second), block_ops = OpsOf(graphs[1].second),
+                                 decode_ops = OpsOf(graphs[2].second);
+  CHECK(std::find(ops.begin(), ops.end(), "mean") != ops.end());
+  CHECK(std::find(ops.begin(), ops.end(), "mean_backward") != ops.end());
+  CHECK(std::find(block_ops.begin(), block_ops.end(), "block_attention_backward") != block_ops.end());
+  CHECK(std::find(decode_ops.begin(), decode_ops.end(), "attention_decode") != decode_ops.end());
+}
+
+TEST_CASE("the cuda backend is refused, before any allocation, for ops with host loops") {
+  // A tensor-parallel GPT (1d over 2 ranks: the vocab a multiple of 2): its communication
+  // ops still stage tensors on the host.
+  GptConfig cfg = kSmall;
+  cfg.vocab = 38;
+  auto g = BuildGpt(cfg, kBatch, GptTensorParallel{.size = 2});
+  INFO(g.status().message());
+  REQUIRE(g.ok());
+  REQUIRE(BuildBackward(*g).ok());
+  memory::ParamStore params(ParamSpecs(*g));
+  const std::vector<std::string> host_ops = HostLoopOps(*g);
+  CHECK(std::find(host_ops.begin(), host_ops.end(), "copy_to_group") != host_ops.end());
+  CHECK(std::find(host_ops.begin(), host_ops.end(), "reduce_from_group") != host_ops.end());
+  const memory::AllocatorStats before = memory::HostAllocator().stats();
+  auto ex = Executor::Create(&*g, &params, kernels::Stream{kernels::Backend::kCuda});
+  REQUIRE(!ex.ok());
+  CHECK(absl::IsFailedPrecondition(ex.status()));
+  const std::string message(ex.status().message());
+  CAPTURE(message);
+  CHECK(message.find("the cuda backend cannot run ops ") == 0);
+  CHECK(message.find("they touch tensor memory on the host") != std::string::npos);
+  for (const std::string& op : host_ops) {
+    CAPTURE(op);
+    CHECK(message.find(op) != std::string::npos);
+  }
+  // Ops that call only dispatched kernels are not named.
+  CHECK(message.find("matmul") == std::string::npos);
+  CHECK(message.find("layer_norm") == std::string::npos);
+  CHECK(message.find("mean") == std::string::npos);
+  CHECK(memory::HostAllocator().stats().allocations == before.allocations);
 }
 
 // x [4] f32 → gelu → y: every op on dispatched kernels.

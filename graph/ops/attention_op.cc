@@ -1,11 +1,11 @@
 // The graph op attention: causal multi-head self-attention over packed q|k|v, and its backward.
-#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "graph/autodiff.h"
 #include "graph/ops/op_helpers.h"
 #include "kernels/attention/attention.h"
+#include "kernels/attention/kv_cache.h"
 #include "kernels/elementwise/elementwise.h"
 
 namespace colossal::graph::ops {
@@ -127,7 +127,7 @@ const OpRegistrar kBlockAttentionBackward(OpDef{
           const int64_t C = s.channels();
           float* dqkv = c.out(0);
           float* delta = static_cast<float*>(c.scratch);
-          kernels::BlockAttentionDelta(c.in(0), c.in(2), delta, s);
+          kernels::BlockAttentionDelta(c.in(0), c.in(2), delta, s, c.stream);
           // The kernel adds into dq, dk and dv: start from zero unless accumulating.
           if (c.accumulate[0] == kernels::Accumulate::kNo) kernels::Fill(dqkv, s.batch * s.q_len * 3 * C, 0.0f, c.stream);
           kernels::BlockAttentionBackward(c.in(0), qkv, qkv + C, qkv + 2 * C, c.in(3), delta, dqkv, dqkv + C,
@@ -137,15 +137,14 @@ const OpRegistrar kBlockAttentionBackward(OpDef{
       const Shape& qkv = in[1].shape;
       return qkv[0] * std::get<int64_t>(attrs.at("n_head")) * qkv[1] * static_cast<int64_t>(sizeof(float));
     },
-    // Host memory: BlockAttentionDelta is a host template, not a dispatched kernel.
-    .host_loops = true,
 });
 
 // One decoding step with a KV cache (a decode graph, models/gpt.h): qkv [B, 1, 3C] of
 // each sequence's new token, positions [B, 1] i32 (the same position p for every
 // sequence), k_cache and v_cache kState [B, T, C] → out [B, 1, C]. Writes the token's k
-// and v at row p of the caches, then attends to rows 0..p (AttentionDecode). Forward
-// only: there is no gradient of a cached step.
+// and v at row p of the caches (KvCacheAppend), then attends to rows 0..p
+// (AttentionDecode); both kernels read p on the stream's backend. Forward only: there is
+// no gradient of a cached step.
 const OpRegistrar kAttentionDecode(OpDef{
     .name = "attention_decode",
     .min_inputs = 4,
@@ -186,34 +185,23 @@ const OpRegistrar kAttentionDecode(OpDef{
           const Shape& cache = c.in_value(2).shape;
           const int64_t B = cache[0], T = cache[1], C = cache[2];
           const int64_t heads = c.node->IntAttr("n_head");
-          // The position is read on the host: decode graphs run on the host backends.
-          const int64_t pos = c.in<int32_t>(1)[0];
-          COL_CHECK_MSG(pos >= 0 && pos < T, "attention_decode: position outside the cache");
+          // The position stays on the stream's backend: both kernels read positions[0]
+          // there, and check it lies in the cache (kernels/attention/kv_cache.h).
+          const int32_t* position = c.in<int32_t>(1);
           const float* qkv = c.in(0);
-          float* k = c.state(2);
-          float* v = c.state(3);
-          for (int64_t b = 0; b < B; ++b) {
-            const float* row = qkv + b * 3 * C;
-            std::copy(row + C, row + 2 * C, k + (b * T + pos) * C);
-            std::copy(row + 2 * C, row + 3 * C, v + (b * T + pos) * C);
-          }
-          // q of sequence b is row b of qkv with stride 3C; the kernel takes [B, C]: pack it.
-          float* out = c.out(0);
-          if (B == 1) {
-            kernels::AttentionDecode(qkv, k, v, out, 1, pos + 1, T, heads, C / heads, c.stream);
-            return;
-          }
-          float* q = static_cast<float*>(c.scratch);
-          for (int64_t b = 0; b < B; ++b) std::copy(qkv + b * 3 * C, qkv + b * 3 * C + C, q + b * C);
-          kernels::AttentionDecode(q, k, v, out, B, pos + 1, T, heads, C / heads, c.stream);
+          // q of sequence b is row b of qkv with stride 3C; the decode kernel takes [B, C],
+          // so for B > 1 the append packs the queries into the scratch. With B = 1 the
+          // query is qkv's first C values already.
+          float* q = B > 1 ? static_cast<float*>(c.scratch) : nullptr;
+          kernels::KvCacheAppend(qkv, position, c.state(2), c.state(3), q, B, T, C, c.stream);
+          kernels::AttentionDecode(q != nullptr ? q : qkv, c.state(2), c.state(3), c.out(0), B, position, T, heads,
+                                   C / heads, c.stream);
         },
     // B > 1: the queries packed [B, C] for the kernel (rows of qkv are 3C apart).
     .scratch = [](const std::vector<TensorType>& in, const std::vector<TensorType>&, const Attrs&) -> int64_t {
       const Shape& cache = in[2].shape;
       return cache[0] > 1 ? cache[0] * cache[2] * static_cast<int64_t>(sizeof(float)) : 0;
     },
-    // Host memory: reads the position on the host and copies k, v and q rows with std::copy.
-    .host_loops = true,
 });
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "graph/autodiff.h"
 #include "graph/ops/op_helpers.h"
 #include "kernels/elementwise/elementwise.h"
+#include "kernels/elementwise/mean.h"
 #include "runtime/base/check.h"
 
 namespace colossal::graph::ops {
@@ -78,15 +79,8 @@ const OpRegistrar kMean(OpDef{
     },
     .run =
         [](const KernelContext& c) {
-          // A host-side reduction in double: the loss is small (one value per token).
-          const int64_t n = c.in_value(0).numel();
-          const float* x = c.in(0);
-          double s = 0;
-          for (int64_t i = 0; i < n; ++i) s += x[i];
-          c.out(0)[0] = static_cast<float>(s / n);
+          kernels::Mean(c.in(0), c.out(0), c.in_value(0).numel(), c.stream);
         },
-    // Host memory: the loss reduction is a host loop in double.
-    .host_loops = true,
 });
 
 const OpRegistrar kMeanBackward(OpDef{
@@ -100,17 +94,9 @@ const OpRegistrar kMeanBackward(OpDef{
     .flops = [](const std::vector<TensorType>&, const Attrs&) { return 0.0; },
     .run =
         [](const KernelContext& c) {
-          const int64_t n = c.out_value(0).numel();
-          const float g = c.in(0)[0] / static_cast<float>(n);
-          if (c.accumulate[0] == Accumulate::kYes) {
-            float* dx = c.out(0);
-            for (int64_t i = 0; i < n; ++i) dx[i] += g;
-          } else {
-            kernels::Fill(c.out(0), n, g, c.stream);
-          }
+          // dy is read on the stream's backend by the kernel, not here.
+          kernels::MeanBackward(c.in(0), c.out(0), c.out_value(0).numel(), c.accumulate[0], c.stream);
         },
-    // Host memory: reads dy on the host, and accumulates by a host loop.
-    .host_loops = true,
 });
 
 }  // namespace

@@ -12,14 +12,20 @@
 //   dK = dSᵀ Q / sqrt(D).
 // dqkv must not alias any input.
 //
-// Decode (generation with a KV cache): one new query per sequence attends to the first
-// `len` cached positions (the new position's k and v already written at len-1):
+// Decode (generation with a KV cache): one new query per sequence attends to cached
+// positions 0..p, where p = position[0] is the new token's position (the same for every
+// sequence; its k and v already written at row p, kv_cache.h) and `position` points to
+// one int32 on the stream's backend, read there (a device value on a device backend):
 //   q [B, C], k_cache and v_cache [B, max_len, C], out [B, C] (overwritten).
+// A position outside [0, max_len) is a caller's bug: the host twins COL_CHECK it; the
+// CUDA twin cannot stop the host, so it leaves out NaN (the step's logits then show it).
+// The reference AttentionDecodeRef takes the number of visible rows, len = p + 1.
 //
 // Tolerance against the reference: forward atol = rtol = Fp32ReductionRtol(max(T, D)) · 4;
 // backward the same with rtol doubled (two chained reductions).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
@@ -57,8 +63,9 @@ using AttentionBackwardFn = void(const float* dout, const float* qkv, const floa
 Dispatch<AttentionBackwardFn>& AttentionBackwardTable();
 
 using AttentionDecodeFn = void(const float* q, const float* k_cache, const float* v_cache,
-                               float* out, int64_t batch, int64_t len, int64_t max_len,
-                               int64_t heads, int64_t head_dim, Stream stream);
+                               float* out, int64_t batch, const int32_t* position,
+                               int64_t max_len, int64_t heads, int64_t head_dim,
+                               Stream stream);
 Dispatch<AttentionDecodeFn>& AttentionDecodeTable();
 
 template <typename T>
@@ -81,10 +88,12 @@ inline void AttentionBackward(const float* dout, const float* qkv, const float* 
                                                             accumulate, stream);
 }
 inline void AttentionDecode(const float* q, const float* k_cache, const float* v_cache,
-                            float* out, int64_t batch, int64_t len, int64_t max_len,
-                            int64_t heads, int64_t head_dim, Stream stream = {}) {
-  AttentionDecodeTable().Get(stream.backend, DType::kF32)(q, k_cache, v_cache, out, batch, len,
-                                                          max_len, heads, head_dim, stream);
+                            float* out, int64_t batch, const int32_t* position,
+                            int64_t max_len, int64_t heads, int64_t head_dim,
+                            Stream stream = {}) {
+  AttentionDecodeTable().Get(stream.backend, DType::kF32)(q, k_cache, v_cache, out, batch,
+                                                          position, max_len, heads, head_dim,
+                                                          stream);
 }
 
 // Blockwise causal attention (flash-attention style, for long sequences and ring
@@ -104,11 +113,13 @@ inline void AttentionDecode(const float* q, const float* k_cache, const float* v
 // and out = 0. Any order of key blocks gives the same result within rounding.
 // Backward over key block k, from the final out and lse: P = exp(S − lse),
 //   dV += Pᵀ dO,  dS = P ⊙ (dO Vᵀ − delta),  dQ += dS K / sqrt(D),  dK += dSᵀ Q / sqrt(D),
-// where delta[b, h, t] = Σ_d dO·out (BlockAttentionDelta, once per query block). dq, dk,
+// where delta[b, h, t] = Σ_d dO·out (the block_attention_delta table, once per query
+// block: [B, H, Tq], each row's sum in double and rounded once). dq, dk,
 // dv accumulate (the caller zeroes them) with the strides of q, k and v, and must not
 // alias the inputs.
 //
-// Tolerance: as AttentionForwardTolerance / AttentionBackwardTolerance with T = Tq + Tk.
+// Tolerance: as AttentionForwardTolerance / AttentionBackwardTolerance with T = Tq + Tk;
+// BlockAttentionDeltaTolerance for delta.
 struct BlockAttentionShape {
   int64_t batch = 0, heads = 0, head_dim = 0;
   int64_t q_len = 0, kv_len = 0;        // Tq, Tk
@@ -119,6 +130,15 @@ struct BlockAttentionShape {
   AttentionShape Whole() const { return {batch, q_len > kv_len ? q_len : kv_len, heads, head_dim}; }
 };
 
+// Delta against the reference: every twin sums the D products in double, so two orders
+// differ by at most 2·(D−1)·2^-53·Σ|dO·out| <= D²·2^-52 for |dO|, |out| <= 1 (out is a
+// convex combination of v rows; scale atol with the inputs' magnitudes otherwise), then
+// one fp32 rounding (rtol 1.2e-7: 2^-23, a neighbouring float).
+inline Tolerance BlockAttentionDeltaTolerance(const BlockAttentionShape& s) {
+  const double d = static_cast<double>(s.head_dim);
+  return {std::ldexp(d * d, -52), 1.2e-7};
+}
+
 using BlockAttentionForwardFn = void(const float* q, const float* k, const float* v, float* out, float* lse,
                                      bool first, const BlockAttentionShape& shape, Stream stream);
 Dispatch<BlockAttentionForwardFn>& BlockAttentionForwardTable();
@@ -126,6 +146,10 @@ using BlockAttentionBackwardFn = void(const float* dout, const float* q, const f
                                       const float* lse, const float* delta, float* dq, float* dk, float* dv,
                                       const BlockAttentionShape& shape, Stream stream);
 Dispatch<BlockAttentionBackwardFn>& BlockAttentionBackwardTable();
+// delta [B, H, Tq] (overwritten) from dout and out (row stride out_stride, head h at h·D).
+using BlockAttentionDeltaFn = void(const float* dout, const float* out, float* delta, const BlockAttentionShape& shape,
+                                   Stream stream);
+Dispatch<BlockAttentionDeltaFn>& BlockAttentionDeltaTable();
 
 template <typename T>
 void BlockAttentionForwardRef(const T* q, const T* k, const T* v, T* out, T* lse, bool first,
@@ -133,7 +157,10 @@ void BlockAttentionForwardRef(const T* q, const T* k, const T* v, T* out, T* lse
 template <typename T>
 void BlockAttentionBackwardRef(const T* dout, const T* q, const T* k, const T* v, const T* lse, const T* delta,
                                T* dq, T* dk, T* dv, const BlockAttentionShape& shape);
-// delta[b, h, t] = Σ_d dout·out over head h of query row t ([B, H, Tq]).
+// The reference of the delta table, on host memory: delta[b, h, t] = Σ_d dout·out over
+// head h of query row t ([B, H, Tq]), summed in double. Host code on host values (the
+// sequence-parallel ops) calls it directly; kernels on a stream call the table (below,
+// the overload taking a Stream).
 template <typename T>
 void BlockAttentionDelta(const T* dout, const T* out, T* delta, const BlockAttentionShape& shape);
 
@@ -146,6 +173,11 @@ inline void BlockAttentionBackward(const float* dout, const float* q, const floa
                                    const BlockAttentionShape& shape, Stream stream = {}) {
   BlockAttentionBackwardTable().Get(stream.backend, DType::kF32)(dout, q, k, v, lse, delta, dq, dk, dv, shape,
                                                                  stream);
+}
+
+inline void BlockAttentionDelta(const float* dout, const float* out, float* delta, const BlockAttentionShape& shape,
+                                Stream stream) {
+  BlockAttentionDeltaTable().Get(stream.backend, DType::kF32)(dout, out, delta, shape, stream);
 }
 
 }  // namespace colossal::kernels

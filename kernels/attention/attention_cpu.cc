@@ -193,11 +193,14 @@ void AttentionBackwardCpu(const float* dout, const float* qkv, const float* prob
 }
 
 void AttentionDecodeCpu(const float* q, const float* k_cache, const float* v_cache, float* out,
-                        int64_t batch, int64_t len, int64_t max_len, int64_t heads,
+                        int64_t batch, const int32_t* position, int64_t max_len, int64_t heads,
                         int64_t head_dim, Stream) {
   const int64_t C = heads * head_dim;
   if (batch * heads * head_dim == 0) return;
-  COL_CHECK(len >= 1 && len <= max_len);
+  // The CPU backend's memory is the host's: the position is read here.
+  const int64_t pos = position[0];
+  COL_CHECK_MSG(pos >= 0 && pos < max_len, "attention_decode: position outside the cache");
+  const int64_t len = pos + 1;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int64_t pairs = batch * heads;
 #pragma omp parallel for schedule(static) if (pairs > 1 && pairs * len * head_dim >= 1 << 15)
@@ -341,6 +344,23 @@ void BlockAttentionBackwardCpu(const float* dout, const float* q, const float* k
   }
 }
 
+// Delta: the reference's arithmetic per row (a sequential double sum of D products, rounded
+// once), rows split over threads; so every row equals the reference bit for bit, as the
+// block_attention_backward op's host call did before this twin.
+void BlockAttentionDeltaCpu(const float* dout, const float* out, float* delta, const BlockAttentionShape& s, Stream) {
+  const int64_t H = s.heads, D = s.head_dim, rows = s.batch * H * s.q_len;
+#pragma omp parallel for schedule(static) if (rows > 1 && rows * D >= 1 << 15)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t b = r / (H * s.q_len), h = (r / s.q_len) % H, t = r % s.q_len;
+    const int64_t at = (b * s.q_len + t) * s.out_stride + h * D;
+    double sum = 0;
+    for (int64_t d = 0; d < D; ++d) sum += static_cast<double>(dout[at + d]) * static_cast<double>(out[at + d]);
+    delta[r] = static_cast<float>(sum);
+  }
+}
+
+const Registrar<BlockAttentionDeltaFn> kBlockDelta(BlockAttentionDeltaTable(), Backend::kCpu, DType::kF32,
+                                                   &BlockAttentionDeltaCpu);
 const Registrar<BlockAttentionForwardFn> kBlockForward(BlockAttentionForwardTable(), Backend::kCpu, DType::kF32,
                                                        &BlockAttentionForwardCpu);
 const Registrar<BlockAttentionBackwardFn> kBlockBackward(BlockAttentionBackwardTable(), Backend::kCpu, DType::kF32,

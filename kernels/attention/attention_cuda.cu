@@ -381,11 +381,19 @@ void AttentionBackwardCuda(const float* dout, const float* qkv, const float* pro
 // ---- decode -----------------------------------------------------------------------
 
 __global__ void __launch_bounds__(kThreads)
-    DecodeKernel(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t len, int64_t max_len,
-                 int64_t H, int D, float scale) {
+    DecodeKernel(const float* q, const float* k_cache, const float* v_cache, float* out, const int32_t* position,
+                 int64_t max_len, int64_t H, int D, float scale) {
   __shared__ float ms[kWarps], ls[kWarps], os[kWarps][kMaxD];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.x, b = bh / H, h = bh % H, C = H * D;
+  // The position is a device value; one outside the cache is the caller's bug, which a
+  // kernel cannot report: the output is NaN instead (attention.h).
+  const int64_t pos = position[0];
+  if (pos < 0 || pos >= max_len) {
+    for (int d = threadIdx.x; d < D; d += blockDim.x) out[b * C + h * D + d] = __int_as_float(0x7fc00000);
+    return;
+  }
+  const int64_t len = pos + 1;
   const float* qrow = q + b * C + h * D;
   const float* kb = k_cache + b * max_len * C + h * D;
   const float* vb = v_cache + b * max_len * C + h * D;
@@ -443,13 +451,13 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 void AttentionDecodeCuda(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t batch,
-                         int64_t len, int64_t max_len, int64_t heads, int64_t head_dim, Stream stream) {
+                         const int32_t* position, int64_t max_len, int64_t heads, int64_t head_dim, Stream stream) {
   if (batch * heads * head_dim == 0) return;
-  COL_CHECK(len >= 1 && len <= max_len);
+  COL_CHECK(max_len >= 1);
   COL_CHECK_MSG(head_dim <= kMaxD, "attention cuda twin: head_dim above 128");
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   DecodeKernel<<<BlocksFor(batch * heads), kThreads, 0, cuda::StreamOf(stream)>>>(
-      q, k_cache, v_cache, out, len, max_len, heads, static_cast<int>(head_dim), scale);
+      q, k_cache, v_cache, out, position, max_len, heads, static_cast<int>(head_dim), scale);
   COL_CUDA_LAUNCHED();
 }
 

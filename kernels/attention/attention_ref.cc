@@ -35,6 +35,11 @@ Dispatch<BlockAttentionBackwardFn>& BlockAttentionBackwardTable() {
   return table;
 }
 
+Dispatch<BlockAttentionDeltaFn>& BlockAttentionDeltaTable() {
+  static Dispatch<BlockAttentionDeltaFn> table("block_attention_delta");
+  return table;
+}
+
 namespace {
 
 // Softmax of q against the first n keys (row stride k_stride), into p[0..n), in double.
@@ -299,6 +304,11 @@ void BlockBackwardRefTwin(const float* dout, const float* q, const float* k, con
                           Stream) {
   BlockAttentionBackwardRef(dout, q, k, v, lse, delta, dq, dk, dv, shape);
 }
+void BlockDeltaRefTwin(const float* dout, const float* out, float* delta, const BlockAttentionShape& shape, Stream) {
+  BlockAttentionDelta(dout, out, delta, shape);
+}
+const Registrar<BlockAttentionDeltaFn> kBlockDelta(BlockAttentionDeltaTable(), Backend::kRef, DType::kF32,
+                                                   &BlockDeltaRefTwin);
 const Registrar<BlockAttentionForwardFn> kBlockForward(BlockAttentionForwardTable(), Backend::kRef, DType::kF32,
                                                        &BlockForwardRefTwin);
 const Registrar<BlockAttentionBackwardFn> kBlockBackward(BlockAttentionBackwardTable(), Backend::kRef, DType::kF32,
@@ -313,9 +323,12 @@ void BackwardRefTwin(const float* dout, const float* qkv, const float* probs, fl
   AttentionBackwardRef(dout, qkv, probs, dqkv, shape, accumulate);
 }
 void DecodeRefTwin(const float* q, const float* k_cache, const float* v_cache, float* out,
-                   int64_t batch, int64_t len, int64_t max_len, int64_t heads,
+                   int64_t batch, const int32_t* position, int64_t max_len, int64_t heads,
                    int64_t head_dim, Stream) {
-  AttentionDecodeRef(q, k_cache, v_cache, out, batch, len, max_len, heads, head_dim);
+  if (batch * heads * head_dim == 0) return;
+  const int64_t pos = position[0];
+  COL_CHECK_MSG(pos >= 0 && pos < max_len, "attention_decode: position outside the cache");
+  AttentionDecodeRef(q, k_cache, v_cache, out, batch, pos + 1, max_len, heads, head_dim);
 }
 const Registrar<AttentionForwardFn> kForward(AttentionForwardTable(), Backend::kRef,
                                              DType::kF32, &ForwardRefTwin);

@@ -199,10 +199,12 @@ void CheckDecode(int64_t batch, int64_t len, int64_t max_len, int64_t heads, int
   TwinCase c("attention_decode len=" + std::to_string(len));
   const int iq = c.In(testing::Cast<float>(q)), ik = c.In(testing::Cast<float>(k_cache)),
             iv = c.In(testing::Cast<float>(v_cache));
+  // The twins take the new token's position p = len - 1 in their own memory.
+  const int ip = c.InI32({static_cast<int32_t>(len - 1)});
   const int io = c.Out("out", std::vector<float>(batch * C, std::nanf("")), last, AttentionForwardTolerance(s));
   RequireNoFailures(c.Run(AttentionDecodeTable(), [&](AttentionDecodeFn* fn, Stream st, const auto& x) {
-    fn(ArgAs<float>(x, iq), ArgAs<float>(x, ik), ArgAs<float>(x, iv), ArgAs<float>(x, io), batch, len, max_len,
-       heads, head_dim, st);
+    fn(ArgAs<float>(x, iq), ArgAs<float>(x, ik), ArgAs<float>(x, iv), ArgAs<float>(x, io), batch,
+       ArgAs<int32_t>(x, ip), max_len, heads, head_dim, st);
   }));
   REQUIRE(c.ran().size() >= 2);
 }

@@ -18,6 +18,9 @@
 //   tiles, dQ += scale·Σ_j P(dO·V_j − delta) K_j; the dK|dV kernel per key tile walks the
 //   query tiles that see it, dV += Pᵀ dO, dK += scale·dSᵀ Q. Rows with an infinite lse
 //   contribute nothing. Everything adds into dq, dk, dv (the caller zeroes them).
+// - Delta (the backward's rowsum(dO ⊙ out)): one warp per (batch, head, query row), lane l
+//   summing dims l, l+32, ... in double, then a double butterfly: a fixed order, so
+//   deterministic; double as in the reference, so only the final rounding differs.
 #include <cmath>
 #include <cstdint>
 
@@ -393,6 +396,34 @@ void BlockAttentionBackwardCuda(const float* dout, const float* q, const float* 
   COL_CUDA_LAUNCHED();
 }
 
+// ---- delta ------------------------------------------------------------------------
+
+__global__ void __launch_bounds__(kThreads)
+    DeltaKernel(const float* dout, const float* out, float* delta, BlockAttentionShape s, int64_t rows) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;  // a whole warp leaves together: the butterfly below is full
+  const int64_t H = s.heads, D = s.head_dim;
+  const int64_t b = r / (H * s.q_len), h = (r / s.q_len) % H, t = r % s.q_len;
+  const int64_t at = (b * s.q_len + t) * s.out_stride + h * D;
+  double sum = 0;
+  for (int64_t d = lane; d < D; d += 32) sum += static_cast<double>(dout[at + d]) * static_cast<double>(out[at + d]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0) delta[r] = static_cast<float>(sum);
+}
+
+void BlockAttentionDeltaCuda(const float* dout, const float* out, float* delta, const BlockAttentionShape& s,
+                             Stream stream) {
+  const int64_t rows = s.batch * s.heads * s.q_len;
+  if (rows == 0) return;
+  DeltaKernel<<<BlocksFor((rows + kWarps - 1) / kWarps), kThreads, 0, cuda::StreamOf(stream)>>>(dout, out, delta, s,
+                                                                                                 rows);
+  COL_CUDA_LAUNCHED();
+}
+
+const Registrar<BlockAttentionDeltaFn> kBlockDelta(BlockAttentionDeltaTable(), Backend::kCuda, DType::kF32,
+                                                   &BlockAttentionDeltaCuda);
 const Registrar<BlockAttentionForwardFn> kBlockForward(BlockAttentionForwardTable(), Backend::kCuda, DType::kF32,
                                                        &BlockAttentionForwardCuda);
 const Registrar<BlockAttentionBackwardFn> kBlockBackward(BlockAttentionBackwardTable(), Backend::kCuda, DType::kF32,

@@ -3,7 +3,8 @@
 // and the backward summed over key blocks give the same output and gradients), the
 // reference against finite differences, and every twin (the harness) against the double
 // reference over odd sizes, offsets (rows that see part of a block, none of it, or all),
-// the first block and a merge into a prior one.
+// the first block and a merge into a prior one; the backward's delta table likewise, its
+// CPU twin bit for bit against the host template the backward op called before.
 #include <catch2/catch.hpp>
 #include <omp.h>
 
@@ -165,6 +166,20 @@ void CompareTwins(const BlockAttentionShape& s, bool first, uint64_t seed) {
   const auto lse = testing::Cast<float>(lse_ref);
   std::vector<float> delta(s.batch * s.heads * s.q_len);
   BlockAttentionDelta(dout.data(), out.data(), delta.data(), s);
+  {
+    // The delta table on every twin against the double reference; the cpu twin is the
+    // float template above bit for bit (the same sequential double sum per row).
+    std::vector<double> delta_ref(delta.size());
+    BlockAttentionDelta(AsDouble(dout).data(), AsDouble(out).data(), delta_ref.data(), s);
+    TwinCase d("block_attention_delta" + name);
+    const int id = d.In(dout), io = d.In(out);
+    const int oe = d.Out("delta", std::vector<float>(delta.size(), std::nanf("")), delta_ref,
+                         BlockAttentionDeltaTolerance(s));
+    RequireNoFailures(d.Run(BlockAttentionDeltaTable(), [&](BlockAttentionDeltaFn* fn, Stream st, const auto& x) {
+      fn(ArgAs<float>(x, id), ArgAs<float>(x, io), ArgAs<float>(x, oe), s, st);
+    }));
+    REQUIRE(d.Got(Backend::kCpu, oe) == delta);
+  }
   const auto prior_dq = Random<float>(q.size(), seed + 6), prior_dk = Random<float>(k.size(), seed + 7),
              prior_dv = Random<float>(v.size(), seed + 8);
   std::vector<double> dq_ref = AsDouble(prior_dq), dk_ref = AsDouble(prior_dk), dv_ref = AsDouble(prior_dv);

@@ -51,8 +51,8 @@ TEST_CASE("every dispatch table is run through the kernel harness by a kernel te
   // test there, and a table no test runs through TwinCase::Run fails here by name.
   const std::vector<std::string> tests = {
       "kernels/attention/attention_test.cc", "kernels/attention/block_attention_test.cc",
-      "kernels/convert/convert_test.cc",
-      "kernels/elementwise/elementwise_test.cc",
+      "kernels/attention/kv_cache_test.cc", "kernels/convert/convert_test.cc",
+      "kernels/elementwise/elementwise_test.cc", "kernels/elementwise/mean_test.cc",
       "kernels/embedding/embedding_test.cc", "kernels/gelu/gelu_test.cc",
       "kernels/layer_norm/layer_norm_test.cc", "kernels/matmul/matmul_test.cc",
       "kernels/optim/adamw_test.cc", "kernels/optim/grad_norm_test.cc",

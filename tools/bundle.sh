@@ -223,15 +223,10 @@ if compgen -G "$CUDA_ROOT/lib64/libcudart.so.*" >/dev/null; then
   missing="$(undefined_plugin_symbols "$B/bin/colossal")"
   [ -z "$missing" ] || die "bin/colossal does not export what the plugin needs: $(head -5 <<<"$missing" | tr '\n' ' ')"
   say "every symbol the plugin needs is in bin/colossal's global scope (its .dynsym and libraries)"
-  # Nothing loads the plugin in colossal-worker yet (`colossal run` starts `colossal worker`;
-  # only `colossal kernels` loads it), so a gap there is a warning, not a failure.
+  # The worker loads it for resources.device: cuda jobs (runtime/worker/device_setup.h).
   missing="$(undefined_plugin_symbols "$B/bin/colossal-worker")"
-  if [ -n "$missing" ]; then
-    echo "bundle: WARNING: the CUDA plugin would not load in bin/colossal-worker, which lacks:" \
-      "$(head -5 <<<"$missing" | c++filt | tr '\n' ';')" >&2
-  else
-    say "every symbol the plugin needs is in bin/colossal-worker's global scope"
-  fi
+  [ -z "$missing" ] || die "bin/colossal-worker does not export what the plugin needs: $(head -5 <<<"$missing" | c++filt | tr '\n' ' ')"
+  say "every symbol the plugin needs is in bin/colossal-worker's global scope"
 fi
 
 # --- the node's glibc and libstdc++ -------------------------------------------------------

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "kernels/common/cuda_plugin.h"
 #include "runtime/config/job_spec.h"
 #include "runtime/config/job_spec_testing.h"
 
@@ -16,18 +17,22 @@ using namespace colossal::config::testing;
 TEST_CASE("features this build does not run are refused, naming the key") {
   const std::string b = kBase;
   const Unbuilt refuse = Unbuilt::kRefuse;
-  CHECK(ErrorOf(b + "resources: {device: cuda}\n", {}, refuse) ==
-        "job.yaml:14:21: resources.device: cuda is not available yet: this build has the CUDA "
-        "kernels (colossal kernels) and places ranks on GPUs, but its workers train on the CPU backend only; "
-        "use device: cpu");
-  CHECK(ErrorOf(b + "  precision: bf16\nresources: {device: cuda}\n", {}, refuse) ==
-        "job.yaml:15:21: resources.device: cuda is not available yet: this build has the CUDA "
-        "kernels (colossal kernels) and places ranks on GPUs, but its workers train on the CPU backend only; "
-        "use device: cpu");
-  CHECK(ErrorOf(b, {"train.precision=fp16", "resources.device=cuda"}, refuse) ==
-        "--set 'resources.device=cuda': resources.device: cuda is not available yet: this build "
-        "has the CUDA kernels (colossal kernels) and places ranks on GPUs, but its workers train on the CPU "
-        "backend only; use device: cpu");
+  if (kernels::CudaBackendBuilt()) {
+    // One rank on one GPU runs (in any precision); more ranks are refused.
+    for (const std::string& yaml : {b + "resources: {device: cuda}\n", b + "  precision: bf16\nresources: {device: cuda}\n"}) {
+      absl::StatusOr<JobSpec> spec = ParseJobSpec(yaml, "job.yaml", {}, refuse);
+      INFO(spec.status().message());
+      CHECK(spec.ok());
+    }
+    CHECK(ErrorOf(b + "parallel: {data: 2}\nresources: {device: cuda, ranks_per_node: 2}\n", {}, refuse) ==
+          "job.yaml:15:21: resources.device: cuda with 2 ranks is not available yet: GPU jobs train one rank on "
+          "one GPU (data, tensor, pipeline and sequence parallelism over NCCL are not wired); use one rank or "
+          "device: cpu");
+  } else {
+    CHECK(ErrorOf(b, {"train.precision=fp16", "resources.device=cuda"}, refuse) ==
+          "--set 'resources.device=cuda': resources.device: cuda: this build has no CUDA backend (it was built "
+          "where no nvcc was found); use device: cpu");
+  }
   CHECK(ErrorOf(b + "parallel: auto\n", {}, refuse) ==
         "job.yaml:14:11: parallel: auto is not available yet: the auto-parallel planner is not "
         "built; give the degrees as a map {data, zero, tensor, pipeline, sequence}");

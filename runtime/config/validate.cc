@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "graph/models/gpt_split.h"
+#include "kernels/common/cuda_plugin.h"
 #include "parallel/tensor_grid.h"
 #include "runtime/data/tokenizer.h"
 
@@ -376,9 +377,14 @@ absl::Status ValidateConsistency(const JobSpec& s, const YamlContext& ctx) {
 absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
   const MemorySpec memory_defaults;
   const ParallelSpec& p = s.parallel;
-  ENSURE(s.resources.device == DeviceKind::kCpu, "resources.device",
-         "cuda is not available yet: this build has the CUDA kernels (colossal kernels) and places "
-         "ranks on GPUs, but its workers train on the CPU backend only; use device: cpu");
+  // GPU jobs: one rank on one GPU so far (its collectives over NCCL and the parallel
+  // layouts' device paths are not wired yet); a build without nvcc has no CUDA at all.
+  ENSURE(s.resources.device == DeviceKind::kCpu || kernels::CudaBackendBuilt(), "resources.device",
+         "cuda: this build has no CUDA backend (it was built where no nvcc was found); use device: cpu");
+  ENSURE(s.resources.device == DeviceKind::kCpu || s.resources.WorldSize() == 1, "resources.device",
+         "cuda with ", s.resources.WorldSize(), " ranks is not available yet: GPU jobs train one rank on one "
+         "GPU (data, tensor, pipeline and sequence parallelism over NCCL are not wired); use one rank or "
+         "device: cpu");
   ENSURE(!p.auto_plan, "parallel",
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");

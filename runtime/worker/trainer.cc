@@ -175,6 +175,7 @@ class Run {
   double optimizer_seconds_ = 0;
   int64_t accumulation_ = 1;
   double peak_flops_ = 0;
+  bool OnDevice() const { return options_.place != nullptr && options_.place->backend() == kernels::Backend::kCuda; }
   // Last step's figures.
   double loss_ = 0, lr_ = 0, grad_norm_ = 0;
   std::string last_checkpoint_;
@@ -341,7 +342,7 @@ absl::Status Run::Setup() {
     ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
                                                /*truncate=*/start_step_ == 0));
   }
-  peak_flops_ = MatmulPeakFlops();
+  peak_flops_ = OnDevice() ? 0 : MatmulPeakFlops();  // the CPU's sgemm peak; a GPU's is not known here
   profile_ = base::GetEnv(base::kEnvProfile).value_or("0") == "1";
   if (stage_) {
     LOG_INFO("pipeline stage {} of {}: schedule {}, {} chunk(s) of virtual stages", pp_rank_, pp_size_,
@@ -717,6 +718,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
                                 .Ints("comm_bytes", comm_bytes);
       if (spec_.train.precision == config::Precision::kFp16) record.Num("loss_scale", scaler_.scale());
       if (stage_) record.Num("bubble", stage_->bubble());  // measured, this step
+      if (OnDevice()) record.Int("gpu_mem_peak", options_.place->allocator().stats().peak);  // bytes
       RETURN_IF_ERROR(metrics_->Write(record));
     }
     if (!std::isfinite(loss_)) {

@@ -16,6 +16,7 @@
 #include "parallel/plan.h"
 #include "parallel/process_groups.h"
 #include "runtime/config/job_spec.h"
+#include "runtime/worker/device_setup.h"
 #include "runtime/worker/rendezvous_bootstrap.h"
 #include "runtime/worker/progress_reporter.h"
 #include "runtime/worker/trainer.h"
@@ -89,6 +90,11 @@ int WorkerMain(const std::vector<std::string>& args) {
                                  spec->resources.WorldSize(), " ranks"));
   }
   if (auto status = config::ValidateJobFiles(*spec); !status.ok()) return Fatal(2, status.message());
+  // Before anything starts CUDA: the rank's GPU is made the only visible one.
+  std::string device_line;
+  absl::StatusOr<memory::Place> place = SetUpDevice(*spec, &device_line);
+  if (!place.ok()) return Fatal(absl::IsInvalidArgument(place.status()) ? 2 : 1, place.status().message());
+  LOG_INFO("{}", device_line);
 
   rpc::SecurityOptions security;
   security.token_file = base::GetEnv(base::kEnvTokenFile).value_or("");
@@ -141,6 +147,7 @@ int WorkerMain(const std::vector<std::string>& args) {
   options.print_sample = false;  // rank 0 writes sample.txt; `colossal run` prints it
   options.stop = &g_stop;
   options.groups = world > 1 ? groups->get() : nullptr;
+  options.place = &*place;
   if (reporter) {
     options.on_step = [&](const StepReport& r) { reporter->Step(r); };
     options.on_val = [&](int64_t step, double val) { reporter->Val(step, val); };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/matmul/matmul.h"
+#include "runtime/daemon/devices.h"
 
 namespace colossal::worker {
 
@@ -35,6 +36,21 @@ double MatmulPeakFlops() {
   const double flops = 2.0 * n * n * n / best;
   cache[threads] = flops;
   return flops;
+}
+
+double GpuBf16PeakFlops(const std::string& name) {
+  auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  if (has("H100") || has("H200") || has("GH200")) return 989.4e12;
+  if (has("B200")) return 2250e12;
+  if (has("A100")) return 312e12;
+  return 0;
+}
+
+std::string CudaDevice0Name() {
+  for (const v1::Device& d : daemon::DiscoverCudaDevices()) {
+    if (d.index() == 0) return d.name();
+  }
+  return "";
 }
 
 }  // namespace colossal::worker

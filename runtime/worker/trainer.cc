@@ -342,7 +342,7 @@ absl::Status Run::Setup() {
     ASSIGN_OR_RETURN(metrics_, JsonlSink::Open((fs::path(spec_.run_dir) / "metrics.jsonl").string(),
                                                /*truncate=*/start_step_ == 0));
   }
-  peak_flops_ = OnDevice() ? 0 : MatmulPeakFlops();  // the CPU's sgemm peak; a GPU's is not known here
+  peak_flops_ = OnDevice() ? GpuBf16PeakFlops(CudaDevice0Name()) : MatmulPeakFlops();  // MFU's denominator
   profile_ = base::GetEnv(base::kEnvProfile).value_or("0") == "1";
   if (stage_) {
     LOG_INFO("pipeline stage {} of {}: schedule {}, {} chunk(s) of virtual stages", pp_rank_, pp_size_,

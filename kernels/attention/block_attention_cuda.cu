@@ -25,39 +25,13 @@
 #include <cstdint>
 
 #include "kernels/attention/attention.h"
+#include "kernels/attention/attention_tiles_cuda.h"
 #include "kernels/common/cuda_backend.h"
 
 namespace colossal::kernels {
 namespace {
 
-constexpr int kTile = 32;
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int kRowsPerWarp = kTile / kWarps;  // 4
-constexpr int kMaxD = 128;
-constexpr int kDimsPerLane = kMaxD / 32;      // 4
-constexpr int kSLd = kTile + 1;
-constexpr float kNegInf = -INFINITY;
-
-__device__ inline float WarpSum(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
-__device__ inline float WarpMax(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
-}
-
-// dst[r·ld + d] = src[r·stride + d] for r < rows, 0 for rows <= r < kTile; d < D. Only
-// rows below `rows` are dereferenced. Consecutive threads take consecutive d.
-__device__ inline void LoadRows(float* dst, int ld, const float* src, int64_t stride, int64_t rows, int D) {
-  for (int e = threadIdx.x; e < kTile * D; e += blockDim.x) {
-    const int r = e / D, d = e - r * D;
-    dst[r * ld + d] = r < rows ? src[r * stride + d] : 0.0f;
-  }
-}
+using namespace attention_tiles;  // the shared tile geometry (attention_tiles_cuda.h)
 
 // Keys of the block visible to query row t (t < q_len): j < VisibleKeys(s, t).
 __device__ inline int64_t VisibleKeys(const BlockAttentionShape& s, int64_t t) {
@@ -65,25 +39,10 @@ __device__ inline int64_t VisibleKeys(const BlockAttentionShape& s, int64_t t) {
   return n < 0 ? 0 : (n > s.kv_len ? s.kv_len : n);
 }
 
-__host__ __device__ inline int RowLd(int D) { return D | 1; }
-inline size_t ForwardSmem(int D) { return sizeof(float) * (2 * kTile * RowLd(D) + kTile * kSLd); }
-inline size_t DqSmem(int D) { return sizeof(float) * (4 * kTile * RowLd(D) + kTile * kSLd); }
+// The dK|dV kernel's dynamic shared memory (floats), for head dim D.
 inline size_t DkvSmem(int D) { return sizeof(float) * (4 * kTile * RowLd(D) + 2 * kTile * kSLd + 2 * kTile); }
 
-// Past the 48 KiB default a kernel must opt in; always to the kMaxD figure, so concurrent
-// callers set the same value.
-template <typename Kernel>
-void AllowSmem(Kernel* kernel, size_t bytes, size_t max_bytes) {
-  if (bytes > 48 * 1024) {
-    COL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(max_bytes)));
-  }
-}
-
-unsigned BlocksFor(int64_t n) {
-  COL_CHECK_MSG(n <= 0x7fffffff, "block attention: too many tiles for one grid");
-  return static_cast<unsigned>(n);
-}
+unsigned BlocksFor(int64_t n) { return attention_tiles::BlocksFor(n, "block attention: too many tiles for one grid"); }
 
 // ---- forward ----------------------------------------------------------------------
 

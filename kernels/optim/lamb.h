@@ -12,11 +12,13 @@
 // (LambSumsTolerance, LambMomentTolerance, LambWeightTolerance).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
 #include "kernels/common/kernel.h"
 #include "kernels/common/tolerance.h"
+#include "runtime/base/check.h"
 
 namespace colossal::kernels {
 
@@ -43,6 +45,27 @@ struct LambArgsT {
   float grad_scale = 1.0f;
 };
 using LambArgs = LambArgsT<float>;
+
+// The per-step scalars of every LAMB twin but the reference, computed once in double and
+// rounded to fp32 here, so the CPU and CUDA twins use the very same values.
+struct LambConsts {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float inv_bc1, inv_sqrt_bc2, eps, wd, scale;
+};
+inline LambConsts LambConstsOf(const LambArgs& a) {
+  COL_CHECK(a.step >= 1);
+  const double bc1 = 1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step));
+  return {a.beta1,
+          static_cast<float>(1.0 - a.beta1),
+          a.beta2,
+          static_cast<float>(1.0 - a.beta2),
+          static_cast<float>(1.0 / bc1),
+          static_cast<float>(1.0 / std::sqrt(bc2)),
+          a.eps,
+          a.weight_decay,
+          a.grad_scale};
+}
 
 using LambMomentsFn = void(const LambArgs& args, double* sums, Stream stream);
 Dispatch<LambMomentsFn>& LambMomentsTable();

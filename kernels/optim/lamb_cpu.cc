@@ -10,34 +10,13 @@
 namespace colossal::kernels {
 namespace {
 
-// Per-step scalars, computed once in double and rounded to fp32.
-struct LambConsts {
-  float beta1, one_minus_beta1, beta2, one_minus_beta2;
-  float inv_bc1, inv_sqrt_bc2, eps, wd, scale;
-};
-
-LambConsts Consts(const LambArgs& a) {
-  COL_CHECK(a.step >= 1);
-  const double bc1 = 1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step));
-  return {a.beta1,
-          static_cast<float>(1.0 - a.beta1),
-          a.beta2,
-          static_cast<float>(1.0 - a.beta2),
-          static_cast<float>(1.0 / bc1),
-          static_cast<float>(1.0 / std::sqrt(bc2)),
-          a.eps,
-          a.weight_decay,
-          a.grad_scale};
-}
-
 // u = m̂/(√v̂ + eps) + wd·w, the one fp32 expression both phases use.
 inline float Update(const LambConsts& c, float m, float v, float w) {
   return m * c.inv_bc1 / (std::sqrt(v) * c.inv_sqrt_bc2 + c.eps) + c.wd * w;
 }
 
 void LambMomentsCpu(const LambArgs& a, double* sums, Stream) {
-  const LambConsts c = Consts(a);
+  const LambConsts c = LambConstsOf(a);
   float* w = a.w;
   const float* g = a.g;
   float* m = a.m;
@@ -69,7 +48,7 @@ void LambMomentsCpu(const LambArgs& a, double* sums, Stream) {
 }
 
 void LambApplyCpu(const LambArgs& a, float trust_ratio, Stream) {
-  const LambConsts c = Consts(a);
+  const LambConsts c = LambConstsOf(a);
   const float step = static_cast<float>(static_cast<double>(a.lr) * trust_ratio);
   float* w = a.w;
   const float* m = a.m;

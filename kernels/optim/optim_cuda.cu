@@ -296,26 +296,6 @@ void SgdStepCuda(const SgdArgs& a, Stream stream) {
 
 // ---- LAMB. ----
 
-struct LambConsts {
-  float beta1, one_minus_beta1, beta2, one_minus_beta2;
-  float inv_bc1, inv_sqrt_bc2, eps, wd, scale;
-};
-
-LambConsts LambConstsOf(const LambArgs& a) {
-  COL_CHECK(a.step >= 1);
-  const double bc1 = 1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step));
-  return {a.beta1,
-          static_cast<float>(1.0 - a.beta1),
-          a.beta2,
-          static_cast<float>(1.0 - a.beta2),
-          static_cast<float>(1.0 / bc1),
-          static_cast<float>(1.0 / std::sqrt(bc2)),
-          a.eps,
-          a.weight_decay,
-          a.grad_scale};
-}
-
 // u = m̂/(√v̂ + eps) + wd·w with every rounding pinned (the _rn intrinsics are never fused
 // into FMAs), so both phases form the very same u from the same m, v, w.
 __device__ inline float LambUpdate(const LambConsts& c, float m, float v, float w) {

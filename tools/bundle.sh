@@ -14,7 +14,8 @@
 #   colossal/tests/      every cc_test tagged "gpu", runnable with no Bazel runfiles (they
 #                        fail only "a CUDA device is present" on a machine without a GPU)
 #   colossal/bench/      the GPU benchmarks (tools/gpu/cuda_kernel_bench)
-#   colossal/gpu/        check.sh, the one GPU check (tools/gpu/check.sh), and its PyTorch peer
+#   colossal/gpu/        check.sh, the one GPU check (tools/gpu/check.sh), gpt_gpu_bench.sh and
+#                        the PyTorch peers; colossal/reference/gpt_torch.py, PyTorch's GPT
 #   colossal/configs/    configs/*.yaml;  colossal/data/kjv.txt the default job's corpus
 #                        (when data/kjv.txt exists here; 4.4 MB, 1.4 MB compressed)
 #   colossal/README      how to run it and what the node must have; MANIFEST the file list
@@ -169,6 +170,10 @@ install -m 0755 "$bench" "$B/bench/cuda_kernel_bench"
 bundle_deps "$bench"
 install -m 0755 "$ROOT/tools/gpu/check.sh" "$B/gpu/check.sh"
 install -m 0644 "$ROOT/tools/gpu/torch_kernel_bench.py" "$B/gpu/torch_kernel_bench.py"
+install -m 0755 "$ROOT/tools/gpu/gpt_gpu_bench.sh" "$B/gpu/gpt_gpu_bench.sh"
+install -m 0644 "$ROOT/tools/bench/torch_gpt_bench.py" "$B/gpu/torch_gpt_bench.py"
+mkdir -p "$B/reference"
+install -m 0644 "$ROOT/tools/reference/gpt_torch.py" "$B/reference/gpt_torch.py"
 
 # UCX loads its transports (cma, ib, rdmacm) from the folder ucx/ beside libucs.
 if [ -n "${copied[libucs.so.0]:-}" ]; then

@@ -4,6 +4,9 @@
 # float32 or (--autocast bf16) under torch.autocast("cpu", bfloat16): fp32 master weights
 # and optimizer, the forward and loss autocast (PyTorch's CPU autocast runs matmuls and
 # linears in bf16, softmax, layer norm and the loss in fp32), the backward following it.
+# --device cuda runs the same model on the GPU (AdamW fused, every step synchronised
+# before its time is taken), --compile through torch.compile (the compile is in the
+# warm-up steps): the peer tools/gpu/check.sh prints beside colossal's GPU step.
 # It does not set thread/allocator environment variables: run it under the settings you
 # want to measure (see tools/bench/README_torch.md); --threads sets torch.set_num_threads.
 # Example: /usr/bin/python3 tools/bench/torch_gpt_bench.py --n_layer 12 --n_head 12 \
@@ -41,20 +44,26 @@ def main():
                     help="recompute every transformer layer in the backward (torch.utils.checkpoint)")
     ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
                     help="bf16: forward and loss under torch.autocast('cpu', torch.bfloat16)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--compile", action="store_true", help="the loss through torch.compile")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    cuda = args.device == "cuda"
     cfg = G.GptConfig(args.n_layer, args.n_head, args.d_model, args.seq_len, args.vocab)
-    params = {n: t.requires_grad_(True) for n, t in G.init_params(cfg, args.seed).items()}
+    params = {n: t.to(args.device).requires_grad_(True) for n, t in G.init_params(cfg, args.seed).items()}
     decay, no_decay = G.decay_groups(params, ["bias", "ln_"])
     opt = torch.optim.AdamW(
         [{"params": [params[n] for n in decay], "weight_decay": args.weight_decay},
          {"params": [params[n] for n in no_decay], "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+        lr=args.lr, betas=(0.9, 0.999), eps=1e-8, **({"fused": True} if cuda else {}))
+    loss_of = (lambda x, y: G.loss_fn(params, x, y, cfg, args.checkpoint))
+    if args.compile:
+        loss_of = torch.compile(loss_of)
 
     gen = torch.Generator().manual_seed(args.seed)
     n_steps = args.warmup + args.steps
-    data = torch.randint(0, args.vocab, (n_steps, args.batch, args.seq_len + 1), generator=gen)
+    data = torch.randint(0, args.vocab, (n_steps, args.batch, args.seq_len + 1), generator=gen).to(args.device)
 
     step_ms, cpu_ms = [], []  # wall time; process CPU time (all threads, user + sys)
     loss = None
@@ -63,12 +72,14 @@ def main():
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         if args.autocast == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = G.loss_fn(params, x, y, cfg, args.checkpoint)
+            with torch.autocast(args.device, dtype=torch.bfloat16):
+                loss = loss_of(x, y)
         else:
-            loss = G.loss_fn(params, x, y, cfg, args.checkpoint)
+            loss = loss_of(x, y)
         loss.backward()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         dt = (time.perf_counter() - t0) * 1e3
         if s >= args.warmup:
             step_ms.append(dt)
@@ -97,6 +108,9 @@ def main():
         "final_loss": round(loss.item(), 4),
         "checkpoint": args.checkpoint,
         "autocast": args.autocast,
+        "device": args.device,
+        "compile": args.compile,
+        "gpu_mem_peak": torch.cuda.max_memory_allocated() if cuda else 0,
         # Peak resident memory of the process (KiB): parameters, optimizer state,
         # activations, and the interpreter.
         "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -16,7 +16,10 @@
 #      workloads and timing) where python3 imports torch with CUDA;
 #   4. the default job (configs/gpt-kjv.yaml, 500 steps) on the GPU in fp32 and bf16 and
 #      on the node's CPU in fp32: validation losses, step time and gpu_mem_peak; the GPU's
-#      fp32 validation loss must be within 0.02 of the CPU's.
+#      fp32 validation loss must be within 0.02 of the CPU's;
+#   5. GPT-2 124M and a 1.5B GPT training in bf16 at T 1024 on the GPU, colossal beside
+#      PyTorch eager and torch.compile on the same GPU (gpt_gpu_bench.sh): step time,
+#      tokens/s, MFU against the dense bf16 peak, peak memory, and the issue's goals.
 #
 # Exit status: 0 when every test passed and every table has a cuda twin; 1 otherwise.
 #
@@ -162,6 +165,18 @@ if [ -n "$gpu_val" ] && [ -n "$cpu_val" ]; then
   else
     fail "GPU fp32 val_loss $gpu_val is not within 0.02 of the CPU's $cpu_val"
   fi
+fi
+
+section "GPT training on the GPU beside PyTorch (GPT-2 124M and 1.5B, bf16, T 1024)"
+gpt_bench="$here/gpt_gpu_bench.sh"
+[ -f "$gpt_bench" ] || gpt_bench="$B/gpu/gpt_gpu_bench.sh"
+if nvidia-smi -L > /dev/null 2>&1; then
+  bench_quick=""
+  [ "$quick" = 1 ] && bench_quick="--quick"
+  bash "$gpt_bench" "$B" "$L" $bench_quick 2>&1 | tee "$L/gpt_gpu_bench.txt"
+  grep -q "FAILED" "$L/gpt_gpu_bench.txt" && fail "GPT training on the GPU: $(grep -m1 FAILED "$L/gpt_gpu_bench.txt")"
+else
+  echo "  skipped: no GPU (nvidia-smi -L failed)"
 fi
 
 section "done"

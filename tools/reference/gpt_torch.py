@@ -89,7 +89,7 @@ def block(params, i, x, cfg):
     """Transformer layer i (pre-norm attention, then MLP) of x [B, T, C]."""
     B, T, C = x.shape
     H, D = cfg.n_head, cfg.head_dim
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
     scale = 1.0 / math.sqrt(D)
     p = "h.%d." % i
     h = F.layer_norm(x, (C,), params[p + "ln_1.weight"], params[p + "ln_1.bias"], LN_EPS)

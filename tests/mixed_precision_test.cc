@@ -3,6 +3,8 @@
 //     allow, and are not the fp32 run;
 //   * a bf16 run under data parallelism with ZeRO equals the bf16 run on one rank (the
 //     roundings are per sample, so the layouts agree as tightly as in fp32);
+//   * gradients summed in bf16 (parallel.reduce_dtype: bf16, ZeRO 0 and 2) track the
+//     fp32 reduction within bf16's precision, are not it, and send half its bytes;
 //   * fp16's dynamic loss scale: from an absurd initial scale every overflowing step is
 //     skipped (the optimizer does not step) and the scale halves, until the gradients fit;
 //     a resumed run keeps the scale.
@@ -65,6 +67,41 @@ TEST_CASE("bf16 data parallel with ZeRO equals bf16 on one rank within bf16's pr
     CHECK(std::fabs(one.losses[s] - two.losses[s]) <= 1e-3 * one.losses[s]);
   }
   RequireSameWeights(one.weights, two.weights, Bounds::kTensorParallel);
+}
+
+// One rounding of each rank's gradient to bf16 (8-bit significand) and of the sum: the
+// bounds of the bf16 layouts above. The data group's bytes: the gradient buckets' sums
+// at 2 bytes an element instead of 4 (LAMB's per-tensor norm sums, a few doubles, and
+// ZeRO's fp32 parameter all-gathers are unchanged).
+TEST_CASE("gradients summed in bf16 track the fp32 reduction within bf16's precision, at half the bytes") {
+  for (int zero : {0, 2}) {
+    INFO("ZeRO " << zero);
+    const fs::path a = Scratch("reduce-fp32"), b = Scratch("reduce-bf16");
+    const Result fp32 = Train(Job("lamb", 2, zero, 4, 8, a), 2, {"parallel.bucket=4KiB"});
+    const Result bf16 = Train(Job("lamb", 2, zero, 4, 8, b), 2, {"parallel.bucket=4KiB", "parallel.reduce_dtype=bf16"});
+    REQUIRE(fp32.losses.size() == bf16.losses.size());
+    bool differs = false;
+    for (size_t s = 0; s < fp32.losses.size(); ++s) {
+      INFO("step " << s + 1 << ": " << fp32.losses[s] << " vs " << bf16.losses[s]);
+      CHECK(std::fabs(fp32.losses[s] - bf16.losses[s]) <= 1e-3 * fp32.losses[s]);
+      differs = differs || fp32.losses[s] != bf16.losses[s];
+    }
+    RequireSameWeights(fp32.weights, bf16.weights, Bounds::kTensorParallel);
+    bool weights_differ = false;
+    for (const auto& [name, w] : fp32.weights) weights_differ = weights_differ || w != bf16.weights.at(name);
+    CHECK((differs || weights_differ));
+    const std::vector<nlohmann::json> ma = StepMetrics(a), mb = StepMetrics(b);
+    REQUIRE(ma.size() >= 2);
+    REQUIRE(mb.size() == ma.size());
+    const double sent_fp32 = ma[1]["comm_bytes"]["data"].get<double>();
+    const double sent_bf16 = mb[1]["comm_bytes"]["data"].get<double>();
+    INFO("data-group bytes of step 2: fp32 " << sent_fp32 << ", bf16 " << sent_bf16);
+    if (zero == 0) {
+      CHECK(sent_bf16 / sent_fp32 == Approx(0.5).margin(0.02));
+    } else {
+      CHECK(sent_bf16 < sent_fp32);  // the reduce-scatter halves, the parameter all-gather does not
+    }
+  }
 }
 
 TEST_CASE("fp16 skips overflowing steps, halving the loss scale, and resumes with it") {

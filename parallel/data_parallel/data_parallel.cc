@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/convert/convert.h"
 #include "kernels/optim/grad_norm.h"
 #include "memory/allocator.h"
 #include "parallel/data_parallel/bucket_layout.h"
@@ -63,6 +64,13 @@ class Replicated : public DataParallel {
     if (zero_stage() >= 1) {
       ASSIGN_OR_RETURN(stage_, place.Allocate(bytes, memory::Purpose::kCommunication));
     }
+    if (options_.reduce_bf16) {
+      // bf16 copies of the flat gradients (and, stage 2, of this rank's reduced pieces).
+      ASSIGN_OR_RETURN(low_, place.Allocate(layout_.padded_numel() * 2, memory::Purpose::kCommunication));
+      if (zero_stage() == 2) {
+        ASSIGN_OR_RETURN(low_shard_, place.Allocate(shard * 2, memory::Purpose::kCommunication));
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -92,7 +100,18 @@ class Replicated : public DataParallel {
     // Launch, in a fixed order, what backward did not complete (buckets of parameters
     // without gradients, padding): every rank issues the same sequence.
     for (int b = layout_.num_buckets() - 1; b >= 0; --b) Launch(b);
-    return WaitAll(works_);
+    RETURN_IF_ERROR(WaitAll(works_));
+    if (options_.reduce_bf16) {
+      // The bf16 sums back to fp32 where the optimizer reads them.
+      const kernels::Stream stream = params_->place().stream();
+      if (zero_stage() == 2) {
+        kernels::Cast16ToF32(DType::kBF16, low_shard_.as<uint16_t>(), shard_grad_.as<float>(),
+                             layout_.padded_numel() / size(), stream);
+      } else {
+        kernels::Cast16ToF32(DType::kBF16, low_.as<uint16_t>(), params_->flat_grad(), layout_.padded_numel(), stream);
+      }
+    }
+    return absl::OkStatus();
   }
 
   std::vector<memory::ParamSegment> OptimizerSegments() const override {
@@ -167,6 +186,17 @@ class Replicated : public DataParallel {
     if (launched_[b]) return;
     launched_[b] = true;
     float* grad = params_->flat_grad() + layout_.bucket_begin(b);
+    if (options_.reduce_bf16) {
+      uint16_t* low = low_.as<uint16_t>() + layout_.bucket_begin(b);
+      kernels::CastTo16(DType::kBF16, grad, low, layout_.bucket_size(), params_->place().stream());
+      if (zero_stage() == 2) {
+        works_.push_back(dp_->ReduceScatter(low, low_shard_.as<uint16_t>() + b * layout_.piece_size(),
+                                            layout_.piece_size(), DType::kBF16));
+      } else {
+        works_.push_back(dp_->AllReduce(low, layout_.bucket_size(), DType::kBF16));
+      }
+      return;
+    }
     if (zero_stage() == 2) {
       works_.push_back(dp_->ReduceScatter(grad, shard_grad_.as<float>() + b * layout_.piece_size(),
                                           layout_.piece_size(), DType::kF32));
@@ -185,6 +215,7 @@ class Replicated : public DataParallel {
   std::vector<std::unique_ptr<Work>> works_;
   memory::Buffer shard_grad_;  // stage 2: reduced gradients of this rank's pieces
   memory::Buffer stage_;            // stages 1, 2: this rank's pieces, sent by all-gather
+  memory::Buffer low_, low_shard_;  // reduce_bf16: the bf16 gradients, and stage 2's pieces
 };
 
 }  // namespace
@@ -224,6 +255,9 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
     const DataParallelOptions& options) {
   if (options.zero_stage < 0 || options.zero_stage > 3) {
     return absl::InvalidArgumentError(absl::StrCat("ZeRO stage ", options.zero_stage, " (0..3)"));
+  }
+  if (options.zero_stage == 3 && options.reduce_bf16) {
+    return absl::InvalidArgumentError("ZeRO 3 reduces its gradients in fp32 only");
   }
   if (options.zero_stage == 3) return CreateZero3(dp, graph, params, options);
   return CreateReplicated(dp, graph, params, options);

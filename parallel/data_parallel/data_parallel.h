@@ -40,6 +40,9 @@ namespace colossal::parallel {
 struct DataParallelOptions {
   int zero_stage = 0;                 // 0..3
   int64_t bucket_bytes = 25 << 20;    // bytes per gradient bucket / parameter group
+  // Stages 0-2: each bucket rounded to bf16 before its all-reduce / reduce-scatter (half
+  // the bytes), the sums widened back to fp32 (parallel.reduce_dtype: bf16).
+  bool reduce_bf16 = false;
 };
 
 // Where this rank holds parameter values: segment i's values at data[i].

@@ -32,6 +32,10 @@ inline const EnumNames<Precision> kPrecisionNames = {
     {"bf16", Precision::kBf16},
     {"fp16", Precision::kFp16},
 };
+inline const EnumNames<ReduceDType> kReduceDTypeNames = {
+    {"fp32", ReduceDType::kFp32},
+    {"bf16", ReduceDType::kBf16},
+};
 inline const EnumNames<TensorMode> kTensorModeNames = {
     {"1d", TensorMode::k1d},
     {"2d", TensorMode::k2d},

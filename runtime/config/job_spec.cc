@@ -212,12 +212,13 @@ absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(MapReader p, root.Map("parallel", kExpected));
-  RETURN_IF_ERROR(p.CheckKeys({"auto", "data", "zero", "bucket", "timeout_s", "tensor", "pipeline",
-                               "sequence"}));
+  RETURN_IF_ERROR(p.CheckKeys({"auto", "data", "zero", "bucket", "reduce_dtype", "timeout_s", "tensor",
+                               "pipeline", "sequence"}));
   RETURN_IF_ERROR(p.Bool("auto", &par.auto_plan));
   RETURN_IF_ERROR(p.Int("data", &par.data));
   RETURN_IF_ERROR(p.Int("zero", &par.zero));
   RETURN_IF_ERROR(ReadByteSize(p, "bucket", &par.bucket_bytes));
+  RETURN_IF_ERROR(p.Enum("reduce_dtype", internal::kReduceDTypeNames, &par.reduce_dtype));
   RETURN_IF_ERROR(p.Int("timeout_s", &par.timeout_s));
   RETURN_IF_ERROR(ParseDegree(
       p, "tensor", {"size", "mode", "depth", "sequence_parallel"},
@@ -539,6 +540,8 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text_std) {
 std::string_view OptimizerTypeName(OptimizerType type) {
   return internal::NameOf(internal::kOptimizerNames, type);
 }
+std::string_view ReduceDTypeName(ReduceDType dtype) { return internal::NameOf(internal::kReduceDTypeNames, dtype); }
+
 std::string_view PrecisionName(Precision precision) {
   return internal::NameOf(internal::kPrecisionNames, precision);
 }

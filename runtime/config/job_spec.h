@@ -140,11 +140,17 @@ using TensorMode = parallel::TensorMode;
 using PipelineSchedule = parallel::pipeline::ScheduleKind;
 enum class SequenceMode { kRing, kAllToAll };
 
+// The type data-parallel gradients are summed in: fp32, or bf16 (half the bytes on the
+// wire; each rank's fp32 gradient rounded once, sums accumulated in fp32 per hop and
+// rounded to bf16, the result widened back to fp32 for the optimizer).
+enum class ReduceDType { kFp32, kBf16 };
+
 struct ParallelSpec {
   bool auto_plan = false;     // parallel: auto (map form: auto: true, as ToYaml writes it)
   int64_t data = 1;
   int64_t zero = 0;           // 0..3
   int64_t bucket_bytes = 25 << 20;  // parallel.bucket: gradient bucket / ZeRO-3 group size
+  ReduceDType reduce_dtype = ReduceDType::kFp32;  // parallel.reduce_dtype
   int64_t timeout_s = 60;     // bound of every collective and of the ranks' rendezvous
   int64_t tensor = 1;
   TensorMode tensor_mode = TensorMode::k1d;
@@ -278,6 +284,7 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
 // The YAML spelling of each enum value ("adamw", "bf16", "2.5d", "all_to_all", ...).
 std::string_view OptimizerTypeName(OptimizerType type);
 std::string_view PrecisionName(Precision precision);
+std::string_view ReduceDTypeName(ReduceDType dtype);
 std::string_view LrDecayName(LrDecay decay);
 std::string_view PipelineScheduleName(PipelineSchedule schedule);
 std::string_view SequenceModeName(SequenceMode mode);

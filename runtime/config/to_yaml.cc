@@ -158,6 +158,7 @@ void WriteParallel(Writer& w, const ParallelSpec& p) {
   w.Int("data", p.data);
   w.Int("zero", p.zero);
   w.Plain("bucket", FormatBytes(p.bucket_bytes));
+  w.Plain("reduce_dtype", ReduceDTypeName(p.reduce_dtype));
   w.Int("timeout_s", p.timeout_s);
   w.BeginMap("tensor", /*flow=*/true);
   w.Int("size", p.tensor);

@@ -33,6 +33,15 @@ TEST_CASE("features this build does not run are refused, naming the key") {
           "--set 'resources.device=cuda': resources.device: cuda: this build has no CUDA backend (it was built "
           "where no nvcc was found); use device: cpu");
   }
+  CHECK(ErrorOf(b + "parallel: {data: 2, zero: 3, reduce_dtype: bf16}\nresources: {ranks_per_node: 2}\n", {},
+                refuse) ==
+        "job.yaml:14:44: parallel.reduce_dtype: bf16 is not available with ZeRO 3 yet (its per-micro-step "
+        "reduce-scatters sum in fp32); use parallel.zero 0, 1 or 2");
+  CHECK(ErrorOf(b + "parallel: {reduce_dtype: bf16}\n") ==
+        "job.yaml:14:26: parallel.reduce_dtype: bf16 sums the gradients of data-parallel replicas, and this job "
+        "has one (parallel.data and parallel.sequence are 1); remove the key or add replicas");
+  CHECK(Parse(b + "parallel: {data: 2, reduce_dtype: bf16}\nresources: {ranks_per_node: 2}\n").parallel.reduce_dtype ==
+        ReduceDType::kBf16);
   CHECK(ErrorOf(b + "parallel: auto\n", {}, refuse) ==
         "job.yaml:14:11: parallel: auto is not available yet: the auto-parallel planner is not "
         "built; give the degrees as a map {data, zero, tensor, pipeline, sequence}");

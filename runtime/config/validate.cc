@@ -164,6 +164,9 @@ absl::Status ValidateParallel(const JobSpec& s, const YamlContext& ctx) {
   ENSURE(p.data >= 1, "parallel.data", "must be >= 1, got ", p.data);
   ENSURE(p.zero >= 0 && p.zero <= 3, "parallel.zero", "must be 0, 1, 2 or 3, got ", p.zero);
   ENSURE(p.bucket_bytes >= 1024, "parallel.bucket", "must be at least 1KiB, got ", p.bucket_bytes);
+  ENSURE(p.reduce_dtype == ReduceDType::kFp32 || p.data * p.sequence > 1, "parallel.reduce_dtype",
+         "bf16 sums the gradients of data-parallel replicas, and this job has one (parallel.data and "
+         "parallel.sequence are 1); remove the key or add replicas");
   ENSURE(p.timeout_s >= 1, "parallel.timeout_s", "must be >= 1 (seconds), got ", p.timeout_s);
   ENSURE(p.tensor >= 1, tensor, "must be >= 1, got ", p.tensor);
   ENSURE(p.tensor_depth >= 1, "parallel.tensor.depth", "must be >= 1, got ", p.tensor_depth);
@@ -385,6 +388,9 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
          "cuda with ", s.resources.WorldSize(), " ranks is not available yet: GPU jobs train one rank on one "
          "GPU (data, tensor, pipeline and sequence parallelism over NCCL are not wired); use one rank or "
          "device: cpu");
+  ENSURE(p.reduce_dtype == ReduceDType::kFp32 || p.zero != 3, "parallel.reduce_dtype",
+         "bf16 is not available with ZeRO 3 yet (its per-micro-step reduce-scatters sum in fp32); use "
+         "parallel.zero 0, 1 or 2");
   ENSURE(!p.auto_plan, "parallel",
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");

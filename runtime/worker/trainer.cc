@@ -239,6 +239,7 @@ absl::Status Run::Setup() {
   parallel::DataParallelOptions dp_options;
   dp_options.zero_stage = static_cast<int>(spec_.parallel.zero);
   dp_options.bucket_bytes = spec_.parallel.bucket_bytes;
+  dp_options.reduce_bf16 = spec_.parallel.reduce_dtype == config::ReduceDType::kBf16;
   const bool zero3 = replicas_ > 1 && spec_.parallel.zero == 3;
   PipelinePlacement placement;
   if (pp_size_ > 1 && options_.place != nullptr && options_.place->backend() != kernels::Backend::kCpu) {

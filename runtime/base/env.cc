@@ -1,6 +1,8 @@
 // The environment table: names, meanings, and the single getenv() of the project.
 #include "runtime/base/env.h"
 
+#include <charconv>
+
 #include <cstdlib>
 
 #include "runtime/base/check.h"
@@ -41,6 +43,18 @@ std::optional<std::string> GetEnv(std::string_view name) {
   const char* value = std::getenv(std::string(name).c_str());
   if (value == nullptr || value[0] == '\0') return std::nullopt;
   return std::string(value);
+}
+
+std::string CudaDeviceName(int ordinal) { return "cuda:" + std::to_string(ordinal); }
+
+int CudaOrdinalOf(std::string_view device) {
+  constexpr std::string_view kPrefix = "cuda:";
+  if (device.substr(0, kPrefix.size()) != kPrefix || device.size() == kPrefix.size()) return -1;
+  const char* begin = device.data() + kPrefix.size();
+  const char* end = device.data() + device.size();
+  int ordinal = -1;
+  const auto [ptr, ec] = std::from_chars(begin, end, ordinal);
+  return ec == std::errc() && ptr == end && ordinal >= 0 ? ordinal : -1;
 }
 
 }  // namespace colossal::base

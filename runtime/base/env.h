@@ -30,6 +30,10 @@ inline constexpr std::string_view kEnvCoordinator = "COLOSSAL_COORDINATOR";
 inline constexpr std::string_view kEnvJobId = "COLOSSAL_JOB_ID";
 inline constexpr std::string_view kEnvAttempt = "COLOSSAL_ATTEMPT";
 inline constexpr std::string_view kEnvDevice = "COLOSSAL_DEVICE";
+// The value of COLOSSAL_DEVICE (and of a rank's placement): "cuda:<ordinal>"; the ordinal
+// back from it, -1 for anything else ("cpu", "", "cuda:x", "cuda:1 NVIDIA ...").
+std::string CudaDeviceName(int ordinal);
+int CudaOrdinalOf(std::string_view device);
 inline constexpr std::string_view kEnvTokenFile = "COLOSSAL_TOKEN_FILE";
 inline constexpr std::string_view kEnvTlsCa = "COLOSSAL_TLS_CA";
 inline constexpr std::string_view kEnvOmpNumThreads = "OMP_NUM_THREADS";

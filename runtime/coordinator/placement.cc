@@ -3,9 +3,8 @@
 
 #include <algorithm>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/base/env.h"
 
 namespace colossal::coordinator {
 namespace {
@@ -69,7 +68,7 @@ absl::Status CheckCudaCanFit(int64_t nodes, int64_t ranks_per_node, const std::v
 std::vector<int> CudaOrdinals(const std::vector<std::string>& devices) {
   std::vector<int> out;
   for (const std::string& d : devices) {
-    const int ordinal = CudaOrdinalOf(d.substr(0, d.find(' ')));
+    const int ordinal = base::CudaOrdinalOf(d.substr(0, d.find(' ')));
     if (ordinal >= 0) out.push_back(ordinal);
   }
   std::sort(out.begin(), out.end());
@@ -77,13 +76,6 @@ std::vector<int> CudaOrdinals(const std::vector<std::string>& devices) {
   return out;
 }
 
-std::string CudaDeviceName(int ordinal) { return absl::StrCat("cuda:", ordinal); }
-
-int CudaOrdinalOf(const std::string& device) {
-  int ordinal = -1;
-  if (!absl::StartsWith(device, "cuda:") || !absl::SimpleAtoi(device.substr(5), &ordinal) || ordinal < 0) return -1;
-  return ordinal;
-}
 
 absl::Status CheckCanFit(int64_t nodes, int64_t ranks_per_node,
                          const std::vector<NodeCapacity>& live, bool cuda) {

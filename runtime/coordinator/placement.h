@@ -27,12 +27,8 @@ struct NodeCapacity {
 };
 
 // The CUDA ordinals in a node's device list ("cuda:3 NVIDIA H100 ..." -> 3; other kinds
-// skipped), ascending.
+// skipped), ascending. (A rank's device text is base::CudaDeviceName.)
 std::vector<int> CudaOrdinals(const std::vector<std::string>& devices);
-// A rank's device text: "cuda:<ordinal>", and the ordinal back from it (-1 for anything
-// else, "cpu" or "").
-std::string CudaDeviceName(int ordinal);
-int CudaOrdinalOf(const std::string& device);
 
 // OK when `nodes` nodes of `live` have at least `ranks_per_node` slots each (all slots
 // free) and, with `cuda`, that many GPUs each; and when `live` is empty (the job waits

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <set>
 
+#include "runtime/base/env.h"
 #include "runtime/coordinator/scheduler.h"
 
 namespace colossal::coordinator {
@@ -84,11 +85,13 @@ TEST_CASE("cuda jobs: one rank per GPU, RESOURCE_EXHAUSTED naming the GPUs") {
 TEST_CASE("cuda ordinals from a node's device list and rank device names") {
   CHECK(CudaOrdinals({"cpu:0 AMD EPYC", "cuda:1 NVIDIA H100 80GB HBM3 (79.1 GiB)", "cuda:0 NVIDIA H100",
                       "cpu:1 AMD EPYC", "cudax:2", "cuda:", "cuda:-1"}) == std::vector<int>{0, 1});
-  CHECK(CudaDeviceName(3) == "cuda:3");
-  CHECK(CudaOrdinalOf("cuda:3") == 3);
-  CHECK(CudaOrdinalOf("cuda:3 NVIDIA") == -1);
-  CHECK(CudaOrdinalOf("cpu") == -1);
-  CHECK(CudaOrdinalOf("") == -1);
+  CHECK(base::CudaDeviceName(3) == "cuda:3");
+  CHECK(base::CudaOrdinalOf("cuda:3") == 3);
+  CHECK(base::CudaOrdinalOf("cuda:3 NVIDIA") == -1);
+  CHECK(base::CudaOrdinalOf("cuda:-1") == -1);
+  CHECK(base::CudaOrdinalOf("cuda:") == -1);
+  CHECK(base::CudaOrdinalOf("cpu") == -1);
+  CHECK(base::CudaOrdinalOf("") == -1);
 }
 
 TEST_CASE("master ports are fixed per (job, attempt), distinct across attempts, in range") {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "runtime/base/env.h"
 #include "runtime/base/logging.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/coordinator/time.h"
@@ -379,7 +380,7 @@ std::vector<NodeCapacity> Scheduler::LiveNodes() const {
   std::map<std::string, std::set<int>> held;
   for (int64_t seq : live_) {
     for (const RankSlot& slot : jobs_.at(seq)->ranks) {
-      const int ordinal = CudaOrdinalOf(slot.placement.device());
+      const int ordinal = base::CudaOrdinalOf(slot.placement.device());
       if (slot.phase != RankPhase::kDone && ordinal >= 0) held[slot.placement.node_id()].insert(ordinal);
     }
   }
@@ -446,7 +447,7 @@ void Scheduler::PlaceAttempt(JobRecord& rec, const std::vector<NodeCapacity>& li
       p.set_state("assigned");
       // One GPU per rank, lowest free ordinal first (PickNodes checked there are enough).
       if (rec.spec.resources.device == config::DeviceKind::kCuda) {
-        p.set_device(CudaDeviceName(live[chosen[i]].free_gpus[local]));
+        p.set_device(base::CudaDeviceName(live[chosen[i]].free_gpus[local]));
       }
     }
   }

@@ -19,7 +19,8 @@ absl::StatusOr<std::string> NarrowVisibleDevices(const std::optional<std::string
   std::string from = "the default";
   if (colossal_device) {
     const std::string& d = *colossal_device;
-    if (d.rfind("cuda:", 0) != 0 || !absl::SimpleAtoi(d.substr(5), &ordinal) || ordinal < 0) {
+    ordinal = base::CudaOrdinalOf(d);
+    if (ordinal < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat(std::string(base::kEnvDevice), " is '", d, "': expected cuda:<ordinal>, e.g. cuda:0"));
     }

@@ -64,4 +64,20 @@ void Place::CopyFromHost(void* dst, const void* host_src, int64_t bytes) const {
 
 void Place::Synchronize() const { memory_->synchronize(stream_); }
 
+const float* Place::HostView(const float* src, int64_t n, std::deque<std::vector<float>>& staged) const {
+  if (on_host()) return src;
+  std::vector<float>& host = staged.emplace_back(static_cast<size_t>(n));
+  CopyToHost(host.data(), src, n * static_cast<int64_t>(sizeof(float)));
+  return host.data();
+}
+
+absl::Status Place::FillFromHost(float* dst, int64_t n, std::vector<float>& staging,
+                                 const std::function<absl::Status(float*)>& fill) const {
+  if (on_host()) return fill(dst);
+  staging.resize(static_cast<size_t>(n));
+  const absl::Status s = fill(staging.data());
+  if (s.ok()) CopyFromHost(dst, staging.data(), n * static_cast<int64_t>(sizeof(float)));
+  return s;
+}
+
 }  // namespace colossal::memory

@@ -16,6 +16,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/common/backend_memory.h"
@@ -56,6 +59,16 @@ class Place {
   void CopyFromHost(void* dst, const void* host_src, int64_t bytes) const;
   // Every kernel and copy enqueued on the stream done.
   void Synchronize() const;
+
+  // Host staging of `n` floats of this place's memory, for host code that reads or fills
+  // them (checkpoints, initialisation):
+  //   HostView: `src` itself on the host; else a copy of it appended to `staged` (which
+  //             must outlive the returned pointer).
+  //   FillFromHost: runs fill(p) with p = `dst` on the host, else p = `staging` (resized),
+  //             copied to `dst` when fill succeeds; returns fill's status.
+  const float* HostView(const float* src, int64_t n, std::deque<std::vector<float>>& staged) const;
+  absl::Status FillFromHost(float* dst, int64_t n, std::vector<float>& staging,
+                            const std::function<absl::Status(float*)>& fill) const;
 
  private:
   Place(kernels::Stream stream, int device, Allocator* allocator, const kernels::BackendMemory* memory)

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,33 @@ TEST_CASE("the host place: copies, zeroing, allocation by purpose") {
     CAPTURE(i);
     const float want = i < 8 ? 0.0f : i < 32 ? src[i] : src[i - 32];
     CHECK(back[i] == want);
+  }
+}
+
+TEST_CASE("host staging: a view and a fill, direct on the host, through copies on the device path") {
+  std::vector<float> mem = {1, 2, 3, 4};
+  for (const Place& place : {Place::Host(), Place::HostAsDevice()}) {
+    INFO("on_host " << place.on_host());
+    std::deque<std::vector<float>> staged;
+    const float* view = place.HostView(mem.data(), 4, staged);
+    CHECK((view == mem.data()) == place.on_host());
+    CHECK(staged.size() == (place.on_host() ? 0u : 1u));
+    CHECK(std::vector<float>(view, view + 4) == mem);
+    std::vector<float> staging;
+    REQUIRE(place.FillFromHost(mem.data(), 2, staging, [&](float* p) {
+      CHECK((p == mem.data()) == place.on_host());
+      p[0] = 9, p[1] = 8;
+      return absl::OkStatus();
+    }).ok());
+    CHECK(mem == std::vector<float>{9, 8, 3, 4});
+    // A failed fill reports its error; off the host the memory is not written.
+    const absl::Status failed = place.FillFromHost(mem.data(), 2, staging, [&](float* p) {
+      p[0] = -1;
+      return absl::DataLossError("truncated");
+    });
+    CHECK(absl::IsDataLoss(failed));
+    CHECK(mem[0] == (place.on_host() ? -1.0f : 9.0f));
+    mem = {1, 2, 3, 4};
   }
 }
 

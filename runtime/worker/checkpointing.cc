@@ -60,13 +60,8 @@ absl::Status WorldBarrier(const TrainState& state) {
 // `staged` (which must outlive the returned pointers).
 parallel::HeldParams OnHost(const TrainState& state, parallel::HeldParams held,
                             std::deque<std::vector<float>>& staged) {
-  const memory::Place& place = state.params->place();
-  if (place.on_host()) return held;
   for (size_t i = 0; i < held.segments.size(); ++i) {
-    const int64_t n = held.segments[i].length;
-    std::vector<float>& host = staged.emplace_back(static_cast<size_t>(n));
-    place.CopyToHost(host.data(), held.data[i], n * static_cast<int64_t>(sizeof(float)));
-    held.data[i] = host.data();
+    held.data[i] = const_cast<float*>(state.params->place().HostView(held.data[i], held.segments[i].length, staged));
   }
   return held;
 }
@@ -160,16 +155,14 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
     }
   }
   const parallel::HeldParams held = Held(state);
-  const memory::Place& place = state.params->place();
-  std::vector<float> staged;  // off the host: each segment read here, then copied over
+  std::vector<float> staging;  // off the host: each segment read here, then copied over
   for (size_t i = 0; i < held.segments.size(); ++i) {
     const memory::ParamSegment& seg = held.segments[i];
     const memory::ParamInfo& info = state.params->info(seg.param);
-    float* dst = place.on_host() ? held.data[i] : (staged.resize(static_cast<size_t>(seg.length)), staged.data());
-    absl::Status s =
-        ReadSegment(model, info.name, info.shape, LayoutOf(state, seg.param), seg.offset, seg.length, dst);
+    absl::Status s = state.params->place().FillFromHost(held.data[i], seg.length, staging, [&](float* dst) {
+      return ReadSegment(model, info.name, info.shape, LayoutOf(state, seg.param), seg.offset, seg.length, dst);
+    });
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
-    if (!place.on_host()) place.CopyFromHost(held.data[i], dst, seg.length * static_cast<int64_t>(sizeof(float)));
   }
   ASSIGN_OR_RETURN(std::vector<std::string> optimizer_files, checkpoint::StepFiles(*latest, "optimizer"));
   ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(optimizer_files));

@@ -214,8 +214,7 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
                 const std::vector<float*>& data, uint64_t seed) {
   const graph::Graph& g = model.graph;
   const memory::Place& place = model.params->place();
-  const bool on_host = place.on_host();
-  std::vector<float> values, staged;
+  std::vector<float> values, staging;
   int generated = -1;  // parameter whose values are in `values`
   for (size_t i = 0; i < segments.size(); ++i) {
     const memory::ParamSegment& s = segments[i];
@@ -230,12 +229,13 @@ void InitParams(const Model& model, const std::vector<memory::ParamSegment>& seg
       }
       generated = s.param;
     }
-    // Off the host the segment is assembled in `staged` and copied over in one go.
-    float* dst = on_host ? data[i] : (staged.resize(static_cast<size_t>(s.length)), staged.data());
-    for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
-      std::copy(values.begin() + r.global, values.begin() + r.global + r.count, dst + (r.local - s.offset));
-    }
-    if (!on_host) place.CopyFromHost(data[i], dst, s.length * static_cast<int64_t>(sizeof(float)));
+    // Off the host the segment is assembled in `staging` and copied over in one go.
+    (void)place.FillFromHost(data[i], s.length, staging, [&](float* dst) {
+      for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
+        std::copy(values.begin() + r.global, values.begin() + r.global + r.count, dst + (r.local - s.offset));
+      }
+      return absl::OkStatus();
+    });
   }
 }
 
@@ -243,16 +243,17 @@ void TakeHeld(const Model& model, const memory::ParamStore& whole,
               const std::vector<memory::ParamSegment>& segments, const std::vector<float*>& data) {
   const graph::Graph& g = model.graph;
   const memory::Place& place = model.params->place();  // where `data` is; `whole` is on the host
-  std::vector<float> staged;
+  std::vector<float> staging;
   for (size_t i = 0; i < segments.size(); ++i) {
     const memory::ParamSegment& s = segments[i];
     const graph::Value& v = g.value(g.params()[s.param]);
     const float* src = whole.data(whole.Find(v.name));  // `whole` may hold more parameters
-    float* dst = place.on_host() ? data[i] : (staged.resize(static_cast<size_t>(s.length)), staged.data());
-    for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
-      std::copy(src + r.global, src + r.global + r.count, dst + (r.local - s.offset));
-    }
-    if (!place.on_host()) place.CopyFromHost(data[i], dst, s.length * static_cast<int64_t>(sizeof(float)));
+    (void)place.FillFromHost(data[i], s.length, staging, [&](float* dst) {
+      for (const graph::ElementRun& r : graph::GlobalRuns(v.shape, v.layout, s.offset, s.length)) {
+        std::copy(src + r.global, src + r.global + r.count, dst + (r.local - s.offset));
+      }
+      return absl::OkStatus();
+    });
   }
 }
 

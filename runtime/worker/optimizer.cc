@@ -160,13 +160,8 @@ std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep,
     const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
     if (keep && !(*keep)[s.param]) continue;
     auto add = [&](const char* suffix, memory::Buffer& buf) {
-      const float* base = buf.as<float>() + state_offset_[i];
-      if (!params_->place().on_host()) {
-        // The segment's state staged on the host; the pieces are cut from the copy.
-        std::vector<float>& host = gathered.emplace_back(static_cast<size_t>(s.length));
-        params_->place().CopyToHost(host.data(), base, s.length * static_cast<int64_t>(sizeof(float)));
-        base = host.data();
-      }
+      // Off the host the segment's state is staged on it; the pieces are cut from the copy.
+      const float* base = params_->place().HostView(buf.as<float>() + state_offset_[i], s.length, gathered);
       for (const StoredPiece& p : StoredPieces(info.name + suffix, info.shape, layout, s.offset, s.length)) {
         out.push_back({p.name, p.shape, p.Data(base, gathered)});
       }
@@ -184,20 +179,16 @@ std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep,
 absl::Status Optimizer::LoadState(const checkpoint::PieceReader& reader) {
   const bool adam = state2_.data() != nullptr;
   const graph::Layout whole;
+  std::vector<float> staging;  // off the host: each segment's state read here, then copied over
   for (size_t i = 0; i < segments_.size(); ++i) {
     const memory::ParamSegment& s = segments_[i];
     const memory::ParamInfo& info = params_->info(s.param);
     const graph::Layout& layout = layouts_ ? (*layouts_)[s.param] : whole;
     auto load = [&](const char* suffix, memory::Buffer& buf) -> absl::Status {
       const std::string name = info.name + suffix;
-      float* dst = buf.as<float>() + state_offset_[i];
-      if (params_->place().on_host()) return ReadSegment(reader, name, info.shape, layout, s.offset, s.length, dst);
-      std::vector<float> host(static_cast<size_t>(s.length));
-      if (absl::Status st = ReadSegment(reader, name, info.shape, layout, s.offset, s.length, host.data()); !st.ok()) {
-        return st;
-      }
-      params_->place().CopyFromHost(dst, host.data(), s.length * static_cast<int64_t>(sizeof(float)));
-      return absl::OkStatus();
+      return params_->place().FillFromHost(buf.as<float>() + state_offset_[i], s.length, staging, [&](float* dst) {
+        return ReadSegment(reader, name, info.shape, layout, s.offset, s.length, dst);
+      });
     };
     if (adam) {
       if (absl::Status st = load(".exp_avg", state1_); !st.ok()) return st;

@@ -40,19 +40,16 @@ absl::Status CheckBackendCanRun(const Graph& graph, kernels::Backend backend) {
 }
 
 // `bytes` of zero-filled memory where `backend` computes: from the parameter store's
-// place when that is this backend (the worker's device and its allocator, RESOURCE_EXHAUSTED
-// naming the bytes); else the host allocator for the host backends (aborting when it is
-// exhausted, as `new` would) or device 0's allocator, whose Allocate zero-fills on the
-// device.
+// place (its device and allocator; RESOURCE_EXHAUSTED naming the bytes), or host memory
+// for a host backend over a host store (the ref backend's tests run on a cpu store). A
+// device backend over a store elsewhere is a caller's mistake, refused.
 absl::StatusOr<memory::Buffer> BackendBuffer(const memory::ParamStore& params, kernels::Backend backend, int64_t bytes,
                                              memory::Purpose purpose) {
-  // The parameter store's place, when it is this backend's: its device and allocator.
   if (params.place().backend() == backend) return params.place().Allocate(bytes, purpose);
-  if (IsHostBackend(backend)) return memory::Buffer::Host(bytes, purpose);
-  absl::StatusOr<memory::Allocator*> allocator =
-      memory::DeviceAllocator(backend, memory::MemoryKind::kDevice, /*device=*/0);
-  if (!allocator.ok()) return allocator.status();
-  return memory::Buffer::Make(**allocator, bytes, purpose);
+  if (IsHostBackend(backend) && IsHostBackend(params.place().backend())) return params.place().Allocate(bytes, purpose);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "an executor on the ", std::string(kernels::BackendName(backend)), " backend needs its parameters there, "
+      "not on the ", std::string(kernels::BackendName(params.place().backend())), " backend"));
 }
 
 }  // namespace

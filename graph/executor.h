@@ -12,9 +12,9 @@
 // and leaves the summed gradient in the ParamStore. Not thread-safe; the kernels use
 // the calling thread's OpenMP team.
 //
-// Backends: the arena and the graph's state live where the Stream's backend computes —
-// host memory for the host backends (ref, cpu), the backend's device allocator (device
-// 0 of the process) otherwise. A device backend is refused for a graph holding an op
+// Backends: the arena and the graph's state live where the Stream's backend computes,
+// allocated from the parameter store's place (memory/place.h) — host memory for the host
+// backends (ref, cpu), the place's device otherwise. A device backend is refused for a graph holding an op
 // whose run() touches tensor memory on the host (OpDef::host_loops). Callers move values
 // in and out with Write / Read, which copy through the backend (kernels/common/
 // backend_memory.h) and so work on every backend; Data() hands out the raw pointer,
@@ -50,8 +50,9 @@ class Executor {
   // without buffers (ZeRO 3) leaves parameters unbound until RebindParam. On a device
   // backend (stream.backend not ref or cpu) it fails with FAILED_PRECONDITION, before
   // allocating anything, when an op of the graph has host loops (naming every such op),
-  // when the backend's memory is not registered or no device is present, and with the
-  // allocator's error when the device memory is exhausted.
+  // when the backend's memory is not registered or no device is present, or when the
+  // parameter store lives on another backend; and with the allocator's error when the
+  // memory is exhausted.
   static absl::StatusOr<std::unique_ptr<Executor>> Create(const Graph* graph,
                                                           memory::ParamStore* params,
                                                           kernels::Stream stream = {});

@@ -38,12 +38,12 @@ double MatmulPeakFlops() {
   return flops;
 }
 
-double GpuBf16PeakFlops(const std::string& name) {
+GpuPeaks GpuPeaksOf(const std::string& name) {
   auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
-  if (has("H100") || has("H200") || has("GH200")) return 989.4e12;
-  if (has("B200")) return 2250e12;
-  if (has("A100")) return 312e12;
-  return 0;
+  if (has("H100") || has("H200")) return {989.4e12, 66.9e12};  // GH200 too
+  if (has("B200")) return {2250e12, 80e12};
+  if (has("A100")) return {312e12, 19.5e12};
+  return {};
 }
 
 std::string CudaDevice0Name() {

@@ -15,7 +15,8 @@
 // synchronised once at the end; the figure is the mean call. Inputs are uniform in
 // [-1, 1] (ids uniform over the vocabulary), so nothing overflows.
 //
-// Usage: cuda_kernel_bench [--quick] (--quick: smaller shapes, for a first look).
+// Usage: cuda_kernel_bench [--quick | --peaks] (--quick: smaller shapes, for a first look;
+// --peaks: the device line alone, for the other GPU benches).
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -40,6 +41,7 @@
 #include "kernels/optim/adamw.h"
 #include "kernels/optim/grad_norm.h"
 #include "kernels/softmax_xent/softmax_xent.h"
+#include "runtime/worker/device_peak.h"
 
 namespace colossal::kernels {
 namespace {
@@ -50,19 +52,12 @@ struct Peaks {
   double bf16_tflops = 0, fp32_tflops = 0, hbm_gbps = 0;
 };
 
-// Dense (no sparsity) tensor-core bf16 and CUDA-core fp32 peaks of the SXM parts, from
-// NVIDIA's data sheets; HBM from the device itself.
+// Compute peaks from the runtime's table by name (runtime/worker/device_peak.h: what MFU
+// is measured against); HBM from the device itself.
 Peaks DevicePeaks(const cudaDeviceProp& prop, int device) {
   Peaks p;
-  const std::string name = prop.name;
-  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos ||
-      name.find("GH200") != std::string::npos) {
-    p.bf16_tflops = 989.4, p.fp32_tflops = 66.9;
-  } else if (name.find("A100") != std::string::npos) {
-    p.bf16_tflops = 312, p.fp32_tflops = 19.5;
-  } else if (name.find("B200") != std::string::npos) {
-    p.bf16_tflops = 2250, p.fp32_tflops = 80;
-  }
+  const worker::GpuPeaks published = worker::GpuPeaksOf(prop.name);
+  p.bf16_tflops = published.bf16_flops / 1e12, p.fp32_tflops = published.fp32_flops / 1e12;
   int clock_khz = 0, bus_bits = 0;
   cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device);
   cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device);
@@ -292,6 +287,7 @@ void Bandwidth(const Peaks& peaks, bool quick) {
 int main(int argc, char** argv) {
   using namespace colossal::kernels;
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const bool peaks_only = argc > 1 && std::strcmp(argv[1], "--peaks") == 0;
   if (FindBackendMemory(Backend::kCuda) == nullptr) {
     std::fprintf(stderr, "cuda_kernel_bench: no CUDA device in this process\n");
     return 1;
@@ -305,6 +301,7 @@ int main(int argc, char** argv) {
               "\"bf16_tflops\": %.1f, \"fp32_tflops\": %.1f}\n",
               prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0,
               peaks.hbm_gbps, peaks.bf16_tflops, peaks.fp32_tflops);
+  if (peaks_only) return 0;
   Matmuls(peaks, quick);
   Attention(peaks, quick);
   Bandwidth(peaks, quick);

@@ -25,12 +25,8 @@ torch_bench="$here/torch_gpt_bench.py"
 steps=20 warmup=5
 [ "$quick" = "--quick" ] && steps=6 warmup=2
 
-peak="$(python3 - <<'EOF' 2>/dev/null
-import torch
-n = torch.cuda.get_device_name(0)
-print(989.4e12 if any(k in n for k in ("H100", "H200", "GH200")) else 2250e12 if "B200" in n else 312e12 if "A100" in n else 0)
-EOF
-)"
+# The device's dense bf16 peak, from the runtime's table (what colossal's MFU uses).
+peak="$("$B/bench/cuda_kernel_bench" --peaks 2>/dev/null | sed -n 's/.*"bf16_tflops": *\([0-9.]*\).*/\1e12/p')"
 
 # colossal_run NAME LAYERS HEADS DMODEL BATCH: prints "step_ms tokens_per_s mfu gpu_mem_peak" or fails.
 colossal_run() {

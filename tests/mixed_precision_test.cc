@@ -4,7 +4,8 @@
 //   * a bf16 run under data parallelism with ZeRO equals the bf16 run on one rank (the
 //     roundings are per sample, so the layouts agree as tightly as in fp32);
 //   * gradients summed in bf16 (parallel.reduce_dtype: bf16, ZeRO 0 and 2) track the
-//     fp32 reduction within bf16's precision, are not it, and send half its bytes;
+//     fp32 reduction and one rank within bf16's precision, are not the fp32 reduction,
+//     and send half its bytes;
 //   * fp16's dynamic loss scale: from an absurd initial scale every overflowing step is
 //     skipped (the optimizer does not step) and the scale halves, until the gradients fit;
 //     a resumed run keeps the scale.
@@ -74,6 +75,7 @@ TEST_CASE("bf16 data parallel with ZeRO equals bf16 on one rank within bf16's pr
 // at 2 bytes an element instead of 4 (LAMB's per-tensor norm sums, a few doubles, and
 // ZeRO's fp32 parameter all-gathers are unchanged).
 TEST_CASE("gradients summed in bf16 track the fp32 reduction within bf16's precision, at half the bytes") {
+  const Result one = Train(Job("lamb", 1, 0, 4, 8, Scratch("reduce-one")), 1);
   for (int zero : {0, 2}) {
     INFO("ZeRO " << zero);
     const fs::path a = Scratch("reduce-fp32"), b = Scratch("reduce-bf16");
@@ -87,6 +89,12 @@ TEST_CASE("gradients summed in bf16 track the fp32 reduction within bf16's preci
       differs = differs || fp32.losses[s] != bf16.losses[s];
     }
     RequireSameWeights(fp32.weights, bf16.weights, Bounds::kTensorParallel);
+    // And the layout against one rank (no reduction at all), within the same bounds.
+    for (size_t s = 0; s < one.losses.size(); ++s) {
+      INFO("one rank, step " << s + 1 << ": " << one.losses[s] << " vs " << bf16.losses[s]);
+      CHECK(std::fabs(one.losses[s] - bf16.losses[s]) <= 1e-3 * one.losses[s]);
+    }
+    RequireSameWeights(one.weights, bf16.weights, Bounds::kTensorParallel);
     bool weights_differ = false;
     for (const auto& [name, w] : fp32.weights) weights_differ = weights_differ || w != bf16.weights.at(name);
     CHECK((differs || weights_differ));

@@ -15,7 +15,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libabsl-dev catch2 nlohmann-json3-dev
   libdnnl-dev libopenblas-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libucx-dev libsqlite3-dev openssl
+  libucx-dev libsqlite3-dev openssl liburing-dev
   # the collective peer (tools/bench/collectives)
   libopenmpi-dev openmpi-bin
   # the PyTorch peer (tools/reference, tools/bench) and its best allocator

@@ -15,6 +15,7 @@ const std::vector<EnvKnob>& EnvTable() {
       {"COLOSSAL_THREADS", "compute threads per rank (default: cores / ranks)"},
       {"COLOSSAL_PROGRESS", "1 forces the terminal progress line, 0 disables it"},
       {"COLOSSAL_PROFILE", "1 times every op of the step and logs the table at the end"},
+      {"COLOSSAL_NVME_IO", "NVMe tier I/O: threads (pread/pwrite pool) or auto (default: io_uring where allowed)"},
       {"COLOSSAL_COORDINATOR", "coordinator address for the CLI and workers (HOST:PORT)"},
       {"COLOSSAL_JOB_ID", "job id of a worker (set by its daemon)"},
       {"COLOSSAL_ATTEMPT", "attempt number of a worker (set by its daemon)"},

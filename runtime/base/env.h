@@ -26,6 +26,7 @@ inline constexpr std::string_view kEnvLogLevel = "COLOSSAL_LOG_LEVEL";
 inline constexpr std::string_view kEnvThreads = "COLOSSAL_THREADS";
 inline constexpr std::string_view kEnvProgress = "COLOSSAL_PROGRESS";
 inline constexpr std::string_view kEnvProfile = "COLOSSAL_PROFILE";
+inline constexpr std::string_view kEnvNvmeIo = "COLOSSAL_NVME_IO";
 inline constexpr std::string_view kEnvCoordinator = "COLOSSAL_COORDINATOR";
 inline constexpr std::string_view kEnvJobId = "COLOSSAL_JOB_ID";
 inline constexpr std::string_view kEnvAttempt = "COLOSSAL_ATTEMPT";

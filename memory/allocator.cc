@@ -32,6 +32,7 @@ std::string_view PurposeName(Purpose purpose) {
     case Purpose::kGraphState: return "graph state";
     case Purpose::kCommunication: return "communication buffers";
     case Purpose::kWorkspace: return "workspace";
+    case Purpose::kChunks: return "chunks";
     case Purpose::kOther: return "other";
   }
   return "?";
@@ -107,7 +108,9 @@ class HostAllocatorImpl final : public Allocator {
   std::string name() const override { return "host"; }
 
  protected:
-  void* Get(int64_t bytes) override { return std::aligned_alloc(256, static_cast<size_t>(bytes)); }
+  void* Get(int64_t bytes) override {
+    return std::aligned_alloc(bytes % 4096 == 0 ? 4096 : 256, static_cast<size_t>(bytes));
+  }
   void Put(void* ptr, int64_t) override { std::free(ptr); }
   void Zero(void* ptr, int64_t bytes) override { std::memset(ptr, 0, static_cast<size_t>(bytes)); }
 };

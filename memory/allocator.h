@@ -34,9 +34,11 @@ enum class Purpose : uint8_t {
   kGraphState,   // kState values (KV caches, running statistics)
   kCommunication,  // data-parallel and ZeRO buffers
   kWorkspace,    // library workspaces, kernel scratch
+  kChunks,       // Gemini's paged model state (chunk_manager.h): blocks that hold
+                 // parameters, gradients or moments by turns
   kOther,
 };
-inline constexpr int kNumPurposes = 8;
+inline constexpr int kNumPurposes = 9;
 std::string_view PurposeName(Purpose purpose);
 
 struct AllocatorStats {
@@ -86,8 +88,9 @@ class Allocator {
 // Rounds `bytes` up to the allocation granularity (256).
 int64_t AllocationSize(int64_t bytes);
 
-// The process's host allocator (aligned_alloc; pages touched when zero-filled, so no page
-// faults inside a timed step).
+// The process's host allocator (aligned_alloc: 4096-byte aligned when the size is a
+// multiple of 4096, as direct I/O needs, else 256; pages touched when zero-filled, so no
+// page faults inside a timed step).
 Allocator& HostAllocator();
 
 // Registered by a backend: makes the allocator of `device` for `kind` (kDevice or kPinned).

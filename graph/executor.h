@@ -143,6 +143,11 @@ class Executor {
   // Ok, or the first failure of a communication op; once failed, every later node is
   // skipped (the caller reports the error and stops).
   const absl::Status& status() const { return status_; }
+  // A hook's failure (Gemini's chunk I/O): kept as status() unless one is already there,
+  // and every later node is skipped, the one whose before-hook calls it included.
+  void Fail(absl::Status status) {
+    if (status_.ok()) status_ = std::move(status);
+  }
 
   const MemoryPlan& plan() const { return plan_; }
   const Schedule& schedule() const { return schedule_; }

@@ -56,7 +56,7 @@ absl::Status ChunkManager::Init() {
     }
     room_ = o.budget - pinned_bytes;
   } else {
-    room_ = pinned_bytes > 0 && o.transient_room > 0 ? o.transient_room : kUnlimited;
+    room_ = o.transient_room > 0 ? o.transient_room : kUnlimited;
   }
   if (!o.nvme_dir.empty() && paged_bytes > 0) {
     absl::StatusOr<std::unique_ptr<NvmeStore>> store =

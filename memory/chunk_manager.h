@@ -18,7 +18,7 @@
 //
 // Static placement pins buffers: a pinned buffer is allocated in the compute tier at
 // Create and never leaves it; the others page through the room that is left (the
-// budget minus the pinned bytes, or `transient_room` when the budget is unlimited).
+// budget minus the pinned bytes, or `transient_room` without a budget).
 //
 // Not thread-safe (one per rank, driven by the step loop); the NVMe I/O runs on the
 // store's own threads.
@@ -45,8 +45,8 @@ struct ChunkManagerOptions {
   std::vector<Purpose> purpose;  // per buffer: what the allocator counts it as
   std::vector<bool> pinned;      // per buffer (empty: none)
   Place place = Place::Host();   // the compute tier (must be on the host: on_host())
-  // Bytes the compute tier may hold (0: unlimited; with pinned buffers and no budget the
-  // unpinned ones page through `transient_room`).
+  // Bytes the compute tier may hold (0: unlimited; then, when `transient_room` > 0, the
+  // unpinned buffers page through that much: static placement's offloaded chunks).
   int64_t budget = 0;
   int64_t transient_room = 0;
   std::string nvme_dir;   // empty: no NVMe tier (every buffer must then fit the budget)

@@ -96,7 +96,7 @@ absl::Status WriteSafetensors(const std::string& path, std::span<const TensorVie
       return bad(absl::StrCat("tensor '", t.name, "': shape ", ShapeString(t.shape),
                               " has a negative dim or is too large"));
     }
-    if (*n > 0 && t.data == nullptr) {
+    if (*n > 0 && t.data == nullptr && !t.fill) {
       return bad(absl::StrCat("tensor '", t.name, "': data is null"));
     }
     order.push_back(&t);
@@ -140,9 +140,19 @@ absl::Status WriteSafetensors(const std::string& path, std::span<const TensorVie
   ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
   RETURN_IF_ERROR(file.Append(size_le, 8));
   RETURN_IF_ERROR(file.Append(text));
+  std::vector<char> filled;  // the bytes of a tensor given by `fill`, one at a time
   for (const TensorView* t : order) {
     int64_t n = *ByteSize(t->shape, DtypeSize(t->dtype));
-    if (n > 0) RETURN_IF_ERROR(file.Append(t->data, static_cast<size_t>(n)));
+    if (n == 0) continue;
+    if (t->data != nullptr) {
+      RETURN_IF_ERROR(file.Append(t->data, static_cast<size_t>(n)));
+      continue;
+    }
+    filled.resize(static_cast<size_t>(n));
+    if (absl::Status s = t->fill(filled.data()); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(path, ": tensor '", t->name, "': ", s.message()));
+    }
+    RETURN_IF_ERROR(file.Append(filled.data(), static_cast<size_t>(n)));
   }
   return file.Commit();
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -35,6 +36,9 @@ struct TensorView {
   std::string dtype;
   std::vector<int64_t> shape;
   const void* data = nullptr;
+  // With `data` null: writes the tensor's bytes into `dst` when the writer reaches it
+  // (tensors paged out of memory are copied in one at a time, never gathered first).
+  std::function<absl::Status(void* dst)> fill;
 };
 
 // Writes `tensors` and `metadata` to `path` atomically (file_io.h AtomicFile: path.tmp,

@@ -52,6 +52,30 @@ TEST_CASE("DtypeSize") {
   REQUIRE(DtypeSize("f32") == 0);
 }
 
+TEST_CASE("tensors given by fill write the bytes data views would, and a failed fill leaves no file") {
+  std::string dir = FreshDir("fill");
+  const float a[3] = {1.5f, -2.0f, 3.25f};
+  const uint8_t b[2] = {4, 5};
+  std::vector<TensorView> direct = {{"a", "F32", {3}, a}, {"b", "U8", {2}, b}};
+  std::vector<TensorView> filled = {{"a", "F32", {3}, nullptr}, {"b", "U8", {2}, b}};
+  int calls = 0;
+  filled[0].fill = [&](void* dst) {
+    ++calls;
+    std::memcpy(dst, a, sizeof(a));
+    return absl::OkStatus();
+  };
+  REQUIRE(WriteSafetensors(dir + "/d.safetensors", direct, {}).ok());
+  REQUIRE(WriteSafetensors(dir + "/f.safetensors", filled, {}).ok());
+  REQUIRE(calls == 1);
+  REQUIRE(*ReadFile(dir + "/d.safetensors") == *ReadFile(dir + "/f.safetensors"));
+  filled[0].fill = [](void*) { return absl::DataLossError("chunk 3 unreadable"); };
+  absl::Status s = WriteSafetensors(dir + "/x.safetensors", filled, {});
+  REQUIRE(s.code() == absl::StatusCode::kDataLoss);
+  REQUIRE(Contains(s, "tensor 'a': chunk 3 unreadable"));
+  REQUIRE_FALSE(fs::exists(dir + "/x.safetensors"));
+  REQUIRE_FALSE(fs::exists(dir + "/x.safetensors.tmp"));
+}
+
 TEST_CASE("writer produces the exact bytes of the format") {
   std::string dir = FreshDir("golden");
   const float a[2] = {1.0f, 2.0f};

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <system_error>
 
+#include <unistd.h>
+
 #include <yaml-cpp/yaml.h>
 
 #include "absl/strings/ascii.h"
@@ -248,13 +250,18 @@ absl::Status ParseParallel(const MapReader& root, JobSpec& spec) {
 
 
 absl::Status ParseMemory(const MapReader& root, JobSpec& spec) {
-  ASSIGN_OR_RETURN(MapReader m, root.Map("memory", "a map {placement, device_budget, ...}"));
-  RETURN_IF_ERROR(m.CheckKeys({"placement", "device_budget", "host_budget", "nvme_dir",
+  ASSIGN_OR_RETURN(MapReader m, root.Map("memory", "a map {placement, device_budget, nvme_dir, ...}"));
+  RETURN_IF_ERROR(m.CheckKeys({"placement", "device_budget", "host_budget", "nvme_dir", "nvme_budget",
+                               "chunk_bytes", "offload_param_frac", "offload_optim_frac",
                                "activation_checkpointing"}));
   RETURN_IF_ERROR(m.Enum("placement", internal::kPlacementNames, &spec.memory.placement));
   RETURN_IF_ERROR(ReadByteSize(m, "device_budget", &spec.memory.device_budget));
   RETURN_IF_ERROR(ReadByteSize(m, "host_budget", &spec.memory.host_budget));
   RETURN_IF_ERROR(m.String("nvme_dir", &spec.memory.nvme_dir));
+  RETURN_IF_ERROR(ReadByteSize(m, "nvme_budget", &spec.memory.nvme_budget));
+  RETURN_IF_ERROR(ReadByteSize(m, "chunk_bytes", &spec.memory.chunk_bytes));
+  RETURN_IF_ERROR(m.Double("offload_param_frac", &spec.memory.offload_param_frac));
+  RETURN_IF_ERROR(m.Double("offload_optim_frac", &spec.memory.offload_optim_frac));
   MemorySpec& mem = spec.memory;
   if (!m.Has("activation_checkpointing") || m.Get("activation_checkpointing").IsScalar()) {
     return m.Bool("activation_checkpointing", &mem.activation_checkpointing);
@@ -471,6 +478,18 @@ absl::Status ValidateJobFiles(const JobSpec& spec) {
   }
   if (!spec.model.init_from.empty()) {
     RETURN_IF_ERROR(CheckReadable(spec, "model.init_from", spec.model.init_from, /*allow_dir=*/true));
+  }
+  if (!spec.memory.nvme_dir.empty()) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const std::string prefix = absl::StrCat(spec.source, ": memory.nvme_dir: ");
+    if (!fs::is_directory(spec.memory.nvme_dir, ec)) {
+      return absl::NotFoundError(absl::StrCat(prefix, "'", spec.memory.nvme_dir,
+                                              "' is not an existing directory; give one for the chunk file"));
+    }
+    if (access(spec.memory.nvme_dir.c_str(), W_OK | X_OK) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(prefix, "'", spec.memory.nvme_dir, "' is not writable"));
+    }
   }
   return absl::OkStatus();
 }

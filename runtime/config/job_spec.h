@@ -178,17 +178,31 @@ struct ParallelSpec {
 
 enum class Placement { kStatic, kAuto };
 
+// Gemini (runtime/worker/gemini_state.h): model state in chunks paged between compute
+// memory and NVMe. On whenever a key other than activation_checkpointing is set.
 struct MemorySpec {
   Placement placement = Placement::kStatic;
-  int64_t device_budget = 0;  // bytes; 0: unlimited
+  int64_t device_budget = 0;  // bytes of compute memory for model state; 0: unlimited
   int64_t host_budget = 0;    // bytes; 0: unlimited
   std::string nvme_dir;
+  int64_t nvme_budget = 0;    // bytes the NVMe tier may reserve; 0: what the disk has
+  int64_t chunk_bytes = 0;    // 0: searched (chunk.h)
+  // Static placement: the fraction of chunks whose parameters and gradients, and whose
+  // optimizer moments, live on NVMe (Colossal-AI's offload_param_frac, offload_optim_frac).
+  double offload_param_frac = 0;
+  double offload_optim_frac = 0;
   // Recompute (graph/recompute.h): off; every `checkpoint_every`-th transformer layer
   // (true: every layer; {every: k}); or, with checkpoint_layers > 0 ({layers: N}), the
   // first N layers of each pipeline chunk (of the model without a pipeline).
   bool activation_checkpointing = false;
   int64_t checkpoint_every = 1;
   int64_t checkpoint_layers = 0;
+
+  // Whether the job asks for Gemini's chunk manager.
+  bool gemini() const {
+    return placement == Placement::kAuto || device_budget > 0 || host_budget > 0 || !nvme_dir.empty() ||
+           nvme_budget > 0 || chunk_bytes > 0 || offload_param_frac > 0 || offload_optim_frac > 0;
+  }
 
   bool operator==(const MemorySpec&) const = default;
 };
@@ -260,7 +274,8 @@ absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
                                     const std::vector<std::string>& overrides = {});
 
 // Checks what lives outside the YAML: data.train, model.graph and model.init_from exist
-// and are readable; errors name the key and the path.
+// and are readable, memory.nvme_dir is a writable directory; errors name the key and the
+// path.
 absl::Status ValidateJobFiles(const JobSpec& spec);
 
 // Makes every relative path in `spec` (data.train, model.graph, model.init_from,

@@ -642,7 +642,7 @@ TEST_CASE("LoadJobSpec reads files and names them") {
   CHECK(LoadJobSpec(dir).status().code() == absl::StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("ValidateJobFiles checks data.train, model.graph and model.init_from") {
+TEST_CASE("ValidateJobFiles checks data.train, model.graph, model.init_from and memory.nvme_dir") {
   const std::string dir = TmpDir() + "/files";
   fs::create_directories(dir + "/ckpt");
   WriteFile(dir + "/train.txt", "In the beginning");
@@ -676,6 +676,18 @@ TEST_CASE("ValidateJobFiles checks data.train, model.graph and model.init_from")
                                            "exist (relative to ", 0) == 0);
   spec.data.train = dir;
   CHECK(ValidateJobFiles(spec).code() == absl::StatusCode::kInvalidArgument);
+  spec.data.train = dir + "/train.txt";
+  spec.model.kind = ModelSpec::Kind::kGpt;
+
+  spec.memory.nvme_dir = dir + "/ckpt";  // an existing, writable directory
+  CHECK(ValidateJobFiles(spec).ok());
+  spec.memory.nvme_dir = dir + "/no-nvme";
+  absl::Status nvme = ValidateJobFiles(spec);
+  CHECK(nvme.code() == absl::StatusCode::kNotFound);
+  CHECK(nvme.message() == "job.yaml: memory.nvme_dir: '" + dir + "/no-nvme' is not an existing directory; give one "
+                          "for the chunk file");
+  spec.memory.nvme_dir = dir + "/train.txt";
+  CHECK(ValidateJobFiles(spec).code() == absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("ResolvePaths makes relative paths absolute against a directory") {

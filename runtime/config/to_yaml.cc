@@ -208,6 +208,10 @@ std::string ToYaml(const JobSpec& spec) {
   w.Plain("device_budget", FormatBytes(spec.memory.device_budget));
   w.Plain("host_budget", FormatBytes(spec.memory.host_budget));
   w.Str("nvme_dir", spec.memory.nvme_dir);
+  w.Plain("nvme_budget", FormatBytes(spec.memory.nvme_budget));
+  w.Plain("chunk_bytes", FormatBytes(spec.memory.chunk_bytes));
+  w.Double("offload_param_frac", spec.memory.offload_param_frac);
+  w.Double("offload_optim_frac", spec.memory.offload_optim_frac);
   const MemorySpec& mem = spec.memory;
   if (mem.activation_checkpointing && (mem.checkpoint_every != 1 || mem.checkpoint_layers > 0)) {
     w.BeginMap("activation_checkpointing", /*flow=*/true);

@@ -63,17 +63,31 @@ TEST_CASE("features this build does not run are refused, naming the key") {
         "grid splits the sequences of the micro-batch in 4); got 2");
   CHECK(Parse(b + "parallel: {tensor: {size: 8, mode: 2.5d, depth: 2}}\nresources: {ranks_per_node: 8}\n")
             .parallel.tensor_mode == TensorMode::k2p5d);
-  CHECK(ErrorOf(b + "memory: {placement: auto}\n", {}, refuse) ==
-        "job.yaml:14:21: memory.placement: placement auto is not available yet: the Gemini "
-        "memory manager is not built (model state stays in host memory); remove the key");
-  CHECK_THAT(ErrorOf(b + "memory: {device_budget: 8GiB}\n", {}, refuse),
-             Catch::StartsWith("job.yaml:14:25: memory.device_budget: a device budget is not "
+  // Gemini runs for one rank on the CPU backend; what it does not do yet is refused.
+  CHECK(ParseJobSpec(b + "memory: {placement: auto, device_budget: 8GiB}\n", "job.yaml").ok());
+  CHECK(ParseJobSpec(b + "memory: {nvme_dir: /scratch, offload_param_frac: 0.5, chunk_bytes: 1MiB}\n", "job.yaml")
+            .ok());
+  CHECK_THAT(ErrorOf(b + "memory: {placement: auto}\nparallel: {data: 2}\nresources: {ranks_per_node: 2}\n", {},
+                     refuse),
+             Catch::StartsWith("job.yaml:14:21: memory.placement: Gemini chunk paging with 2 ranks is not "
                                "available yet"));
+  CHECK_THAT(ErrorOf(b + "memory: {device_budget: 8GiB}\nresources: {device: cuda}\n", {}, refuse),
+             Catch::Contains("resources.device") || Catch::Contains("memory.device_budget: Gemini chunk paging on"));
   CHECK_THAT(ErrorOf(b + "memory: {host_budget: 8GiB}\n", {}, refuse),
-             Catch::StartsWith("job.yaml:14:23: memory.host_budget: a host budget is not "
-                               "available yet"));
-  CHECK_THAT(ErrorOf(b + "memory: {nvme_dir: /scratch}\n", {}, refuse),
-             Catch::StartsWith("job.yaml:14:20: memory.nvme_dir: NVMe offload is not available yet"));
+             Catch::StartsWith("job.yaml:14:23: memory.host_budget: the host tier holds chunks for GPU jobs"));
+  // Keys that cannot mean anything as given.
+  CHECK(ErrorOf(b + "memory: {offload_param_frac: 0.5}\n") ==
+        "job.yaml:14:30: memory.offload_param_frac: offloaded chunks live on NVMe on the CPU backend: set "
+        "memory.nvme_dir");
+  CHECK_THAT(ErrorOf(b + "memory: {nvme_dir: /x, offload_optim_frac: 1.5}\n"),
+             Catch::EndsWith("memory.offload_optim_frac: must be in [0, 1], got 1.5"));
+  CHECK_THAT(ErrorOf(b + "memory: {placement: auto, nvme_dir: /x, offload_param_frac: 0.5}\n"),
+             Catch::EndsWith("memory.offload_param_frac: applies to placement static; placement auto places "
+                             "chunks by memory.device_budget"));
+  CHECK_THAT(ErrorOf(b + "memory: {chunk_bytes: 1000}\n"),
+             Catch::EndsWith("memory.chunk_bytes: must be a positive multiple of 4 KiB (the NVMe alignment), got "
+                             "1000 bytes"));
+  CHECK_THAT(ErrorOf(b + "memory: {nvme_budget: 1GiB}\n"), Catch::EndsWith("memory.nvme_budget: needs memory.nvme_dir"));
   // Activation checkpointing runs.
   CHECK(ParseJobSpec(b + "memory: {activation_checkpointing: {every: 2}}\n", "job.yaml").ok());
   // What the defaults describe (and what ToYaml writes for them) is what this build runs.

@@ -223,6 +223,19 @@ absl::Status ValidateMemoryResourcesSample(const JobSpec& s, const YamlContext& 
          s.memory.device_budget);
   ENSURE(s.memory.host_budget >= 0, "memory.host_budget", "must be >= 0 (0: unlimited), got ",
          s.memory.host_budget);
+  const MemorySpec& m = s.memory;
+  ENSURE(m.nvme_budget >= 0, "memory.nvme_budget", "must be >= 0 (0: what the disk has), got ", m.nvme_budget);
+  ENSURE(m.chunk_bytes == 0 || (m.chunk_bytes >= 4096 && m.chunk_bytes % 4096 == 0), "memory.chunk_bytes",
+         "must be a positive multiple of 4 KiB (the NVMe alignment), got ", m.chunk_bytes, " bytes");
+  for (auto [key, frac] : {std::pair{"memory.offload_param_frac", m.offload_param_frac},
+                           std::pair{"memory.offload_optim_frac", m.offload_optim_frac}}) {
+    ENSURE(frac >= 0 && frac <= 1, key, "must be in [0, 1], got ", frac);
+    ENSURE(frac == 0 || m.placement == Placement::kStatic, key,
+           "applies to placement static; placement auto places chunks by memory.device_budget");
+    ENSURE(frac == 0 || !m.nvme_dir.empty(), key,
+           "offloaded chunks live on NVMe on the CPU backend: set memory.nvme_dir");
+  }
+  ENSURE(m.nvme_budget == 0 || !m.nvme_dir.empty(), "memory.nvme_budget", "needs memory.nvme_dir");
   ENSURE(s.memory.checkpoint_every >= 1, "memory.activation_checkpointing.every",
          "must be >= 1 (1: every layer), got ", s.memory.checkpoint_every);
   ENSURE(s.memory.checkpoint_layers >= 0, "memory.activation_checkpointing.layers",
@@ -395,17 +408,24 @@ absl::Status ValidateBuilt(const JobSpec& s, const YamlContext& ctx) {
          "auto is not available yet: the auto-parallel planner is not built; give the degrees "
          "as a map {data, zero, tensor, pipeline, sequence}");
 
-  const std::string gemini =
-      " is not available yet: the Gemini memory manager is not built (model state stays in "
-      "host memory); remove the key";
-  ENSURE(s.memory.placement == memory_defaults.placement, "memory.placement", "placement ",
-         Sv(PlacementName(s.memory.placement)), gemini);
-  ENSURE(s.memory.device_budget == memory_defaults.device_budget, "memory.device_budget",
-         "a device budget", gemini);
-  ENSURE(s.memory.host_budget == memory_defaults.host_budget, "memory.host_budget",
-         "a host budget", gemini);
-  ENSURE(s.memory.nvme_dir == memory_defaults.nvme_dir, "memory.nvme_dir", "NVMe offload",
-         gemini);
+  // Gemini pages one rank's model state between host memory and NVMe so far.
+  const MemorySpec& m = s.memory;
+  if (m.gemini()) {
+    const char* key = m.placement == Placement::kAuto ? "memory.placement"
+                      : !m.nvme_dir.empty()           ? "memory.nvme_dir"
+                      : m.device_budget > 0           ? "memory.device_budget"
+                                                      : "memory";
+    ENSURE(s.resources.device == DeviceKind::kCpu, key,
+           "Gemini chunk paging on resources.device cuda is not available yet (its host tier of pinned "
+           "memory is not built); use device: cpu, or leave the Gemini keys out");
+    ENSURE(p.WorldSize() == 1, key, "Gemini chunk paging with ", p.WorldSize(),
+           " ranks is not available yet (chunks sharded over the data group as ZeRO 3, and tensor, pipeline "
+           "and sequence parallelism over chunks, are not built); use one rank or leave the Gemini keys out");
+    ENSURE(m.host_budget == 0, "memory.host_budget",
+           "the host tier holds chunks for GPU jobs; on the CPU backend compute memory is host memory: "
+           "give its size as memory.device_budget");
+  }
+  return absl::OkStatus();
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/base/check.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/file_io.h"
@@ -68,7 +69,34 @@ parallel::HeldParams OnHost(const TrainState& state, parallel::HeldParams held,
 
 }  // namespace
 
+std::string CheckpointStateJson(const config::JobSpec& spec, const StateFacts& f,
+                                const std::vector<memory::ParamStore::Spec>& shapes, const graph::GptConfig* gpt) {
+  nlohmann::json state;
+  state["format"] = "colossal-checkpoint-1";
+  state["job"] = spec.name;
+  state["step"] = f.steps_done;
+  state["optimizer_step"] = f.optimizer_step;
+  state["optimizer"] = std::string(config::OptimizerTypeName(spec.train.optimizer.type));
+  state["loss"] = f.loss;
+  state["loss_scale"] = {{"scale", f.loss_scale}, {"good_steps", f.good_steps}, {"skipped_steps", f.skipped_steps}};
+  state["tokenizer"] = spec.data.tokenizer;
+  state["data_parallel"] = f.data;
+  state["tensor_parallel"] = f.tensor;
+  state["pipeline_parallel"] = f.pipeline;
+  state["sequence_parallel"] = f.sequence;
+  state["zero"] = spec.parallel.zero;
+  nlohmann::json by_name = nlohmann::json::object();
+  for (const memory::ParamStore::Spec& p : shapes) by_name[p.name] = p.shape;
+  state["param_shapes"] = by_name;
+  if (gpt != nullptr) {
+    state["model"] = {{"type", "gpt"},          {"n_layer", gpt->n_layer}, {"n_head", gpt->n_head},
+                      {"d_model", gpt->d_model}, {"seq_len", gpt->seq_len}, {"vocab", gpt->vocab}};
+  }
+  return state.dump(2);
+}
+
 parallel::HeldParams Held(const TrainState& state) {
+  COL_CHECK(state.gemini == nullptr);  // chunks are reached through GeminiState
   if (state.dp) return state.dp->Held();
   parallel::HeldParams h;
   h.segments = state.params->WholeTensors();
@@ -87,6 +115,11 @@ absl::StatusOr<std::string> SaveCheckpoint(const TrainState& state, int64_t step
   auto data_index = [&](int r) { return state.groups ? state.groups->plan().mesh().ReplicaIndex(r) : 0; };
   auto writes_model = [&](int r) { return zero == 3 || data_index(r) == 0; };
   auto writes_optimizer = [&](int r) { return zero >= 1 || data_index(r) == 0; };
+  if (state.gemini) {  // one rank: whole tensors, copied out of their chunks as written
+    RETURN_IF_ERROR(checkpoint::WriteCheckpoint(c.dir, steps_done, state.gemini->ModelViews(),
+                                                state.gemini->OptimizerViews(), state_json, c.keep));
+    return checkpoint::StepDir(c.dir, steps_done);
+  }
   // Pieces gathered for the write (stored_pieces.h), freed when it is done.
   std::deque<std::vector<float>> gathered;
   std::vector<StateTensor> optimizer = state.optimizer->StateTensors(state.stored, gathered);
@@ -154,7 +187,24 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
           checkpoint::ShapeString(global), " (its pieces do not tile it, or the shape differs)"));
     }
   }
-  const parallel::HeldParams held = Held(state);
+  if (state.gemini) {
+    absl::Status s = state.gemini->FillParams([&](const std::vector<memory::ParamSegment>& segments,
+                                                  const std::vector<float*>& data) {
+      for (size_t i = 0; i < segments.size(); ++i) {
+        const memory::ParamInfo& info = state.params->info(segments[i].param);
+        RETURN_IF_ERROR(ReadSegment(model, info.name, info.shape, LayoutOf(state, segments[i].param), 0,
+                                    info.numel, data[i]));
+      }
+      return absl::OkStatus();
+    });
+    if (s.ok()) {
+      ASSIGN_OR_RETURN(std::vector<std::string> files, checkpoint::StepFiles(*latest, "optimizer"));
+      ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(files));
+      s = state.gemini->LoadOptimizer(optimizer);
+    }
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
+  }
+  const parallel::HeldParams held = state.gemini ? parallel::HeldParams{} : Held(state);
   std::vector<float> staging;  // off the host: each segment read here, then copied over
   for (size_t i = 0; i < held.segments.size(); ++i) {
     const memory::ParamSegment& seg = held.segments[i];
@@ -164,10 +214,12 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
     });
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
   }
-  ASSIGN_OR_RETURN(std::vector<std::string> optimizer_files, checkpoint::StepFiles(*latest, "optimizer"));
-  ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(optimizer_files));
-  absl::Status s = state.optimizer->LoadState(optimizer);
-  if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
+  if (state.optimizer) {
+    ASSIGN_OR_RETURN(std::vector<std::string> optimizer_files, checkpoint::StepFiles(*latest, "optimizer"));
+    ASSIGN_OR_RETURN(auto optimizer, checkpoint::PieceReader::Open(optimizer_files));
+    absl::Status s = state.optimizer->LoadState(optimizer);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(*latest, ": ", s.message()));
+  }
   Restored r;
   r.path = *latest;
   r.step = json["step"].get<int64_t>();
@@ -178,7 +230,8 @@ absl::StatusOr<std::optional<Restored>> RestoreLatest(const TrainState& state) {
     r.loss_scale_good_steps = ls.value("good_steps", int64_t{0});
     r.skipped_steps = ls.value("skipped_steps", int64_t{0});
   }
-  state.optimizer->set_step(r.optimizer_step);
+  if (state.gemini) state.gemini->set_step(r.optimizer_step);
+  if (state.optimizer) state.optimizer->set_step(r.optimizer_step);
   return std::optional<Restored>(r);
 }
 

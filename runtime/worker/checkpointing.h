@@ -22,9 +22,11 @@
 #include "absl/status/statusor.h"
 #include "memory/param_store.h"
 #include "graph/layout.h"
+#include "graph/models/gpt.h"
 #include "parallel/data_parallel/data_parallel.h"
 #include "parallel/process_groups.h"
 #include "runtime/config/job_spec.h"
+#include "runtime/worker/gemini_state.h"
 #include "runtime/worker/optimizer.h"
 
 namespace colossal::worker {
@@ -40,10 +42,29 @@ struct TrainState {
   // Per parameter, whether this rank stores its part (a part several ranks of a tensor
   // group hold is stored by one of them); null: every part.
   const std::vector<bool>* stored = nullptr;
+  // Gemini (one rank): parameters and optimizer state live in its chunks, streamed out
+  // tensor by tensor and read back chunk by chunk; `optimizer` is null then.
+  GeminiState* gemini = nullptr;
 };
 
 // Where this rank holds parameter values: dp->Held(), or every tensor of the store.
 parallel::HeldParams Held(const TrainState& state);
+
+// What a checkpoint's state.json records beside the job: the step, the optimizer's
+// count, the last loss, fp16's loss scale and the layout it was written under.
+struct StateFacts {
+  int64_t steps_done = 0;
+  int64_t optimizer_step = 0;
+  double loss = 0;
+  double loss_scale = 0;
+  int64_t good_steps = 0, skipped_steps = 0;
+  int64_t data = 1, tensor = 1, pipeline = 1, sequence = 1;
+};
+// state.json: the facts, the job's name, optimizer, tokenizer and ZeRO stage, every
+// parameter's global shape (sharded and split checkpoints store pieces; `colossal export`
+// consolidates them from this) and, for a GPT, its configuration.
+std::string CheckpointStateJson(const config::JobSpec& spec, const StateFacts& facts,
+                                const std::vector<memory::ParamStore::Spec>& shapes, const graph::GptConfig* gpt);
 
 // Writes checkpoint `steps_done` of every rank (collective when dp is set); returns the
 // step directory.

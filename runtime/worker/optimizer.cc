@@ -31,13 +31,7 @@ Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* para
       grads_(std::move(grads)),
       reduce_sums_(std::move(reduce_sums)) {
   COL_CHECK(segments_.size() == grads_.size() && segments_.size() == weights_.size());
-  for (const memory::ParamInfo& info : params->infos()) {
-    bool decay = true;
-    for (const std::string& s : spec.no_decay) {
-      if (!s.empty() && info.name.find(s) != std::string::npos) decay = false;
-    }
-    decay_.push_back(decay);
-  }
+  decay_ = DecayMask(spec, *params);
   int64_t total = 0;
   for (const auto& s : segments_) {
     state_offset_.push_back(total);
@@ -60,39 +54,49 @@ Optimizer::Optimizer(const config::OptimizerSpec& spec, memory::ParamStore* para
   }
 }
 
-void Optimizer::Step(double lr, float grad_scale) {
-  COL_CHECK_MSG(status_.ok(), "an optimizer whose state could not be allocated was stepped");
-  ++step_;
-  const memory::Place& place = params_->place();
+std::vector<bool> DecayMask(const config::OptimizerSpec& spec, const memory::ParamStore& params) {
+  std::vector<bool> decay;
+  for (const memory::ParamInfo& info : params.infos()) {
+    bool d = true;
+    for (const std::string& s : spec.no_decay) {
+      if (!s.empty() && info.name.find(s) != std::string::npos) d = false;
+    }
+    decay.push_back(d);
+  }
+  return decay;
+}
+
+void ApplyUpdate(const UpdateArgs& u, const SegmentState& state, const memory::Place& place) {
+  const config::OptimizerSpec& spec = *u.spec;
   const kernels::Stream stream = place.stream();
-  const float flr = static_cast<float>(lr);
-  const bool lamb = spec_.type == config::OptimizerType::kLamb;
-  const bool lars = spec_.type == config::OptimizerType::kLars;
+  const float flr = static_cast<float>(u.lr);
+  const bool lamb = spec.type == config::OptimizerType::kLamb;
+  const bool lars = spec.type == config::OptimizerType::kLars;
+  const std::vector<memory::ParamSegment>& segments = *state.segments;
   auto args_of = [&](size_t i, auto& a) {
-    const memory::ParamSegment& s = segments_[i];
-    a.w = weights_[i];
-    a.g = grads_[i];
+    const memory::ParamSegment& s = segments[i];
+    a.w = state.weights[i];
+    a.g = state.grads[i];
     a.n = s.length;
-    a.weight_decay = decay_[s.param] ? static_cast<float>(spec_.weight_decay) : 0.0f;
-    a.grad_scale = grad_scale;
+    a.weight_decay = (*u.decay)[s.param] ? static_cast<float>(spec.weight_decay) : 0.0f;
+    a.grad_scale = u.grad_scale;
   };
 
-  if (spec_.type == config::OptimizerType::kAdamW || spec_.type == config::OptimizerType::kSgd) {
-    for (size_t i = 0; i < segments_.size(); ++i) {
-      float* s1 = state1_.as<float>() + state_offset_[i];
-      if (spec_.type == config::OptimizerType::kAdamW) {
+  if (spec.type == config::OptimizerType::kAdamW || spec.type == config::OptimizerType::kSgd) {
+    for (size_t i = 0; i < segments.size(); ++i) {
+      if (spec.type == config::OptimizerType::kAdamW) {
         kernels::AdamWArgs a;
         args_of(i, a);
-        a.m = s1, a.v = state2_.as<float>() + state_offset_[i];
-        a.lr = flr, a.beta1 = spec_.beta1, a.beta2 = spec_.beta2, a.eps = spec_.eps;
-        a.step = step_;
+        a.m = state.state1[i], a.v = state.state2[i];
+        a.lr = flr, a.beta1 = spec.beta1, a.beta2 = spec.beta2, a.eps = spec.eps;
+        a.step = u.step;
         kernels::AdamWStep(a, stream);
       } else {
         kernels::SgdArgs a;
         args_of(i, a);
-        a.buf = s1;
-        a.lr = flr, a.momentum = spec_.momentum;
-        a.nesterov = spec_.nesterov ? kernels::Nesterov::kYes : kernels::Nesterov::kNo;
+        a.buf = state.state1[i];
+        a.lr = flr, a.momentum = spec.momentum;
+        a.nesterov = spec.nesterov ? kernels::Nesterov::kYes : kernels::Nesterov::kNo;
         kernels::SgdStep(a, stream);
       }
     }
@@ -101,52 +105,65 @@ void Optimizer::Step(double lr, float grad_scale) {
 
   // LAMB / LARS: phase 1 per segment, per-tensor sums (across ranks), phase 2.
   COL_CHECK(lamb || lars);
-  const int num_params = params_->size();
-  std::vector<double> sums(2 * num_params, 0.0);
-  std::vector<kernels::LambArgs> lamb_args(segments_.size());
-  std::vector<kernels::LarsArgs> lars_args(segments_.size());
-  for (size_t i = 0; i < segments_.size(); ++i) {
-    double* part = sums_.as<double>() + 2 * i;
-    float* s1 = state1_.as<float>() + state_offset_[i];
+  std::vector<double> sums(2 * u.decay->size(), 0.0);
+  std::vector<kernels::LambArgs> lamb_args(segments.size());
+  std::vector<kernels::LarsArgs> lars_args(segments.size());
+  for (size_t i = 0; i < segments.size(); ++i) {
+    double* part = state.sums + 2 * i;
     if (lamb) {
       kernels::LambArgs& a = lamb_args[i];
       args_of(i, a);
-      a.m = s1, a.v = state2_.as<float>() + state_offset_[i];
-      a.lr = flr, a.beta1 = spec_.beta1, a.beta2 = spec_.beta2, a.eps = spec_.eps;
-      a.step = step_;
+      a.m = state.state1[i], a.v = state.state2[i];
+      a.lr = flr, a.beta1 = spec.beta1, a.beta2 = spec.beta2, a.eps = spec.eps;
+      a.step = u.step;
       kernels::LambMoments(a, part, stream);
     } else {
       kernels::LarsArgs& a = lars_args[i];
       args_of(i, a);
-      a.buf = s1;
-      a.momentum = spec_.momentum;
+      a.buf = state.state1[i];
+      a.momentum = spec.momentum;
       kernels::LarsNorms(a, part, stream);
     }
   }
   // Every segment's two sums in one copy (one wait for the stream off the host).
-  std::vector<double> parts(2 * segments_.size());
-  place.CopyToHost(parts.data(), sums_.data(), static_cast<int64_t>(parts.size() * sizeof(double)));
-  for (size_t i = 0; i < segments_.size(); ++i) {
-    sums[2 * segments_[i].param] += parts[2 * i];
-    sums[2 * segments_[i].param + 1] += parts[2 * i + 1];
+  std::vector<double> parts(2 * segments.size());
+  place.CopyToHost(parts.data(), state.sums, static_cast<int64_t>(parts.size() * sizeof(double)));
+  for (size_t i = 0; i < segments.size(); ++i) {
+    sums[2 * segments[i].param] += parts[2 * i];
+    sums[2 * segments[i].param + 1] += parts[2 * i + 1];
   }
-  if (reduce_sums_) reduce_sums_(sums);
-  for (size_t i = 0; i < segments_.size(); ++i) {
-    const int p = segments_[i].param;
+  if (u.reduce_sums) u.reduce_sums(sums);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const int p = segments[i].param;
     if (lamb) {
-      const float r = decay_[p] ? kernels::LambTrustRatio(sums[2 * p], sums[2 * p + 1],
-                                                          static_cast<float>(spec_.trust_clip))
-                                : 1.0f;
+      const float r = (*u.decay)[p] ? kernels::LambTrustRatio(sums[2 * p], sums[2 * p + 1],
+                                                             static_cast<float>(spec.trust_clip))
+                                    : 1.0f;
       kernels::LambApply(lamb_args[i], r, stream);
     } else {
       const float local_lr =
-          decay_[p] ? kernels::LarsLocalLr(sums[2 * p], sums[2 * p + 1], flr,
-                                           static_cast<float>(spec_.trust_coef),
-                                           static_cast<float>(spec_.weight_decay))
-                    : flr;
+          (*u.decay)[p] ? kernels::LarsLocalLr(sums[2 * p], sums[2 * p + 1], flr,
+                                              static_cast<float>(spec.trust_coef),
+                                              static_cast<float>(spec.weight_decay))
+                        : flr;
       kernels::LarsApply(lars_args[i], local_lr, stream);
     }
   }
+}
+
+void Optimizer::Step(double lr, float grad_scale) {
+  COL_CHECK_MSG(status_.ok(), "an optimizer whose state could not be allocated was stepped");
+  ++step_;
+  SegmentState state;
+  state.segments = &segments_;
+  state.weights = weights_;
+  state.grads = grads_;
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    state.state1.push_back(state1_.as<float>() + state_offset_[i]);
+    state.state2.push_back(state2_.data() ? state2_.as<float>() + state_offset_[i] : nullptr);
+  }
+  state.sums = sums_.as<double>();
+  ApplyUpdate({&spec_, &decay_, step_, lr, grad_scale, reduce_sums_}, state, params_->place());
 }
 
 std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep,

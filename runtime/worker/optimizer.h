@@ -35,6 +35,32 @@ struct StateTensor {
   const float* data = nullptr;
 };
 
+// Per parameter: whether it takes weight decay (its name holds no `no_decay` string).
+std::vector<bool> DecayMask(const config::OptimizerSpec& spec, const memory::ParamStore& params);
+
+// One update of a list of segments whose state lives wherever the caller keeps it (the
+// Optimizer's own buffers, or Gemini's chunks): segment i's weights, gradient and
+// state (exp_avg / momentum_buffer in state1, exp_avg_sq in state2) at the i-th
+// pointers, all in `place`'s memory; `sums` scratch for two doubles per segment there
+// (LAMB, LARS). Per-tensor norms are complete when every segment of a tensor is in the
+// list (or `reduce_sums` adds the other ranks').
+struct UpdateArgs {
+  const config::OptimizerSpec* spec = nullptr;
+  const std::vector<bool>* decay = nullptr;  // per parameter
+  int64_t step = 0;                          // this update's number (1 first)
+  double lr = 0;
+  float grad_scale = 1;
+  std::function<void(std::vector<double>&)> reduce_sums;
+};
+struct SegmentState {
+  const std::vector<memory::ParamSegment>* segments = nullptr;
+  std::vector<float*> weights;
+  std::vector<const float*> grads;
+  std::vector<float*> state1, state2;
+  double* sums = nullptr;
+};
+void ApplyUpdate(const UpdateArgs& args, const SegmentState& state, const memory::Place& place);
+
 class Optimizer {
  public:
   // Sums `values` elementwise over the ranks that share the tensors (in place).

@@ -113,4 +113,18 @@ std::vector<int32_t> GptSampler::Generate(const std::vector<int32_t>& prompt,
   return generated;
 }
 
+std::string SampleText(const config::SampleSpec& sample, uint64_t seed, const graph::GptConfig& gpt,
+                       const memory::ParamStore& params, const data::Tokenizer& tokenizer) {
+  auto sampler = GptSampler::Create(gpt, &params);
+  if (!sampler.ok()) return "";
+  SampleOptions o;
+  o.tokens = sample.tokens;
+  o.temperature = sample.temperature;
+  o.top_k = sample.top_k;
+  o.seed = seed;
+  o.token_limit = tokenizer.vocab_size();
+  std::vector<int32_t> out = (*sampler)->Generate(tokenizer.Encode(sample.prompt), o);
+  return sample.prompt + tokenizer.Decode(out);
+}
+
 }  // namespace colossal::worker

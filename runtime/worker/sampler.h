@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -18,6 +19,8 @@
 #include "graph/ir.h"
 #include "graph/models/gpt.h"
 #include "memory/param_store.h"
+#include "runtime/config/job_spec.h"
+#include "runtime/data/tokenizer.h"
 
 namespace colossal::worker {
 
@@ -28,6 +31,11 @@ struct SampleOptions {
   uint64_t seed = 1;
   int64_t token_limit = 0;  // 0: the model's vocabulary
 };
+
+// The job's `sample`: its prompt and the continuation drawn (seeded by `seed`) from a
+// GPT whose parameters are whole in host memory; empty when no sampler can be made.
+std::string SampleText(const config::SampleSpec& sample, uint64_t seed, const graph::GptConfig& gpt,
+                       const memory::ParamStore& params, const data::Tokenizer& tokenizer);
 
 class GptSampler {
  public:

@@ -83,7 +83,7 @@ class Run {
   TrainState State() {
     return {&spec_, model_->params.get(), optimizer_.get(), dp_.get(), options_.groups,
             tp_size_ > 1 ? &model_->layouts : nullptr,
-            pp_size_ > 1 ? &stored_ : (tp_size_ > 1 ? &counted_ : nullptr)};
+            pp_size_ > 1 ? &stored_ : (tp_size_ > 1 ? &counted_ : nullptr), gemini_.get()};
   }
   // Σ over `comm` (null: this rank's values).
   absl::StatusOr<std::vector<double>> SumOver(parallel::Communicator* comm, std::vector<double> v) {
@@ -134,6 +134,7 @@ class Run {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<parallel::DataParallel> dp_;  // null: one rank
+  std::unique_ptr<GeminiState> gemini_;  // the memory keys' chunks (then optimizer_ is null)
   int rank_ = 0;   // in the data-parallel group
   int ranks_ = 1;
   // Sequence parallelism: this rank's place in the sequence group; the replicas of the
@@ -241,6 +242,7 @@ absl::Status Run::Setup() {
   dp_options.bucket_bytes = spec_.parallel.bucket_bytes;
   dp_options.reduce_bf16 = spec_.parallel.reduce_dtype == config::ReduceDType::kBf16;
   const bool zero3 = replicas_ > 1 && spec_.parallel.zero == 3;
+  const bool gemini = spec_.memory.gemini();  // chunks hold the parameters, not the store
   PipelinePlacement placement;
   if (pp_size_ > 1 && options_.place != nullptr && options_.place->backend() != kernels::Backend::kCpu) {
     // The pipeline runner's executors and transfers are host-only so far.
@@ -264,7 +266,7 @@ absl::Status Run::Setup() {
                                             ? parallel::DataParallel::PaddedNumel(flat, replicas_, dp_options)
                                             : flat;
                                },
-                               /*allocate_params=*/!zero3,
+                               /*allocate_params=*/!zero3 && !gemini,
                                TensorParallelOf(spec_.parallel, tp_rank_),
                                pp_size_ > 1 ? &placement : nullptr, SequenceParallelOf(spec_.parallel, sp_rank_),
                                options_.place));
@@ -301,7 +303,12 @@ absl::Status Run::Setup() {
     }
     val_loader_ = std::make_unique<data::WindowLoader>(std::move(*val_loader));
   }
-  if (replicas_ > 1) {
+  if (gemini) {
+    ASSIGN_OR_RETURN(gemini_, GeminiState::Create(spec_, model_->graph, model_->executor.get(), model_->params.get(),
+                                                   accumulation_));
+    for (const std::string& line : DescribeGeminiPlan(gemini_->plan(), spec_)) LOG_INFO("{}", line);
+    if (!gemini_->io_note().empty()) LOG_INFO("gemini: NVMe I/O {}", gemini_->io_note());
+  } else if (replicas_ > 1) {
     ASSIGN_OR_RETURN(dp_, parallel::DataParallel::Create(replica_comm_, model_->graph,
                                                          model_->params.get(), dp_options));
     if (!model_->pipelined) {
@@ -330,7 +337,7 @@ absl::Status Run::Setup() {
                                              model_->params->SegmentData(whole),
                                              model_->params->SegmentGrads(whole), sums);
   }
-  RETURN_IF_ERROR(optimizer_->status());
+  if (optimizer_) RETURN_IF_ERROR(optimizer_->status());
   if (tp_size_ > 1) optimizer_->SetLayouts(&model_->layouts);
   // The loss seed: each micro-batch's mean loss weighs 1/accumulation of the step's mean,
   // and the reduction sums the replicas' gradients, so 1/replicas more (a sequence rank's
@@ -361,7 +368,7 @@ absl::Status Run::Setup() {
            tp_size_, pp_size_, sp_size_, spec_.parallel.zero,
            (dp_ ? dp_->param_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
            (dp_ ? dp_->grad_bytes() : model_->params->flat_numel() * 4) / 1048576.0,
-           optimizer_->state_bytes() / 1048576.0);
+           optimizer_ ? optimizer_->state_bytes() / 1048576.0 : 0.0);
   return absl::OkStatus();
 }
 
@@ -377,6 +384,18 @@ absl::Status Run::Restore() {
       LOG_INFO("resumed from {} (step {})", restored->path, start_step_);
       return absl::OkStatus();
     }
+  }
+  if (gemini_) {  // chunk by chunk: whole tensors, the same values as in one store
+    std::unique_ptr<memory::ParamStore> full;
+    if (!spec_.model.init_from.empty()) {
+      full = std::make_unique<memory::ParamStore>(model_->model_specs);
+      RETURN_IF_ERROR(LoadParams(*full, spec_.model.init_from));
+    }
+    return gemini_->FillParams([&](const std::vector<memory::ParamSegment>& segments, const std::vector<float*>& data) {
+      if (full) TakeHeld(*model_, *full, segments, data);
+      else InitParams(*model_, segments, data, spec_.train.seed);
+      return absl::OkStatus();
+    });
   }
   const parallel::HeldParams held = Held(State());
   if (!spec_.model.init_from.empty()) {
@@ -446,6 +465,7 @@ absl::Status Run::MicroSteps(int64_t step, double& loss_sum) {
     // The data-parallel engine's hooks reduce gradients (on the last micro-batch only,
     // below ZeRO 3) and gather sharded parameters (ZeRO 3).
     if (dp_) dp_->BeginMicroStep(static_cast<int>(m), m + 1 == accumulation_);
+    if (gemini_) gemini_->BeginMicroStep(static_cast<int>(m), m + 1 == accumulation_);
     ex.Forward();
     ex.Backward(static_cast<int>(m));
     RETURN_IF_ERROR(ExecutorStatus());
@@ -473,7 +493,7 @@ absl::Status Run::TrainStep(int64_t step) {
                            {loss_, stop_here ? 1.0 : 0.0}));
   loss_ = agreed[0] / (world_size_ / pp_size_);
   stop_agreed_ = agreed[1] > 0;
-  if (options_.on_gradients) options_.on_gradients(step, *model_->params);
+  if (options_.on_gradients && !gemini_) options_.on_gradients(step, *model_->params);
   ASSIGN_OR_RETURN(const double sum_sq, GradSumSquares());
   // The gradients carry the loss scale (fp16): the norm and the update divide it out.
   const double loss_scale = scaler_.scale();
@@ -485,7 +505,11 @@ absl::Status Run::TrainStep(int64_t step) {
   lr_ = LearningRate(spec_.train.optimizer, spec_.train.lr_schedule, step, spec_.train.steps);
   if (!scaler_.Update(grad_norm_)) return absl::OkStatus();  // fp16 overflow: the step is skipped
   const auto t0 = Clock::now();
-  optimizer_->Step(lr_, scale);
+  if (gemini_) {
+    RETURN_IF_ERROR(gemini_->Step(lr_, scale));
+  } else {
+    optimizer_->Step(lr_, scale);
+  }
   if (dp_) RETURN_IF_ERROR(dp_->AfterOptimizerStep());
   optimizer_seconds_ += Seconds(t0, Clock::now());
   return absl::OkStatus();
@@ -522,6 +546,7 @@ absl::Status Run::SumPartialGrads() {
 }
 
 absl::StatusOr<double> Run::GradSumSquares() {
+  if (gemini_) return gemini_->GradSumSquares();
   if (tp_size_ == 1 && pp_size_ == 1) {
     if (dp_) return dp_->GradSumSquares();
     return kernels::SumSquaresToHost(model_->params->flat_grad(), model_->params->flat_numel(),
@@ -598,35 +623,14 @@ absl::StatusOr<double> Run::Validate() {
 }
 
 std::string Run::StateJson(int64_t steps_done) const {
-  nlohmann::json state;
-  state["format"] = "colossal-checkpoint-1";
-  state["job"] = spec_.name;
-  state["step"] = steps_done;
-  state["optimizer_step"] = optimizer_->step();
-  state["optimizer"] = std::string(config::OptimizerTypeName(spec_.train.optimizer.type));
-  state["loss"] = loss_;
+  StateFacts f;
+  f.steps_done = steps_done;
+  f.optimizer_step = gemini_ ? gemini_->step() : optimizer_->step();
+  f.loss = loss_;
   const LossScaler::State ls = scaler_.state();
-  state["loss_scale"] = {{"scale", ls.scale}, {"good_steps", ls.good_steps}, {"skipped_steps", ls.skipped_steps}};
-  state["tokenizer"] = spec_.data.tokenizer;
-  state["data_parallel"] = ranks_;
-  state["tensor_parallel"] = tp_size_;
-  state["pipeline_parallel"] = pp_size_;
-  state["sequence_parallel"] = sp_size_;
-  state["zero"] = spec_.parallel.zero;
-  // Every parameter's global shape: sharded and split checkpoints store parameters in
-  // pieces, and `colossal export` consolidates them from this.
-  nlohmann::json shapes = nlohmann::json::object();
-  for (const memory::ParamStore::Spec& p : model_->model_specs) shapes[p.name] = p.shape;
-  state["param_shapes"] = shapes;
-  if (model_->is_gpt) {
-    state["model"] = {{"type", "gpt"},
-                      {"n_layer", model_->gpt.n_layer},
-                      {"n_head", model_->gpt.n_head},
-                      {"d_model", model_->gpt.d_model},
-                      {"seq_len", model_->gpt.seq_len},
-                      {"vocab", model_->gpt.vocab}};
-  }
-  return state.dump(2);
+  f.loss_scale = ls.scale, f.good_steps = ls.good_steps, f.skipped_steps = ls.skipped_steps;
+  f.data = ranks_, f.tensor = tp_size_, f.pipeline = pp_size_, f.sequence = sp_size_;
+  return CheckpointStateJson(spec_, f, model_->model_specs, model_->is_gpt ? &model_->gpt : nullptr);
 }
 
 absl::Status Run::SaveCheckpoint(int64_t steps_done) {
@@ -640,9 +644,9 @@ std::string Run::Sample() {
   // Sharded and split parameters are gathered whole first (every rank takes part).
   std::unique_ptr<memory::ParamStore> full, whole;
   const memory::ParamStore* params = model_->params.get();
-  if (dp_ && dp_->params_sharded()) {
+  if ((dp_ && dp_->params_sharded()) || gemini_) {
     full = std::make_unique<memory::ParamStore>(model_->params->specs());
-    if (!dp_->GatherAll(*full).ok()) return "";
+    if (!(gemini_ ? gemini_->CopyParams(*full) : dp_->GatherAll(*full)).ok()) return "";
     params = full.get();
   }
   if (tp_size_ > 1) {
@@ -665,17 +669,7 @@ std::string Run::Sample() {
     full = std::move(host);
     params = full.get();
   }
-  auto sampler = GptSampler::Create(model_->gpt, params);
-  if (!sampler.ok()) return "";
-  SampleOptions o;
-  o.tokens = spec_.sample.tokens;
-  o.temperature = spec_.sample.temperature;
-  o.top_k = spec_.sample.top_k;
-  o.seed = spec_.train.seed;
-  o.token_limit = tokenizer_->vocab_size();
-  std::vector<int32_t> prompt = tokenizer_->Encode(spec_.sample.prompt);
-  std::vector<int32_t> out = (*sampler)->Generate(prompt, o);
-  return spec_.sample.prompt + tokenizer_->Decode(out);
+  return SampleText(spec_.sample, spec_.train.seed, model_->gpt, *params, *tokenizer_);
 }
 
 absl::StatusOr<TrainSummary> Run::Execute() {
@@ -720,6 +714,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
       if (spec_.train.precision == config::Precision::kFp16) record.Num("loss_scale", scaler_.scale());
       if (stage_) record.Num("bubble", stage_->bubble());  // measured, this step
       if (OnDevice()) record.Int("gpu_mem_peak", options_.place->allocator().stats().peak);  // bytes
+      if (gemini_) gemini_->AddMetrics(record);
       RETURN_IF_ERROR(metrics_->Write(record));
     }
     if (!std::isfinite(loss_)) {

@@ -1,0 +1,140 @@
+// Gemini held to the in-memory run: the same job with its model state in chunks —
+// static placement with each offload fraction 0, 0.5 and 1, auto placement under a
+// budget that pages, with NVMe and without — must give the same per-step losses, the
+// same validation losses and the same final weights (the same arithmetic on the same
+// values, only in other memory), for AdamW, LAMB and LARS; and the chunk manager must
+// have moved what the placement says (nothing without NVMe, bytes through NVMe with it).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/training_testing.h"
+
+namespace colossal {
+namespace {
+
+using testing::Job;
+using testing::Result;
+using testing::Scratch;
+using testing::Train;
+namespace fs = std::filesystem;
+
+// Within 1e-6 relative per step (the global gradient norm sums per-chunk parts in
+// another order: the clipping factor may differ in its last bit); weights within 1e-6
+// of each tensor's largest element.
+void RequireEquivalent(const Result& memory, const Result& gemini, const std::string& what) {
+  INFO(what);
+  REQUIRE(memory.losses.size() == gemini.losses.size());
+  REQUIRE(!memory.losses.empty());
+  for (size_t s = 0; s < memory.losses.size(); ++s) {
+    INFO("step " << s + 1 << ": " << memory.losses[s] << " vs " << gemini.losses[s]);
+    CHECK(std::fabs(memory.losses[s] - gemini.losses[s]) <= 1e-6 * std::fabs(memory.losses[s]));
+  }
+  REQUIRE(memory.val.size() == gemini.val.size());
+  for (size_t i = 0; i < memory.val.size(); ++i) {
+    CHECK(std::fabs(memory.val[i] - gemini.val[i]) <= 1e-6 * memory.val[i]);
+  }
+  REQUIRE(memory.weights.size() == gemini.weights.size());
+  REQUIRE(!memory.weights.empty());
+  for (const auto& [name, w] : memory.weights) {
+    INFO(name);
+    REQUIRE(gemini.weights.count(name) == 1);
+    const std::vector<float>& g = gemini.weights.at(name);
+    REQUIRE(g.size() == w.size());
+    float largest = 0, worst = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      largest = std::max(largest, std::fabs(w[i]));
+      worst = std::max(worst, std::fabs(w[i] - g[i]));
+    }
+    CHECK(worst <= 1e-6f * largest);
+  }
+}
+
+// Σ of a per-step metric over the run in `dir` (metrics.jsonl).
+int64_t MetricSum(const fs::path& dir, const std::string& key) {
+  std::ifstream in(dir / "metrics.jsonl");
+  REQUIRE(in.good());
+  int64_t sum = 0;
+  bool seen = false;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains(key)) sum += j[key].get<int64_t>(), seen = true;
+  }
+  REQUIRE(seen);
+  return sum;
+}
+
+std::string NvmeDir(const std::string& leaf) {
+  const fs::path p = Scratch(leaf);
+  fs::create_directories(p);
+  return p.string();
+}
+
+TEST_CASE("static placement at every fraction and auto under a paging budget equal the in-memory run") {
+  struct Case {
+    std::string optimizer;
+    std::vector<std::string> sets;
+  };
+  const std::string nvme = NvmeDir("gemini-nvme");
+  const std::string chunks = "memory.chunk_bytes=16KiB";
+  const std::vector<Case> cases = {
+      {"adamw", {chunks}},  // in chunks, all placed in memory
+      {"adamw", {chunks, "memory.nvme_dir=" + nvme, "memory.offload_param_frac=0.5", "memory.offload_optim_frac=0.5"}},
+      {"adamw", {chunks, "memory.nvme_dir=" + nvme, "memory.offload_param_frac=1", "memory.offload_optim_frac=1"}},
+      {"adamw", {chunks, "memory.nvme_dir=" + nvme, "memory.offload_optim_frac=1"}},
+      {"adamw", {chunks, "memory.placement=auto", "memory.device_budget=160KiB", "memory.nvme_dir=" + nvme}},
+      {"adamw", {"memory.placement=auto", "memory.device_budget=64MiB"}},  // searched size, fits: no NVMe
+      {"lamb", {chunks, "memory.nvme_dir=" + nvme, "memory.offload_param_frac=1", "memory.offload_optim_frac=1"}},
+      {"lamb", {chunks, "memory.placement=auto", "memory.device_budget=160KiB", "memory.nvme_dir=" + nvme}},
+      {"lars", {chunks, "memory.placement=auto", "memory.device_budget=160KiB", "memory.nvme_dir=" + nvme}},
+  };
+  std::map<std::string, Result> in_memory;
+  for (const Case& c : cases) {
+    if (!in_memory.count(c.optimizer)) {
+      in_memory[c.optimizer] = Train(Job(c.optimizer, 1, 0, 4, 6, Scratch("memory-" + c.optimizer)), 1);
+    }
+    std::string what = c.optimizer;
+    for (const std::string& s : c.sets) what += " " + s;
+    const fs::path dir = Scratch("gemini");
+    const Result g = Train(Job(c.optimizer, 1, 0, 4, 6, dir), 1, c.sets);
+    RequireEquivalent(in_memory[c.optimizer], g, what);
+    // Paged state moves through NVMe both ways; state that fits moves nowhere.
+    const bool pages = what.find("nvme_dir") != std::string::npos;
+    CHECK((MetricSum(dir, "nvme_read_bytes") > 0) == pages);
+    CHECK((MetricSum(dir, "nvme_write_bytes") > 0) == pages);
+  }
+  // Every chunk file was unlinked at open: nothing is left in the NVMe directory.
+  REQUIRE(fs::is_empty(nvme));
+}
+
+TEST_CASE("checkpoints move between Gemini and in-memory runs as if never stopped") {
+  const std::string nvme = NvmeDir("gemini-resume-nvme");
+  const std::vector<std::string> gemini = {"memory.chunk_bytes=16KiB", "memory.placement=auto",
+                                           "memory.device_budget=160KiB", "memory.nvme_dir=" + nvme};
+  const Result straight = Train(Job("adamw", 1, 0, 4, 8, Scratch("gemini-straight")), 1);
+  for (bool first_gemini : {true, false}) {
+    INFO("first half " << (first_gemini ? "in chunks" : "in memory"));
+    const fs::path dir = Scratch(first_gemini ? "gemini-first" : "memory-first");
+    std::vector<std::string> first = first_gemini ? gemini : std::vector<std::string>{};
+    first.push_back("train.checkpoint.every=4");
+    Train(Job("adamw", 1, 0, 4, 8, dir), 1, first);
+    fs::remove_all(checkpoint::StepDir((dir / "checkpoints").string(), 8));
+    const Result rest = Train(Job("adamw", 1, 0, 4, 8, dir), 1, first_gemini ? std::vector<std::string>{} : gemini);
+    REQUIRE(rest.losses.size() == 4);
+    for (size_t s = 0; s < 4; ++s) {
+      INFO("step " << s + 5);
+      CHECK(std::fabs(rest.losses[s] - straight.losses[s + 4]) <= 1e-6 * straight.losses[s + 4]);
+    }
+    testing::RequireSameWeights(straight.weights, rest.weights);
+  }
+}
+
+}  // namespace
+}  // namespace colossal

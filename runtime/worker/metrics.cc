@@ -2,7 +2,9 @@
 #include "runtime/worker/metrics.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -73,6 +75,14 @@ absl::Status JsonlSink::Write(const MetricRecord& record) {
     return absl::DataLossError(absl::StrCat(path_, ": write failed"));
   }
   return absl::OkStatus();
+}
+
+int64_t PeakResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;  // "VmHWM:  1234 kB"
+  }
+  return 0;
 }
 
 }  // namespace colossal::worker

@@ -25,6 +25,10 @@ class MetricRecord {
   std::vector<std::pair<std::string, std::string>> fields_;
 };
 
+// The process's peak resident memory so far (VmHWM of /proc/self/status), bytes; 0 where
+// it cannot be read. The rss_peak metric.
+int64_t PeakResidentBytes();
+
 class JsonlSink {
  public:
   // Opens `path` for appending (or truncates when `truncate`), creating directories.

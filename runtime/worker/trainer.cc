@@ -710,6 +710,7 @@ absl::StatusOr<TrainSummary> Run::Execute() {
                                 .Num("step_ms", r.step_ms)
                                 .Num("mfu", r.mfu)
                                 .Int("skipped_steps", scaler_.skipped_steps())
+                                .Int("rss_peak", PeakResidentBytes())
                                 .Ints("comm_bytes", comm_bytes);
       if (spec_.train.precision == config::Precision::kFp16) record.Num("loss_scale", scaler_.scale());
       if (stage_) record.Num("bubble", stage_->bubble());  // measured, this step

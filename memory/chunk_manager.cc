@@ -16,7 +16,24 @@ constexpr int64_t kUnlimited = std::numeric_limits<int64_t>::max();
 // How many schedule positions ahead prefetching looks, and how many reads it keeps in
 // flight at once.
 constexpr int kLookahead = 32;
-constexpr int kMaxReadsInFlight = 2;
+constexpr int kMaxReadsInFlight = 4;
+
+// The NVMe tier of a dry run: every I/O done at once, nothing moved.
+class SimulatedNvme : public NvmeStore {
+ public:
+  SimulatedNvme(int64_t slot_bytes, int64_t slots) : NvmeStore("(simulated)", slot_bytes, slots) {}
+  Ticket Write(int64_t, const void*) override { return ++last_; }
+  Ticket Read(int64_t, void*) override { return ++last_; }
+  absl::Status Wait(Ticket) override { return absl::OkStatus(); }
+  bool Done(Ticket) override { return true; }
+  IoEngine engine() const override { return IoEngine::kThreads; }
+  std::string engine_note() const override { return "simulated"; }
+  int64_t bytes_read() const override { return 0; }
+  int64_t bytes_written() const override { return 0; }
+
+ private:
+  Ticket last_ = 0;
+};
 
 }  // namespace
 
@@ -59,10 +76,14 @@ absl::Status ChunkManager::Init() {
     room_ = o.transient_room > 0 ? o.transient_room : kUnlimited;
   }
   if (!o.nvme_dir.empty() && paged_bytes > 0) {
-    absl::StatusOr<std::unique_ptr<NvmeStore>> store =
-        NvmeStore::Open(o.nvme_dir, o.slot_bytes, paged_bytes / o.slot_bytes, o.io_threads);
-    if (!store.ok()) return store.status();
-    nvme_ = std::move(*store);
+    if (o.simulate) {
+      nvme_ = std::make_unique<SimulatedNvme>(o.slot_bytes, paged_bytes / o.slot_bytes);
+    } else {
+      absl::StatusOr<std::unique_ptr<NvmeStore>> store =
+          NvmeStore::Open(o.nvme_dir, o.slot_bytes, paged_bytes / o.slot_bytes, o.io_threads);
+      if (!store.ok()) return store.status();
+      nvme_ = std::move(*store);
+    }
     stats_.nvme.budget = paged_bytes;
     int64_t slot = 0;
     for (Entry& e : entries_) {
@@ -77,9 +98,9 @@ absl::Status ChunkManager::Init() {
   }
   for (Entry& e : entries_) {
     if (!e.pinned) continue;
-    absl::StatusOr<void*> p = o.place.allocator().Allocate(e.bytes, Purpose::kChunks);
+    absl::StatusOr<float*> p = NewBlock(e.bytes);
     if (!p.ok()) return p.status();
-    e.mem = static_cast<float*>(*p);
+    e.mem = *p;
   }
   pinned_bytes_ = pinned_bytes;
   stats_.compute.used = stats_.compute.peak = pinned_bytes;
@@ -88,11 +109,28 @@ absl::Status ChunkManager::Init() {
 
 ChunkManager::~ChunkManager() {
   CompleteAll(/*wait=*/true);
-  Allocator& a = options_.place.allocator();
   for (Entry& e : entries_) {
-    if (e.mem != nullptr) a.Free(e.mem, e.bytes, Purpose::kChunks);
+    if (e.mem != nullptr) DeleteBlock(e.mem, e.bytes);
   }
-  for (auto& [bytes, p] : free_) a.Free(p, bytes, Purpose::kChunks);
+  for (auto& [bytes, p] : free_) DeleteBlock(p, bytes);
+}
+
+absl::StatusOr<float*> ChunkManager::NewBlock(int64_t bytes) {
+  if (options_.simulate) {  // distinct, never dereferenced
+    fake_next_ += bytes;
+    return reinterpret_cast<float*>(fake_next_);
+  }
+  absl::StatusOr<void*> p = options_.place.allocator().Allocate(bytes, Purpose::kChunks);
+  if (!p.ok()) return p.status();
+  return static_cast<float*>(*p);
+}
+
+void ChunkManager::DeleteBlock(float* p, int64_t bytes) {
+  if (!options_.simulate) options_.place.allocator().Free(p, bytes, Purpose::kChunks);
+}
+
+void ChunkManager::Clear(float* p, int64_t bytes) {
+  if (!options_.simulate) std::memset(p, 0, static_cast<size_t>(bytes));
 }
 
 void ChunkManager::SetSchedule(std::vector<std::vector<int>> uses) {
@@ -127,24 +165,25 @@ int64_t ChunkManager::NextUse(int buffer, int64_t from) const {
 void ChunkManager::FreeBlock(float* p, int64_t bytes) { free_.emplace(bytes, p); }
 
 absl::StatusOr<float*> ChunkManager::Block(int64_t bytes, bool wait, int64_t at, int exclude) {
-  Allocator& a = options_.place.allocator();
   for (;;) {
+    // A free block of the size (allocating anew costs the zeroing and page faults of
+    // every page again).
     if (auto it = free_.find(bytes); it != free_.end()) {
       float* p = it->second;
       free_.erase(it);
       return p;
     }
     if (room_ == kUnlimited || used_ + bytes <= room_) {
-      absl::StatusOr<void*> p = a.Allocate(bytes, Purpose::kChunks);
+      absl::StatusOr<float*> p = NewBlock(bytes);
       if (!p.ok()) return p.status();
       used_ += bytes;
       stats_.compute.used = pinned_bytes_ + used_;
       stats_.compute.peak = std::max(stats_.compute.peak, stats_.compute.used);
-      return static_cast<float*>(*p);
+      return *p;
     }
-    if (!free_.empty()) {  // blocks of other sizes go back to the allocator
+    if (!free_.empty()) {  // free blocks of other sizes go back to the allocator
       auto it = std::prev(free_.end());
-      a.Free(it->second, it->first, Purpose::kChunks);
+      DeleteBlock(it->second, it->first);
       used_ -= it->first;
       stats_.compute.used = pinned_bytes_ + used_;
       free_.erase(it);
@@ -179,7 +218,14 @@ absl::StatusOr<float*> ChunkManager::Block(int64_t bytes, bool wait, int64_t at,
       if (next > victim_next) victim = static_cast<int>(i), victim_next = next, victim_free = free;
     }
     if (victim >= 0 && victim_free && (wait || victim_next > at)) {
-      const bool writes = !entries_[victim].dead && (!entries_[victim].on_nvme || entries_[victim].dirty);
+      Entry& v = entries_[victim];
+      const bool writes = !v.dead && (!v.on_nvme || v.dirty);
+      if (!writes && v.bytes == bytes) {  // its block is the one wanted
+        float* p = v.mem;
+        v.mem = nullptr;
+        ++stats_.evictions;
+        return p;
+      }
       Evict(victim);
       if (writes && !wait) return static_cast<float*>(nullptr);  // room comes when the write lands
       if (writes) Complete(victim, /*wait=*/true);  // its block is the room
@@ -297,7 +343,9 @@ void ChunkManager::Prefetch() {
   // In the order of need, from the position about to run: a buffer not in memory takes
   // room in turn (a read, or zeros for one without contents), so none is brought ahead
   // of a nearer one.
-  for (int d = 0; d <= std::min(kLookahead, n - 1) && reads < kMaxReadsInFlight; ++d) {
+  // (With a keep window, no further than it: what is brought stays only that long.)
+  const int lookahead = options_.keep_window > 0 ? std::min(kLookahead, options_.keep_window) : kLookahead;
+  for (int d = 0; d <= std::min(lookahead, n - 1) && reads < kMaxReadsInFlight; ++d) {
     for (int b : uses_[(position_ + d) % n]) {
       Entry& e = entries_[b];
       if (e.mem != nullptr) continue;
@@ -305,7 +353,8 @@ void ChunkManager::Prefetch() {
       if (!block.ok() || *block == nullptr) return;
       if (e.dead || !e.on_nvme) {
         e.mem = *block;
-        std::memset(e.mem, 0, static_cast<size_t>(e.bytes));
+        Clear(e.mem, e.bytes);
+        if (++reads >= kMaxReadsInFlight) return;  // counts like a read: it takes a block
         continue;
       }
       StartRead(b, *block);
@@ -316,6 +365,13 @@ void ChunkManager::Prefetch() {
 }
 
 absl::StatusOr<float*> ChunkManager::Access(int buffer, Mode mode) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<float*> p = AccessNow(buffer, mode);
+  stats_.access_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return p;
+}
+
+absl::StatusOr<float*> ChunkManager::AccessNow(int buffer, Mode mode) {
   if (!status_.ok()) return status_;
   Entry& e = entries_[buffer];
   e.last_use = ++clock_;
@@ -337,7 +393,7 @@ absl::StatusOr<float*> ChunkManager::Access(int buffer, Mode mode) {
     if (!block.ok()) return block.status();
     if (e.dead || mode == Mode::kOverwrite) {
       e.mem = *block;
-      std::memset(e.mem, 0, static_cast<size_t>(e.bytes));
+      Clear(e.mem, e.bytes);
     } else {
       COL_CHECK(e.on_nvme);
       const auto t0 = std::chrono::steady_clock::now();
@@ -348,7 +404,7 @@ absl::StatusOr<float*> ChunkManager::Access(int buffer, Mode mode) {
       if (!status_.ok()) return status_;
     }
   } else if (e.dead || mode == Mode::kOverwrite) {
-    std::memset(e.mem, 0, static_cast<size_t>(e.bytes));
+    Clear(e.mem, e.bytes);
   }
   ++e.pins;
   if (changes) {
@@ -362,6 +418,10 @@ void ChunkManager::Release(int buffer) {
   Entry& e = entries_[buffer];
   COL_CHECK(e.pins > 0);
   --e.pins;
+  if (options_.keep_window > 0 && !uses_.empty() && nvme_ && e.pins == 0 && !e.pinned && e.io.empty() &&
+      NextUse(buffer, 1) > options_.keep_window) {
+    Evict(buffer);
+  }
 }
 
 void ChunkManager::Discard(int buffer) {

@@ -49,9 +49,18 @@ struct ChunkManagerOptions {
   // unpinned buffers page through that much: static placement's offloaded chunks).
   int64_t budget = 0;
   int64_t transient_room = 0;
+  // Static placement: an unpinned buffer released with no use in the next `keep_window`
+  // schedule positions leaves compute memory at once (written to NVMe when changed), so
+  // offloaded state lives on NVMe between its uses instead of filling the room as a
+  // cache. 0: buffers stay until room is needed (auto).
+  int keep_window = 0;
   std::string nvme_dir;   // empty: no NVMe tier (every buffer must then fit the budget)
   int64_t slot_bytes = 0;
   int io_threads = 2;
+  // A dry run: no memory is allocated or touched and the NVMe tier moves nothing, but
+  // every decision and byte count is the real one (`colossal graph` predicts a step's
+  // traffic with it). Access returns addresses that must not be dereferenced.
+  bool simulate = false;
 };
 
 class ChunkManager {
@@ -113,13 +122,18 @@ class ChunkManager {
   };
 
   explicit ChunkManager(ChunkManagerOptions options) : options_(std::move(options)) {}
+  absl::StatusOr<float*> AccessNow(int buffer, Mode mode);
   absl::Status Init();
-  // A compute block of `bytes` for a buffer used `at` positions from now: from the free
-  // blocks, or allocated within the room, evicting as needed; `wait` false (prefetch):
+  // A compute block of `bytes` for a buffer used `at` positions from now: a free block,
+  // one allocated within the room, or an evicted buffer's, evicting as needed; `wait` false (prefetch):
   // only room there is without waiting for writes and without evicting against Belady's
   // order, else null.
   absl::StatusOr<float*> Block(int64_t bytes, bool wait, int64_t at, int exclude);
-  void FreeBlock(float* p, int64_t bytes);
+  void FreeBlock(float* p, int64_t bytes);  // kept in free_ for reuse
+  // The allocator's block (a fake address in a dry run), its return, and zeroing.
+  absl::StatusOr<float*> NewBlock(int64_t bytes);
+  void DeleteBlock(float* p, int64_t bytes);
+  void Clear(float* p, int64_t bytes);
   // Starts moving `buffer` out of compute memory (a write when NVMe lacks its contents).
   void Evict(int buffer);
   // Finishes the I/O of `buffer` (blocking when `wait`); false when still in flight.
@@ -136,9 +150,10 @@ class ChunkManager {
   std::vector<Entry> entries_;
   std::unique_ptr<NvmeStore> nvme_;
   int64_t room_ = 0;   // bytes unpinned buffers may hold in compute memory (max: unlimited)
-  int64_t used_ = 0;   // unpinned bytes held (resident, writing, free blocks)
+  int64_t used_ = 0;   // unpinned bytes held (resident, being written out, free blocks)
+  std::multimap<int64_t, float*> free_;  // blocks of evicted buffers, kept for reuse by size
   int64_t pinned_bytes_ = 0;
-  std::multimap<int64_t, float*> free_;  // free blocks by size
+  uintptr_t fake_next_ = 1 << 20;  // a dry run's next address
   std::vector<std::vector<int>> uses_;   // the schedule
   std::vector<std::vector<int>> use_positions_;  // per buffer, sorted
   int position_ = 0;

@@ -16,12 +16,14 @@ struct TierStats {
 };
 
 struct MemStats {
-  TierStats compute;  // pinned and paged buffers, and cached free blocks
+  TierStats compute;  // pinned and paged buffers (those being written out included) and
+                      // free blocks kept for reuse
   TierStats nvme;     // bytes_in: written to NVMe; bytes_out: read back
   int64_t evictions = 0;
   int64_t prefetches = 0;      // reads started ahead of their Access
   int64_t waited_reads = 0;    // Accesses that found their read still in flight or not started
   double read_wait_seconds = 0;  // time Accesses spent waiting for NVMe reads
+  double access_seconds = 0;     // time Accesses took in all (reads, room made, zeroing)
 };
 
 }  // namespace colossal::memory

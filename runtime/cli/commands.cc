@@ -30,6 +30,7 @@
 #include "runtime/config/job_spec.h"
 #include "runtime/data/token_file.h"
 #include "runtime/data/tokenizer.h"
+#include "runtime/worker/gemini_state.h"
 #include "runtime/worker/model.h"
 #include "graph/comm_volume.h"
 #include "graph/op_registry.h"
@@ -258,6 +259,16 @@ absl::Status Graph(const ParsedArgs& args) {
               Bytes(plan.forward_peak_bytes).c_str(), Bytes(plan.arena_bytes).c_str(),
               Bytes(plan.unshared_bytes).c_str());
   PrintPerRank(spec, *model);
+  if (spec.memory.gemini()) {
+    ASSIGN_OR_RETURN(worker::GeminiPlan gemini,
+                     worker::PlanGemini(spec, g, model->executor->schedule(), *model->params,
+                                        spec.train.AccumulationSteps(par.data)));
+    for (const std::string& line : worker::DescribeGeminiPlan(gemini, spec)) std::printf("%s\n", line.c_str());
+    ASSIGN_OR_RETURN(worker::GeminiTraffic t, worker::PredictGeminiTraffic(gemini, spec));
+    std::printf("gemini: each step moves %s from NVMe and %s to it; the chunks take at most %s of memory\n",
+                Bytes(static_cast<double>(t.nvme_read)).c_str(), Bytes(static_cast<double>(t.nvme_written)).c_str(),
+                Bytes(static_cast<double>(t.compute_peak)).c_str());
+  }
   if (par.pipeline > 1) {
     graph::Graph forward;
     if (model->is_gpt) {

@@ -52,6 +52,31 @@ std::vector<NodeParams> ParamsOfNodes(const graph::Graph& graph) {
 
 std::string Frac(double f) { return absl::StrCat(static_cast<int>(std::lround(f * 100)), "%"); }
 
+memory::ChunkManagerOptions ManagerOptions(const GeminiPlan& plan, const config::JobSpec& spec,
+                                           const memory::Place& place) {
+  memory::ChunkManagerOptions o;
+  for (int c = 0; c < plan.layout.num_chunks(); ++c) {
+    for (int k = 0; k < plan.kinds; ++k) {
+      o.bytes.push_back(plan.layout.capacity(c) * 4);
+      o.purpose.push_back(k == kParamKind  ? memory::Purpose::kParameters
+                          : k == kGradKind ? memory::Purpose::kGradients
+                                           : memory::Purpose::kOptimizerState);
+    }
+  }
+  o.pinned = plan.pinned;
+  o.place = place;
+  o.budget = spec.memory.device_budget;
+  if (spec.memory.placement == config::Placement::kStatic) {
+    o.transient_room = plan.transient_room;
+    o.keep_window = 32;  // offloaded chunks stay only while the next nodes use them
+  }
+  o.nvme_dir = spec.memory.nvme_dir;
+  o.slot_bytes = plan.chunk_bytes;
+  o.io_threads = 4;
+  return o;
+}
+
+
 }  // namespace
 
 absl::StatusOr<GeminiPlan> PlanGemini(const config::JobSpec& spec, const graph::Graph& graph,
@@ -182,9 +207,50 @@ void GeminiState::AddMetrics(MetricRecord& record) {
   const memory::MemStats& s = manager_->stats();
   record.Int("nvme_read_bytes", s.nvme.bytes_out - reported_read_)
       .Int("nvme_write_bytes", s.nvme.bytes_in - reported_written_)
+      .Num("nvme_wait_ms", (s.read_wait_seconds - reported_wait_) * 1e3)
+      .Num("chunk_wait_ms", (s.access_seconds - reported_access_) * 1e3)
       .Int("chunk_mem_peak", s.compute.peak);
   reported_read_ = s.nvme.bytes_out;
   reported_written_ = s.nvme.bytes_in;
+  reported_wait_ = s.read_wait_seconds;
+  reported_access_ = s.access_seconds;
+}
+
+absl::StatusOr<GeminiTraffic> PredictGeminiTraffic(const GeminiPlan& plan, const config::JobSpec& spec) {
+  memory::ChunkManagerOptions o = ManagerOptions(plan, spec, memory::Place::Host());
+  o.simulate = true;
+  ASSIGN_OR_RETURN(std::unique_ptr<memory::ChunkManager> m, memory::ChunkManager::Create(std::move(o)));
+  m->SetSchedule(plan.uses);
+  using Mode = memory::ChunkManager::Mode;
+  const int chunks = plan.layout.num_chunks();
+  // Initialisation writes every chunk's parameters; then steps, as GeminiState runs them.
+  for (int c = 0; c < chunks; ++c) {
+    RETURN_IF_ERROR(m->Access(c * plan.kinds + kParamKind, Mode::kOverwrite).status());
+    m->Release(c * plan.kinds + kParamKind);
+  }
+  const int optimizer_from = static_cast<int>(plan.uses.size()) - chunks;
+  GeminiTraffic t;
+  for (int step = 0; step < 2; ++step) {
+    const memory::MemStats before = m->stats();
+    for (int k = 0; k < static_cast<int>(plan.uses.size()); ++k) {
+      m->Advance(k);
+      const bool update = k >= optimizer_from;
+      for (int b : plan.uses[k]) {
+        const int kind = b % plan.kinds;
+        const Mode mode = kind == kParamKind ? (update ? Mode::kWrite : Mode::kRead)
+                          : kind == kGradKind ? (update ? Mode::kRead : Mode::kWrite)
+                                              : Mode::kWrite;
+        RETURN_IF_ERROR(m->Access(b, mode).status());
+      }
+      for (int b : plan.uses[k]) m->Release(b);
+      if (update) m->Discard((k - optimizer_from) * plan.kinds + kGradKind);
+    }
+    RETURN_IF_ERROR(m->Flush());
+    t.nvme_read = m->stats().nvme.bytes_out - before.nvme.bytes_out;
+    t.nvme_written = m->stats().nvme.bytes_in - before.nvme.bytes_in;
+  }
+  t.compute_peak = m->stats().compute.peak;
+  return t;
 }
 
 absl::StatusOr<std::unique_ptr<GeminiState>> GeminiState::Create(const config::JobSpec& spec,
@@ -199,22 +265,7 @@ absl::StatusOr<std::unique_ptr<GeminiState>> GeminiState::Create(const config::J
   g->params_ = params;
   ASSIGN_OR_RETURN(g->plan_, PlanGemini(spec, graph, executor->schedule(), *params, micro_steps));
   const GeminiPlan& plan = g->plan_;
-  memory::ChunkManagerOptions o;
-  for (int c = 0; c < plan.layout.num_chunks(); ++c) {
-    for (int k = 0; k < plan.kinds; ++k) {
-      o.bytes.push_back(plan.layout.capacity(c) * 4);
-      o.purpose.push_back(k == kParamKind  ? memory::Purpose::kParameters
-                          : k == kGradKind ? memory::Purpose::kGradients
-                                           : memory::Purpose::kOptimizerState);
-    }
-  }
-  o.pinned = plan.pinned;
-  o.place = params->place();
-  o.budget = spec.memory.device_budget;
-  if (spec.memory.placement == config::Placement::kStatic) o.transient_room = plan.transient_room;
-  o.nvme_dir = spec.memory.nvme_dir;
-  o.slot_bytes = plan.chunk_bytes;
-  o.io_threads = 4;
+  memory::ChunkManagerOptions o = ManagerOptions(plan, spec, params->place());
   absl::StatusOr<std::unique_ptr<memory::ChunkManager>> manager = memory::ChunkManager::Create(std::move(o));
   if (!manager.ok()) {
     return absl::Status(manager.status().code(), absl::StrCat("memory: ", manager.status().message()));

@@ -64,6 +64,14 @@ absl::StatusOr<GeminiPlan> PlanGemini(const config::JobSpec& spec, const graph::
 // the schedule's accesses.
 std::vector<std::string> DescribeGeminiPlan(const GeminiPlan& plan, const config::JobSpec& spec);
 
+// What a step moves in steady state (the second step after initialisation), from a dry
+// run of the chunk manager over the plan's schedule: the same decisions, no memory.
+struct GeminiTraffic {
+  int64_t nvme_read = 0, nvme_written = 0;  // bytes per step
+  int64_t compute_peak = 0;                 // bytes of compute memory the chunks take
+};
+absl::StatusOr<GeminiTraffic> PredictGeminiTraffic(const GeminiPlan& plan, const config::JobSpec& spec);
+
 class GeminiState {
  public:
   // `params` holds the layout only (ParamStore allocate = false); `executor` runs
@@ -92,8 +100,10 @@ class GeminiState {
   // Every parameter whole into `full` (host memory).
   absl::Status CopyParams(memory::ParamStore& full);
 
-  // The step's metrics: nvme_read_bytes and nvme_write_bytes moved since the last call,
-  // chunk_mem_peak (the most compute memory the chunks have held, bytes).
+  // The step's metrics since the last call: nvme_read_bytes and nvme_write_bytes moved,
+  // nvme_wait_ms spent waiting for reads, chunk_wait_ms spent in chunk accesses in all
+  // (reads, room made, blocks zeroed); chunk_mem_peak (the most compute memory the chunks
+  // have held, bytes).
   void AddMetrics(MetricRecord& record);
 
   const GeminiPlan& plan() const { return plan_; }
@@ -131,6 +141,7 @@ class GeminiState {
   bool last_micro_step_ = true;
   int64_t step_ = 0;
   int64_t reported_read_ = 0, reported_written_ = 0;
+  double reported_wait_ = 0, reported_access_ = 0;
   absl::Status status_;
 };
 

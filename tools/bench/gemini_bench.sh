@@ -103,7 +103,7 @@ echo
 echo "| model | state | step ms | tok/s | ratio to memory | NVMe read MB/step | written MB/step | peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|---|"
 IFS=',' read -r -a keys <<<"$models"
-for key in "${keys[@]}"; do
+for key in "${keys[@]+"${keys[@]}"}"; do
   read -r L H D V T B <<<"$(model "$key")"
   declare -A best=()
   for round in $(seq 1 "$rounds"); do
@@ -144,15 +144,17 @@ if [ "$largest" = 1 ]; then
     echo "colossal (Gemini auto, device_budget $largest_budget, rest on NVMe): step $(awk -v m="$ms" 'BEGIN { printf "%.1f", m / 1000 }') s (median of steps 2-3), NVMe read ${rd} MB and written ${wr} MB per step, worker peak resident $rss MiB"
     grep -E "gemini:" "$work/xl.txt" | sed 's/^.*\] //' | head -3
   fi
-  # PyTorch: the same model, its address space capped at the machine's memory.
+  # PyTorch: the same model, its address space capped 2 GiB below the machine's memory
+  # (so that it fails by itself, not by the kernel's OOM killer choosing a victim).
   torch_out="$work/torch-xl.txt"
-  prlimit --as=$((mem_kib * 1024)) /usr/bin/python3 "$root/tools/bench/torch_gpt_bench.py" --n_layer "$L" --n_head "$H" \
-    --d_model "$D" --vocab "$V" --seq_len "$T" --batch "$B" --threads "$threads" --warmup 1 --steps 1 --json \
+  cap_kib=$((mem_kib - 2 * 1048576))
+  prlimit --as=$((cap_kib * 1024)) /usr/bin/python3 "$root/tools/bench/torch_gpt_bench.py" --n_layer "$L" --n_head "$H" \
+    --d_model "$D" --vocab "$V" --seq_len "$T" --batch "$B" --threads "$threads" --warmup 0 --steps 1 --json \
     >"$torch_out" 2>&1
   rc=$?
   if [ "$rc" = 0 ]; then
     echo "PyTorch: trained it ($(tail -1 "$torch_out"))"
   else
-    echo "PyTorch (address space capped at $((mem_kib / 1048576)) GiB): exit $rc: $(grep -E 'Error|error|Killed|memory' "$torch_out" | tail -1 | cut -c1-200)"
+    echo "PyTorch (address space capped at $((cap_kib / 1048576)) GiB): exit $rc in $(grep -E '^ *File' "$torch_out" | tail -1 | sed 's/^ *//'): $(grep -E 'Error|error|Killed|memory' "$torch_out" | tail -1 | cut -c1-240)"
   fi
 fi

@@ -119,6 +119,15 @@ paste <(losses "$T/runs/full/metrics.jsonl") <(losses "$T/runs/graph-pp2/metrics
 "$BIN" graph job.yaml > graph.txt || fail "graph"
 # 2 layers, C=32, V=256, T=16: 256·32 + 16·32 + 2·(12·32² + 13·32) + 2·32 = 34176.
 grep -Eq '^parameters +34176 ' graph.txt || fail "graph parameter count: $(grep parameters graph.txt)"
+# Gemini: the chunk layout and what a step moves.
+mkdir -p nvme
+"$BIN" graph job.yaml --set memory.nvme_dir="$T/nvme" --set memory.chunk_bytes=16KiB \
+  --set memory.offload_optim_frac=1 > gemini-graph.txt || fail "graph of a Gemini job"
+grep -Eq '^gemini: [0-9]+ chunks of 16.00 KiB \(memory.chunk_bytes\)' gemini-graph.txt ||
+  fail "no chunk summary: $(grep gemini gemini-graph.txt | head -2)"
+grep -Eq '^gemini: each step moves [0-9.]+ [KM]iB from NVMe' gemini-graph.txt || fail "no traffic prediction"
+grep -Eq '^0 +32.0 KiB +100% +params, grads +wte.weight$' gemini-graph.txt ||
+  fail "chunk table: $(grep -A2 '^chunk' gemini-graph.txt)"
 "$BIN" generate "$T/runs/full/checkpoints" --prompt "In the" --tokens 30 --seed 7 > gen1.txt || fail "generate"
 "$BIN" generate "$T/runs/full/checkpoints/step-8" --prompt "In the" --tokens 30 --seed 7 > gen2.txt || fail "generate step dir"
 cmp -s gen1.txt gen2.txt || fail "generate is not deterministic"

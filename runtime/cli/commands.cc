@@ -268,6 +268,21 @@ absl::Status Graph(const ParsedArgs& args) {
     std::printf("gemini: each step moves %s from NVMe and %s to it; the chunks take at most %s of memory\n",
                 Bytes(static_cast<double>(t.nvme_read)).c_str(), Bytes(static_cast<double>(t.nvme_written)).c_str(),
                 Bytes(static_cast<double>(t.compute_peak)).c_str());
+    std::printf("\n%-6s %-10s %-6s %-16s %s\n", "chunk", "bytes", "used", "placed", "parameters (first use order)");
+    const memory::ChunkLayout& l = gemini.layout;
+    for (int c = 0; c < l.num_chunks(); ++c) {
+      // Placed: parameters + gradients, moments (static placement; auto places none).
+      const bool params_placed = gemini.pinned[c * gemini.kinds], moments_placed = gemini.pinned[c * gemini.kinds + 2];
+      const std::string placed = params_placed && moments_placed ? "all"
+                                 : params_placed                 ? "params, grads"
+                                 : moments_placed                ? "moments"
+                                                                 : "-";
+      const std::vector<int>& ps = l.params(c);
+      std::string names = model->params->info(ps.front()).name;
+      if (ps.size() > 1) names += absl::StrCat(" .. ", model->params->info(ps.back()).name, " (", ps.size(), ")");
+      std::printf("%-6d %-10s %-6s %-16s %s\n", c, Bytes(l.capacity(c) * 4.0).c_str(),
+                  absl::StrCat(l.used(c) * 100 / l.capacity(c), "%").c_str(), placed.c_str(), names.c_str());
+    }
   }
   if (par.pipeline > 1) {
     graph::Graph forward;

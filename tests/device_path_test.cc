@@ -28,23 +28,7 @@ using testing::Train;
 namespace fs = std::filesystem;
 
 void RequireIdentical(const Result& host, const Result& device, const std::string& what) {
-  INFO(what);
-  REQUIRE(host.losses.size() == device.losses.size());
-  REQUIRE(!host.losses.empty());
-  for (size_t s = 0; s < host.losses.size(); ++s) {
-    INFO("step " << s + 1);
-    CHECK(host.losses[s] == device.losses[s]);
-  }
-  REQUIRE(host.val == device.val);
-  REQUIRE(host.weights.size() == device.weights.size());
-  REQUIRE(!host.weights.empty());
-  for (const auto& [name, w] : host.weights) {
-    INFO(name);
-    REQUIRE(device.weights.count(name) == 1);
-    const std::vector<float>& d = device.weights.at(name);
-    REQUIRE(d.size() == w.size());
-    CHECK(std::memcmp(d.data(), w.data(), w.size() * sizeof(float)) == 0);
-  }
+  testing::RequireSameRun(host, device, what);
 }
 
 TEST_CASE("the device path equals the host path bit for bit: 1 rank, data parallel, ZeRO 1-3, tensor parallel") {

@@ -77,30 +77,7 @@ memory: {placement: auto, device_budget: 1MiB, chunk_bytes: 64KiB, nvme_dir: $T/
 sample: {tokens: 0}
 resources: {threads_per_rank: 1}
 YAML
-"$COLOSSAL" run job-kill.yaml --set "run_dir=$T/runs/kill-ref" >out-kill-ref.txt 2>&1 ||
-  fail "kill reference: $(tail -2 out-kill-ref.txt)"
-"$COLOSSAL" run job-kill.yaml --set "run_dir=$T/runs/kill" >out-kill.txt 2>&1 &
-run_pid=$!
-victim=""
-for _ in $(seq 1 600); do
-  if [ "$(losses runs/kill/metrics.jsonl 2>/dev/null | wc -l)" -ge 15 ]; then
-    victim=$(pgrep -f "$T/runs/kill/.*/attempt-1/rank-0/job.yaml" | head -1)
-    break
-  fi
-  sleep 0.1
-done
-if [ -z "$victim" ]; then
-  kill "$run_pid" 2>/dev/null
-  wait "$run_pid" 2>/dev/null
-  fail "no worker of the Gemini run to kill"
-else
-  kill -9 "$victim"
-  wait "$run_pid" || fail "the killed Gemini run did not recover: $(tail -3 out-kill.txt)"
-  grep -q "restart 1 of 1" out-kill.txt || fail "the killed Gemini run did not restart: $(tail -3 out-kill.txt)"
-  [ "$(losses runs/kill/metrics.jsonl | wc -l)" = 40 ] || fail "the killed Gemini run lacks steps"
-  same_losses runs/kill-ref/metrics.jsonl runs/kill/metrics.jsonl || fail "losses after the Gemini restart differ"
-  echo "killed the Gemini worker (pid $victim) after step 15 with $(last_metric runs/kill/metrics.jsonl nvme_read_bytes) B read from NVMe in its last step; it restarted and matched the uninterrupted run"
-fi
+kill_rank 0 Gemini 15 40
 [ -z "$(ls -A nvme)" ] || fail "chunk files left in the NVMe directory: $(ls nvme)"
 
 if [ "$failures" -gt 0 ]; then echo "$failures failure(s)"; exit 1; fi

@@ -29,35 +29,10 @@ using testing::Scratch;
 using testing::Train;
 namespace fs = std::filesystem;
 
-// Within 1e-6 relative per step (the global gradient norm sums per-chunk parts in
-// another order: the clipping factor may differ in its last bit); weights within 1e-6
-// of each tensor's largest element.
+// Within 1e-6 relative (the global gradient norm sums per-chunk parts in another order:
+// the clipping factor may differ in its last bit).
 void RequireEquivalent(const Result& memory, const Result& gemini, const std::string& what) {
-  INFO(what);
-  REQUIRE(memory.losses.size() == gemini.losses.size());
-  REQUIRE(!memory.losses.empty());
-  for (size_t s = 0; s < memory.losses.size(); ++s) {
-    INFO("step " << s + 1 << ": " << memory.losses[s] << " vs " << gemini.losses[s]);
-    CHECK(std::fabs(memory.losses[s] - gemini.losses[s]) <= 1e-6 * std::fabs(memory.losses[s]));
-  }
-  REQUIRE(memory.val.size() == gemini.val.size());
-  for (size_t i = 0; i < memory.val.size(); ++i) {
-    CHECK(std::fabs(memory.val[i] - gemini.val[i]) <= 1e-6 * memory.val[i]);
-  }
-  REQUIRE(memory.weights.size() == gemini.weights.size());
-  REQUIRE(!memory.weights.empty());
-  for (const auto& [name, w] : memory.weights) {
-    INFO(name);
-    REQUIRE(gemini.weights.count(name) == 1);
-    const std::vector<float>& g = gemini.weights.at(name);
-    REQUIRE(g.size() == w.size());
-    float largest = 0, worst = 0;
-    for (size_t i = 0; i < w.size(); ++i) {
-      largest = std::max(largest, std::fabs(w[i]));
-      worst = std::max(worst, std::fabs(w[i] - g[i]));
-    }
-    CHECK(worst <= 1e-6f * largest);
-  }
+  testing::RequireSameRun(memory, gemini, what, 1e-6);
 }
 
 // Σ of a per-step metric over the run in `dir` (metrics.jsonl).

@@ -59,20 +59,21 @@ same_weights() {
   echo "$2: $(cat "cmp-$2.txt")"
 }
 
-# kill_rank1 WHAT AFTER STEPS: runs job-kill.yaml twice (runs/kill-ref uninterrupted,
-# runs/kill with rank 1's worker killed by kill -9 once AFTER steps are logged). The
-# killed run must restart once from its checkpoint, the survivor's error must name rank
-# 1, and it must end with STEPS steps of the reference's losses. WHAT names the run in
-# the messages ("pipeline", "sequence").
-kill_rank1() {
-  local what="$1" after="$2" steps="$3" victim="" t_kill
+# kill_rank RANK WHAT AFTER STEPS: runs job-kill.yaml twice (runs/kill-ref uninterrupted,
+# runs/kill with rank RANK's worker killed by kill -9 once AFTER steps are logged). The
+# killed run must restart once from its checkpoint, a surviving rank's error (when the
+# job has more ranks than the one killed) must name rank RANK, and it must end with STEPS
+# steps of the reference's losses. WHAT names the run in the messages ("pipeline",
+# "sequence").
+kill_rank() {
+  local rank="$1" what="$2" after="$3" steps="$4" victim="" t_kill
   "$COLOSSAL" run job-kill.yaml --set "run_dir=$T/runs/kill-ref" >out-kill-ref.txt 2>&1 ||
     fail "$what kill reference: $(tail -2 out-kill-ref.txt)"
   "$COLOSSAL" run job-kill.yaml --set "run_dir=$T/runs/kill" >out-kill.txt 2>&1 &
   local run_pid=$!
   for _ in $(seq 1 600); do
     if [ "$(losses runs/kill/metrics.jsonl 2>/dev/null | wc -l)" -ge "$after" ]; then
-      victim=$(pgrep -f "$T/runs/kill/.*/attempt-1/rank-1/job.yaml" | head -1)
+      victim=$(pgrep -f "$T/runs/kill/.*/attempt-1/rank-$rank/job.yaml" | head -1)
       break
     fi
     sleep 0.1
@@ -80,16 +81,19 @@ kill_rank1() {
   if [ -z "$victim" ]; then
     kill "$run_pid" 2>/dev/null
     wait "$run_pid" 2>/dev/null
-    fail "no rank-1 worker of the $what run to kill"
+    fail "no rank-$rank worker of the $what run to kill"
     return
   fi
   kill -9 "$victim"
   t_kill=$(date +%s%N)
   wait "$run_pid" || fail "the killed $what run did not recover: $(tail -3 out-kill.txt)"
   grep -q "restart 1 of 1" out-kill.txt || fail "the killed $what run did not restart: $(tail -3 out-kill.txt)"
-  grep -Eq "colossal-worker: error: .*rank 1 \(global rank 1\) failed" out-kill.txt ||
-    fail "the surviving $what rank's error does not name rank 1: $(grep 'colossal-worker: error' out-kill.txt | head -2)"
+  if [ "$rank" -gt 0 ]; then
+    grep -Eq "colossal-worker: error: .*rank $rank \(global rank $rank\) failed" out-kill.txt ||
+      fail "the surviving $what rank's error does not name rank $rank: $(grep 'colossal-worker: error' out-kill.txt | head -2)"
+  fi
   [ "$(losses runs/kill/metrics.jsonl | wc -l)" = "$steps" ] || fail "the killed $what run lacks steps"
   same_losses runs/kill-ref/metrics.jsonl runs/kill/metrics.jsonl || fail "losses after the $what restart differ"
-  echo "dead $what rank: killed rank 1 (pid $victim) after step $after; $(grep -o 'restart 1 of 1' out-kill.txt | head -1), run ended $(( ($(date +%s%N) - t_kill) / 1000000 )) ms after the kill"
+  echo "dead $what rank: killed rank $rank (pid $victim) after step $after; $(grep -o 'restart 1 of 1' out-kill.txt | head -1), run ended $(( ($(date +%s%N) - t_kill) / 1000000 )) ms after the kill"
 }
+kill_rank1() { kill_rank 1 "$@"; }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -160,6 +161,39 @@ inline void RequireSame(const Result& a, const Result& b, const std::string& wha
   REQUIRE(a.val.size() == b.val.size());
   for (size_t i = 0; i < a.val.size(); ++i) REQUIRE(std::fabs(a.val[i] - b.val[i]) <= 1e-5 * a.val[i]);
   RequireSameWeights(a.weights, b.weights, bounds);
+}
+
+// Runs of the same arithmetic in other memory or through another code path: per-step
+// losses and validation losses within `rtol` relative, each weight within `rtol` of its
+// tensor's largest magnitude; rtol 0 asks for equal losses and bit-identical weights.
+inline void RequireSameRun(const Result& a, const Result& b, const std::string& what, double rtol = 0) {
+  INFO(what);
+  REQUIRE(a.losses.size() == b.losses.size());
+  REQUIRE(!a.losses.empty());
+  for (size_t s = 0; s < a.losses.size(); ++s) {
+    INFO("step " << s + 1 << ": " << a.losses[s] << " vs " << b.losses[s]);
+    CHECK(std::fabs(a.losses[s] - b.losses[s]) <= rtol * std::fabs(a.losses[s]));
+  }
+  REQUIRE(a.val.size() == b.val.size());
+  for (size_t i = 0; i < a.val.size(); ++i) CHECK(std::fabs(a.val[i] - b.val[i]) <= rtol * std::fabs(a.val[i]));
+  REQUIRE(a.weights.size() == b.weights.size());
+  REQUIRE(!a.weights.empty());
+  for (const auto& [name, wa] : a.weights) {
+    INFO(name);
+    REQUIRE(b.weights.count(name) == 1);
+    const std::vector<float>& wb = b.weights.at(name);
+    REQUIRE(wb.size() == wa.size());
+    if (rtol == 0) {
+      CHECK(std::memcmp(wa.data(), wb.data(), wa.size() * sizeof(float)) == 0);
+      continue;
+    }
+    float largest = 0, worst = 0;
+    for (size_t i = 0; i < wa.size(); ++i) {
+      largest = std::max(largest, std::fabs(wa[i]));
+      worst = std::max(worst, std::fabs(wa[i] - wb[i]));
+    }
+    CHECK(worst <= static_cast<float>(rtol) * largest);
+  }
 }
 
 }  // namespace colossal::testing

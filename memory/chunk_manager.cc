@@ -232,15 +232,14 @@ absl::StatusOr<float*> ChunkManager::Block(int64_t bytes, bool wait, int64_t at,
       continue;
     }
     if (!wait) return static_cast<float*>(nullptr);
-    bool writing = false;
-    for (int b : in_flight_) writing |= entries_[b].io_is_write;
-    if (writing) {
-      for (int b : std::vector<int>(in_flight_)) {
-        if (entries_[b].io_is_write) {
-          Complete(b, /*wait=*/true);
-          break;
-        }
-      }
+    // Every buffer left is in use or moving: a write that lands frees its block, a read
+    // that lands makes its buffer evictable (writes first: their room is sure).
+    int moving = -1;
+    for (int b : in_flight_) {
+      if (b != exclude && (moving < 0 || (entries_[b].io_is_write && !entries_[moving].io_is_write))) moving = b;
+    }
+    if (moving >= 0) {
+      Complete(moving, /*wait=*/true);
       continue;
     }
     return absl::ResourceExhaustedError(absl::StrCat("memory budget ", FormatBytes(options_.budget),

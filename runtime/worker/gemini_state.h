@@ -134,6 +134,7 @@ class GeminiState {
   std::vector<int> first_grad_node_, last_grad_node_;        // per chunk (-1: none)
   std::vector<std::vector<int>> accessed_;                   // per node: buffers held over it
   std::vector<float*> data_ptr_, grad_ptr_;                  // per parameter, last bound
+  std::vector<float*> data_base_, grad_base_;  // per chunk, BeforeNode's scratch (all null between nodes)
   std::vector<double> grad_sq_;                              // per parameter, this step
   std::vector<bool> decay_;
   int positions_per_micro_step_ = 0;

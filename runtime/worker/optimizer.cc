@@ -184,10 +184,10 @@ std::vector<StateTensor> Optimizer::StateTensors(const std::vector<bool>* keep,
       }
     };
     if (adam) {
-      add(".exp_avg", state1_);
-      add(".exp_avg_sq", state2_);
+      add(StateSuffix(true, 0), state1_);
+      add(StateSuffix(true, 1), state2_);
     } else {
-      add(".momentum_buffer", state1_);
+      add(StateSuffix(false, 0), state1_);
     }
   }
   return out;
@@ -208,10 +208,10 @@ absl::Status Optimizer::LoadState(const checkpoint::PieceReader& reader) {
       });
     };
     if (adam) {
-      if (absl::Status st = load(".exp_avg", state1_); !st.ok()) return st;
-      if (absl::Status st = load(".exp_avg_sq", state2_); !st.ok()) return st;
+      if (absl::Status st = load(StateSuffix(true, 0), state1_); !st.ok()) return st;
+      if (absl::Status st = load(StateSuffix(true, 1), state2_); !st.ok()) return st;
     } else {
-      if (absl::Status st = load(".momentum_buffer", state1_); !st.ok()) return st;
+      if (absl::Status st = load(StateSuffix(false, 0), state1_); !st.ok()) return st;
     }
   }
   return absl::OkStatus();

@@ -35,6 +35,13 @@ struct StateTensor {
   const float* data = nullptr;
 };
 
+// The checkpoint name suffix of optimizer state `moment` (0 first, 1 second) of a
+// parameter, as PyTorch's state dicts: ".exp_avg", ".exp_avg_sq" (AdamW, LAMB: `adam`),
+// ".momentum_buffer" (LARS, SGD).
+inline const char* StateSuffix(bool adam, int moment) {
+  return !adam ? ".momentum_buffer" : moment == 0 ? ".exp_avg" : ".exp_avg_sq";
+}
+
 // Per parameter: whether it takes weight decay (its name holds no `no_decay` string).
 std::vector<bool> DecayMask(const config::OptimizerSpec& spec, const memory::ParamStore& params);
 
